@@ -1,0 +1,37 @@
+/* chat_db: what both daemons need of PostgreSQL besides the event loop:
+ * the schema version check at start-up (synchronous: before any client is
+ * served) and the text[] literals that feed chat_post. */
+#ifndef CHAT_DB_H
+#define CHAT_DB_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+/* The highest sql/NNN_*.sql this build knows. */
+#define CHAT_SCHEMA_VERSION 2
+
+/* Blocking; start-up only. 0 when the schema is exactly CHAT_SCHEMA_VERSION;
+ * -1 otherwise, with a message for the operator in err ("not migrated: run
+ * make migrate", "schema version 3 is newer than this build (1)", or the
+ * server's error). */
+int chat_db_check_schema(PGconn *conn, char *err, size_t errlen);
+
+/* Connects (blocking; start-up only) and checks the schema. NULL with err
+ * set on failure. conninfo may be "" to use the PG* environment. */
+PGconn *chat_db_open(const char *conninfo, char *err, size_t errlen);
+
+/* A growable byte string for building SQL parameters. */
+struct chat_sbuf {
+    char *p;
+    size_t len, cap;
+};
+void chat_sbuf_free(struct chat_sbuf *b);
+int chat_sbuf_add(struct chat_sbuf *b, const char *s, size_t len); /* 0, -1 ENOMEM */
+
+/* Appends one element to a PostgreSQL array literal being built in b:
+ * "{" before the first, "," between, quoted and escaped; s == NULL is
+ * NULL. chat_db_array_end() closes it ("{}" when empty). 0, -1 ENOMEM. */
+int chat_db_array_add(struct chat_sbuf *b, const char *s, size_t len);
+int chat_db_array_end(struct chat_sbuf *b);
+
+#endif

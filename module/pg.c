@@ -1,0 +1,383 @@
+/* pg: asynchronous libpq connection in the ev loop (see pg.h). */
+#define _GNU_SOURCE
+#include "pg.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "chat_log.h"
+#include "ev.h"
+
+#define PG_BACKOFF_MIN 100
+#define PG_BACKOFF_MAX 5000
+
+struct pg_query {
+    struct pg_query *next;
+    char *sql;
+    int nparams;
+    char **params;
+    pg_result_cb *cb;
+    void *data;
+};
+
+enum pg_state { PG_DOWN, PG_CONNECTING, PG_LISTENING, PG_UP };
+
+struct pg {
+    struct ev_loop *loop;
+    char *name, *conninfo, *channel;
+    struct pg_handlers h;
+    PGconn *conn;
+    enum pg_state state;
+    struct ev_io io;
+    struct ev_timer retry;
+    int backoff;
+    bool flushing;  /* output left to send: EPOLLOUT wanted */
+    bool in_flight; /* head of the queue has been sent */
+    bool delivered; /* its result went to the callback */
+    struct pg_query *head, *tail;
+    size_t nqueued;
+};
+
+static void pg_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events);
+static void pg_start_connect(struct pg *pg);
+
+static void query_free(struct pg_query *q)
+{
+    if (!q)
+        return;
+    for (int i = 0; i < q->nparams; i++)
+        free(q->params[i]);
+    free(q->params);
+    free(q->sql);
+    free(q);
+}
+
+static struct pg_query *pop_head(struct pg *pg)
+{
+    struct pg_query *q = pg->head;
+
+    if (q) {
+        pg->head = q->next;
+        if (!pg->head)
+            pg->tail = NULL;
+        pg->nqueued--;
+    }
+    return q;
+}
+
+static void set_events(struct pg *pg)
+{
+    uint32_t ev = 0;
+
+    if (pg->conn && pg->io.fd >= 0 && pg->state != PG_DOWN) {
+        ev = EPOLLIN;
+        if (pg->flushing)
+            ev |= EPOLLOUT;
+    }
+    if (ev_io_set(pg->loop, &pg->io, ev) < 0)
+        log_error("pg %s: epoll_ctl failed", pg->name);
+}
+
+/* Connection lost or failed: fail every queued query, schedule retry. */
+static void pg_lost(struct pg *pg, const char *why)
+{
+    bool was_up = pg->state == PG_UP;
+    struct pg_query *q;
+
+    if (pg->state != PG_DOWN)
+        log_warn("pg %s: connection lost: %s", pg->name, why);
+    ev_io_set(pg->loop, &pg->io, 0);
+    pg->io.fd = -1;
+    if (pg->conn) {
+        PQfinish(pg->conn);
+        pg->conn = NULL;
+    }
+    bool skip_head = pg->in_flight && pg->delivered;
+    pg->state = PG_DOWN;
+    pg->in_flight = false;
+    pg->delivered = false;
+    pg->flushing = false;
+    while ((q = pop_head(pg))) {
+        /* a query whose result was delivered already is not failed twice */
+        if (q->cb && !skip_head)
+            q->cb(pg, NULL, q->data);
+        skip_head = false;
+        query_free(q);
+    }
+    if (was_up && pg->h.state)
+        pg->h.state(pg, false, pg->h.data);
+    int jitter = rand() % (pg->backoff / 2 + 1);
+    ev_timer_start(pg->loop, &pg->retry, pg->backoff / 2 + jitter);
+    pg->backoff = pg->backoff * 2 > PG_BACKOFF_MAX ? PG_BACKOFF_MAX : pg->backoff * 2;
+}
+
+static void pg_retry_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    (void)loop;
+    pg_start_connect(t->data);
+}
+
+static void send_head(struct pg *pg)
+{
+    struct pg_query *q = pg->head;
+
+    if (pg->state != PG_UP || pg->in_flight || !q)
+        return;
+    if (!PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, (const char *const *)q->params,
+                           NULL, NULL, 0)) {
+        pg_lost(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    pg->in_flight = true;
+    int f = PQflush(pg->conn);
+    if (f < 0) {
+        pg_lost(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    pg->flushing = f == 1;
+    set_events(pg);
+}
+
+static void became_up(struct pg *pg)
+{
+    pg->state = PG_UP;
+    pg->backoff = PG_BACKOFF_MIN;
+    log_info("pg %s: connected%s%s", pg->name, pg->channel ? ", listening on " : "",
+             pg->channel ? pg->channel : "");
+    if (pg->h.state)
+        pg->h.state(pg, true, pg->h.data);
+    send_head(pg);
+}
+
+static void start_listen(struct pg *pg)
+{
+    char *ident = PQescapeIdentifier(pg->conn, pg->channel, strlen(pg->channel));
+    char sql[256];
+
+    if (!ident) {
+        pg_lost(pg, "cannot escape channel name");
+        return;
+    }
+    snprintf(sql, sizeof(sql), "LISTEN %s", ident);
+    PQfreemem(ident);
+    if (!PQsendQuery(pg->conn, sql)) {
+        pg_lost(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    pg->state = PG_LISTENING;
+    pg->flushing = PQflush(pg->conn) == 1;
+    set_events(pg);
+}
+
+static void connect_poll(struct pg *pg)
+{
+    switch (PQconnectPoll(pg->conn)) {
+    case PGRES_POLLING_READING:
+        pg->flushing = false;
+        break;
+    case PGRES_POLLING_WRITING:
+        pg->flushing = true;
+        break;
+    case PGRES_POLLING_OK:
+        if (PQsetnonblocking(pg->conn, 1) < 0) {
+            pg_lost(pg, "cannot set non-blocking mode");
+            return;
+        }
+        pg->flushing = false;
+        if (pg->channel)
+            start_listen(pg);
+        else
+            became_up(pg);
+        return;
+    default:
+        pg_lost(pg, PQerrorMessage(pg->conn));
+        return;
+    }
+    /* the socket may change while connecting (several hosts, SSL retry) */
+    int fd = PQsocket(pg->conn);
+    if (fd != pg->io.fd) {
+        ev_io_set(pg->loop, &pg->io, 0);
+        pg->io.fd = fd;
+    }
+    set_events(pg);
+}
+
+static void pg_start_connect(struct pg *pg)
+{
+    pg->conn = PQconnectStart(pg->conninfo);
+    if (!pg->conn || PQstatus(pg->conn) == CONNECTION_BAD) {
+        pg_lost(pg, pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
+        return;
+    }
+    pg->state = PG_CONNECTING;
+    pg->io.fd = PQsocket(pg->conn);
+    connect_poll(pg);
+}
+
+static void drain_notifies(struct pg *pg)
+{
+    PGnotify *n;
+
+    while (pg->conn && (n = PQnotifies(pg->conn))) {
+        if (pg->h.notify)
+            pg->h.notify(pg, n->relname, n->extra, strlen(n->extra), pg->h.data);
+        PQfreemem(n);
+    }
+}
+
+/* Consumes every complete result; the first result of the query in flight
+ * goes to its callback, the NULL that ends it sends the next query. */
+static void drain_results(struct pg *pg)
+{
+    while (pg->conn && !PQisBusy(pg->conn)) {
+        PGresult *res = PQgetResult(pg->conn);
+        if (pg->state == PG_LISTENING) {
+            if (!res) {
+                became_up(pg);
+                continue;
+            }
+            if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                log_error("pg %s: LISTEN failed: %s", pg->name, PQresultErrorMessage(res));
+            PQclear(res);
+            continue;
+        }
+        if (!pg->in_flight) {
+            PQclear(res);
+            return;
+        }
+        if (res) {
+            if (!pg->delivered && pg->head->cb)
+                pg->head->cb(pg, res, pg->head->data);
+            pg->delivered = true;
+            PQclear(res);
+            continue;
+        }
+        query_free(pop_head(pg));
+        pg->in_flight = false;
+        pg->delivered = false;
+        send_head(pg);
+        if (!pg->in_flight)
+            return;
+    }
+}
+
+static void pg_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
+{
+    struct pg *pg = io->data;
+    (void)loop;
+
+    if (pg->state == PG_CONNECTING) {
+        connect_poll(pg);
+        return;
+    }
+    if (events & EPOLLOUT) {
+        int f = PQflush(pg->conn);
+        if (f < 0) {
+            pg_lost(pg, PQerrorMessage(pg->conn));
+            return;
+        }
+        pg->flushing = f == 1;
+        set_events(pg);
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        if (!PQconsumeInput(pg->conn)) {
+            pg_lost(pg, PQerrorMessage(pg->conn));
+            return;
+        }
+        drain_results(pg);
+        drain_notifies(pg);
+        if (pg->conn && PQstatus(pg->conn) == CONNECTION_BAD)
+            pg_lost(pg, PQerrorMessage(pg->conn));
+    }
+}
+
+struct pg *pg_new(struct ev_loop *loop, const char *name, const char *conninfo,
+                  const char *listen_channel, const struct pg_handlers *h)
+{
+    struct pg *pg = calloc(1, sizeof(*pg));
+
+    if (!pg)
+        return NULL;
+    pg->loop = loop;
+    pg->name = strdup(name);
+    pg->conninfo = strdup(conninfo ? conninfo : "");
+    pg->channel = listen_channel ? strdup(listen_channel) : NULL;
+    if (!pg->name || !pg->conninfo || (listen_channel && !pg->channel)) {
+        pg_free(pg);
+        return NULL;
+    }
+    if (h)
+        pg->h = *h;
+    pg->io.fd = -1;
+    pg->io.cb = pg_io_cb;
+    pg->io.data = pg;
+    pg->retry.cb = pg_retry_cb;
+    pg->retry.data = pg;
+    pg->backoff = PG_BACKOFF_MIN;
+    pg_start_connect(pg);
+    return pg;
+}
+
+void pg_free(struct pg *pg)
+{
+    struct pg_query *q;
+
+    if (!pg)
+        return;
+    ev_timer_stop(pg->loop, &pg->retry);
+    if (pg->io.events)
+        ev_io_set(pg->loop, &pg->io, 0);
+    if (pg->conn)
+        PQfinish(pg->conn);
+    while ((q = pop_head(pg)))
+        query_free(q);
+    free(pg->name);
+    free(pg->conninfo);
+    free(pg->channel);
+    free(pg);
+}
+
+bool pg_is_up(const struct pg *pg)
+{
+    return pg->state == PG_UP;
+}
+
+size_t pg_queued(const struct pg *pg)
+{
+    return pg->nqueued;
+}
+
+int pg_query(struct pg *pg, const char *sql, int nparams, const char *const *params,
+             pg_result_cb *cb, void *data)
+{
+    struct pg_query *q;
+
+    if (pg->state != PG_UP)
+        return -1;
+    q = calloc(1, sizeof(*q));
+    if (!q)
+        return -1;
+    q->sql = strdup(sql);
+    q->nparams = nparams;
+    q->params = nparams ? calloc((size_t)nparams, sizeof(char *)) : NULL;
+    if (!q->sql || (nparams && !q->params))
+        goto oom;
+    for (int i = 0; i < nparams; i++) {
+        if (params[i] && !(q->params[i] = strdup(params[i])))
+            goto oom;
+    }
+    q->cb = cb;
+    q->data = data;
+    if (pg->tail)
+        pg->tail->next = q;
+    else
+        pg->head = q;
+    pg->tail = q;
+    pg->nqueued++;
+    send_head(pg);
+    return 0;
+oom:
+    query_free(q);
+    return -1;
+}

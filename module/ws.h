@@ -1,0 +1,171 @@
+/* ws: internals of the WebSocket daemon, shared by its files:
+ *   ws_main.c   options, worker processes, signals
+ *   ws_conn.c   connections: handshake, frames in, outbox out, timers, limits
+ *   ws_chat.c   the chat protocol: requests, replies, group-committed sends
+ *   ws_room.c   rooms: subscribers, fan-out, NOTIFY, catch-up, presence
+ * One ws_server per worker process, single-threaded, in one ev loop. */
+#ifndef WS_H
+#define WS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chat_policy.h"
+#include "chat_proto.h"
+#include "ev.h"
+#include "pg.h"
+#include "ws_frame.h"
+
+struct ws_config {
+    const char *db;              /* libpq conninfo ("" = PG* environment) */
+    const char *listen;          /* "unix:/path" or "host:port" */
+    int workers;                 /* processes sharing the socket */
+    bool echo;                   /* conformance mode: echo, no database */
+    int heartbeat;               /* seconds between server pings */
+    size_t max_conns;            /* per process; 503 before upgrade past it */
+    int handshake_timeout;       /* ms for the request head */
+    size_t max_message;          /* bytes of one client message (1009) */
+    size_t outbox_max;           /* bytes queued to one client (1008) */
+    int max_rooms;               /* joined rooms per connection */
+    double send_rate, send_burst; /* token bucket for send, per connection */
+    double req_rate, req_burst;  /* token bucket for every request */
+    int backlog_max;             /* messages replayed on join */
+    int batch_max;               /* sends per group commit */
+};
+
+/* A complete server frame (header + payload), shared by every outbox it is
+ * queued to: encode once, send many. */
+struct ws_buf {
+    uint32_t refs;
+    uint32_t len;
+    uint8_t data[];
+};
+
+struct ws_buf *ws_buf_frame(int opcode, const void *payload, size_t len); /* refs = 1 */
+static inline struct ws_buf *ws_buf_ref(struct ws_buf *b)
+{
+    b->refs++;
+    return b;
+}
+void ws_buf_unref(struct ws_buf *b);
+
+/* A ring of frames waiting in an outbox. */
+struct ws_ring {
+    struct ws_buf **v;
+    uint32_t head, count, cap;
+};
+
+enum ws_conn_state { WS_HANDSHAKE, WS_OPEN, WS_CLOSING, WS_DEAD };
+
+struct ws_sub;
+struct ws_server;
+
+struct ws_conn {
+    struct ws_server *srv;
+    struct ev_io io;
+    struct ev_timer timer; /* handshake deadline, then heartbeat, then close wait */
+    struct ws_conn *prev, *next;      /* srv->conns */
+    struct ws_conn *pending_next;     /* srv->pending (output to flush) */
+    struct ws_conn *reap_next;        /* srv->reap */
+    uint64_t id;
+    uint32_t refs;         /* async operations holding it; freed at 0 once dead */
+    uint8_t state;         /* enum ws_conn_state */
+    bool pending;          /* on srv->pending */
+    bool close_sent, close_received;
+    uint8_t missed_pongs;
+    /* handshake bytes, freed once open */
+    char *hs;
+    size_t hs_len;
+    struct ws_reader rd;
+    /* outbox: cur is partly written; urgent (replies, control) go ahead of
+     * fan-out frames not yet started */
+    struct ws_buf *cur;
+    uint32_t cur_off;
+    struct ws_ring urgent, normal;
+    size_t out_bytes;
+    /* chat */
+    char user[CHAT_SENDER_MAX + 1]; /* "alice" or "~bob" */
+    bool authenticated;
+    const struct chat_policy *policy; /* shared, see ws_policy_intern */
+    struct ws_sub *subs;
+    int nsubs;
+    double send_tokens, req_tokens;
+    int64_t tokens_at;
+};
+
+struct ws_room;
+
+struct ws_server {
+    struct ws_config cfg;
+    struct ev_loop *loop;
+    int listen_fd;
+    struct ev_io listen_io;
+    bool accepting;
+    struct ws_conn *conns; /* doubly linked */
+    size_t nconns;
+    uint64_t next_id;
+    struct ws_conn *pending, *reap;
+    uint8_t *rbuf; /* shared read buffer */
+    size_t rbuf_size;
+    struct ev_timer tick; /* 1 s: presence, users seen, node beat */
+    /* database */
+    struct pg *bus;    /* LISTEN chat, reads, presence */
+    struct pg *writer; /* group-committed sends */
+    char node[96];
+    /* rooms (ws_room.c) */
+    struct ws_room **rooms;
+    size_t nrooms, room_buckets;
+    /* group commit (ws_chat.c) */
+    struct ws_send *send_head, *send_tail;
+    size_t nsends;
+    bool writer_busy;
+    /* users seen, flushed by tick */
+    json_t *seen_names, *seen_auth;
+    /* counters for /health and logs */
+    uint64_t stat_msgs_in, stat_frames_out, stat_commits;
+};
+
+/* ---- ws_conn.c ---- */
+int ws_server_listen(struct ws_server *srv);
+void ws_server_before_sleep(struct ev_loop *loop, void *data);
+void ws_server_shutdown(struct ws_server *srv); /* close every client with 1001 */
+/* Queues a frame (takes its own reference). Urgent: a reply or control
+ * frame, goes ahead of queued fan-out. A fan-out frame that would push the
+ * outbox past outbox_max closes the connection with 1008 instead. */
+void ws_conn_queue(struct ws_conn *c, struct ws_buf *b, bool urgent);
+/* Frames and queues a text reply; takes ownership of json (malloc'd). */
+void ws_conn_reply(struct ws_conn *c, char *json, size_t len);
+void ws_conn_error(struct ws_conn *c, enum chat_err code, const char *message,
+                   const json_t *ref);
+void ws_conn_close(struct ws_conn *c, unsigned code, const char *reason);
+static inline bool ws_conn_alive(const struct ws_conn *c)
+{
+    return c->state == WS_OPEN;
+}
+void ws_conn_ref(struct ws_conn *c);
+void ws_conn_unref(struct ws_conn *c);
+
+/* ---- ws_chat.c ---- */
+int ws_chat_init(struct ws_server *srv);
+void ws_chat_free(struct ws_server *srv);
+void ws_chat_open(struct ws_conn *c);  /* after the 101: hello */
+void ws_chat_message(struct ws_conn *c, const char *text, size_t len);
+void ws_chat_closed(struct ws_conn *c); /* leaving every room, once */
+void ws_chat_tick(struct ws_server *srv);
+void ws_chat_health(struct ws_server *srv, char *out, size_t size);
+
+/* ---- ws_room.c ---- */
+struct ws_room *ws_room_get(struct ws_server *srv, const char *name, bool create);
+void ws_room_join(struct ws_conn *c, const char *room, int64_t since, const json_t *ref);
+void ws_room_leave(struct ws_conn *c, const char *room, const json_t *ref);
+void ws_room_leave_all(struct ws_conn *c);
+bool ws_room_joined(struct ws_conn *c, const char *room);
+void ws_room_notify(struct ws_server *srv, const char *payload, size_t len);
+void ws_room_bus_up(struct ws_server *srv);
+void ws_room_bus_down(struct ws_server *srv);
+void ws_room_tick(struct ws_server *srv);
+void ws_room_free_all(struct ws_server *srv);
+
+#endif

@@ -1,0 +1,548 @@
+/* ws_handshake: HTTP/1.x request-head parser, the RFC 6455 section 4.2
+ * opening-handshake checks with our Origin policy, and the few responses
+ * the WebSocket daemon writes itself (101, errors, /health). Everything
+ * works on (ptr, len) in caller-owned buffers; nothing allocates. */
+#include "ws_handshake.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <nettle/base64.h>
+#include <nettle/sha1.h>
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+/* Internal results of the parse steps. */
+enum { P_OK = 0, P_NEED = 1, P_BAD = 2 };
+
+static bool is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* Field-value octets: VCHAR, obs-text, SP, HTAB. */
+static bool is_value_char(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static unsigned char lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
+}
+
+static bool eq_nocase(const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (alen != blen)
+        return false;
+    for (size_t i = 0; i < alen; i++)
+        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
+            return false;
+    return true;
+}
+
+/* Expects buf[pos] == CR, buf[pos + 1] == LF. */
+static int parse_crlf(const char *buf, size_t lim, size_t *pos)
+{
+    if (*pos == lim)
+        return P_NEED;
+    if (buf[*pos] != '\r')
+        return P_BAD;
+    if (*pos + 1 == lim)
+        return P_NEED;
+    if (buf[*pos + 1] != '\n')
+        return P_BAD;
+    *pos += 2;
+    return P_OK;
+}
+
+/* method SP request-target SP "HTTP/1." DIGIT CRLF */
+static int parse_request_line(const char *buf, size_t lim, size_t *pos, struct ws_request *req)
+{
+    static const char proto[] = "HTTP/1.";
+    size_t p = *pos;
+    size_t start = p;
+
+    while (p < lim && is_tchar((unsigned char)buf[p]))
+        p++;
+    if (p == lim)
+        return P_NEED;
+    if (p == start || buf[p] != ' ')
+        return P_BAD;
+    req->method = buf + start;
+    req->method_len = p - start;
+    start = ++p;
+    while (p < lim && (unsigned char)buf[p] > 0x20 && (unsigned char)buf[p] < 0x7f)
+        p++;
+    if (p == lim)
+        return P_NEED;
+    if (p == start || buf[p] != ' ')
+        return P_BAD;
+    req->target = buf + start;
+    req->target_len = p - start;
+    p++;
+    for (size_t i = 0; i < sizeof(proto) - 1; i++, p++) {
+        if (p == lim)
+            return P_NEED;
+        if (buf[p] != proto[i])
+            return P_BAD;
+    }
+    if (p == lim)
+        return P_NEED;
+    if (buf[p] < '0' || buf[p] > '9')
+        return P_BAD;
+    req->minor_version = buf[p] - '0';
+    p++;
+    int rc = parse_crlf(buf, lim, &p);
+    if (rc == P_OK)
+        *pos = p;
+    return rc;
+}
+
+/* One "name: value" CRLF line. */
+static int parse_header(const char *buf, size_t lim, size_t *pos, struct ws_header *h)
+{
+    size_t p = *pos;
+    size_t start = p;
+
+    while (p < lim && is_tchar((unsigned char)buf[p]))
+        p++;
+    if (p == lim)
+        return P_NEED;
+    if (p == start || buf[p] != ':') /* also refuses obs-fold: no name */
+        return P_BAD;
+    h->name = buf + start;
+    h->name_len = p - start;
+    p++;
+    while (p < lim && (buf[p] == ' ' || buf[p] == '\t'))
+        p++;
+    start = p;
+    while (p < lim && is_value_char((unsigned char)buf[p]))
+        p++;
+    size_t end = p;
+    while (end > start && (buf[end - 1] == ' ' || buf[end - 1] == '\t'))
+        end--;
+    h->value = buf + start;
+    h->value_len = end - start;
+    int rc = parse_crlf(buf, lim, &p);
+    if (rc == P_OK)
+        *pos = p;
+    return rc;
+}
+
+static int parse_headers(const char *buf, size_t lim, size_t *pos, struct ws_request *req)
+{
+    for (;;) {
+        if (*pos == lim)
+            return P_NEED;
+        if (buf[*pos] == '\r')
+            return parse_crlf(buf, lim, pos);
+        if (req->num_headers == WS_HEADERS_MAX) {
+            req->too_large = true;
+            return P_BAD;
+        }
+        int rc = parse_header(buf, lim, pos, &req->headers[req->num_headers]);
+        if (rc != P_OK)
+            return rc;
+        req->num_headers++;
+    }
+}
+
+int ws_handshake_parse(const char *buf, size_t len, struct ws_request *req)
+{
+    size_t lim = len < WS_HANDSHAKE_MAX ? len : WS_HANDSHAKE_MAX;
+    size_t pos = 0;
+
+    req->method = req->target = NULL;
+    req->method_len = req->target_len = 0;
+    req->minor_version = 0;
+    req->too_large = false;
+    req->num_headers = 0;
+
+    int rc = parse_request_line(buf, lim, &pos, req);
+    if (rc == P_OK)
+        rc = parse_headers(buf, lim, &pos, req);
+    if (rc == P_BAD)
+        return WS_HS_BAD;
+    if (rc == P_NEED) {
+        if (len >= WS_HANDSHAKE_MAX) {
+            req->too_large = true;
+            return WS_HS_BAD;
+        }
+        return WS_HS_INCOMPLETE;
+    }
+    return (int)pos;
+}
+
+size_t ws_header_get(const struct ws_request *req, const char *name, const char **value,
+                     size_t *value_len)
+{
+    size_t nlen = strlen(name);
+    size_t count = 0;
+
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const struct ws_header *h = &req->headers[i];
+        if (!eq_nocase(h->name, h->name_len, name, nlen))
+            continue;
+        if (count++ == 0) {
+            if (value)
+                *value = h->value;
+            if (value_len)
+                *value_len = h->value_len;
+        }
+    }
+    return count;
+}
+
+bool ws_token_list_has(const char *val, size_t len, const char *token)
+{
+    size_t tlen = strlen(token);
+    size_t i = 0;
+
+    while (i < len) {
+        while (i < len && (val[i] == ' ' || val[i] == '\t' || val[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < len && val[i] != ',')
+            i++;
+        size_t end = i;
+        while (end > start && (val[end - 1] == ' ' || val[end - 1] == '\t'))
+            end--;
+        if (end > start && eq_nocase(val + start, end - start, token, tlen))
+            return true;
+    }
+    return false;
+}
+
+/* Does any field called name list token? */
+static bool header_has_token(const struct ws_request *req, const char *name, const char *token)
+{
+    size_t nlen = strlen(name);
+
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const struct ws_header *h = &req->headers[i];
+        if (eq_nocase(h->name, h->name_len, name, nlen) &&
+            ws_token_list_has(h->value, h->value_len, token))
+            return true;
+    }
+    return false;
+}
+
+static bool is_b64(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
+}
+
+/* base64 of exactly 16 bytes: 22 alphabet characters and "==". */
+static bool key_valid(const char *k, size_t n)
+{
+    if (n != WS_KEY_LEN)
+        return false;
+    for (size_t i = 0; i < 22; i++)
+        if (!is_b64((unsigned char)k[i]))
+            return false;
+    return k[22] == '=' && k[23] == '=';
+}
+
+/* host[:port], host a reg-name, IPv4 or [IPv6]. *port is -1 when absent.
+ * Returns false when it is not of that shape. */
+static bool split_authority(const char *s, size_t n, const char **host, size_t *host_len,
+                            long *port)
+{
+    size_t i;
+
+    if (n == 0)
+        return false;
+    if (s[0] == '[') {
+        const char *rb = memchr(s, ']', n);
+        if (rb == NULL)
+            return false;
+        i = (size_t)(rb - s) + 1;
+    } else {
+        for (i = 0; i < n && s[i] != ':'; i++)
+            if (s[i] == '/' || s[i] == '?' || s[i] == '#' || s[i] == '@' || s[i] == '[')
+                return false;
+    }
+    if (i == 0 || (s[0] == '[' && i == 2))
+        return false;
+    *host = s;
+    *host_len = i;
+    *port = -1;
+    if (i == n)
+        return true;
+    if (s[i] != ':' || i + 1 == n || n - i - 1 > 5)
+        return false;
+    long v = 0;
+    for (size_t j = i + 1; j < n; j++) {
+        if (s[j] < '0' || s[j] > '9')
+            return false;
+        v = v * 10 + (s[j] - '0');
+    }
+    if (v > 65535)
+        return false;
+    *port = v;
+    return true;
+}
+
+/* Same host and port? Ports absent on either side are the default port of
+ * the origin's scheme. */
+static bool origin_same_host(const char *o, size_t olen, const char *host, size_t hlen)
+{
+    const char *sep = NULL;
+    for (size_t i = 0; i + 3 <= olen; i++) {
+        if (memcmp(o + i, "://", 3) == 0) {
+            sep = o + i;
+            break;
+        }
+    }
+    if (sep == NULL)
+        return false;
+    size_t slen = (size_t)(sep - o);
+    long dflt = -1;
+    if (eq_nocase(o, slen, "http", 4) || eq_nocase(o, slen, "ws", 2))
+        dflt = 80;
+    else if (eq_nocase(o, slen, "https", 5) || eq_nocase(o, slen, "wss", 3))
+        dflt = 443;
+
+    const char *oh, *hh;
+    size_t ohl, hhl;
+    long op, hp;
+    if (!split_authority(sep + 3, olen - slen - 3, &oh, &ohl, &op) ||
+        !split_authority(host, hlen, &hh, &hhl, &hp))
+        return false;
+    if (op < 0)
+        op = dflt;
+    if (hp < 0)
+        hp = dflt;
+    return op == hp && eq_nocase(oh, ohl, hh, hhl);
+}
+
+/* Is o[0..olen) one of the space-separated entries of list? */
+static bool origin_listed(const char *o, size_t olen, const char *list, size_t llen)
+{
+    size_t i = 0;
+
+    if (list == NULL)
+        return false;
+    while (i < llen) {
+        while (i < llen && (list[i] == ' ' || list[i] == '\t'))
+            i++;
+        size_t start = i;
+        while (i < llen && list[i] != ' ' && list[i] != '\t')
+            i++;
+        if (i > start && i - start == olen && memcmp(list + start, o, olen) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int reject(struct ws_hs_result *res, int status, const char *reason)
+{
+    res->status = status;
+    res->reason = reason;
+    return WS_HS_REJECT;
+}
+
+int ws_handshake_check(const struct ws_request *req, const char *allowed, size_t allowed_len,
+                       struct ws_hs_result *res)
+{
+    const char *host, *ver, *key, *origin;
+    size_t host_len, ver_len, key_len, origin_len;
+
+    memset(res, 0, sizeof(*res));
+    if (!header_has_token(req, "Upgrade", "websocket"))
+        return WS_HS_NOT_UPGRADE;
+    if (req->method_len != 3 || memcmp(req->method, "GET", 3) != 0)
+        return reject(res, 400, "WebSocket upgrade must be a GET");
+    if (req->minor_version < 1)
+        return reject(res, 400, "WebSocket upgrade needs HTTP/1.1");
+    if (ws_header_get(req, "Host", &host, &host_len) != 1)
+        return reject(res, 400, "missing or repeated Host");
+    if (!header_has_token(req, "Connection", "upgrade"))
+        return reject(res, 400, "Connection does not list upgrade");
+    if (ws_header_get(req, "Sec-WebSocket-Version", &ver, &ver_len) != 1 || ver_len != 2 ||
+        memcmp(ver, "13", 2) != 0) {
+        res->extra_header = "Sec-WebSocket-Version: 13";
+        return reject(res, 426, "unsupported Sec-WebSocket-Version");
+    }
+    if (ws_header_get(req, "Sec-WebSocket-Key", &key, &key_len) != 1 || !key_valid(key, key_len))
+        return reject(res, 400, "missing or bad Sec-WebSocket-Key");
+
+    size_t norigin = ws_header_get(req, "Origin", &origin, &origin_len);
+    if (norigin > 1)
+        return reject(res, 403, "repeated Origin");
+    if (norigin == 1 && !origin_listed(origin, origin_len, allowed, allowed_len)) {
+        bool is_null = origin_len == 4 && memcmp(origin, "null", 4) == 0;
+        if (is_null || !origin_same_host(origin, origin_len, host, host_len))
+            return reject(res, 403, "cross-origin request not allowed");
+    }
+    res->key = key;
+    res->key_len = key_len;
+    return WS_HS_UPGRADE;
+}
+
+static int hex_val(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int pct_decode(const char *s, size_t n, char *out, size_t out_size)
+{
+    size_t o = 0;
+
+    if (out_size == 0 || out_size - 1 > INT_MAX)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            if (n - i < 3)
+                return -1;
+            int hi = hex_val(s[i + 1]), lo = hex_val(s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = hi * 16 + lo;
+            if (c == 0)
+                return -1;
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (o + 1 >= out_size)
+            return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+int ws_query_param(const char *target, size_t target_len, const char *name, char *out,
+                   size_t out_size)
+{
+    const char *q = memchr(target, '?', target_len);
+    size_t nlen = strlen(name);
+
+    if (q == NULL)
+        return -2;
+    const char *end = target + target_len;
+    const char *hash = memchr(q, '#', (size_t)(end - q));
+    if (hash)
+        end = hash;
+    const char *p = q + 1;
+    while (p <= end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *seg_end = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(seg_end - p));
+        const char *key_end = eq ? eq : seg_end;
+        if ((size_t)(key_end - p) == nlen && memcmp(p, name, nlen) == 0) {
+            const char *v = eq ? eq + 1 : seg_end;
+            return pct_decode(v, (size_t)(seg_end - v), out, out_size);
+        }
+        if (amp == NULL)
+            break;
+        p = amp + 1;
+    }
+    return -2;
+}
+
+void ws_accept_key(const char *key, size_t key_len, char out[WS_ACCEPT_LEN + 1])
+{
+    struct sha1_ctx ctx;
+    uint8_t digest[SHA1_DIGEST_SIZE];
+
+    sha1_init(&ctx);
+    sha1_update(&ctx, key_len, (const uint8_t *)key);
+    sha1_update(&ctx, sizeof(WS_GUID) - 1, (const uint8_t *)WS_GUID);
+    sha1_digest(&ctx, SHA1_DIGEST_SIZE, digest);
+    base64_encode_raw(out, SHA1_DIGEST_SIZE, digest);
+    out[WS_ACCEPT_LEN] = '\0';
+}
+
+int ws_handshake_accept(char *out, size_t out_size, const char *key, size_t key_len)
+{
+    char accept[WS_ACCEPT_LEN + 1];
+
+    ws_accept_key(key, key_len, accept);
+    int n = snprintf(out, out_size,
+                     "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: websocket\r\n"
+                     "Connection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: %s\r\n"
+                     "\r\n",
+                     accept);
+    if (n < 0 || (size_t)n >= out_size)
+        return -1;
+    return n;
+}
+
+const char *ws_status_reason(int status)
+{
+    switch (status) {
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 426:
+        return "Upgrade Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
+    }
+}
+
+int ws_http_response(char *out, size_t out_size, int status, const char *reason,
+                     const char *extra_header, const char *content_type, const char *body,
+                     size_t body_len)
+{
+    if (status < 100 || status > 999 || out_size > INT_MAX)
+        return -1;
+    int n = snprintf(out, out_size,
+                     "HTTP/1.1 %d %s\r\n"
+                     "%s%s"
+                     "Content-Type: %s\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\n"
+                     "Connection: close\r\n"
+                     "\r\n",
+                     status, reason ? reason : ws_status_reason(status),
+                     extra_header ? extra_header : "", extra_header ? "\r\n" : "",
+                     content_type ? content_type : "text/plain; charset=utf-8", body_len);
+    if (n < 0 || (size_t)n >= out_size || body_len > out_size - (size_t)n)
+        return -1;
+    if (body_len > 0)
+        memcpy(out + n, body, body_len);
+    return n + (int)body_len;
+}

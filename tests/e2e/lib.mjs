@@ -1,0 +1,118 @@
+// Shared helpers of the black-box suites: where the stack under test is,
+// and small promise-based clients. No sleeps: every wait is for an event,
+// bounded by a deadline that fails the test.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import WebSocket from 'ws';
+
+export const BASE = process.env.CHAT_URL || 'http://127.0.0.1:8080/chat/';
+export const WS_BASE = BASE.replace(/^http/, 'ws');
+export const VAR = process.env.CHAT_VAR || new URL('../../var', import.meta.url).pathname;
+export const ROOT = process.env.CHAT_ROOT || new URL('../..', import.meta.url).pathname;
+export const DATABASE_URL = process.env.DATABASE_URL || `host=${VAR}/pg/sock user=chat dbname=chat`;
+
+const run = promisify(execFile);
+
+// Runs scripts/stack.sh with the stack's VAR (pg-stop, pg-start, ...).
+export async function stack(cmd) {
+  return run(`${ROOT}/scripts/stack.sh`, [cmd], { env: { ...process.env, VAR } });
+}
+
+// A unique room name per test so that tests never see each other's traffic.
+let roomCounter = 0;
+export function uniqueRoom(prefix = 't') {
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${roomCounter++}`;
+}
+
+export function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+// A WebSocket client that queues every JSON event it receives, so a test
+// can wait for the next event matching a predicate.
+export class Client {
+  constructor(ws) {
+    this.ws = ws;
+    this.events = [];
+    this.waiters = [];
+    this.closed = null;
+    ws.on('message', (data, isBinary) => {
+      const ev = isBinary ? { binary: data } : JSON.parse(data.toString('utf8'));
+      this.events.push(ev);
+      this.#wake();
+    });
+    ws.on('close', (code, reason) => {
+      this.closed = { code, reason: reason.toString() };
+      this.#wake();
+    });
+  }
+
+  static async connect(query = '', opts = {}) {
+    const ws = new WebSocket(WS_BASE + 'ws' + (query ? `?${query}` : ''), opts);
+    const c = new Client(ws);
+    await withTimeout(new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+    }), 10000, 'websocket open');
+    return c;
+  }
+
+  send(obj) {
+    this.ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj));
+  }
+
+  #wake() {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  // Resolves with (and removes) the first queued event matching pred.
+  async next(pred = () => true, ms = 10000, what = 'event') {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const i = this.events.findIndex(pred);
+      if (i >= 0) return this.events.splice(i, 1)[0];
+      if (this.closed) throw new Error(`closed (${this.closed.code}) while waiting for ${what}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}`);
+      await withTimeout(new Promise((r) => this.waiters.push(r)), left, what).catch(() => {});
+    }
+  }
+
+  op(name, ms) {
+    return this.next((e) => e.op === name, ms, `op ${name}`);
+  }
+
+  async waitClose(ms = 10000) {
+    const deadline = Date.now() + ms;
+    while (!this.closed) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error('timed out waiting for close');
+      await withTimeout(new Promise((r) => this.waiters.push(r)), left, 'close').catch(() => {});
+    }
+    return this.closed;
+  }
+
+  close() {
+    this.ws.close();
+  }
+}
+
+// fetch with JSON body helpers
+export async function http(path, { method = 'GET', body, headers = {} } = {}) {
+  const res = await fetch(BASE + path, {
+    method,
+    headers: body !== undefined ? { 'content-type': 'application/json', ...headers } : headers,
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch { /* not JSON */ }
+  return { status: res.status, headers: res.headers, text, json };
+}
