@@ -40,7 +40,7 @@ endif
 CORE_SRCS := module/chat_log.c module/chat_utf8.c module/chat_valid.c module/chat_policy.c \
              module/chat_proto.c module/chat_db.c module/chat_sys.c
 WS_CODEC_SRCS := module/ws_frame.c module/ws_handshake.c
-WS_SRCS := module/ws_main.c module/ev.c
+WS_SRCS := module/ws_main.c module/ws_conn.c module/ws_chat.c module/ws_room.c module/ev.c module/pg.c
 LP_SRCS := fcgi/lp_main.c
 UNIT_TESTS := utf8 valid policy proto log frame handshake
 FUZZ_TARGETS := utf8 proto frame handshake

@@ -136,7 +136,7 @@ void ws_server_shutdown(struct ws_server *srv); /* close every client with 1001 
  * outbox past outbox_max closes the connection with 1008 instead. */
 void ws_conn_queue(struct ws_conn *c, struct ws_buf *b, bool urgent);
 /* Frames and queues a text reply; takes ownership of json (malloc'd). */
-void ws_conn_reply(struct ws_conn *c, char *json, size_t len);
+void ws_conn_reply(struct ws_conn *c, char *json, const size_t *len);
 void ws_conn_error(struct ws_conn *c, enum chat_err code, const char *message,
                    const json_t *ref);
 void ws_conn_close(struct ws_conn *c, unsigned code, const char *reason);
@@ -155,6 +155,11 @@ void ws_chat_message(struct ws_conn *c, const char *text, size_t len);
 void ws_chat_closed(struct ws_conn *c); /* leaving every room, once */
 void ws_chat_tick(struct ws_server *srv);
 void ws_chat_health(struct ws_server *srv, char *out, size_t size);
+/* A members JSON array (from chat_members) as sorted C strings, with self
+ * added (and *count raised) when absent; capped at 1000 names. */
+int ws_members_parse(const char *json, size_t len, const char *self, const char ***names,
+                     size_t *n, size_t *count);
+void ws_members_free(const char **names, size_t n);
 
 /* ---- ws_room.c ---- */
 struct ws_room *ws_room_get(struct ws_server *srv, const char *name, bool create);

@@ -212,8 +212,10 @@ static void queue_raw(struct ws_conn *c, int opcode, const void *p, size_t len)
     conn_mark_pending(c);
 }
 
-void ws_conn_reply(struct ws_conn *c, char *json, size_t len)
+void ws_conn_reply(struct ws_conn *c, char *json, const size_t *lenp)
 {
+    size_t len = json ? *lenp : 0;
+
     if (!json) {
         log_error("conn %llu: out of memory encoding a reply", (unsigned long long)c->id);
         conn_kill(c);
@@ -228,7 +230,7 @@ void ws_conn_error(struct ws_conn *c, enum chat_err code, const char *message,
                    const json_t *ref)
 {
     size_t len;
-    ws_conn_reply(c, chat_encode_error(code, message, ref, &len), len);
+    ws_conn_reply(c, chat_encode_error(code, message, ref, &len), &len);
 }
 
 void ws_conn_close(struct ws_conn *c, unsigned code, const char *reason)

@@ -73,7 +73,8 @@ enum ws_event_type {
     WS_EV_PING,   /* payload: answer with a pong carrying the same bytes */
     WS_EV_PONG,
     WS_EV_CLOSE, /* code: received code (WS_CLOSE_NO_STATUS when none);
-                    data: reason, valid UTF-8. Echo the code and close. */
+                    data: reason, valid UTF-8. Answer with the same
+                    code (ws_close_frame code 0 for NO_STATUS), close. */
     WS_EV_ERROR, /* protocol violation: send a close frame with code, then
                     close the connection */
 };

@@ -106,6 +106,33 @@ BEGIN
 END;
 $$;
 
+-- Makes the database agree with a node's whole local view: its rows not in
+-- (p_room, p_member) go offline, pairs without a row come online. Used when
+-- a node (re)connects, so transitions lost while the database was away are
+-- repaired.
+CREATE FUNCTION chat_presence_sync(p_node text, p_room text[], p_member text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    r text[];
+    m text[];
+    o boolean[];
+BEGIN
+    SELECT array_agg(d.room), array_agg(d.member), array_agg(d.online) INTO r, m, o FROM (
+        SELECT p.room, p.member, false AS online FROM presence p
+            WHERE p.node = p_node AND NOT EXISTS (
+                SELECT 1 FROM unnest(p_room, p_member) AS w (room, member)
+                WHERE w.room = p.room AND w.member = p.member)
+        UNION ALL
+        SELECT DISTINCT w.room, w.member, true FROM unnest(p_room, p_member) AS w (room, member)
+            WHERE NOT EXISTS (SELECT 1 FROM presence p
+                WHERE p.node = p_node AND p.room = w.room AND p.member = w.member)
+    ) d;
+    IF r IS NOT NULL THEN
+        PERFORM chat_presence(p_node, r, m, o);
+    END IF;
+END;
+$$;
+
 -- A node going away (clean shutdown, or reaped): its members go offline.
 CREATE FUNCTION chat_node_down(p_node text) RETURNS void
 LANGUAGE plpgsql AS $$

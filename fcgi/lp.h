@@ -1,0 +1,179 @@
+/* lp: what the threads of the long-poll worker (chat-fcgi) share. The
+ * process runs N acceptor threads (lp_accept.c), one listener thread that
+ * owns every parked poll (lp_listener.c) and one writer thread that owns
+ * every database write (lp_writer.c); docs/longpoll.md tells the design.
+ * Everything here is set up by lp_main.c before the threads start. */
+#ifndef LP_H
+#define LP_H
+
+#include <libpq-fe.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chat_db.h"
+#include "chat_policy.h"
+#include "chat_proto.h"
+#include "chat_valid.h"
+#include "lp_query.h"
+
+#define LP_MAX_ROOMS 20                   /* rooms per poll */
+#define LP_BODY_MAX (80 * 1024)           /* request body bytes */
+#define LP_QUERY_MAX 4096                 /* query string bytes */
+#define LP_BACKLOG 50                     /* messages of a room given without ":N" */
+#define LP_READ_LIMIT 500                 /* rows per catch-up read */
+#define LP_RESPONSE_SOFT_MAX (1024 * 1024) /* no more events once a poll answer is this big */
+#define LP_SEND_QUEUE_MAX 10000           /* sends waiting for the writer */
+#define LP_MAX_PARKED_DEFAULT 15000
+
+/* ---- process-wide settings and state (lp_main.c) ----------------------- */
+
+struct lp_config {
+    const char *db;        /* libpq conninfo; "" = PG* environment */
+    const char *listen;    /* socket path or [host]:port; NULL = fd 0 (spawn-fcgi) */
+    const char *ws_health; /* the WebSocket daemon's socket, for /health; may be NULL */
+    int threads;           /* acceptor threads */
+    int max_parked;        /* parked polls; beyond: 503 */
+    char node[128];        /* presence node name: fcgi-<host>-<pid>-<random> */
+};
+
+extern struct lp_config lp_cfg;
+extern atomic_bool lp_stopping;   /* SIGTERM seen */
+extern atomic_int lp_parked;      /* polls handed to the listener, not yet answered */
+extern atomic_uint lp_listen_gen; /* bumped whenever the listener (re)starts LISTEN */
+extern atomic_bool lp_listen_up;  /* the listener's connection is up */
+
+/* ---- one FastCGI connection (lp_fcgi.c) --------------------------------- */
+
+/* A request whose input has been read whole. The thread holding it owns
+ * the connection until an lp_reply* call answers and closes it (or
+ * lp_conn_drop closes it unanswered). */
+struct lp_conn {
+    int fd;
+    int id; /* FastCGI request id */
+};
+
+/* Writes the answer as FastCGI records (STDOUT, end of STDOUT,
+ * END_REQUEST) and closes the connection. body may be NULL when len is 0.
+ * status 204 gets neither Content-Type nor Content-Length. Returns 0, or
+ * -1 when the web server had gone (the connection is closed either way). */
+int lp_reply(struct lp_conn *c, int status, const char *body, size_t len);
+/* The error object of PROTOCOL.md with the status of its code. */
+int lp_reply_error(struct lp_conn *c, enum chat_err code, const char *message);
+/* Same object with another status (404, 405, 415, 500). */
+int lp_reply_error_status(struct lp_conn *c, int status, enum chat_err code, const char *message);
+void lp_conn_drop(struct lp_conn *c);
+
+enum lp_endpoint {
+    LP_EP_UNKNOWN = 0,
+    LP_EP_POLL,
+    LP_EP_SEND,
+    LP_EP_HISTORY,
+    LP_EP_TYPING,
+    LP_EP_HEALTH,
+};
+
+/* Everything an acceptor needs of one request, copied out of libfcgi so
+ * that the request can be freed before it is answered. */
+struct lp_req {
+    struct lp_conn conn;
+    enum lp_endpoint ep;
+    bool get, post;
+    struct chat_policy policy;
+    const char *policy_err; /* non-NULL: nginx passed a bad CHAT_* value */
+    char query[LP_QUERY_MAX + 1];
+    size_t query_len;
+    bool query_too_long;
+    bool json; /* Content-Type is application/json */
+    char *body; /* malloc'd, NUL-terminated; NULL when none */
+    size_t body_len;
+    bool body_too_large;
+    bool body_short; /* fewer bytes than CONTENT_LENGTH */
+};
+
+struct FCGX_Request;
+/* Copies the request out of libfcgi (params, policy, query, body read to
+ * the end of stdin) and frees libfcgi's part of it (FCGX_Free without
+ * closing): from here on only r->conn ties it to the web server. */
+void lp_req_read(struct FCGX_Request *fr, struct lp_req *r);
+void lp_req_free(struct lp_req *r);
+
+/* ---- database helpers (lp_db.c) ----------------------------------------- */
+
+/* Connects with a 3 s timeout; NULL (and err) on failure. Blocking. */
+PGconn *lp_db_connect(const char *what, char *err, size_t errlen);
+/* Runs a read-only statement; on a broken connection reconnects once and
+ * retries. *conn may be NULL (connects first). NULL when the database is
+ * unreachable (logged); otherwise the result (caller PQclears; it may be an
+ * error result). */
+PGresult *lp_db_query(PGconn **conn, const char *what, const char *sql, int n,
+                      const char *const *vals);
+bool lp_db_ok(const PGresult *res); /* tuples or command ok */
+
+/* SELECT seq, chat_msg_json(...) of room past seq after, ascending, limit rows. */
+extern const char *const lp_sql_rows_after;
+
+/* ---- the listener: parked polls (lp_listener.c) ------------------------- */
+
+struct lp_poll;
+
+/* A poll to park: member (who polls; for typing self-filter), its rooms and
+ * cursors (all >= 0), how long it may wait. gen: lp_listen_gen read before
+ * the acceptor's own query of the table; unchecked: that query could not
+ * be made. NULL when out of memory. */
+struct lp_poll *lp_poll_new(const struct lp_conn *c, const char *member, const struct lp_cursor *rooms,
+                            size_t n, unsigned timeout_s, unsigned gen, bool unchecked);
+void lp_poll_free(struct lp_poll *p);
+
+/* Hands p (and its connection) to the listener, which answers it. 0, or -1
+ * when the listener is not running (p is still the caller's). The caller
+ * has counted it in lp_parked. */
+int lp_listener_park(struct lp_poll *p);
+int lp_listener_start(void);
+void lp_listener_stop(void); /* answers every parked poll with events: [] and joins */
+
+/* ---- the writer: sends, presence, heartbeats (lp_writer.c) -------------- */
+
+struct lp_send {
+    struct lp_send *next;
+    struct lp_conn conn;
+    struct chat_request req; /* owned: text, cid, ref point into it */
+    char room[CHAT_ROOM_MAX + 1];
+    char sender[CHAT_SENDER_MAX + 1];
+};
+
+/* Queues a validated send; the writer answers it (ack after commit, or 503).
+ * 0, or -1 when the queue is full or the writer is stopping (s is still the
+ * caller's). */
+int lp_writer_submit(struct lp_send *s);
+void lp_send_free(struct lp_send *s);
+int lp_writer_start(void);
+void lp_writer_stop(void); /* drains the queue, node down, joins */
+
+/* ---- presence of long-poll users (lp_presence.c) ------------------------ */
+
+int lp_presence_init(void);
+void lp_presence_free(void);
+/* member polled room: online now, offline 2 * timeout_s after its last poll. */
+void lp_presence_touch(const char *room, const char *member, unsigned timeout_s);
+/* Writer thread: sends due transitions (one chat_presence call) and users
+ * seen. 0, or -1 on a database error (nothing is lost: retried later). */
+int lp_presence_flush(PGconn *db);
+/* The node row was lost (reaped while the database was away): announce
+ * every member again. */
+void lp_presence_reannounce(void);
+/* Members this node holds online right now (for /health). */
+size_t lp_presence_count(void);
+
+/* ---- health (lp_health.c) and the acceptors (lp_accept.c) --------------- */
+
+void lp_health(struct lp_req *r, PGconn **db);
+void *lp_acceptor_main(void *arg); /* arg: struct lp_acceptor */
+
+struct lp_acceptor {
+    int index;
+    int listen_sock;
+};
+
+#endif

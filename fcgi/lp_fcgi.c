@@ -1,0 +1,305 @@
+/* lp_fcgi: the FastCGI edge of the worker. Requests are read with libfcgi
+ * (FCGX_Accept_r in the acceptors, FCGX_GetParam, FCGX_GetStr), copied
+ * into a struct lp_req and released from libfcgi at once, so a parked poll
+ * costs a file descriptor and a small struct instead of libfcgi's stream
+ * buffers. Answers are written here as FastCGI records on that descriptor
+ * by whichever thread holds the request, and the connection is closed
+ * (fastcgi_keep_conn off: one request per connection). */
+#define _GNU_SOURCE
+#include "lp.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <fcgiapp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "chat_log.h"
+
+#define FCGI_VERSION_1 1
+#define FCGI_END_REQUEST 3
+#define FCGI_STDOUT 6
+#define FCGI_REQUEST_COMPLETE 0
+#define LP_RECORD_MAX 65528    /* content bytes per record (multiple of 8) */
+#define LP_STDIN_DRAIN_MAX (4 * 1024 * 1024)
+
+static const char *const policy_params[] = {
+    "CHAT_USER", "CHAT_GUESTS", "CHAT_ROOMS", "CHAT_READONLY", "CHAT_MAX_TEXT", "CHAT_POLL_TIMEOUT",
+};
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 503: return "Service Unavailable";
+    default: return "Internal Server Error";
+    }
+}
+
+static unsigned char *put_record_header(unsigned char *h, int type, int id, size_t clen)
+{
+    h[0] = FCGI_VERSION_1;
+    h[1] = (unsigned char)type;
+    h[2] = (unsigned char)((id >> 8) & 0xff);
+    h[3] = (unsigned char)(id & 0xff);
+    h[4] = (unsigned char)((clen >> 8) & 0xff);
+    h[5] = (unsigned char)(clen & 0xff);
+    h[6] = 0; /* padding */
+    h[7] = 0;
+    return h + 8;
+}
+
+static int write_all(int fd, const unsigned char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* The CGI-style header block nginx reads from our STDOUT. */
+static int format_head(char *out, size_t cap, int status, size_t len)
+{
+    if (status == 204)
+        return snprintf(out, cap, "Status: 204 No Content\r\nCache-Control: no-store\r\n\r\n");
+    return snprintf(out, cap,
+                    "Status: %d %s\r\nContent-Type: application/json\r\n"
+                    "Cache-Control: no-store\r\nContent-Length: %zu\r\n\r\n",
+                    status, status_text(status), len);
+}
+
+int lp_reply(struct lp_conn *c, int status, const char *body, size_t len)
+{
+    char head[256];
+    if (status == 204)
+        len = 0;
+    int hl = format_head(head, sizeof(head), status, len);
+    size_t total = (size_t)hl + len;
+    size_t nrec = total / LP_RECORD_MAX + 1;
+    unsigned char *buf = malloc(total + 8 * (nrec + 2) + 8);
+    int rc = -1;
+
+    if (buf == NULL) {
+        log_error("out of memory answering request %d; closing it", c->id);
+        lp_conn_drop(c);
+        return -1;
+    }
+    unsigned char *w = buf;
+    size_t done = 0;
+    while (done < total) {
+        size_t n = total - done < LP_RECORD_MAX ? total - done : LP_RECORD_MAX;
+        w = put_record_header(w, FCGI_STDOUT, c->id, n);
+        for (size_t k = 0; k < n; k++, done++)
+            *w++ = (unsigned char)(done < (size_t)hl ? head[done] : body[done - (size_t)hl]);
+    }
+    w = put_record_header(w, FCGI_STDOUT, c->id, 0);
+    w = put_record_header(w, FCGI_END_REQUEST, c->id, 8);
+    memset(w, 0, 8); /* appStatus 0, FCGI_REQUEST_COMPLETE, reserved */
+    w[4] = FCGI_REQUEST_COMPLETE;
+    w += 8;
+    /* a web server that stops reading must not hold this thread forever */
+    struct timeval tv = {5, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    rc = write_all(c->fd, buf, (size_t)(w - buf));
+    if (rc < 0)
+        log_debug("request %d: web server gone before the answer (%s)", c->id, strerror(errno));
+    free(buf);
+    lp_conn_drop(c);
+    return rc;
+}
+
+int lp_reply_error_status(struct lp_conn *c, int status, enum chat_err code, const char *message)
+{
+    size_t len;
+    char *body = chat_encode_error(code, message, NULL, &len);
+    int rc;
+
+    if (body == NULL) {
+        static const char oom[] = "{\"op\":\"error\",\"code\":\"unavailable\","
+                                  "\"message\":\"out of memory\"}";
+        return lp_reply(c, 503, oom, sizeof(oom) - 1);
+    }
+    rc = lp_reply(c, status, body, len);
+    free(body);
+    return rc;
+}
+
+int lp_reply_error(struct lp_conn *c, enum chat_err code, const char *message)
+{
+    return lp_reply_error_status(c, chat_err_http_status(code), code, message);
+}
+
+void lp_conn_drop(struct lp_conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+/* ---- reading a request ---------------------------------------------------- */
+
+static enum lp_endpoint endpoint_of(const char *uri)
+{
+    static const struct {
+        const char *name;
+        enum lp_endpoint ep;
+    } eps[] = {
+        {"poll", LP_EP_POLL},       {"send", LP_EP_SEND},     {"history", LP_EP_HISTORY},
+        {"typing", LP_EP_TYPING},   {"health", LP_EP_HEALTH},
+    };
+    const char *slash;
+
+    if (uri == NULL)
+        return LP_EP_UNKNOWN;
+    slash = strrchr(uri, '/');
+    const char *last = slash ? slash + 1 : uri;
+    for (size_t k = 0; k < sizeof(eps) / sizeof(eps[0]); k++)
+        if (strcmp(last, eps[k].name) == 0)
+            return eps[k].ep;
+    return LP_EP_UNKNOWN;
+}
+
+/* "application/json" with optional parameters (";charset=utf-8"). */
+static bool is_json_type(const char *ct)
+{
+    static const char want[] = "application/json";
+    size_t n = sizeof(want) - 1;
+
+    if (ct == NULL)
+        return false;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    if (strncasecmp(ct, want, n) != 0)
+        return false;
+    ct += n;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
+static void read_policy(FCGX_Request *fr, struct lp_req *r)
+{
+    chat_policy_init(&r->policy);
+    for (size_t k = 0; k < sizeof(policy_params) / sizeof(policy_params[0]); k++) {
+        const char *name = policy_params[k];
+        const char *v = FCGX_GetParam(name, fr->envp);
+        const char *why = NULL;
+        int key = chat_policy_key_from_param(name, strlen(name));
+
+        if (v == NULL || key < 0)
+            continue;
+        if (chat_policy_set(&r->policy, (enum chat_policy_key)key, v, strlen(v), &why) < 0) {
+            if (r->policy_err == NULL) {
+                r->policy_err = why ? why : "bad value";
+                log_error("nginx passed a bad %s (%s): fix the chat_* settings in nginx.conf",
+                          name, r->policy_err);
+            }
+        }
+    }
+}
+
+/* Reads stdin to its end: up to LP_BODY_MAX bytes kept, the rest (if a web
+ * server sent more than we take) read and dropped so that the connection
+ * is clean when we answer. */
+static void read_body(FCGX_Request *fr, struct lp_req *r, long declared)
+{
+    char sink[4096];
+    size_t dropped = 0;
+
+    if (declared > LP_BODY_MAX) {
+        r->body_too_large = true;
+    } else if (declared > 0) {
+        r->body = malloc((size_t)declared + 1);
+        if (r->body == NULL) {
+            r->body_too_large = true; /* answered 413: the client may retry smaller */
+        } else {
+            int n = FCGX_GetStr(r->body, (int)declared, fr->in);
+            r->body_len = n > 0 ? (size_t)n : 0;
+            r->body[r->body_len] = '\0';
+            r->body_short = r->body_len < (size_t)declared;
+        }
+    }
+    for (;;) {
+        int n = FCGX_GetStr(sink, sizeof(sink), fr->in);
+        if (n <= 0)
+            break;
+        dropped += (size_t)n;
+        if (dropped > LP_STDIN_DRAIN_MAX)
+            break;
+        if (!r->body_too_large)
+            r->body_too_large = true; /* more than CONTENT_LENGTH said */
+    }
+}
+
+void lp_req_read(FCGX_Request *fr, struct lp_req *r)
+{
+    const char *method = FCGX_GetParam("REQUEST_METHOD", fr->envp);
+    const char *uri = FCGX_GetParam("DOCUMENT_URI", fr->envp);
+    const char *qs = FCGX_GetParam("QUERY_STRING", fr->envp);
+    const char *cl = FCGX_GetParam("CONTENT_LENGTH", fr->envp);
+    long declared = 0;
+
+    memset(r, 0, offsetof(struct lp_req, query));
+    r->query[0] = '\0';
+    r->query_len = 0;
+    r->query_too_long = false;
+    r->json = false;
+    r->body = NULL;
+    r->body_len = 0;
+    r->body_too_large = r->body_short = false;
+    r->conn.fd = fr->ipcFd;
+    r->conn.id = fr->requestId;
+    if (uri == NULL)
+        uri = FCGX_GetParam("SCRIPT_NAME", fr->envp);
+    r->ep = endpoint_of(uri);
+    r->get = method && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
+    r->post = method && strcmp(method, "POST") == 0;
+    read_policy(fr, r);
+    if (qs) {
+        size_t n = strlen(qs);
+        if (n > LP_QUERY_MAX) {
+            r->query_too_long = true;
+        } else {
+            memcpy(r->query, qs, n + 1);
+            r->query_len = n;
+        }
+    }
+    r->json = is_json_type(FCGX_GetParam("CONTENT_TYPE", fr->envp));
+    if (cl && *cl) {
+        char *end;
+        errno = 0;
+        declared = strtol(cl, &end, 10);
+        if (errno || *end || declared < 0)
+            declared = LP_BODY_MAX + 1;
+    }
+    read_body(fr, r, declared);
+    FCGX_Free(fr, 0); /* streams and params; the connection stays open */
+}
+
+void lp_req_free(struct lp_req *r)
+{
+    free(r->body);
+    r->body = NULL;
+    lp_conn_drop(&r->conn);
+}

@@ -1,0 +1,400 @@
+/* chat-ws: the WebSocket daemon. Parses options, checks the database
+ * schema, binds the listening socket, then runs --workers processes that
+ * share it, each with its own event loop and database connections. The
+ * parent restarts a worker that dies and passes SIGTERM/SIGHUP on. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <netdb.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chat_db.h"
+#include "chat_log.h"
+#include "chat_sys.h"
+#include "ws.h"
+
+#define WS_LISTEN_BACKLOG 65535
+#define WS_STOP_GRACE_MS 3000
+
+static const char *log_path;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: chat-ws [options]\n"
+            "  --db CONNINFO          libpq conninfo (default: PG* environment)\n"
+            "  --listen ADDR          unix:/path or host:port (default unix:/run/chat/ws.sock)\n"
+            "  --workers N            processes sharing the socket (default: cores)\n"
+            "  --socket-mode OCTAL    mode of a unix socket (default 0660)\n"
+            "  --heartbeat S          seconds between pings (default 30)\n"
+            "  --max-conns N          connections per process (default 10000)\n"
+            "  --max-message BYTES    largest client message (default 262144)\n"
+            "  --outbox BYTES         queued bytes per client before 1008 (default 1048576)\n"
+            "  --max-rooms N          rooms per connection (default 100)\n"
+            "  --send-rate R          sends per second per connection (default 10, burst 3x)\n"
+            "  --backlog N            messages replayed on join at most (default 500)\n"
+            "  --handshake-timeout MS (default 10000)\n"
+            "  --echo                 conformance mode: echo every message, no database\n"
+            "  --log FILE             log to FILE (reopened on SIGHUP; default stderr)\n"
+            "  --log-level L          error|warn|info|debug (default info)\n");
+}
+
+static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned *mode)
+{
+    enum { O_DB = 256, O_LISTEN, O_WORKERS, O_MODE, O_HB, O_CONNS, O_MSG, O_OUTBOX, O_ROOMS,
+           O_RATE, O_BACKLOG, O_HS, O_ECHO, O_LOG, O_LEVEL, O_HELP };
+    static const struct option opts[] = {
+        {"db", 1, 0, O_DB},           {"listen", 1, 0, O_LISTEN},
+        {"workers", 1, 0, O_WORKERS}, {"socket-mode", 1, 0, O_MODE},
+        {"heartbeat", 1, 0, O_HB},    {"max-conns", 1, 0, O_CONNS},
+        {"max-message", 1, 0, O_MSG}, {"outbox", 1, 0, O_OUTBOX},
+        {"max-rooms", 1, 0, O_ROOMS}, {"send-rate", 1, 0, O_RATE},
+        {"backlog", 1, 0, O_BACKLOG}, {"handshake-timeout", 1, 0, O_HS},
+        {"echo", 0, 0, O_ECHO},       {"log", 1, 0, O_LOG},
+        {"log-level", 1, 0, O_LEVEL}, {"help", 0, 0, O_HELP},
+        {0, 0, 0, 0}};
+    int o;
+    enum chat_log_level lvl;
+
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        long v = optarg ? strtol(optarg, NULL, 10) : 0;
+        switch (o) {
+        case O_DB: cfg->db = optarg; break;
+        case O_LISTEN: cfg->listen = optarg; break;
+        case O_WORKERS: cfg->workers = (int)v; break;
+        case O_MODE: *mode = (unsigned)strtoul(optarg, NULL, 8); break;
+        case O_HB: cfg->heartbeat = (int)v; break;
+        case O_CONNS: cfg->max_conns = (size_t)v; break;
+        case O_MSG: cfg->max_message = (size_t)v; break;
+        case O_OUTBOX: cfg->outbox_max = (size_t)v; break;
+        case O_ROOMS: cfg->max_rooms = (int)v; break;
+        case O_RATE:
+            cfg->send_rate = strtod(optarg, NULL);
+            cfg->send_burst = 3 * cfg->send_rate;
+            break;
+        case O_BACKLOG: cfg->backlog_max = (int)v; break;
+        case O_HS: cfg->handshake_timeout = (int)v; break;
+        case O_ECHO: cfg->echo = true; break;
+        case O_LOG: log_path = optarg; break;
+        case O_LEVEL:
+            if (chat_log_parse_level(optarg, &lvl) < 0) {
+                fprintf(stderr, "chat-ws: bad --log-level %s\n", optarg);
+                return -1;
+            }
+            chat_log_set_level(lvl);
+            break;
+        case O_HELP: usage(stdout); exit(0);
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind < argc || cfg->workers < 1 || cfg->workers > 64 || cfg->heartbeat < 1 ||
+        cfg->max_conns < 1 || cfg->max_message < 1024 || cfg->outbox_max < 4096 ||
+        cfg->max_rooms < 1 || cfg->send_rate <= 0 || cfg->backlog_max < 0 ||
+        cfg->handshake_timeout < 100) {
+        fprintf(stderr, "chat-ws: bad option value (see --help)\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int open_listener(const char *addr, unsigned mode)
+{
+    int fd = -1, one = 1;
+
+    if (strncmp(addr, "unix:", 5) == 0) {
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
+        const char *path = addr + 5;
+        if (strlen(path) >= sizeof(sun.sun_path)) {
+            log_error("socket path too long: %s", path);
+            return -1;
+        }
+        strcpy(sun.sun_path, path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            goto fail;
+        unlink(path);
+        if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || chmod(path, mode) < 0)
+            goto fail;
+    } else {
+        char host[256];
+        const char *colon = strrchr(addr, ':');
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
+        if (!colon || (size_t)(colon - addr) >= sizeof(host)) {
+            log_error("bad --listen %s: want unix:/path or host:port", addr);
+            return -1;
+        }
+        memcpy(host, addr, (size_t)(colon - addr));
+        host[colon - addr] = '\0';
+        if (getaddrinfo(host, colon + 1, &hints, &ai) != 0) {
+            log_error("cannot resolve %s", addr);
+            return -1;
+        }
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd >= 0)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        int rc = fd < 0 ? -1 : bind(fd, ai->ai_addr, ai->ai_addrlen);
+        freeaddrinfo(ai);
+        if (rc < 0)
+            goto fail;
+    }
+    if (listen(fd, WS_LISTEN_BACKLOG) < 0)
+        goto fail;
+    return fd;
+fail:
+    log_error("cannot listen on %s: %s", addr, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* ---- one worker ---- */
+
+struct worker {
+    struct ws_server srv;
+    struct ev_io sig_io;
+    struct ev_timer stop_timer;
+    bool stopping;
+};
+
+static void stop_now(struct ev_loop *loop, struct ev_timer *t)
+{
+    (void)t;
+    ev_loop_stop(loop);
+}
+
+static void worker_before_sleep(struct ev_loop *loop, void *data)
+{
+    struct worker *w = data;
+
+    ws_server_before_sleep(loop, &w->srv);
+    if (w->stopping && w->srv.nconns == 0)
+        ev_loop_stop(loop);
+}
+
+static void signal_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
+{
+    struct worker *w = io->data;
+    struct signalfd_siginfo si;
+    (void)events;
+
+    while (read(io->fd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+            if (log_path && chat_log_open(log_path) < 0)
+                log_error("cannot reopen log %s: %s", log_path, strerror(errno));
+            log_info("SIGHUP: log reopened");
+        } else if (!w->stopping) {
+            log_info("signal %u: closing %zu connections", si.ssi_signo, w->srv.nconns);
+            w->stopping = true;
+            ws_server_shutdown(&w->srv);
+            ev_timer_start(loop, &w->stop_timer, WS_STOP_GRACE_MS);
+        }
+    }
+}
+
+/* Tells the database this node's members are gone (blocking: we are
+ * exiting and serve nobody). */
+static void node_down(const struct ws_config *cfg, const char *node)
+{
+    PGconn *c = PQconnectdb(cfg->db);
+    const char *params[1] = {node};
+
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *r = PQexecParams(c, "SELECT chat_node_down($1)", 1, NULL, params, NULL, NULL, 0);
+        PQclear(r);
+    }
+    PQfinish(c);
+}
+
+static int run_worker(const struct ws_config *cfg, int listen_fd)
+{
+    struct worker w = {0};
+    sigset_t set;
+    int rc = 1;
+
+    srand((unsigned)(time(NULL) ^ getpid()));
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    w.srv.cfg = *cfg;
+    w.srv.listen_fd = listen_fd;
+    w.srv.loop = ev_loop_new();
+    w.srv.rbuf_size = 64 * 1024;
+    w.srv.rbuf = malloc(w.srv.rbuf_size);
+    w.sig_io.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    w.sig_io.cb = signal_cb;
+    w.sig_io.data = &w;
+    w.stop_timer.cb = stop_now;
+    if (!w.srv.loop || !w.srv.rbuf || w.sig_io.fd < 0 ||
+        ev_io_set(w.srv.loop, &w.sig_io, EPOLLIN) < 0)
+        goto out;
+    if (!cfg->echo && ws_chat_init(&w.srv) < 0)
+        goto out;
+    if (ws_server_listen(&w.srv) < 0)
+        goto out;
+    ev_set_before_sleep(w.srv.loop, worker_before_sleep, &w);
+    log_info("worker %d serving %s (%s mode)", (int)getpid(), cfg->listen,
+             cfg->echo ? "echo" : "chat");
+    if (ev_loop_run(w.srv.loop) < 0) {
+        log_error("event loop failed: %s", strerror(errno));
+        goto out;
+    }
+    rc = 0;
+    if (!cfg->echo)
+        node_down(cfg, w.srv.node);
+    log_info("worker %d stopped", (int)getpid());
+out:
+    if (!cfg->echo && w.srv.bus)
+        ws_chat_free(&w.srv);
+    if (w.sig_io.fd >= 0)
+        close(w.sig_io.fd);
+    free(w.srv.rbuf);
+    ev_loop_free(w.srv.loop);
+    return rc;
+}
+
+/* ---- the parent of several workers ---- */
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+    got_signal = sig;
+}
+
+static pid_t spawn(const struct ws_config *cfg, int fd)
+{
+    pid_t pid = fork();
+
+    if (pid == 0)
+        _exit(run_worker(cfg, fd));
+    if (pid < 0)
+        log_error("fork: %s", strerror(errno));
+    return pid;
+}
+
+static int run_parent(const struct ws_config *cfg, int fd)
+{
+    pid_t *pids = calloc((size_t)cfg->workers, sizeof(pid_t));
+    struct sigaction sa = {.sa_handler = on_signal};
+    int alive = 0, restarts = 0;
+    time_t window = time(NULL);
+
+    if (!pids)
+        return 1;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    for (int i = 0; i < cfg->workers; i++)
+        if ((pids[i] = spawn(cfg, fd)) > 0)
+            alive++;
+    while (alive > 0) {
+        int st;
+        pid_t pid = waitpid(-1, &st, 0);
+        if (pid < 0) {
+            if (errno != EINTR)
+                break;
+            int sig = got_signal;
+            got_signal = 0;
+            for (int i = 0; sig && i < cfg->workers; i++)
+                if (pids[i] > 0)
+                    kill(pids[i], sig);
+            if (sig == SIGTERM || sig == SIGINT)
+                restarts = -1; /* no more restarts */
+            continue;
+        }
+        for (int i = 0; i < cfg->workers; i++) {
+            if (pids[i] != pid)
+                continue;
+            pids[i] = 0;
+            alive--;
+            if (restarts < 0)
+                break;
+            log_warn("worker %d exited (status %d); restarting it", (int)pid, st);
+            if (time(NULL) - window > 60) {
+                window = time(NULL);
+                restarts = 0;
+            }
+            if (++restarts > 10) {
+                log_error("workers keep dying; giving up");
+                restarts = -1;
+                for (int k = 0; k < cfg->workers; k++)
+                    if (pids[k] > 0)
+                        kill(pids[k], SIGTERM);
+                break;
+            }
+            if ((pids[i] = spawn(cfg, fd)) > 0)
+                alive++;
+        }
+    }
+    free(pids);
+    return restarts < 0 && got_signal == 0 ? 0 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct ws_config cfg = {
+        .db = "",
+        .listen = "unix:/run/chat/ws.sock",
+        .workers = (int)sysconf(_SC_NPROCESSORS_ONLN),
+        .heartbeat = 30,
+        .max_conns = 10000,
+        .handshake_timeout = 10000,
+        .max_message = 256 * 1024,
+        .outbox_max = 1024 * 1024,
+        .max_rooms = 100,
+        .send_rate = 10,
+        .send_burst = 30,
+        .req_rate = 50,
+        .req_burst = 100,
+        .backlog_max = 500,
+        .batch_max = 256,
+    };
+    unsigned mode = 0660;
+    char err[512];
+
+    chat_log_init("chat-ws", CHAT_LOG_INFO);
+    if (cfg.workers < 1)
+        cfg.workers = 1;
+    if (parse_options(argc, argv, &cfg, &mode) < 0)
+        return 2;
+    if (log_path && chat_log_open(log_path) < 0) {
+        fprintf(stderr, "chat-ws: cannot open log %s: %s\n", log_path, strerror(errno));
+        return 1;
+    }
+    if (cfg.echo && cfg.max_message == 256 * 1024)
+        cfg.max_message = 16 * 1024 * 1024; /* conformance suites send big messages */
+    signal(SIGPIPE, SIG_IGN);
+    long nofile = chat_sys_raise_nofile();
+    if (!cfg.echo) {
+        PGconn *c = chat_db_open(cfg.db, err, sizeof(err));
+        if (!c) {
+            log_error("%s", err);
+            return 1;
+        }
+        PQfinish(c);
+    }
+    int fd = open_listener(cfg.listen, mode);
+    if (fd < 0)
+        return 1;
+    log_info("listening on %s: %d worker(s), open files %ld, heartbeat %d s, %zu connections "
+             "per worker",
+             cfg.listen, cfg.workers, nofile, cfg.heartbeat, cfg.max_conns);
+    int rc = cfg.workers == 1 ? run_worker(&cfg, fd) : run_parent(&cfg, fd);
+    close(fd);
+    if (strncmp(cfg.listen, "unix:", 5) == 0)
+        unlink(cfg.listen + 5);
+    return rc;
+}

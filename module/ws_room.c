@@ -1,0 +1,878 @@
+/* ws_room: the rooms of one WebSocket worker process. A room exists here
+ * while a local connection is in it (or a query for it is in flight). It
+ * knows `seq`, the highest message delivered to its subscribers: every
+ * message past it is delivered in order exactly once, from a NOTIFY line
+ * when that line is the next one, else from the table (catch-up), so a
+ * lost or oversized notification delays a message and never loses it.
+ * A joining subscriber gets `joined` at seq N, then its backlog up to N
+ * from the table, then the live frames that arrived meanwhile (held), then
+ * live. Presence: local first/last connections become transitions sent
+ * to the database once a second; the database's presence events are
+ * coalesced here and sent to local members at most once a second. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat_db.h"
+#include "chat_log.h"
+#include "chat_valid.h"
+#include "ws.h"
+
+#define CATCHUP_LIMIT 500
+#define PRESENCE_LIST_MAX 50
+
+enum sub_state { SUB_WAIT, SUB_BACKFILL, SUB_LIVE };
+
+struct ws_member {
+    struct ws_member *next;
+    int conns;
+    char name[CHAT_SENDER_MAX + 1];
+};
+
+struct ws_sub {
+    struct ws_conn *c;
+    struct ws_room *r;
+    struct ws_sub *rprev, *rnext; /* in the room */
+    struct ws_sub *cnext;         /* in the connection */
+    uint8_t state;                /* enum sub_state */
+    bool gone;                    /* left while a query for it was in flight */
+    int64_t since;                /* SUB_WAIT: the join's since (-1: none) */
+    json_t *ref;                  /* the join's ref until joined is sent */
+    struct ws_buf **held;         /* SUB_BACKFILL: live frames past N */
+    uint32_t nheld, capheld;
+};
+
+struct ws_pres_change {
+    struct ws_pres_change *next;
+    char room[CHAT_ROOM_MAX + 1];
+    char member[CHAT_SENDER_MAX + 1];
+    bool online;
+};
+
+struct ws_room {
+    struct ws_room *hnext;
+    struct ws_server *srv;
+    uint32_t refs; /* subscribers + queries in flight */
+    bool loaded, loading, catching;
+    int64_t seq;    /* delivered to subscribers (valid when loaded) */
+    int64_t target; /* highest seq heard of */
+    struct ws_sub *subs;
+    size_t nsubs;
+    struct ws_member *members; /* local connections per member */
+    /* presence heard from the database, sent on the next tick */
+    json_t *pres_on, *pres_off;
+    bool pres_dirty, pres_no_lists;
+    long long pres_count;
+    char name[CHAT_ROOM_MAX + 1];
+};
+
+/* transitions waiting for the next flush (process-wide) */
+static struct ws_pres_change *pres_head, **pres_tail = &pres_head;
+static bool pres_in_flight, pres_resync;
+
+static uint32_t hash_name(const char *s)
+{
+    uint32_t h = 2166136261u;
+    while (*s)
+        h = (h ^ (uint8_t)*s++) * 16777619u;
+    return h;
+}
+
+static struct ws_room *room_find(struct ws_server *srv, const char *name)
+{
+    if (!srv->room_buckets)
+        return NULL;
+    struct ws_room *r = srv->rooms[hash_name(name) & (srv->room_buckets - 1)];
+    while (r && strcmp(r->name, name) != 0)
+        r = r->hnext;
+    return r;
+}
+
+static int rooms_grow(struct ws_server *srv)
+{
+    size_t nb = srv->room_buckets ? srv->room_buckets * 2 : 256;
+    struct ws_room **b = calloc(nb, sizeof(*b));
+
+    if (!b)
+        return -1;
+    for (size_t i = 0; i < srv->room_buckets; i++) {
+        struct ws_room *r = srv->rooms[i], *next;
+        for (; r; r = next) {
+            next = r->hnext;
+            size_t k = hash_name(r->name) & (nb - 1);
+            r->hnext = b[k];
+            b[k] = r;
+        }
+    }
+    free(srv->rooms);
+    srv->rooms = b;
+    srv->room_buckets = nb;
+    return 0;
+}
+
+struct ws_room *ws_room_get(struct ws_server *srv, const char *name, bool create)
+{
+    struct ws_room *r = room_find(srv, name);
+
+    if (r || !create)
+        return r;
+    if (srv->nrooms >= srv->room_buckets && rooms_grow(srv) < 0)
+        return NULL;
+    r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->srv = srv;
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    size_t k = hash_name(name) & (srv->room_buckets - 1);
+    r->hnext = srv->rooms[k];
+    srv->rooms[k] = r;
+    srv->nrooms++;
+    return r;
+}
+
+static void room_free(struct ws_room *r)
+{
+    struct ws_server *srv = r->srv;
+    struct ws_room **pp = &srv->rooms[hash_name(r->name) & (srv->room_buckets - 1)];
+
+    while (*pp != r)
+        pp = &(*pp)->hnext;
+    *pp = r->hnext;
+    srv->nrooms--;
+    json_decref(r->pres_on);
+    json_decref(r->pres_off);
+    free(r);
+}
+
+static void room_unref(struct ws_room *r)
+{
+    if (--r->refs == 0)
+        room_free(r);
+}
+
+/* ---- presence: local transitions ---- */
+
+static void pres_change(struct ws_room *r, const char *member, bool online)
+{
+    struct ws_pres_change *ch = calloc(1, sizeof(*ch));
+
+    if (!ch) {
+        pres_resync = true; /* repaired by a full sync */
+        return;
+    }
+    snprintf(ch->room, sizeof(ch->room), "%s", r->name);
+    snprintf(ch->member, sizeof(ch->member), "%s", member);
+    ch->online = online;
+    *pres_tail = ch;
+    pres_tail = &ch->next;
+}
+
+static void member_add(struct ws_room *r, const char *name)
+{
+    struct ws_member *m;
+
+    for (m = r->members; m; m = m->next) {
+        if (strcmp(m->name, name) == 0) {
+            m->conns++;
+            return;
+        }
+    }
+    m = calloc(1, sizeof(*m));
+    if (!m) {
+        pres_resync = true;
+        return;
+    }
+    snprintf(m->name, sizeof(m->name), "%s", name);
+    m->conns = 1;
+    m->next = r->members;
+    r->members = m;
+    pres_change(r, name, true);
+}
+
+static void member_del(struct ws_room *r, const char *name)
+{
+    struct ws_member **pp = &r->members, *m;
+
+    while ((m = *pp) && strcmp(m->name, name) != 0)
+        pp = &m->next;
+    if (!m || --m->conns > 0)
+        return;
+    *pp = m->next;
+    free(m);
+    pres_change(r, name, false);
+}
+
+/* ---- subscribers ---- */
+
+static struct ws_sub *sub_find(struct ws_conn *c, const char *room)
+{
+    for (struct ws_sub *s = c->subs; s; s = s->cnext)
+        if (strcmp(s->r->name, room) == 0)
+            return s;
+    return NULL;
+}
+
+bool ws_room_joined(struct ws_conn *c, const char *room)
+{
+    return sub_find(c, room) != NULL;
+}
+
+static void sub_release(struct ws_sub *s)
+{
+    for (uint32_t i = 0; i < s->nheld; i++)
+        ws_buf_unref(s->held[i]);
+    free(s->held);
+    s->held = NULL;
+    s->nheld = s->capheld = 0;
+    json_decref(s->ref);
+    s->ref = NULL;
+}
+
+/* Unlinks s from its room and connection; the memory goes once no query
+ * holds it (s->gone tells the query's callback). */
+static void sub_remove(struct ws_sub *s, bool in_query)
+{
+    struct ws_room *r = s->r;
+    struct ws_conn *c = s->c;
+    struct ws_sub **pp = &c->subs;
+
+    while (*pp != s)
+        pp = &(*pp)->cnext;
+    *pp = s->cnext;
+    c->nsubs--;
+    if (s->rprev)
+        s->rprev->rnext = s->rnext;
+    else
+        r->subs = s->rnext;
+    if (s->rnext)
+        s->rnext->rprev = s->rprev;
+    r->nsubs--;
+    member_del(r, c->user);
+    sub_release(s);
+    if (in_query)
+        s->gone = true;
+    else
+        free(s);
+    room_unref(r);
+}
+
+static void queue_ordered(struct ws_conn *c, char *json, const size_t *lenp)
+{
+    size_t len = json ? *lenp : 0;
+    struct ws_buf *b = json ? ws_buf_frame(WS_OP_TEXT, json, len) : NULL;
+
+    free(json);
+    if (!b) {
+        ws_conn_close(c, WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    /* in order with the room's messages: after what was queued before */
+    ws_conn_queue(c, b, false);
+    ws_buf_unref(b);
+}
+
+static void sub_fail(struct ws_sub *s, bool in_query)
+{
+    ws_conn_error(s->c, CHAT_E_UNAVAILABLE, "the database is unavailable: join again later",
+                  s->ref);
+    sub_remove(s, in_query);
+}
+
+static void hold(struct ws_sub *s, struct ws_buf *b)
+{
+    if (s->nheld == s->capheld) {
+        uint32_t cap = s->capheld ? s->capheld * 2 : 16;
+        struct ws_buf **v = realloc(s->held, cap * sizeof(*v));
+        if (!v) {
+            ws_conn_close(s->c, WS_CLOSE_INTERNAL, "out of memory");
+            return;
+        }
+        s->held = v;
+        s->capheld = cap;
+    }
+    s->held[s->nheld++] = ws_buf_ref(b);
+}
+
+/* ---- delivery ---- */
+
+/* Delivers message seq (the room's next) to every subscriber: framed once. */
+static void deliver(struct ws_room *r, int64_t seq, const char *json, size_t len)
+{
+    struct ws_buf *b = ws_buf_frame(WS_OP_TEXT, json, len);
+
+    r->seq = seq;
+    if (r->target < seq)
+        r->target = seq;
+    if (!b) {
+        log_error("room %s: out of memory framing seq %lld", r->name, (long long)seq);
+        return;
+    }
+    for (struct ws_sub *s = r->subs, *next; s; s = next) {
+        next = s->rnext; /* a close may unlink s */
+        if (s->state == SUB_LIVE)
+            ws_conn_queue(s->c, b, false);
+        else if (s->state == SUB_BACKFILL)
+            hold(s, b);
+    }
+    ws_buf_unref(b);
+}
+
+static void catchup(struct ws_room *r);
+
+static void catchup_done(struct pg *pg, PGresult *res, void *data)
+{
+    struct ws_room *r = data;
+    int rows = 0;
+    (void)pg;
+
+    r->catching = false;
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+        rows = PQntuples(res);
+        for (int i = 0; i < rows; i++) {
+            int64_t seq = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+            if (seq == r->seq + 1)
+                deliver(r, seq, PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1));
+        }
+        if (rows == 0 && r->target > r->seq) {
+            log_warn("room %s: heard of seq %lld, table ends at %lld", r->name,
+                     (long long)r->target, (long long)r->seq);
+            r->target = r->seq;
+        }
+        if (rows == CATCHUP_LIMIT || r->target > r->seq)
+            catchup(r);
+    } else if (res) {
+        log_error("room %s: catch-up: %s", r->name, PQresultErrorMessage(res));
+    }
+    room_unref(r);
+}
+
+/* Reads every message past r->seq from the table. */
+static void catchup(struct ws_room *r)
+{
+    char after[24], limit[16];
+
+    if (r->catching || !r->loaded || !pg_is_up(r->srv->bus))
+        return;
+    snprintf(after, sizeof(after), "%lld", (long long)r->seq);
+    snprintf(limit, sizeof(limit), "%d", CATCHUP_LIMIT);
+    const char *params[3] = {r->name, after, limit};
+    if (pg_query(r->srv->bus,
+                 "SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) FROM messages "
+                 "WHERE room = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::int",
+                 3, params, catchup_done, r) == 0) {
+        r->catching = true;
+        r->refs++;
+    }
+}
+
+/* ---- joining ---- */
+
+struct backfill {
+    struct ws_sub *s;
+    int64_t n;
+};
+
+static void backfill_done(struct pg *pg, PGresult *res, void *data)
+{
+    struct backfill *bf = data;
+    struct ws_sub *s = bf->s;
+    struct ws_conn *c = s->c;
+    const char **names = NULL;
+    size_t n = 0, count, len;
+    (void)pg;
+
+    if (s->gone) {
+        free(s);
+        goto out;
+    }
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (res)
+            log_error("room %s: join: %s", s->r->name, PQresultErrorMessage(res));
+        sub_fail(s, false);
+        goto out;
+    }
+    count = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    if (ws_members_parse(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1), c->user, &names,
+                         &n, &count) < 0) {
+        sub_fail(s, false);
+        goto out;
+    }
+    queue_ordered(c, chat_encode_joined(s->r->name, bf->n, names, n, count, s->ref, &len), &len);
+    ws_members_free(names, n);
+    /* the backlog: message texts separated by newlines (JSON has none raw) */
+    if (!PQgetisnull(res, 0, 2)) {
+        char *p = PQgetvalue(res, 0, 2), *end = p + PQgetlength(res, 0, 2);
+        while (p < end && ws_conn_alive(c)) {
+            char *nl = memchr(p, '\n', (size_t)(end - p));
+            char *e = nl ? nl : end;
+            struct ws_buf *b = ws_buf_frame(WS_OP_TEXT, p, (size_t)(e - p));
+            if (b) {
+                ws_conn_queue(c, b, false);
+                ws_buf_unref(b);
+            }
+            p = e + 1;
+        }
+    }
+    for (uint32_t i = 0; i < s->nheld && ws_conn_alive(c); i++)
+        ws_conn_queue(c, s->held[i], false);
+    sub_release(s);
+    s->state = SUB_LIVE;
+out:
+    free(bf);
+}
+
+static void backfill(struct ws_sub *s)
+{
+    struct ws_room *r = s->r;
+    struct ws_server *srv = r->srv;
+    int64_t n = r->seq, from;
+    char sfrom[24], sto[24];
+    struct backfill *bf = calloc(1, sizeof(*bf));
+
+    if (!bf) {
+        sub_fail(s, false);
+        return;
+    }
+    from = s->since < 0 ? n - 50 : s->since;
+    if (from < n - srv->cfg.backlog_max)
+        from = n - srv->cfg.backlog_max;
+    if (from < 0)
+        from = 0;
+    if (from > n)
+        from = n;
+    bf->s = s;
+    bf->n = n;
+    snprintf(sfrom, sizeof(sfrom), "%lld", (long long)from);
+    snprintf(sto, sizeof(sto), "%lld", (long long)n);
+    const char *params[3] = {r->name, sfrom, sto};
+    s->state = SUB_BACKFILL;
+    if (pg_query(srv->bus,
+                 "SELECT m.count, m.members, (SELECT string_agg(j, E'\\n' ORDER BY seq) FROM "
+                 "(SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) AS j FROM messages "
+                 "WHERE room = $1 AND seq > $2::bigint AND seq <= $3::bigint) b) "
+                 "FROM chat_members($1) m",
+                 3, params, backfill_done, bf) < 0) {
+        free(bf);
+        sub_fail(s, false);
+    }
+}
+
+static void load_done(struct pg *pg, PGresult *res, void *data)
+{
+    struct ws_room *r = data;
+    (void)pg;
+
+    r->loading = false;
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+        r->seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        r->loaded = true;
+        for (struct ws_sub *s = r->subs, *next; s; s = next) {
+            next = s->rnext;
+            if (s->state == SUB_WAIT)
+                backfill(s);
+        }
+        if (r->target > r->seq)
+            catchup(r);
+    } else {
+        if (res)
+            log_error("room %s: load: %s", r->name, PQresultErrorMessage(res));
+        for (struct ws_sub *s = r->subs, *next; s; s = next) {
+            next = s->rnext;
+            if (s->state == SUB_WAIT)
+                sub_fail(s, false);
+        }
+    }
+    room_unref(r);
+}
+
+static void load(struct ws_room *r)
+{
+    const char *params[1] = {r->name};
+
+    if (r->loading || r->loaded)
+        return;
+    if (pg_query(r->srv->bus, "SELECT coalesce((SELECT last_seq FROM rooms WHERE name = $1), 0)",
+                 1, params, load_done, r) == 0) {
+        r->loading = true;
+        r->refs++;
+    }
+}
+
+void ws_room_join(struct ws_conn *c, const char *name, int64_t since, const json_t *ref)
+{
+    struct ws_server *srv = c->srv;
+    struct ws_sub *s = sub_find(c, name);
+    struct ws_room *r;
+
+    if (s) /* joining again: start over from the new cursor */
+        sub_remove(s, s->state == SUB_BACKFILL);
+    if (c->nsubs >= srv->cfg.max_rooms) {
+        ws_conn_error(c, CHAT_E_FORBIDDEN, "too many rooms joined on this connection", ref);
+        return;
+    }
+    if (!pg_is_up(srv->bus)) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable: join again later",
+                      ref);
+        return;
+    }
+    r = ws_room_get(srv, name, true);
+    s = r ? calloc(1, sizeof(*s)) : NULL;
+    if (!s) {
+        if (r && r->refs == 0)
+            room_free(r);
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", ref);
+        return;
+    }
+    s->c = c;
+    s->r = r;
+    s->since = since;
+    s->ref = ref ? json_deep_copy(ref) : NULL;
+    s->state = SUB_WAIT;
+    s->rnext = r->subs;
+    if (r->subs)
+        r->subs->rprev = s;
+    r->subs = s;
+    r->nsubs++;
+    r->refs++;
+    s->cnext = c->subs;
+    c->subs = s;
+    c->nsubs++;
+    member_add(r, c->user);
+    if (r->loaded)
+        backfill(s);
+    else
+        load(r);
+}
+
+void ws_room_leave(struct ws_conn *c, const char *name, const json_t *ref)
+{
+    struct ws_sub *s = sub_find(c, name);
+    size_t len;
+
+    if (s)
+        sub_remove(s, s->state == SUB_BACKFILL);
+    queue_ordered(c, chat_encode_left(name, ref, &len), &len);
+}
+
+void ws_room_leave_all(struct ws_conn *c)
+{
+    while (c->subs)
+        sub_remove(c->subs, c->subs->state == SUB_BACKFILL);
+}
+
+/* ---- NOTIFY lines ---- */
+
+/* Our own format, rendered by SQL: {"op":"msg","room":"R","seq":N,... or
+ * {"op":"hint","room":"R","seq":N}. Room names need no escaping. */
+static int parse_head(const char *p, size_t len, const char *op, char *room, int64_t *seq)
+{
+    char prefix[32];
+    int pl = snprintf(prefix, sizeof(prefix), "{\"op\":\"%s\",\"room\":\"", op);
+    const char *end = p + len, *q;
+
+    if (len < (size_t)pl || memcmp(p, prefix, (size_t)pl) != 0)
+        return -1;
+    p += pl;
+    q = memchr(p, '"', (size_t)(end - p));
+    if (!q || q - p > CHAT_ROOM_MAX || q - p == 0)
+        return -1;
+    memcpy(room, p, (size_t)(q - p));
+    room[q - p] = '\0';
+    p = q + 1;
+    if (end - p < 8 || memcmp(p, ",\"seq\":", 7) != 0)
+        return -1;
+    *seq = strtoll(p + 7, NULL, 10);
+    return *seq > 0 ? 0 : -1;
+}
+
+static void on_msg_line(struct ws_server *srv, const char *line, size_t len, bool whole)
+{
+    char name[CHAT_ROOM_MAX + 1];
+    int64_t seq;
+
+    if (parse_head(line, len, whole ? "msg" : "hint", name, &seq) < 0) {
+        log_warn("unparsable notification line (%zu bytes)", len);
+        return;
+    }
+    struct ws_room *r = room_find(srv, name);
+    if (!r)
+        return; /* nobody here is in that room */
+    if (seq > r->target)
+        r->target = seq;
+    if (!r->loaded || seq <= r->seq)
+        return;
+    if (whole && seq == r->seq + 1)
+        deliver(r, seq, line, len);
+    else
+        catchup(r);
+}
+
+static void json_list_toggle(json_t **add_to, json_t **remove_from, const char *name)
+{
+    size_t i;
+    json_t *v;
+
+    if (*remove_from) {
+        json_array_foreach(*remove_from, i, v)
+        {
+            if (strcmp(json_string_value(v), name) == 0) {
+                json_array_remove(*remove_from, i);
+                return;
+            }
+        }
+    }
+    if (!*add_to && !(*add_to = json_array()))
+        return;
+    json_array_foreach(*add_to, i, v)
+    {
+        if (strcmp(json_string_value(v), name) == 0)
+            return;
+    }
+    json_array_append_new(*add_to, json_string(name));
+}
+
+static void on_presence_line(struct ws_server *srv, json_t *ev)
+{
+    struct ws_room *r = room_find(srv, json_string_value(json_object_get(ev, "room")));
+    json_t *on = json_object_get(ev, "online"), *off = json_object_get(ev, "offline"), *v;
+    size_t i;
+
+    if (!r || !r->loaded)
+        return;
+    r->pres_dirty = true;
+    r->pres_count = json_integer_value(json_object_get(ev, "count"));
+    if (!json_is_array(on) || !json_is_array(off))
+        r->pres_no_lists = true;
+    if (r->pres_no_lists)
+        return;
+    json_array_foreach(on, i, v) json_list_toggle(&r->pres_on, &r->pres_off, json_string_value(v));
+    json_array_foreach(off, i, v) json_list_toggle(&r->pres_off, &r->pres_on, json_string_value(v));
+    if (json_array_size(r->pres_on) + json_array_size(r->pres_off) > PRESENCE_LIST_MAX)
+        r->pres_no_lists = true;
+}
+
+static void on_typing_line(struct ws_server *srv, const char *line, size_t len, json_t *ev)
+{
+    struct ws_room *r = room_find(srv, json_string_value(json_object_get(ev, "room")));
+    const char *user = json_string_value(json_object_get(ev, "user"));
+    struct ws_buf *b;
+
+    if (!r || !user || !(b = ws_buf_frame(WS_OP_TEXT, line, len)))
+        return;
+    for (struct ws_sub *s = r->subs, *next; s; s = next) {
+        next = s->rnext;
+        if (s->state == SUB_LIVE && strcmp(s->c->user, user) != 0)
+            ws_conn_queue(s->c, b, false);
+    }
+    ws_buf_unref(b);
+}
+
+void ws_room_notify(struct ws_server *srv, const char *payload, size_t len)
+{
+    const char *p = payload, *end = payload + len;
+
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nl ? nl : end;
+        size_t n = (size_t)(e - p);
+        if (n > 9 && memcmp(p, "{\"op\":\"msg\"", 11) == 0) {
+            on_msg_line(srv, p, n, true);
+        } else if (n > 9 && memcmp(p, "{\"op\":\"hint\"", 12) == 0) {
+            on_msg_line(srv, p, n, false);
+        } else {
+            json_t *ev = json_loadb(p, n, 0, NULL);
+            const char *op = json_string_value(json_object_get(ev, "op"));
+            if (op && strcmp(op, "presence") == 0)
+                on_presence_line(srv, ev);
+            else if (op && strcmp(op, "typing") == 0)
+                on_typing_line(srv, p, n, ev);
+            else
+                log_warn("unknown notification line (%zu bytes)", n);
+            json_decref(ev);
+        }
+        p = e + 1;
+    }
+}
+
+/* ---- the database comes and goes ---- */
+
+void ws_room_bus_up(struct ws_server *srv)
+{
+    pres_resync = true;
+    for (size_t i = 0; i < srv->room_buckets; i++) {
+        for (struct ws_room *r = srv->rooms[i]; r; r = r->hnext) {
+            if (r->loaded) {
+                /* whatever committed while we were away */
+                catchup(r);
+            } else if (r->subs) {
+                load(r);
+            }
+        }
+    }
+}
+
+void ws_room_bus_down(struct ws_server *srv)
+{
+    (void)srv;
+    pres_in_flight = false;
+}
+
+/* ---- once a second ---- */
+
+static void pres_done(struct pg *pg, PGresult *res, void *data)
+{
+    (void)pg;
+    (void)data;
+    pres_in_flight = false;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (res)
+            log_error("presence: %s", PQresultErrorMessage(res));
+        pres_resync = true;
+    }
+}
+
+static int add_member_pair(struct chat_sbuf *rooms, struct chat_sbuf *members, const char *room,
+                           const char *member)
+{
+    return chat_db_array_add(rooms, room, strlen(room)) < 0 ||
+                   chat_db_array_add(members, member, strlen(member)) < 0
+               ? -1
+               : 0;
+}
+
+/* Sends local transitions (or, after trouble, the whole local view). */
+static void pres_flush(struct ws_server *srv)
+{
+    struct chat_sbuf rooms = {0}, members = {0}, online = {0};
+    struct ws_pres_change *ch;
+    int rc = 0;
+
+    if (pres_in_flight || !pg_is_up(srv->bus) || (!pres_head && !pres_resync))
+        return;
+    if (pres_resync) {
+        for (size_t i = 0; i < srv->room_buckets && rc == 0; i++)
+            for (struct ws_room *r = srv->rooms[i]; r && rc == 0; r = r->hnext)
+                for (struct ws_member *m = r->members; m && rc == 0; m = m->next)
+                    rc = add_member_pair(&rooms, &members, r->name, m->name);
+        if (rc == 0 && chat_db_array_end(&rooms) == 0 && chat_db_array_end(&members) == 0) {
+            const char *params[3] = {srv->node, rooms.p, members.p};
+            if (pg_query(srv->bus, "SELECT chat_presence_sync($1, $2::text[], $3::text[])", 3,
+                         params, pres_done, NULL) == 0) {
+                pres_in_flight = true;
+                pres_resync = false;
+                goto sent;
+            }
+        }
+        goto out;
+    }
+    for (ch = pres_head; ch && rc == 0; ch = ch->next) {
+        rc = add_member_pair(&rooms, &members, ch->room, ch->member);
+        if (rc == 0)
+            rc = chat_db_array_add(&online, ch->online ? "t" : "f", 1);
+    }
+    if (rc < 0 || chat_db_array_end(&rooms) < 0 || chat_db_array_end(&members) < 0 ||
+        chat_db_array_end(&online) < 0)
+        goto out;
+    const char *params[4] = {srv->node, rooms.p, members.p, online.p};
+    if (pg_query(srv->bus, "SELECT chat_presence($1, $2::text[], $3::text[], $4::boolean[])", 4,
+                 params, pres_done, NULL) < 0)
+        goto out;
+    pres_in_flight = true;
+sent:
+    while ((ch = pres_head)) {
+        pres_head = ch->next;
+        free(ch);
+    }
+    pres_tail = &pres_head;
+out:
+    chat_sbuf_free(&rooms);
+    chat_sbuf_free(&members);
+    chat_sbuf_free(&online);
+}
+
+static const char **names_of(json_t *arr, size_t *n)
+{
+    size_t i, k = json_array_size(arr);
+    const char **v = calloc(k + 1, sizeof(char *));
+    json_t *x;
+
+    *n = 0;
+    if (!v)
+        return NULL;
+    json_array_foreach(arr, i, x) v[(*n)++] = json_string_value(x);
+    return v;
+}
+
+/* Sends the coalesced presence event of r to its live subscribers. */
+static void pres_send(struct ws_room *r)
+{
+    size_t non = 0, noff = 0, len;
+    const char **on = NULL, **off = NULL;
+    char *json;
+    struct ws_buf *b;
+
+    if (!r->pres_no_lists) {
+        on = names_of(r->pres_on, &non);
+        off = names_of(r->pres_off, &noff);
+        if (!on || !off)
+            goto out;
+        if (non + noff == 0)
+            goto out; /* came and went within the second */
+    }
+    json = chat_encode_presence(r->name, on, non, off, noff, (size_t)r->pres_count, &len);
+    b = json ? ws_buf_frame(WS_OP_TEXT, json, len) : NULL;
+    free(json);
+    if (b) {
+        for (struct ws_sub *s = r->subs, *next; s; s = next) {
+            next = s->rnext;
+            if (s->state == SUB_LIVE)
+                ws_conn_queue(s->c, b, false);
+        }
+        ws_buf_unref(b);
+    }
+out:
+    free(on);
+    free(off);
+    json_decref(r->pres_on);
+    json_decref(r->pres_off);
+    r->pres_on = r->pres_off = NULL;
+    r->pres_dirty = r->pres_no_lists = false;
+}
+
+void ws_room_tick(struct ws_server *srv)
+{
+    pres_flush(srv);
+    for (size_t i = 0; i < srv->room_buckets; i++)
+        for (struct ws_room *r = srv->rooms[i]; r; r = r->hnext)
+            if (r->pres_dirty)
+                pres_send(r);
+}
+
+void ws_room_free_all(struct ws_server *srv)
+{
+    struct ws_pres_change *ch;
+
+    for (size_t i = 0; i < srv->room_buckets; i++) {
+        struct ws_room *r = srv->rooms[i], *next;
+        for (; r; r = next) {
+            next = r->hnext;
+            while (r->members) {
+                struct ws_member *m = r->members;
+                r->members = m->next;
+                free(m);
+            }
+            json_decref(r->pres_on);
+            json_decref(r->pres_off);
+            free(r);
+        }
+    }
+    free(srv->rooms);
+    srv->rooms = NULL;
+    srv->room_buckets = srv->nrooms = 0;
+    while ((ch = pres_head)) {
+        pres_head = ch->next;
+        free(ch);
+    }
+    pres_tail = &pres_head;
+}
