@@ -101,7 +101,8 @@ deps:
 run: deps all
 	$(Q)VAR=$(VAR) PORT=$(PORT) BIN=$(CURDIR)/$(REL) scripts/stack.sh run
 start: deps all
-	$(Q)VAR=$(VAR) PORT=$(PORT) BIN=$(CURDIR)/$(REL) scripts/stack.sh start
+	$(Q)VAR=$(VAR) PORT=$(PORT) BIN=$(CURDIR)/$(REL) \
+	    CHAT_NGINX_EXTRA=$(CURDIR)/tests/nginx.test.conf scripts/stack.sh start
 stop:
 	$(Q)VAR=$(VAR) scripts/stack.sh stop
 	$(Q)VAR=$(TEST_VAR) scripts/stack.sh stop
@@ -124,7 +125,7 @@ test: deps asan
 # e2e against an already running `make start` stack (for quick iteration)
 e2e:
 	$(Q)cd tests && CHAT_URL=http://127.0.0.1:$(PORT)/chat/ CHAT_VAR=$(VAR) \
-	    node --test --test-concurrency=1 e2e/
+	    CHAT_BIN=$(CURDIR)/$(REL) node --test --test-concurrency=1 $(or $(T),e2e/)
 
 # ---- fuzzing ---------------------------------------------------------------
 .PHONY: fuzz

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(gcc make pkg-config libfcgi-dev libjansson-dev libpq-dev postgresql nginx
-      libcmocka-dev nettle-dev clang libclang-rt-dev spawn-fcgi ${CHAT_EXTRA_PKGS:-})
+      libcmocka-dev nettle-dev clang libclang-rt-dev spawn-fcgi curl openssl chromium)
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 

@@ -129,11 +129,17 @@ start_nginx() {
     is_root && user="user root root;"
     mkdir -p "$n/tmp"
     ln -sfn "$ROOT/conf" "$n/chat"
-    sed -e "s|@VAR@|$VAR|g" -e "s|@PORT@|$PORT|g" -e "s|@ROOT@|$ROOT|g" -e "s|@USER@|$user|g" \
-        "$ROOT/conf/nginx.dev.conf" >"$n/nginx.conf"
+    local extra=""
     if [ -n "${CHAT_NGINX_EXTRA:-}" ]; then
-        sed -i -e "s|^}\$|    include $CHAT_NGINX_EXTRA;\n}|" "$n/nginx.conf"
+        sed -e "s|@VAR@|$VAR|g" -e "s|@ROOT@|$ROOT|g" -e "s|@PORT1@|$((PORT + 1))|g" \
+            -e "s|@PORT2@|$((PORT + 2))|g" "$CHAT_NGINX_EXTRA" >"$n/extra.conf"
+        extra="include $n/extra.conf;"
+        # the test servers' users: alice and bob, password "secret"
+        printf 'alice:%s\nbob:%s\n' "$(openssl passwd -apr1 secret)" \
+            "$(openssl passwd -apr1 secret)" >"$n/htpasswd"
     fi
+    sed -e "s|@VAR@|$VAR|g" -e "s|@PORT@|$PORT|g" -e "s|@ROOT@|$ROOT|g" -e "s|@USER@|$user|g" \
+        -e "s|@EXTRA@|$extra|g" "$ROOT/conf/nginx.dev.conf" >"$n/nginx.conf"
     nginx -p "$n/" -c "$n/nginx.conf" -e "$LOG/nginx-error.log" -t -q ||
         die "nginx rejected $n/nginx.conf"
     nginx -p "$n/" -c "$n/nginx.conf" -e "$LOG/nginx-error.log" 8>&- 9>&- &
@@ -278,10 +284,14 @@ cmd_status() {
 
 cmd_test() {
     local rc=0
-    "$0" start
+    # a throwaway cluster: durability is not what the tests measure
+    export CHAT_PG_EXTRA="fsync = off
+synchronous_commit = off
+full_page_writes = off"
+    CHAT_NGINX_EXTRA="$ROOT/tests/nginx.test.conf" "$0" start
     trap '"$0" stop' EXIT
     (cd "$ROOT/tests" && CHAT_URL="http://127.0.0.1:$PORT/chat/" CHAT_VAR="$VAR" \
-        CHAT_ROOT="$ROOT" node --test --test-concurrency=1 --test-reporter=spec \
+        CHAT_ROOT="$ROOT" CHAT_BIN="$BIN" node --test --test-concurrency=1 --test-reporter=spec \
         e2e/) || rc=$?
     exit $rc
 }

@@ -9,6 +9,15 @@ export const BASE = process.env.CHAT_URL || 'http://127.0.0.1:8080/chat/';
 export const WS_BASE = BASE.replace(/^http/, 'ws');
 export const VAR = process.env.CHAT_VAR || new URL('../../var', import.meta.url).pathname;
 export const ROOT = process.env.CHAT_ROOT || new URL('../..', import.meta.url).pathname;
+export const BIN = process.env.CHAT_BIN || new URL('../../build/release', import.meta.url).pathname;
+
+// The chat prefix of the test server at PORT + offset (tests/nginx.test.conf):
+// 1 = authenticated users only, 2 = restricted policy.
+export function portBase(offset, scheme = 'http') {
+  const u = new URL(BASE);
+  u.port = String(Number(u.port) + offset);
+  return u.toString().replace(/^http/, scheme);
+}
 export const DATABASE_URL = process.env.DATABASE_URL || `host=${VAR}/pg/sock user=chat dbname=chat`;
 
 const run = promisify(execFile);
@@ -53,8 +62,10 @@ export class Client {
     });
   }
 
-  static async connect(query = '', opts = {}) {
-    const ws = new WebSocket(WS_BASE + 'ws' + (query ? `?${query}` : ''), opts);
+  // base: another server's ws:// prefix (see portBase), or a full ws+unix URL
+  static async connect(query = '', opts = {}, base = WS_BASE) {
+    const url = base.startsWith('ws+unix:') ? base : base + 'ws' + (query ? `?${query}` : '');
+    const ws = new WebSocket(url, opts);
     const c = new Client(ws);
     await withTimeout(new Promise((resolve, reject) => {
       ws.once('open', resolve);

@@ -1,0 +1,33 @@
+// Extra WebSocket daemons with their own options (echo mode, small limits),
+// started directly on a unix socket next to the stack under test.
+import { spawn } from 'node:child_process';
+import { BIN, VAR, DATABASE_URL, withTimeout } from './lib.mjs';
+
+let counter = 0;
+
+export async function startDaemon(args = []) {
+  const path = `${VAR}/run/test-${process.pid}-${counter++}.sock`;
+  const echo = args.includes('--echo');
+  const argv = ['--workers', '1', '--listen', `unix:${path}`, ...(echo ? [] : ['--db', DATABASE_URL]), ...args];
+  const proc = spawn(`${BIN}/chat-ws`, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  let ready;
+  const up = new Promise((res) => { ready = res; });
+  proc.stderr.on('data', (d) => {
+    log += d.toString();
+    // a chat daemon is ready once its LISTEN is in place
+    if (log.includes(echo ? 'serving' : 'listening on chat')) ready();
+  });
+  const exited = new Promise((res) => proc.once('exit', (code, sig) => res({ code, sig })));
+  await withTimeout(Promise.race([up, exited.then((e) => { throw new Error(`chat-ws exited ${JSON.stringify(e)}: ${log}`); })]),
+    15000, 'test daemon start');
+  return {
+    path,
+    url: `ws+unix://${path}:/chat/ws`,
+    log: () => log,
+    async stop() {
+      proc.kill('SIGTERM');
+      return withTimeout(exited, 10000, 'test daemon exit');
+    },
+  };
+}

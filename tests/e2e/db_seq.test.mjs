@@ -1,0 +1,195 @@
+// The database contract (sql/): gap-free per-room seq under concurrency,
+// idempotent sends by cid, and a reader that follows NOTIFY with catch-up
+// from the table sees every message in order, oversized ones included.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { DATABASE_URL, uniqueRoom, withTimeout } from './lib.mjs';
+
+function connect() {
+  // libpq keyword/value conninfo -> node-postgres config
+  const cfg = {};
+  for (const [, k, v] of DATABASE_URL.matchAll(/(\w+)=(\S+)/g)) cfg[k] = v;
+  return new pg.Client({
+    host: cfg.host, port: cfg.port ? Number(cfg.port) : undefined,
+    user: cfg.user, database: cfg.dbname, password: cfg.password,
+  });
+}
+
+async function post(client, room, sender, text, cid) {
+  const r = await client.query(
+    'SELECT idx, seq, ts, dup FROM chat_post($1::text[], $2::text[], $3::text[], $4::text[])',
+    [[room], [sender], [text], [cid]]);
+  return { seq: Number(r.rows[0].seq), ts: r.rows[0].ts, dup: r.rows[0].dup };
+}
+
+// A listener as the daemons are: NOTIFY lines are hints; anything that is
+// not exactly the next message of the room is read from the table.
+class Reader {
+  constructor(room) {
+    this.room = room;
+    this.last = 0;
+    this.seen = [];
+    this.notified = 0;
+    this.waiters = [];
+    this.catching = null;
+  }
+
+  async start() {
+    this.listen = connect();
+    this.query = connect();
+    await this.listen.connect();
+    await this.query.connect();
+    this.listen.on('notification', (n) => this.onNotify(n.payload));
+    await this.listen.query('LISTEN chat');
+    await this.catchUp();
+  }
+
+  onNotify(payload) {
+    for (const line of payload.split('\n')) {
+      const ev = JSON.parse(line);
+      if (ev.room !== this.room || (ev.op !== 'msg' && ev.op !== 'hint')) continue;
+      this.notified++;
+      if (ev.op === 'msg' && ev.seq === this.last + 1 && !this.catching) this.accept(ev);
+      else if (ev.seq > this.last) this.catchUp();
+    }
+  }
+
+  accept(ev) {
+    this.last = ev.seq;
+    this.seen.push(ev);
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  catchUp() {
+    if (this.catching) { this.again = true; return this.catching; }
+    this.catching = (async () => {
+      do {
+        this.again = false;
+        const r = await this.query.query(
+          `SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) AS j FROM messages
+           WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT 1000`, [this.room, this.last]);
+        for (const row of r.rows) {
+          if (Number(row.seq) === this.last + 1) this.accept(JSON.parse(row.j));
+        }
+        if (r.rows.length === 1000) this.again = true;
+      } while (this.again);
+      this.catching = null;
+    })();
+    return this.catching;
+  }
+
+  async waitFor(seq, ms = 60000) {
+    await withTimeout((async () => {
+      while (this.last < seq) await new Promise((r) => this.waiters.push(r));
+    })(), ms, `reader to reach seq ${seq} (at ${this.last})`);
+  }
+
+  async stop() {
+    await this.listen.end();
+    await this.query.end();
+  }
+}
+
+test('8 concurrent sessions x 1000 messages: seq 1..8000, no gap, no duplicate, reader in order', async () => {
+  const room = uniqueRoom('seq');
+  const reader = new Reader(room);
+  await reader.start();
+  const sessions = await Promise.all(Array.from({ length: 8 }, async () => {
+    const c = connect();
+    await c.connect();
+    return c;
+  }));
+  const results = await Promise.all(sessions.map(async (c, s) => {
+    const got = [];
+    for (let i = 0; i < 1000; i++) {
+      const r = await post(c, room, `user${s}`, `message ${i} of session ${s}`, `s${s}-${i}`);
+      got.push(r.seq);
+    }
+    return got;
+  }));
+  await Promise.all(sessions.map((c) => c.end()));
+
+  // each session saw its own seqs strictly increasing
+  for (const got of results) {
+    for (let i = 1; i < got.length; i++) assert.ok(got[i] > got[i - 1], 'per-session order');
+  }
+  const all = results.flat().sort((a, b) => a - b);
+  assert.equal(all.length, 8000);
+  all.forEach((seq, i) => assert.equal(seq, i + 1, `seq ${i + 1} missing or doubled`));
+
+  const check = connect();
+  await check.connect();
+  const t = await check.query(
+    'SELECT count(*)::int AS n, min(seq)::int AS lo, max(seq)::int AS hi, count(DISTINCT seq)::int AS d FROM messages WHERE room = $1',
+    [room]);
+  assert.deepEqual(t.rows[0], { n: 8000, lo: 1, hi: 8000, d: 8000 });
+  const last = await check.query('SELECT last_seq::int FROM rooms WHERE name = $1', [room]);
+  assert.equal(last.rows[0].last_seq, 8000);
+  // per room, time never goes backwards as seq grows
+  const back = await check.query(
+    `SELECT count(*)::int AS n FROM (SELECT ts < lag(ts) OVER (ORDER BY seq) AS back
+     FROM messages WHERE room = $1) s WHERE back`, [room]);
+  assert.equal(back.rows[0].n, 0);
+  await check.end();
+
+  await reader.waitFor(8000);
+  assert.equal(reader.seen.length, 8000);
+  reader.seen.forEach((ev, i) => assert.equal(ev.seq, i + 1));
+  assert.ok(reader.notified > 0, 'the reader heard notifications, not only the table');
+  await reader.stop();
+});
+
+test('a repeated cid returns the first row and stores nothing new', async () => {
+  const room = uniqueRoom('cid');
+  const c = connect();
+  await c.connect();
+  const first = await post(c, room, 'alice', 'hello', 'k3j4');
+  const other = await post(c, room, 'alice', 'another', 'k3j5');
+  const again = await post(c, room, 'alice', 'hello (retry)', 'k3j4');
+  assert.equal(first.dup, false);
+  assert.equal(again.dup, true);
+  assert.equal(again.seq, first.seq);
+  assert.equal(again.ts, first.ts);
+  assert.equal(other.seq, first.seq + 1);
+  // the same cid from another sender is another message
+  const bob = await post(c, room, 'bob', 'hi', 'k3j4');
+  assert.equal(bob.dup, false);
+  assert.equal(bob.seq, other.seq + 1);
+  // a batch repeating a cid inside itself
+  const r = await c.query(
+    'SELECT idx, seq, dup FROM chat_post($1::text[], $2::text[], $3::text[], $4::text[])',
+    [[room, room, room], ['carol', 'carol', 'carol'], ['a', 'b', 'a again'], ['x1', 'x2', 'x1']]);
+  assert.deepEqual(r.rows.map((x) => [x.idx, Number(x.seq), x.dup]),
+    [[1, bob.seq + 1, false], [2, bob.seq + 2, false], [3, bob.seq + 1, true]]);
+  const n = await c.query('SELECT count(*)::int AS n, max(text) FILTER (WHERE cid = $2 AND sender = $3) AS t FROM messages WHERE room = $1',
+    [room, 'k3j4', 'alice']);
+  assert.equal(n.rows[0].n, 5);
+  assert.equal(n.rows[0].t, 'hello');
+  await c.end();
+});
+
+test('a message too large for a NOTIFY payload still reaches the reader', async () => {
+  const room = uniqueRoom('big');
+  const reader = new Reader(room);
+  await reader.start();
+  const c = connect();
+  await c.connect();
+  const big = 'x'.repeat(20000) + ' é ' + 'y'.repeat(100);
+  await post(c, room, 'alice', 'small first', 'b1');
+  await post(c, room, 'alice', big, 'b2');
+  await post(c, room, 'alice', 'small after', 'b3');
+  await reader.waitFor(3, 10000);
+  assert.deepEqual(reader.seen.map((e) => e.text), ['small first', big, 'small after']);
+  await c.end();
+  await reader.stop();
+});
+
+test('the schema refuses what the protocol forbids', async () => {
+  const c = connect();
+  await c.connect();
+  await assert.rejects(post(c, 'Bad Room', 'alice', 'x', 'c'), /check constraint/);
+  await assert.rejects(post(c, uniqueRoom(), 'al ice', 'x', 'c'), /check constraint/);
+  await assert.rejects(post(c, uniqueRoom(), 'alice', '', 'c'), /check constraint/);
+  await c.end();
+});
