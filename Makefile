@@ -41,9 +41,9 @@ CORE_SRCS := module/chat_log.c module/chat_utf8.c module/chat_valid.c module/cha
              module/chat_proto.c module/chat_db.c module/chat_sys.c
 WS_CODEC_SRCS := module/ws_frame.c module/ws_handshake.c
 WS_SRCS := module/ws_main.c module/ws_conn.c module/ws_chat.c module/ws_room.c module/ev.c module/pg.c
-LP_SRCS := fcgi/lp_main.c
-UNIT_TESTS := utf8 valid policy proto log frame handshake
-FUZZ_TARGETS := utf8 proto frame handshake
+LP_SRCS := fcgi/lp_main.c fcgi/lp_workers.c fcgi/lp_accept.c fcgi/lp_poll.c fcgi/lp_fcgi.c fcgi/lp_db.c fcgi/lp_query.c fcgi/lp_listener.c fcgi/lp_rooms.c fcgi/lp_seqcache.c fcgi/lp_writer.c fcgi/lp_presence.c fcgi/lp_health.c
+UNIT_TESTS := utf8 valid policy proto log frame handshake lp_query
+FUZZ_TARGETS := utf8 proto frame handshake query
 
 REL := build/release
 ASAN := build/asan
@@ -131,7 +131,7 @@ e2e:
 .PHONY: fuzz
 FUZZ_TIME ?= 60
 FUZZ_BINS := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
-FUZZ_CFLAGS := -std=c11 $(WARN) -Imodule -g -O1 -fsanitize=fuzzer,address,undefined
+FUZZ_CFLAGS := -std=c11 $(WARN) -Imodule -Ifcgi $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRCS) $(WS_CODEC_SRCS) $(wildcard module/*.h)
 	@mkdir -p $(@D)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(CORE_SRCS) $(WS_CODEC_SRCS) -o $@ $(LDLIBS_ALL)

@@ -18,13 +18,13 @@
 #include "chat_valid.h"
 #include "lp_query.h"
 
-#define LP_MAX_ROOMS 20                   /* rooms per poll */
-#define LP_BODY_MAX (80 * 1024)           /* request body bytes */
-#define LP_QUERY_MAX 4096                 /* query string bytes */
-#define LP_BACKLOG 50                     /* messages of a room given without ":N" */
-#define LP_READ_LIMIT 500                 /* rows per catch-up read */
+#define LP_MAX_ROOMS 20                    /* rooms per poll */
+#define LP_BODY_MAX (80 * 1024)            /* request body bytes */
+#define LP_QUERY_MAX 4096                  /* query string bytes */
+#define LP_BACKLOG 50                      /* messages of a room given without ":N" */
+#define LP_READ_LIMIT 500                  /* rows per catch-up read */
 #define LP_RESPONSE_SOFT_MAX (1024 * 1024) /* no more events once a poll answer is this big */
-#define LP_SEND_QUEUE_MAX 10000           /* sends waiting for the writer */
+#define LP_SEND_QUEUE_MAX 10000            /* sends waiting for the writer */
 #define LP_MAX_PARKED_DEFAULT 15000
 
 /* ---- process-wide settings and state (lp_main.c) ----------------------- */
@@ -85,7 +85,7 @@ struct lp_req {
     char query[LP_QUERY_MAX + 1];
     size_t query_len;
     bool query_too_long;
-    bool json; /* Content-Type is application/json */
+    bool json;  /* Content-Type is application/json */
     char *body; /* malloc'd, NUL-terminated; NULL when none */
     size_t body_len;
     bool body_too_large;
@@ -110,6 +110,11 @@ PGconn *lp_db_connect(const char *what, char *err, size_t errlen);
 PGresult *lp_db_query(PGconn **conn, const char *what, const char *sql, int n,
                       const char *const *vals);
 bool lp_db_ok(const PGresult *res); /* tuples or command ok */
+/* s on one line (newlines and tabs folded) in buf, for the log. */
+const char *lp_db_msg(const char *s, char *buf, size_t cap);
+/* The error of res (or of conn when res is NULL or has none) on one line,
+ * in a buffer of the calling thread valid until its next call. */
+const char *lp_pgerr(const PGresult *res, const PGconn *conn);
 
 /* SELECT seq, chat_msg_json(...) of room past seq after, ascending, limit rows. */
 extern const char *const lp_sql_rows_after;
@@ -120,10 +125,16 @@ struct lp_poll;
 
 /* A poll to park: member (who polls; for typing self-filter), its rooms and
  * cursors (all >= 0), how long it may wait. gen: lp_listen_gen read before
- * the acceptor's own query of the table; unchecked: that query could not
- * be made. NULL when out of memory. */
-struct lp_poll *lp_poll_new(const struct lp_conn *c, const char *member, const struct lp_cursor *rooms,
-                            size_t n, unsigned timeout_s, unsigned gen, bool unchecked);
+ * the acceptor looked at the table or at lp_seqcache; how: what it saw.
+ * NULL when out of memory. */
+enum lp_checked {
+    LP_CHECKED_TABLE = 0, /* the acceptor read the table: nothing past the cursors */
+    LP_CHECKED_CACHE,     /* lp_seqcache covered every cursor */
+    LP_CHECKED_NOT,       /* the database could not be asked */
+};
+struct lp_poll *lp_poll_new(const struct lp_conn *c, const char *member,
+                            const struct lp_cursor *rooms, size_t n, unsigned timeout_s,
+                            unsigned gen, enum lp_checked how);
 void lp_poll_free(struct lp_poll *p);
 
 /* Hands p (and its connection) to the listener, which answers it. 0, or -1
@@ -132,6 +143,13 @@ void lp_poll_free(struct lp_poll *p);
 int lp_listener_park(struct lp_poll *p);
 int lp_listener_start(void);
 void lp_listener_stop(void); /* answers every parked poll with events: [] and joins */
+
+/* ---- what the listener vouches for (lp_seqcache.c) --------------------- */
+
+/* Listener: room's threshold p under LISTEN generation gen (see the file). */
+void lp_seqcache_put(const char *room, int64_t p, unsigned gen);
+/* Acceptors: true when a poll at cursor may park without reading the table. */
+bool lp_seqcache_covers(const char *room, int64_t cursor, unsigned gen);
 
 /* ---- the writer: sends, presence, heartbeats (lp_writer.c) -------------- */
 
@@ -169,11 +187,21 @@ size_t lp_presence_count(void);
 /* ---- health (lp_health.c) and the acceptors (lp_accept.c) --------------- */
 
 void lp_health(struct lp_req *r, PGconn **db);
+/* GET poll (lp_poll.c): answers at once or parks the poll. */
+void lp_poll_handle(struct lp_req *r, PGconn **db);
 void *lp_acceptor_main(void *arg); /* arg: struct lp_acceptor */
 
 struct lp_acceptor {
     int index;
     int listen_sock;
 };
+
+/* ---- --workers N (lp_workers.c) ------------------------------------------ */
+
+#include <signal.h>
+/* Forks n processes running run(set), restarts those that die, and passes
+ * SIGTERM/SIGINT on; returns once they are gone. */
+int lp_supervise(int n, const sigset_t *set, int (*run)(const sigset_t *));
+bool lp_is_supervisor(void);
 
 #endif

@@ -1,6 +1,7 @@
 /* lp_db: the blocking libpq connections of the acceptors, the writer and
  * the listener: connect with a bounded wait, and retry a read once over a
  * fresh connection after PostgreSQL restarted under us. */
+#define _GNU_SOURCE
 #include "lp.h"
 
 #include <stdio.h>
@@ -11,6 +12,44 @@
 const char *const lp_sql_rows_after =
     "SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) FROM messages"
     " WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+
+const char *lp_db_msg(const char *s, char *buf, size_t cap)
+{
+    size_t n = 0;
+    bool space = false;
+
+    for (; s && *s && n + 1 < cap; s++) {
+        bool ws = *s == '\n' || *s == '\t' || *s == '\r' || *s == ' ';
+        if (ws) {
+            space = n > 0;
+            continue;
+        }
+        if (space && n + 2 < cap)
+            buf[n++] = ' ';
+        space = false;
+        buf[n++] = *s;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+const char *lp_pgerr(const PGresult *res, const PGconn *conn)
+{
+    static _Thread_local char buf[512];
+    const char *m = res ? PQresultErrorMessage(res) : "";
+
+    if ((m == NULL || *m == '\0') && conn)
+        m = PQerrorMessage(conn);
+    return lp_db_msg(m, buf, sizeof(buf));
+}
+
+/* Server messages that arrive outside a query (a FATAL as the server shuts
+ * down, say): one log line instead of libpq's raw stderr output. */
+static void on_notice(void *arg, const char *message)
+{
+    char buf[512];
+    log_warn("%s: PostgreSQL says: %s", (const char *)arg, lp_db_msg(message, buf, sizeof(buf)));
+}
 
 PGconn *lp_db_connect(const char *what, char *err, size_t errlen)
 {
@@ -23,13 +62,11 @@ PGconn *lp_db_connect(const char *what, char *err, size_t errlen)
         return NULL;
     }
     if (PQstatus(c) != CONNECTION_OK) {
-        snprintf(err, errlen, "%s", PQerrorMessage(c));
-        size_t n = strlen(err);
-        while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
-            err[--n] = '\0';
+        lp_db_msg(PQerrorMessage(c), err, errlen);
         PQfinish(c);
         return NULL;
     }
+    PQsetNoticeProcessor(c, on_notice, (void *)what);
     log_debug("%s: connected to PostgreSQL", what);
     return c;
 }
@@ -58,7 +95,8 @@ PGresult *lp_db_query(PGconn **conn, const char *what, const char *sql, int n,
         if (res != NULL && PQstatus(*conn) == CONNECTION_OK)
             return res;
         log_warn("%s: database connection lost (%s)%s", what,
-                 res ? PQresultErrorMessage(res) : "no result", attempt ? "" : "; reconnecting");
+                 lp_db_msg(res ? PQresultErrorMessage(res) : "no result", err, sizeof(err)),
+                 attempt ? "" : "; reconnecting");
         PQclear(res);
         PQfinish(*conn);
         *conn = NULL;

@@ -25,7 +25,7 @@
 #define FCGI_END_REQUEST 3
 #define FCGI_STDOUT 6
 #define FCGI_REQUEST_COMPLETE 0
-#define LP_RECORD_MAX 65528    /* content bytes per record (multiple of 8) */
+#define LP_RECORD_MAX 65528 /* content bytes per record (multiple of 8) */
 #define LP_STDIN_DRAIN_MAX (4 * 1024 * 1024)
 
 static const char *const policy_params[] = {
@@ -35,18 +35,30 @@ static const char *const policy_params[] = {
 static const char *status_text(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 429: return "Too Many Requests";
-    case 503: return "Service Unavailable";
-    default: return "Internal Server Error";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Internal Server Error";
     }
 }
 
@@ -165,8 +177,8 @@ static enum lp_endpoint endpoint_of(const char *uri)
         const char *name;
         enum lp_endpoint ep;
     } eps[] = {
-        {"poll", LP_EP_POLL},       {"send", LP_EP_SEND},     {"history", LP_EP_HISTORY},
-        {"typing", LP_EP_TYPING},   {"health", LP_EP_HEALTH},
+        {"poll", LP_EP_POLL},     {"send", LP_EP_SEND},     {"history", LP_EP_HISTORY},
+        {"typing", LP_EP_TYPING}, {"health", LP_EP_HEALTH},
     };
     const char *slash;
 
@@ -212,8 +224,8 @@ static void read_policy(FCGX_Request *fr, struct lp_req *r)
         if (chat_policy_set(&r->policy, (enum chat_policy_key)key, v, strlen(v), &why) < 0) {
             if (r->policy_err == NULL) {
                 r->policy_err = why ? why : "bad value";
-                log_error("nginx passed a bad %s (%s): fix the chat_* settings in nginx.conf",
-                          name, r->policy_err);
+                log_error("nginx passed a bad %s (%s): fix the chat_* settings in nginx.conf", name,
+                          r->policy_err);
             }
         }
     }

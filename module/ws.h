@@ -74,6 +74,7 @@ struct ws_conn {
     uint8_t state;         /* enum ws_conn_state */
     bool pending;          /* on srv->pending */
     bool close_sent, close_received;
+    bool full;             /* accepted past --max-conns: answered 503 */
     uint8_t missed_pongs;
     /* handshake bytes, freed once open */
     char *hs;

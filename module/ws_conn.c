@@ -25,6 +25,7 @@
 #define WS_IOV_MAX 64
 #define WS_CLOSE_WAIT_MS 2000
 #define WS_ACCEPT_BATCH 128
+#define WS_FULL_MARGIN 64
 
 static void conn_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events);
 static void conn_timer_cb(struct ev_loop *loop, struct ev_timer *t);
@@ -457,6 +458,14 @@ static void handshake(struct ws_conn *c)
     ws_header_get(&req, "X-Chat-Origins", &origins, &origins_len);
     switch (ws_handshake_check(&req, origins, origins_len, &res)) {
     case WS_HS_UPGRADE:
+        if (c->full) {
+            const char *body = "{\"op\":\"error\",\"code\":\"unavailable\","
+                               "\"message\":\"server full: retry later\"}";
+            log_info("conn %llu: refused: %zu connections", (unsigned long long)c->id,
+                     c->srv->nconns);
+            http_answer(c, 503, "Retry-After: 5", "application/json", body);
+            return;
+        }
         upgrade(c, &req, &res, (size_t)n);
         return;
     case WS_HS_NOT_UPGRADE:
@@ -469,9 +478,8 @@ static void handshake(struct ws_conn *c)
         http_error(c, 426, "this is a WebSocket endpoint");
         return;
     default:
-        if (res.extra_header)
-            log_info("conn %llu: handshake refused: %d %s", (unsigned long long)c->id,
-                     res.status, res.reason);
+        log_info("conn %llu: handshake refused: %d %s", (unsigned long long)c->id, res.status,
+                 res.reason);
         char body[256];
         snprintf(body, sizeof(body), "%s\n", res.reason);
         http_answer(c, res.status, res.extra_header, NULL, body);
@@ -615,18 +623,6 @@ static void conn_timer_cb(struct ev_loop *loop, struct ev_timer *t)
 
 /* ---- accept ---- */
 
-static void refuse_full(int fd)
-{
-    char out[512];
-    const char *body = "{\"op\":\"error\",\"code\":\"unavailable\",\"message\":\"server full\"}";
-    int n = ws_http_response(out, sizeof(out), 503, NULL, "Retry-After: 5", "application/json",
-                             body, strlen(body));
-    if (n > 0 && write(fd, out, (size_t)n) < 0) {
-        /* best effort: the client sees the reset */
-    }
-    close(fd);
-}
-
 static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
 {
     struct ws_server *srv = io->data;
@@ -642,8 +638,10 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
                 log_warn("accept: %s", strerror(errno));
             return;
         }
-        if (srv->nconns >= srv->cfg.max_conns) {
-            refuse_full(fd);
+        /* past the limit a connection is still read, so that its request
+         * gets a clean 503; past the limit plus a margin it is dropped */
+        if (srv->nconns >= srv->cfg.max_conns + WS_FULL_MARGIN) {
+            close(fd);
             continue;
         }
         struct ws_conn *c = calloc(1, sizeof(*c));
@@ -659,6 +657,7 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
         c->timer.cb = conn_timer_cb;
         c->timer.data = c;
         c->state = WS_HANDSHAKE;
+        c->full = srv->nconns >= srv->cfg.max_conns;
         if (ev_io_set(loop, &c->io, EPOLLIN | EPOLLRDHUP) < 0) {
             close(fd);
             free(c);

@@ -51,7 +51,6 @@ elif [ -n "${PGHOST:-}${PGDATABASE:-}${PGPORT:-}" ]; then
 else
     DATABASE_URL="host=$PGSOCK port=5432 user=chat dbname=chat"
 fi
-export DATABASE_URL
 
 pg_init() {
     [ -f "$PGDATA/PG_VERSION" ] && return 0
@@ -291,7 +290,7 @@ full_page_writes = off"
     CHAT_NGINX_EXTRA="$ROOT/tests/nginx.test.conf" "$0" start
     trap '"$0" stop' EXIT
     (cd "$ROOT/tests" && CHAT_URL="http://127.0.0.1:$PORT/chat/" CHAT_VAR="$VAR" \
-        CHAT_ROOT="$ROOT" CHAT_BIN="$BIN" node --test --test-concurrency=1 --test-reporter=spec \
+        CHAT_ROOT="$ROOT" CHAT_BIN="$BIN" DATABASE_URL="$DATABASE_URL" node --test --test-concurrency=1 --test-reporter=spec \
         e2e/) || rc=$?
     exit $rc
 }

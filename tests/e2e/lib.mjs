@@ -23,8 +23,10 @@ export const DATABASE_URL = process.env.DATABASE_URL || `host=${VAR}/pg/sock use
 const run = promisify(execFile);
 
 // Runs scripts/stack.sh with the stack's VAR (pg-stop, pg-start, ...).
+// DATABASE_URL is left out: the script then acts on VAR's own private cluster.
 export async function stack(cmd) {
-  return run(`${ROOT}/scripts/stack.sh`, [cmd], { env: { ...process.env, VAR } });
+  const { DATABASE_URL: _omit, ...env } = process.env;
+  return run(`${ROOT}/scripts/stack.sh`, [cmd], { env: { ...env, VAR } });
 }
 
 // A unique room name per test so that tests never see each other's traffic.

@@ -1,0 +1,320 @@
+/* lp_accept: the acceptor threads. Each loops on FCGX_Accept_r, copies the
+ * request out of libfcgi (lp_req_read) and serves it: history, health and
+ * polls with news at once over the thread's own blocking connection; sends
+ * go to the writer, polls without news to the listener, and the thread is
+ * free for the next request. */
+#define _GNU_SOURCE
+#include "lp.h"
+
+#include <errno.h>
+#include <fcgiapp.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chat_log.h"
+#include "chat_sys.h"
+
+#define TYPING_SLOTS 4096
+#define TYPING_GAP_MS 2000
+
+/* ---- shared helpers ------------------------------------------------------ */
+
+static int query_param(struct lp_req *r, const char *name, char *out, size_t cap)
+{
+    return lp_query_get(r->query, r->query_len, name, out, cap);
+}
+
+/* The speaker: nginx's user, else "~" + the guest name from the body or
+ * the query. 0, or answers the error and returns -1. */
+static int identity(struct lp_req *r, const char *body_name, size_t body_len, char *out)
+{
+    char q[CHAT_USER_MAX + 2];
+    int n = 0;
+
+    if (body_name == NULL && r->policy.user[0] == '\0') {
+        n = query_param(r, "name", q, sizeof(q));
+        if (n >= 0) {
+            body_name = q;
+            body_len = (size_t)n;
+        }
+    }
+    switch (chat_policy_identity(&r->policy, body_name, body_len, out)) {
+    case 0:
+        return 0;
+    case -1:
+        lp_reply_error(&r->conn, CHAT_E_UNAUTHORIZED, "guests are not allowed here");
+        return -1;
+    default:
+        lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST,
+                       "a guest needs a name: 1-32 of letters, digits, _ . -");
+        return -1;
+    }
+}
+
+static bool room_allowed(struct lp_req *r, const char *room)
+{
+    if (chat_policy_room_allowed(&r->policy, room, strlen(room)))
+        return true;
+    lp_reply_error(&r->conn, CHAT_E_FORBIDDEN, "room not allowed here");
+    return false;
+}
+
+/* 415, 413 or 400 for a POST body that cannot be a request; 0 when fine. */
+static int check_body(struct lp_req *r)
+{
+    if (!r->json)
+        return lp_reply_error_status(&r->conn, 415, CHAT_E_BAD_REQUEST,
+                                     "Content-Type must be application/json"),
+               -1;
+    if (r->body_too_large)
+        return lp_reply_error(&r->conn, CHAT_E_TOO_LARGE, "request body too large"), -1;
+    if (r->body_short)
+        return lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "request body cut short"), -1;
+    return 0;
+}
+
+/* ---- POST send ----------------------------------------------------------- */
+
+static void handle_send(struct lp_req *r)
+{
+    struct lp_send *s;
+    const char *why;
+    enum chat_err e;
+
+    if (check_body(r) < 0)
+        return;
+    if (r->policy.readonly) {
+        lp_reply_error(&r->conn, CHAT_E_FORBIDDEN, "read-only here");
+        return;
+    }
+    if ((s = calloc(1, sizeof(*s))) == NULL) {
+        lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
+        return;
+    }
+    s->conn.fd = -1;
+    e = chat_request_parse(&s->req, r->body, r->body_len, CHAT_OP_SEND, r->policy.max_text, &why);
+    if (e != CHAT_OK) {
+        lp_reply_error(&r->conn, e, why);
+    } else if (identity(r, s->req.name.p, s->req.name.len, s->sender) == 0) {
+        snprintf(s->room, sizeof(s->room), "%.*s", (int)s->req.room.len, s->req.room.p);
+        if (room_allowed(r, s->room)) {
+            s->conn = r->conn;
+            if (lp_writer_submit(s) == 0) {
+                r->conn.fd = -1; /* the writer answers it */
+                return;
+            }
+            s->conn.fd = -1;
+            lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "too many sends waiting; retry");
+        }
+    }
+    lp_send_free(s);
+}
+
+/* ---- POST typing ---------------------------------------------------------- */
+
+static pthread_mutex_t typing_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    uint64_t key;
+    int64_t at;
+} typing_slots[TYPING_SLOTS];
+
+/* true when sender typed in room less than TYPING_GAP_MS ago (a collision
+ * of two pairs in one slot only ever lets an extra event through). */
+static bool typing_too_soon(const char *room, const char *sender)
+{
+    uint64_t h = 1469598103934665603ULL;
+    int64_t now = chat_now_ms();
+    bool soon;
+
+    for (const char *s = room; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    h = (h ^ '/') * 1099511628211ULL;
+    for (const char *s = sender; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    pthread_mutex_lock(&typing_lock);
+    size_t i = h % TYPING_SLOTS;
+    soon = typing_slots[i].key == h && now - typing_slots[i].at < TYPING_GAP_MS;
+    if (!soon) {
+        typing_slots[i].key = h;
+        typing_slots[i].at = now;
+    }
+    pthread_mutex_unlock(&typing_lock);
+    return soon;
+}
+
+static void handle_typing(struct lp_req *r, PGconn **db)
+{
+    struct chat_request q;
+    char room[CHAT_ROOM_MAX + 1], sender[CHAT_SENDER_MAX + 1];
+    const char *why;
+    enum chat_err e;
+
+    if (check_body(r) < 0)
+        return;
+    if (r->policy.readonly) {
+        lp_reply_error(&r->conn, CHAT_E_FORBIDDEN, "read-only here");
+        return;
+    }
+    e = chat_request_parse(&q, r->body, r->body_len, CHAT_OP_TYPING, r->policy.max_text, &why);
+    if (e != CHAT_OK) {
+        lp_reply_error(&r->conn, e, why);
+        chat_request_free(&q);
+        return;
+    }
+    json_t *name = json_object_get(q.root, "name");
+    snprintf(room, sizeof(room), "%.*s", (int)q.room.len, q.room.p);
+    if (identity(r, json_string_value(name), json_string_length(name), sender) == 0 &&
+        room_allowed(r, room)) {
+        size_t len;
+        char *ev = typing_too_soon(room, sender) ? NULL : chat_encode_typing(room, sender, &len);
+        if (ev) {
+            const char *vals[1] = {ev};
+            PGresult *res = lp_db_query(db, "typing", "SELECT pg_notify('chat', $1)", 1, vals);
+            if (!res || !lp_db_ok(res))
+                log_warn("typing: notify failed");
+            PQclear(res);
+            free(ev);
+        }
+        lp_reply(&r->conn, 204, NULL, 0);
+    }
+    chat_request_free(&q);
+}
+
+/* ---- GET history ---------------------------------------------------------- */
+
+static void history_answer(struct lp_req *r, const char *room, PGresult *res)
+{
+    int n = PQntuples(res);
+    struct chat_str *msgs = calloc((size_t)n + 1, sizeof(*msgs));
+    size_t len;
+    char *body = NULL;
+
+    if (msgs) {
+        for (int i = 0; i < n; i++) {
+            msgs[i].p = PQgetvalue(res, i, 1);
+            msgs[i].len = (size_t)PQgetlength(res, i, 1);
+        }
+        body = chat_encode_history(room, msgs, (size_t)n, NULL, &len);
+    }
+    if (body)
+        lp_reply(&r->conn, 200, body, len);
+    else
+        lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
+    free(body);
+    free(msgs);
+}
+
+static void handle_history(struct lp_req *r, PGconn **db)
+{
+    char room[CHAT_ROOM_MAX + 2], num[32], before_s[24], limit_s[16];
+    int64_t before = 0, limit = CHAT_HISTORY_DEFAULT;
+    int n = query_param(r, "room", room, sizeof(room));
+
+    if (n < 0 || !chat_valid_room(room, (size_t)n))
+        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "missing or invalid room");
+    n = query_param(r, "before", num, sizeof(num));
+    if (n == LP_QUERY_BAD || (n >= 0 && lp_query_int(num, (size_t)n, 1, INT64_MAX, &before) < 0))
+        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "before must be an integer >= 1");
+    n = query_param(r, "limit", num, sizeof(num));
+    if (n == LP_QUERY_BAD ||
+        (n >= 0 && lp_query_int(num, (size_t)n, 1, CHAT_HISTORY_MAX, &limit) < 0))
+        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST,
+                                    "limit must be an integer in 1..200");
+    if (!room_allowed(r, room))
+        return;
+    snprintf(before_s, sizeof(before_s), "%" PRId64, before);
+    snprintf(limit_s, sizeof(limit_s), "%" PRId64, limit);
+    const char *vals[3] = {room, before_s, limit_s};
+    PGresult *res = lp_db_query(
+        db, "history",
+        "SELECT seq, j FROM (SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) AS j"
+        " FROM messages WHERE room = $1 AND ($2::bigint = 0 OR seq < $2::bigint)"
+        " ORDER BY seq DESC LIMIT $3::int) s ORDER BY seq",
+        3, vals);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+        lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "database unavailable; retry later");
+    else
+        history_answer(r, room, res);
+    PQclear(res);
+}
+
+/* ---- dispatch and the thread ------------------------------------------------ */
+
+static void dispatch(struct lp_req *r, PGconn **db)
+{
+    if (r->policy_err)
+        return (void)lp_reply_error_status(&r->conn, 500, CHAT_E_UNAVAILABLE,
+                                           "server misconfigured (see its log)");
+    if (r->ep == LP_EP_UNKNOWN)
+        return (void)lp_reply_error_status(&r->conn, 404, CHAT_E_BAD_REQUEST, "no such endpoint");
+    bool want_post = r->ep == LP_EP_SEND || r->ep == LP_EP_TYPING;
+    if ((want_post && !r->post) || (!want_post && !r->get))
+        return (void)lp_reply_error_status(&r->conn, 405, CHAT_E_BAD_REQUEST,
+                                           want_post ? "use POST" : "use GET");
+    if (r->ep == LP_EP_HEALTH)
+        return lp_health(r, db);
+    if (r->policy.user[0] == '\0' && !r->policy.guests)
+        return (void)lp_reply_error(&r->conn, CHAT_E_UNAUTHORIZED, "guests are not allowed here");
+    if (r->query_too_long)
+        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "query string too long");
+    switch (r->ep) {
+    case LP_EP_POLL:
+        lp_poll_handle(r, db);
+        break;
+    case LP_EP_SEND:
+        handle_send(r);
+        break;
+    case LP_EP_HISTORY:
+        handle_history(r, db);
+        break;
+    default:
+        handle_typing(r, db);
+        break;
+    }
+}
+
+void *lp_acceptor_main(void *arg)
+{
+    struct lp_acceptor *a = arg;
+    FCGX_Request *fr = calloc(1, sizeof(*fr));
+    struct lp_req *r = malloc(sizeof(*r));
+    PGconn *db = NULL;
+    sigset_t wake;
+
+    if (fr == NULL || r == NULL) {
+        log_error("acceptor %d: out of memory at start", a->index);
+        goto out;
+    }
+    sigemptyset(&wake);
+    sigaddset(&wake, SIGUSR1);
+    /* lp_main.c installed a no-op SIGUSR1 handler without SA_RESTART: the
+     * signal interrupts accept() at shutdown */
+    pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
+    while (!atomic_load(&lp_stopping)) {
+        FCGX_InitRequest(fr, a->listen_sock, FCGI_FAIL_ACCEPT_ON_INTR);
+        int rc = FCGX_Accept_r(fr);
+        if (rc < 0) {
+            if (atomic_load(&lp_stopping))
+                break;
+            if (rc != -EINTR) {
+                log_error("acceptor %d: accept failed: %s", a->index, strerror(-rc));
+                struct timespec ts = {0, 100 * 1000000};
+                nanosleep(&ts, NULL); /* EMFILE and friends: do not spin */
+            }
+            continue;
+        }
+        lp_req_read(fr, r);
+        dispatch(r, &db);
+        lp_req_free(r);
+    }
+out:
+    PQfinish(db);
+    free(fr);
+    free(r);
+    return NULL;
+}

@@ -1,0 +1,160 @@
+/* lp_health: GET /chat/health. Names both backends and the database: this
+ * worker (pid, parked polls, whether its LISTEN is up), the WebSocket
+ * daemon as its own /health answer (probed over its unix socket, 1 s
+ * timeout), and the database's schema version. 200 when all are up, 503
+ * with the same shape otherwise. */
+#define _GNU_SOURCE
+#include "lp.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "chat_log.h"
+#include "chat_sys.h"
+
+#define PROBE_MAX 16384
+
+static json_t *ws_down(const char *fmt, const char *arg)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), fmt, arg);
+    return json_pack("{s:s, s:s}", "status", "down", "error", msg);
+}
+
+static int probe_connect(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct timeval tv = {1, 0};
+    int fd;
+
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* Reads until EOF, the body's Content-Length, PROBE_MAX bytes or 1 s. */
+static ssize_t probe_read(int fd, char *buf, size_t cap)
+{
+    size_t len = 0;
+    int64_t deadline = chat_now_ms() + 1000;
+
+    while (len + 1 < cap && chat_now_ms() < deadline) {
+        ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        buf[len] = '\0';
+        const char *end = strstr(buf, "\r\n\r\n");
+        const char *cl = strcasestr(buf, "\r\ncontent-length:");
+        if (end && cl && cl < end && len - (size_t)(end + 4 - buf) >= strtoul(cl + 17, NULL, 10))
+            break;
+    }
+    buf[len] = '\0';
+    return (ssize_t)len;
+}
+
+static json_t *probe_ws(int *status)
+{
+    static const char req[] =
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    char *buf;
+    json_t *out;
+    int fd;
+
+    *status = 0;
+    if (lp_cfg.ws_health == NULL)
+        return json_pack("{s:s}", "status", "unknown");
+    if ((fd = probe_connect(lp_cfg.ws_health)) < 0)
+        return ws_down("cannot connect: %s", strerror(errno));
+    if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1) {
+        close(fd);
+        return ws_down("cannot send the probe: %s", strerror(errno));
+    }
+    buf = malloc(PROBE_MAX);
+    if (buf == NULL) {
+        close(fd);
+        return ws_down("%s", "out of memory");
+    }
+    probe_read(fd, buf, PROBE_MAX);
+    close(fd);
+    const char *body = strstr(buf, "\r\n\r\n");
+    if (strncmp(buf, "HTTP/1.", 7) != 0 || body == NULL) {
+        out = ws_down("%s", buf[0] ? "not an HTTP answer" : "no answer within 1 s");
+    } else {
+        *status = atoi(buf + 9);
+        out = json_loads(body + 4, JSON_DISABLE_EOF_CHECK, NULL);
+        if (!json_is_object(out)) {
+            json_decref(out);
+            out = ws_down("answered %s without a JSON object", *status == 200 ? "200" : "an error");
+        }
+    }
+    free(buf);
+    return out;
+}
+
+static json_t *probe_db(PGconn **db, bool *up)
+{
+    PGresult *res = lp_db_query(db, "health",
+                                "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, NULL);
+    json_t *out;
+
+    *up = false;
+    if (res == NULL) {
+        out = json_pack("{s:s, s:s}", "status", "down", "error", "unreachable");
+    } else if (!lp_db_ok(res) || PQntuples(res) != 1) {
+        out = json_pack("{s:s, s:s}", "status", "down", "error", lp_pgerr(res, *db));
+    } else {
+        long v = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+        *up = v == CHAT_SCHEMA_VERSION;
+        out = json_pack("{s:s, s:i}", "status", *up ? "up" : "wrong_schema", "schema", (int)v);
+    }
+    PQclear(res);
+    return out;
+}
+
+void lp_health(struct lp_req *r, PGconn **db)
+{
+    bool db_up;
+    int ws_status;
+    json_t *dbj = probe_db(db, &db_up);
+    json_t *ws = probe_ws(&ws_status);
+    bool ws_ok = lp_cfg.ws_health == NULL || ws_status == 200;
+    bool ok = db_up && ws_ok;
+    json_t *fcgi =
+        json_pack("{s:s, s:i, s:i, s:b, s:i, s:s}", "status", "ok", "pid", (int)getpid(), "parked",
+                  atomic_load(&lp_parked), "listen", atomic_load(&lp_listen_up), "present",
+                  (int)lp_presence_count(), "node", lp_cfg.node);
+    json_t *root = json_pack("{s:s, s:{s:o, s:o}, s:o}", "status", ok ? "ok" : "down", "backends",
+                             "fcgi", fcgi, "ws", ws, "database", dbj);
+    char *body = root ? json_dumps(root, JSON_COMPACT) : NULL;
+
+    if (body == NULL)
+        lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
+    else
+        lp_reply(&r->conn, ok ? 200 : 503, body, strlen(body));
+    free(body);
+    json_decref(root);
+}

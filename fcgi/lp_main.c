@@ -1,0 +1,329 @@
+/* chat-fcgi: the long-poll worker. Serves /chat/poll, /chat/send,
+ * /chat/history, /chat/typing and /chat/health over FastCGI (libfcgi),
+ * on its own socket (--listen) or on the socket spawn-fcgi hands it as
+ * fd 0. One process: --threads acceptors, one listener, one writer; with
+ * --workers N, N such processes share the socket under a small supervisor.
+ * docs/longpoll.md tells the design and how to run it. */
+#define _GNU_SOURCE
+#include "lp.h"
+
+#include <errno.h>
+#include <fcgiapp.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chat_log.h"
+#include "chat_sys.h"
+
+#define THREADS_MAX 256
+
+struct lp_config lp_cfg = {.threads = 4, .max_parked = LP_MAX_PARKED_DEFAULT};
+atomic_bool lp_stopping;
+atomic_int lp_parked;
+atomic_uint lp_listen_gen;
+atomic_bool lp_listen_up;
+
+static int listen_sock = -1;
+static int workers = 1;
+static int backlog = 4096;
+static mode_t socket_mode = 0666;
+static const char *log_path;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: chat-fcgi --db CONNINFO [--listen PATH|[HOST]:PORT] [options]\n"
+            "  --db CONNINFO      libpq connection string (default: the PG* environment)\n"
+            "  --listen ADDR      unix socket path or [host]:port to bind; without it the\n"
+            "                     FastCGI socket is fd 0 (spawn-fcgi, or a FastCGI web server)\n"
+            "  --socket-mode OCT  permissions of a unix socket it binds (default 0666)\n"
+            "  --backlog N        listen backlog (default 4096, capped by net.core.somaxconn)\n"
+            "  --threads N        acceptor threads per process (default 4)\n"
+            "  --workers N        processes sharing the socket (default 1)\n"
+            "  --max-parked N     parked polls per process; beyond: 503 (default %d)\n"
+            "  --ws-health PATH   the WebSocket daemon's unix socket, probed by /health\n"
+            "  --log-level L      error|warn|info|debug (default info)\n"
+            "  --log FILE         log to FILE instead of stderr (reopened on SIGHUP)\n",
+            LP_MAX_PARKED_DEFAULT);
+}
+
+static int int_arg(const char *name, const char *v, long min, long max, int base)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, base);
+    if (errno || *end || n < min || n > max) {
+        fprintf(stderr, "chat-fcgi: %s must be in %ld..%ld\n", name, min, max);
+        exit(2);
+    }
+    return (int)n;
+}
+
+static void parse_args(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, 0, 'd'},
+        {"listen", required_argument, 0, 'l'},
+        {"threads", required_argument, 0, 't'},
+        {"workers", required_argument, 0, 'w'},
+        {"max-parked", required_argument, 0, 'm'},
+        {"ws-health", required_argument, 0, 'H'},
+        {"log-level", required_argument, 0, 'v'},
+        {"log", required_argument, 0, 'L'},
+        {"backlog", required_argument, 0, 'b'},
+        {"socket-mode", required_argument, 0, 's'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    enum chat_log_level level = CHAT_LOG_INFO;
+    int c;
+
+    lp_cfg.db = getenv("DATABASE_URL") ? getenv("DATABASE_URL") : "";
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            lp_cfg.db = optarg;
+            break;
+        case 'l':
+            lp_cfg.listen = optarg;
+            break;
+        case 't':
+            lp_cfg.threads = int_arg("--threads", optarg, 1, THREADS_MAX, 10);
+            break;
+        case 'w':
+            workers = int_arg("--workers", optarg, 1, 64, 10);
+            break;
+        case 'm':
+            lp_cfg.max_parked = int_arg("--max-parked", optarg, 1, 1000000, 10);
+            break;
+        case 'b':
+            backlog = int_arg("--backlog", optarg, 1, 65535, 10);
+            break;
+        case 's':
+            socket_mode = (mode_t)int_arg("--socket-mode", optarg, 0, 0777, 8);
+            break;
+        case 'H':
+            lp_cfg.ws_health = optarg;
+            break;
+        case 'L':
+            log_path = optarg;
+            break;
+        case 'v':
+            if (chat_log_parse_level(optarg, &level) < 0) {
+                fprintf(stderr, "chat-fcgi: bad --log-level %s\n", optarg);
+                exit(2);
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            exit(2);
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        exit(2);
+    }
+    chat_log_init("chat-fcgi", level);
+    if (log_path && chat_log_open(log_path) < 0) {
+        fprintf(stderr, "chat-fcgi: cannot open log %s: %s\n", log_path, strerror(errno));
+        exit(1);
+    }
+}
+
+static void name_node(void)
+{
+    char host[64] = "localhost";
+    unsigned rnd = (unsigned)time(NULL) ^ ((unsigned)getpid() << 16);
+
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    for (char *p = host; *p; p++)
+        if (*p == '.') {
+            *p = '\0';
+            break;
+        }
+    if (getentropy(&rnd, sizeof(rnd)) < 0)
+        rnd ^= (unsigned)chat_now_ms();
+    snprintf(lp_cfg.node, sizeof(lp_cfg.node), "fcgi-%s-%d-%06x", host, (int)getpid(),
+             rnd & 0xffffff);
+}
+
+static void on_wake(int sig)
+{
+    (void)sig; /* interrupts a blocked accept() at shutdown (no SA_RESTART) */
+}
+
+/* After FCGX_Init (which installs its own SIGPIPE, SIGUSR1 and SIGTERM
+ * handlers): SIGPIPE ignored (answers use MSG_NOSIGNAL anyway), SIGUSR1
+ * wakes acceptors, and TERM/INT/HUP are blocked everywhere and taken by
+ * the main thread with sigwait. */
+static void setup_signals(sigset_t *set)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = on_wake;
+    sa.sa_flags = 0;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGTERM, &sa, NULL);
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    sigdelset(set, SIGUSR1);
+}
+
+static int open_socket(void)
+{
+    if (lp_cfg.listen == NULL) {
+        if (FCGX_IsCGI()) {
+            log_error("no --listen and fd 0 is not a FastCGI socket (see chat-fcgi --help)");
+            return -1;
+        }
+        log_info("serving the FastCGI socket on fd 0");
+        return 0;
+    }
+    int fd = FCGX_OpenSocket(lp_cfg.listen, backlog);
+    if (fd < 0) {
+        log_error("cannot listen on %s: %s", lp_cfg.listen, strerror(errno));
+        return -1;
+    }
+    if (lp_cfg.listen[0] == '/' || lp_cfg.listen[0] == '.') {
+        if (chmod(lp_cfg.listen, socket_mode) < 0)
+            log_warn("chmod %s: %s", lp_cfg.listen, strerror(errno));
+    }
+    log_info("listening on %s", lp_cfg.listen);
+    return fd;
+}
+
+struct acceptor_slot {
+    struct lp_acceptor a;
+    pthread_t thread;
+    atomic_bool done;
+};
+
+static void *acceptor_entry(void *arg)
+{
+    struct acceptor_slot *s = arg;
+    lp_acceptor_main(&s->a);
+    atomic_store(&s->done, true);
+    return NULL;
+}
+
+/* Interrupts every acceptor until it has left accept(), for at most ms. */
+static void stop_acceptors(struct acceptor_slot *slots, int n, int ms)
+{
+    int64_t deadline = chat_now_ms() + ms;
+    for (;;) {
+        int left = 0;
+        for (int i = 0; i < n; i++) {
+            if (!atomic_load(&slots[i].done)) {
+                pthread_kill(slots[i].thread, SIGUSR1);
+                left++;
+            }
+        }
+        if (left == 0 || chat_now_ms() >= deadline) {
+            if (left)
+                log_warn("%d acceptors still busy at exit (database calls); leaving them", left);
+            break;
+        }
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    for (int i = 0; i < n; i++)
+        if (atomic_load(&slots[i].done))
+            pthread_join(slots[i].thread, NULL);
+}
+
+static int wait_for_stop(const sigset_t *set)
+{
+    for (;;) {
+        int sig;
+        if (sigwait(set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            if (log_path && chat_log_open(log_path) < 0)
+                log_error("cannot reopen log %s", log_path);
+            continue;
+        }
+        log_info("%s: stopping (%d parked polls answered with events: [])",
+                 sig == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&lp_parked));
+        return 0;
+    }
+}
+
+/* One worker process: threads up, serve until SIGTERM, clean exit. */
+static int run_worker(const sigset_t *set)
+{
+    static struct acceptor_slot slots[THREADS_MAX];
+    int started = 0, rc = 1;
+
+    name_node();
+    if (lp_presence_init() < 0 || lp_listener_start() < 0 || lp_writer_start() < 0)
+        goto out;
+    for (; started < lp_cfg.threads; started++) {
+        slots[started].a.index = started;
+        slots[started].a.listen_sock = listen_sock;
+        if (pthread_create(&slots[started].thread, NULL, acceptor_entry, &slots[started]) != 0) {
+            log_error("cannot start acceptor thread %d", started);
+            break;
+        }
+    }
+    log_info("node %s up: %d acceptor threads, max %d parked polls, open files %ld", lp_cfg.node,
+             started, lp_cfg.max_parked, chat_sys_raise_nofile());
+    if (started > 0) {
+        wait_for_stop(set);
+        rc = 0;
+    }
+out:
+    atomic_store(&lp_stopping, true);
+    stop_acceptors(slots, started, 2500);
+    lp_listener_stop();
+    lp_writer_stop();
+    lp_presence_free();
+    log_info("stopped");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    sigset_t set;
+    char err[512];
+
+    parse_args(argc, argv);
+    chat_sys_raise_nofile();
+    PGconn *check = chat_db_open(lp_cfg.db, err, sizeof(err));
+    if (check == NULL) {
+        log_error("refusing to start: %s", err);
+        return 1;
+    }
+    PQfinish(check);
+    if (FCGX_Init() != 0) {
+        log_error("FCGX_Init failed");
+        return 1;
+    }
+    setup_signals(&set);
+    if ((listen_sock = open_socket()) < 0)
+        return 1;
+    int rc = workers > 1 ? lp_supervise(workers, &set, run_worker) : run_worker(&set);
+    if (lp_cfg.listen && lp_cfg.listen[0] == '/' && (workers == 1 || lp_is_supervisor()))
+        unlink(lp_cfg.listen);
+    return rc;
+}

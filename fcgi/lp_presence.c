@@ -1,0 +1,266 @@
+/* lp_presence: long-poll users as members of rooms. A (room, member) pair
+ * comes online with its first poll and goes offline 2 poll timeouts after
+ * its last one. Acceptors touch pairs; the writer thread flushes the
+ * transitions once a second in one chat_presence() call, so presence costs
+ * the database one transaction per second per process, not one per poll.
+ * A transition is applied locally only once the database took it. */
+#define _GNU_SOURCE
+#include "lp.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat_log.h"
+#include "chat_sys.h"
+
+#define PAIRS_MAX 200000 /* (room, member) pairs tracked */
+#define FLUSH_MAX 5000   /* transitions per chat_presence call */
+#define SEEN_MAX 10000   /* users waiting for chat_users_seen */
+
+enum pair_state { PAIR_NEW, PAIR_ONLINE, PAIR_GOING_ON, PAIR_GOING_OFF };
+
+struct pair {
+    struct pair *hnext;
+    enum pair_state state;
+    bool touched; /* polled again while going offline */
+    int64_t expires;
+    char room[CHAT_ROOM_MAX + 1];
+    char member[CHAT_SENDER_MAX + 1];
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pair **buckets;
+static size_t nbuckets = 16384, npairs;
+static char (*seen)[CHAT_SENDER_MAX + 1];
+static size_t nseen;
+static bool full_logged;
+
+static size_t hash_pair(const char *room, const char *member)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *s = room; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL;
+    for (const char *s = member; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return (size_t)(h & (nbuckets - 1));
+}
+
+int lp_presence_init(void)
+{
+    buckets = calloc(nbuckets, sizeof(*buckets));
+    seen = calloc(SEEN_MAX, sizeof(*seen));
+    return buckets && seen ? 0 : -1;
+}
+
+void lp_presence_free(void)
+{
+    for (size_t b = 0; buckets && b < nbuckets; b++) {
+        while (buckets[b]) {
+            struct pair *p = buckets[b];
+            buckets[b] = p->hnext;
+            free(p);
+        }
+    }
+    free(buckets);
+    free(seen);
+    buckets = NULL;
+    seen = NULL;
+}
+
+static void note_seen(const char *member)
+{
+    for (size_t i = 0; i < nseen; i++)
+        if (strcmp(seen[i], member) == 0)
+            return;
+    if (nseen < SEEN_MAX)
+        snprintf(seen[nseen++], sizeof(seen[0]), "%s", member);
+}
+
+void lp_presence_touch(const char *room, const char *member, unsigned timeout_s)
+{
+    int64_t expires = chat_now_ms() + 2 * (int64_t)timeout_s * 1000;
+
+    pthread_mutex_lock(&lock);
+    size_t b = hash_pair(room, member);
+    struct pair *p = buckets[b];
+    while (p && (strcmp(p->room, room) != 0 || strcmp(p->member, member) != 0))
+        p = p->hnext;
+    if (p == NULL) {
+        if (npairs >= PAIRS_MAX || (p = calloc(1, sizeof(*p))) == NULL) {
+            if (!full_logged)
+                log_warn("presence: %zu pairs tracked, not tracking more", npairs);
+            full_logged = true;
+            pthread_mutex_unlock(&lock);
+            return;
+        }
+        snprintf(p->room, sizeof(p->room), "%s", room);
+        snprintf(p->member, sizeof(p->member), "%s", member);
+        p->state = PAIR_NEW;
+        p->hnext = buckets[b];
+        buckets[b] = p;
+        npairs++;
+        note_seen(member);
+    }
+    if (expires > p->expires)
+        p->expires = expires;
+    p->touched = true;
+    pthread_mutex_unlock(&lock);
+}
+
+void lp_presence_reannounce(void)
+{
+    pthread_mutex_lock(&lock);
+    for (size_t b = 0; b < nbuckets; b++)
+        for (struct pair *p = buckets[b]; p; p = p->hnext)
+            if (p->state == PAIR_ONLINE)
+                p->state = PAIR_NEW;
+    pthread_mutex_unlock(&lock);
+}
+
+size_t lp_presence_count(void)
+{
+    pthread_mutex_lock(&lock);
+    size_t n = npairs;
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
+/* Under the lock: picks due transitions into out (at most FLUSH_MAX), marks
+ * them in flight, drops pairs that expire before ever being announced. */
+static size_t collect(struct pair **out, int64_t now)
+{
+    size_t n = 0;
+
+    for (size_t b = 0; b < nbuckets && n < FLUSH_MAX; b++) {
+        struct pair **pp = &buckets[b];
+        while (*pp && n < FLUSH_MAX) {
+            struct pair *p = *pp;
+            if (p->state == PAIR_NEW && p->expires <= now) {
+                *pp = p->hnext;
+                npairs--;
+                free(p);
+                continue;
+            }
+            if (p->state == PAIR_NEW) {
+                p->state = PAIR_GOING_ON;
+                out[n++] = p;
+            } else if (p->state == PAIR_ONLINE && p->expires <= now) {
+                p->state = PAIR_GOING_OFF;
+                p->touched = false;
+                out[n++] = p;
+            }
+            pp = &p->hnext;
+        }
+    }
+    return n;
+}
+
+static void unlink_pair(struct pair *p)
+{
+    struct pair **pp = &buckets[hash_pair(p->room, p->member)];
+    while (*pp && *pp != p)
+        pp = &(*pp)->hnext;
+    if (*pp) {
+        *pp = p->hnext;
+        npairs--;
+        free(p);
+    }
+}
+
+static void settle(struct pair **v, size_t n, bool ok)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct pair *p = v[i];
+        if (p->state == PAIR_GOING_ON)
+            p->state = ok ? PAIR_ONLINE : PAIR_NEW;
+        else if (!ok || p->touched)
+            p->state = ok ? PAIR_NEW : PAIR_ONLINE;
+        else
+            unlink_pair(p);
+    }
+}
+
+static int call_presence(PGconn *db, struct pair **v, size_t n)
+{
+    struct chat_sbuf rooms = {0}, members = {0}, online = {0};
+    int bad = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        bad |= chat_db_array_add(&rooms, v[i]->room, strlen(v[i]->room));
+        bad |= chat_db_array_add(&members, v[i]->member, strlen(v[i]->member));
+        bad |= chat_sbuf_add(&online, i ? "," : "{", 1);
+        bad |= chat_sbuf_add(&online, v[i]->state == PAIR_GOING_ON ? "t" : "f", 1);
+    }
+    bad |= chat_db_array_end(&rooms) | chat_db_array_end(&members) | chat_sbuf_add(&online, "}", 1);
+    int rc = -1;
+    if (!bad) {
+        const char *vals[4] = {lp_cfg.node, rooms.p, members.p, online.p};
+        PGresult *res = PQexecParams(db,
+                                     "SELECT chat_presence($1, $2::text[], $3::text[],"
+                                     " $4::boolean[])",
+                                     4, NULL, vals, NULL, NULL, 0);
+        rc = lp_db_ok(res) ? 0 : -1;
+        if (rc < 0)
+            log_warn("presence: chat_presence failed: %s", lp_pgerr(res, db));
+        PQclear(res);
+    }
+    chat_sbuf_free(&rooms);
+    chat_sbuf_free(&members);
+    chat_sbuf_free(&online);
+    return rc;
+}
+
+static int flush_seen(PGconn *db)
+{
+    struct chat_sbuf names = {0}, auth = {0};
+    size_t n;
+    int bad = 0, rc = 0;
+
+    pthread_mutex_lock(&lock);
+    n = nseen;
+    for (size_t i = 0; i < n; i++) {
+        bad |= chat_db_array_add(&names, seen[i], strlen(seen[i]));
+        bad |= chat_sbuf_add(&auth, i ? "," : "{", 1);
+        bad |= chat_sbuf_add(&auth, seen[i][0] == '~' ? "f" : "t", 1);
+    }
+    nseen = 0;
+    pthread_mutex_unlock(&lock);
+    if (n == 0 || bad)
+        goto out;
+    bad |= chat_db_array_end(&names) | chat_sbuf_add(&auth, "}", 1);
+    const char *vals[2] = {names.p, auth.p};
+    PGresult *res = PQexecParams(db, "SELECT chat_users_seen($1::text[], $2::boolean[])", 2, NULL,
+                                 vals, NULL, NULL, 0);
+    if (!lp_db_ok(res)) {
+        log_warn("presence: chat_users_seen failed: %s", lp_pgerr(res, db));
+        rc = -1;
+    }
+    PQclear(res);
+out:
+    chat_sbuf_free(&names);
+    chat_sbuf_free(&auth);
+    return rc;
+}
+
+int lp_presence_flush(PGconn *db)
+{
+    static struct pair *v[FLUSH_MAX];
+    int rc = 0;
+
+    pthread_mutex_lock(&lock);
+    size_t n = collect(v, chat_now_ms());
+    pthread_mutex_unlock(&lock);
+    if (n > 0) {
+        rc = call_presence(db, v, n);
+        pthread_mutex_lock(&lock);
+        settle(v, n, rc == 0);
+        pthread_mutex_unlock(&lock);
+        log_debug("presence: %zu transitions %s", n, rc == 0 ? "sent" : "kept for later");
+    }
+    if (flush_seen(db) < 0)
+        rc = -1;
+    return rc;
+}

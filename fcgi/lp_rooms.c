@@ -1,0 +1,476 @@
+/* lp_rooms: rooms as the listener sees them (see lp_rooms.h). A message
+ * reaches a waiter as the NOTIFY's own bytes when the waiter's cursor is
+ * just before the round's contiguous run of messages; any other waiter of
+ * the room is served from one read of the table from the lowest such
+ * cursor (invariant 3: NOTIFY is a hint, the table is the truth). */
+#define _GNU_SOURCE
+#include "lp_rooms.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat_log.h"
+#include "chat_sys.h"
+
+#define ITEMS_MAX 2000 /* NOTIFY lines kept per room per round */
+#define IDLE_MS 30000  /* a room without waiters is forgotten after */
+#define SWEEP_MS 10000
+
+enum item_kind { ITEM_MSG, ITEM_HINT, ITEM_EPHEMERAL };
+
+struct item {
+    enum item_kind kind;
+    int64_t seq;
+    size_t off, len;                /* in room->bytes */
+    char user[CHAT_SENDER_MAX + 1]; /* typing: who types (not sent to itself) */
+};
+
+struct lp_room {
+    struct lp_room *hnext;
+    struct lp_room *dirty_next;
+    bool dirty, force_read;
+    char name[CHAT_ROOM_MAX + 1];
+    int64_t known; /* highest seq heard of */
+    int64_t est;   /* threshold vouched for under est_gen (lp_seqcache.c) */
+    unsigned est_gen;
+    int64_t touched; /* last news or waiter, ms */
+    struct lp_wait *waiters;
+    size_t nwaiters;
+    struct chat_sbuf bytes;
+    struct item *items;
+    size_t nitems, cap_items;
+};
+
+static struct lp_room **buckets;
+static size_t nbuckets, nrooms;
+static struct lp_room *dirty;
+static int64_t next_sweep;
+
+static uint64_t hash_name(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+int lp_rooms_init(void)
+{
+    nbuckets = 1024;
+    buckets = calloc(nbuckets, sizeof(*buckets));
+    return buckets ? 0 : -1;
+}
+
+static void room_free(struct lp_room *r)
+{
+    chat_sbuf_free(&r->bytes);
+    free(r->items);
+    free(r);
+}
+
+void lp_rooms_free(void)
+{
+    for (size_t b = 0; b < nbuckets; b++) {
+        while (buckets[b]) {
+            struct lp_room *r = buckets[b];
+            buckets[b] = r->hnext;
+            room_free(r);
+        }
+    }
+    free(buckets);
+    buckets = NULL;
+    nbuckets = nrooms = 0;
+}
+
+static void grow(void)
+{
+    size_t n = nbuckets * 2;
+    struct lp_room **nb = calloc(n, sizeof(*nb));
+
+    if (nb == NULL)
+        return; /* longer chains; still correct */
+    for (size_t b = 0; b < nbuckets; b++) {
+        while (buckets[b]) {
+            struct lp_room *r = buckets[b];
+            buckets[b] = r->hnext;
+            size_t i = hash_name(r->name, strlen(r->name)) & (n - 1);
+            r->hnext = nb[i];
+            nb[i] = r;
+        }
+    }
+    free(buckets);
+    buckets = nb;
+    nbuckets = n;
+}
+
+static struct lp_room *find(const char *name, size_t len, bool create)
+{
+    size_t i = hash_name(name, len) & (nbuckets - 1);
+
+    if (len == 0 || len > CHAT_ROOM_MAX)
+        return NULL;
+    for (struct lp_room *r = buckets[i]; r; r = r->hnext)
+        if (strlen(r->name) == len && memcmp(r->name, name, len) == 0)
+            return r;
+    if (!create)
+        return NULL;
+    struct lp_room *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    memcpy(r->name, name, len);
+    r->hnext = buckets[i];
+    buckets[i] = r;
+    if (++nrooms > nbuckets)
+        grow();
+    return r;
+}
+
+/* Tells the acceptors the room's threshold when one holds in this LISTEN
+ * generation. */
+static void publish(struct lp_room *r)
+{
+    unsigned gen = atomic_load(&lp_listen_gen);
+
+    if (r->est_gen == gen && gen != 0)
+        lp_seqcache_put(r->name, r->est > r->known ? r->est : r->known, gen);
+}
+
+/* e: a seq such that every message past it is heard in this generation.
+ * The lowest such fact holds for all of them. */
+static void establish(struct lp_room *r, int64_t e)
+{
+    unsigned gen = atomic_load(&lp_listen_gen);
+
+    if (r->est_gen != gen || e < r->est) {
+        r->est_gen = gen;
+        r->est = e;
+    }
+    publish(r);
+}
+
+static void mark_dirty(struct lp_room *r)
+{
+    if (r->dirty)
+        return;
+    r->dirty = true;
+    r->dirty_next = dirty;
+    dirty = r;
+}
+
+int lp_rooms_link(struct lp_wait *w, enum lp_link mode)
+{
+    struct lp_room *r = find(w->name, strlen(w->name), true);
+
+    if (r == NULL)
+        return -1;
+    w->room = r;
+    w->prev = NULL;
+    w->next = r->waiters;
+    if (r->waiters)
+        r->waiters->prev = w;
+    r->waiters = w;
+    r->nwaiters++;
+    r->touched = chat_now_ms();
+    if (mode == LP_LINK_READ)
+        r->force_read = true;
+    else if (mode == LP_LINK_ESTABLISH)
+        establish(r, w->cursor);
+    if (r->force_read || r->known > w->cursor)
+        mark_dirty(r); /* news that came between the acceptor's look and now */
+    return 0;
+}
+
+void lp_rooms_unlink(struct lp_wait *w)
+{
+    struct lp_room *r = w->room;
+
+    if (r == NULL)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        r->waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    r->nwaiters--;
+    w->room = NULL;
+    w->prev = w->next = NULL;
+}
+
+void lp_rooms_check_all(void)
+{
+    for (size_t b = 0; b < nbuckets; b++) {
+        for (struct lp_room *r = buckets[b]; r; r = r->hnext) {
+            if (r->nwaiters == 0)
+                continue;
+            r->force_read = true;
+            mark_dirty(r);
+        }
+    }
+}
+
+/* ---- news ------------------------------------------------------------------ */
+
+static void add_item(struct lp_room *r, enum item_kind kind, int64_t seq, const char *line,
+                     size_t len, const char *user)
+{
+    if (r->nitems == ITEMS_MAX) {
+        r->force_read = true; /* too much at once: the table has it all */
+        mark_dirty(r);
+        return;
+    }
+    if (r->nitems == r->cap_items) {
+        size_t cap = r->cap_items ? r->cap_items * 2 : 8;
+        struct item *it = realloc(r->items, cap * sizeof(*it));
+        if (it == NULL) {
+            r->force_read = true;
+            mark_dirty(r);
+            return;
+        }
+        r->items = it;
+        r->cap_items = cap;
+    }
+    struct item *it = &r->items[r->nitems];
+    it->kind = kind;
+    it->seq = seq;
+    it->off = r->bytes.len;
+    it->len = kind == ITEM_HINT ? 0 : len;
+    it->user[0] = '\0';
+    if (user && strlen(user) < sizeof(it->user))
+        memcpy(it->user, user, strlen(user) + 1);
+    if (it->len && chat_sbuf_add(&r->bytes, line, len) < 0) {
+        r->force_read = true;
+        mark_dirty(r);
+        return;
+    }
+    r->nitems++;
+    mark_dirty(r);
+}
+
+static void news_line(const char *line, size_t len)
+{
+    json_error_t err;
+    json_t *o = json_loadb(line, len, 0, &err);
+    const char *op = json_string_value(json_object_get(o, "op"));
+    json_t *room = json_object_get(o, "room");
+    json_t *seq = json_object_get(o, "seq");
+
+    if (op == NULL || !json_is_string(room)) {
+        log_warn("listener: ignoring a NOTIFY line that is not a chat event");
+        json_decref(o);
+        return;
+    }
+    const char *name = json_string_value(room);
+    size_t nlen = json_string_length(room);
+    bool is_msg = strcmp(op, "msg") == 0, is_hint = strcmp(op, "hint") == 0;
+    if ((is_msg || is_hint) && json_is_integer(seq)) {
+        struct lp_room *r = find(name, nlen, true);
+        int64_t s = (int64_t)json_integer_value(seq);
+        if (r) {
+            if (s > r->known) {
+                r->known = s;
+                publish(r);
+            }
+            r->touched = chat_now_ms();
+            if (r->nwaiters > 0)
+                add_item(r, is_msg ? ITEM_MSG : ITEM_HINT, s, line, len, NULL);
+        }
+    } else if (strcmp(op, "presence") == 0 || strcmp(op, "typing") == 0) {
+        struct lp_room *r = find(name, nlen, false);
+        if (r && r->nwaiters > 0)
+            add_item(r, ITEM_EPHEMERAL, 0, line, len,
+                     json_string_value(json_object_get(o, "user")));
+    }
+    json_decref(o);
+}
+
+void lp_rooms_news(const char *payload, size_t len)
+{
+    size_t pos = 0;
+
+    while (pos < len) {
+        const char *nl = memchr(payload + pos, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - (payload + pos)) : len - pos;
+        if (n > 0)
+            news_line(payload + pos, n);
+        pos += n + 1;
+    }
+}
+
+/* ---- waking ---------------------------------------------------------------- */
+
+static bool append_event(struct lp_poll *p, const char *ev, size_t len)
+{
+    if (p->events.len >= LP_RESPONSE_SOFT_MAX)
+        return false;
+    if ((p->events.len && chat_sbuf_add(&p->events, ",", 1) < 0) ||
+        chat_sbuf_add(&p->events, ev, len) < 0)
+        return false;
+    lp_listener_mark_ready(p);
+    return true;
+}
+
+/* The round's last contiguous run of whole messages: seqs [*lo, *hi]
+ * at items [*first, nitems). false when the round ends with a hint or has
+ * no messages. */
+static bool verbatim_run(const struct lp_room *r, int64_t *lo, int64_t *hi, size_t *first)
+{
+    bool have = false;
+    int64_t prev = 0;
+
+    for (size_t i = 0; i < r->nitems; i++) {
+        const struct item *it = &r->items[i];
+        if (it->kind == ITEM_EPHEMERAL)
+            continue;
+        if (it->kind == ITEM_HINT) {
+            have = false;
+        } else if (!have || it->seq != prev + 1) {
+            have = true;
+            *lo = it->seq;
+            *first = i;
+        }
+        prev = it->seq;
+    }
+    *hi = prev;
+    return have;
+}
+
+/* First pass: whole messages from the NOTIFY bytes, or a read needed. */
+static bool serve_verbatim(struct lp_room *r)
+{
+    int64_t lo = 0, hi = 0;
+    size_t first = 0;
+    bool run = verbatim_run(r, &lo, &hi, &first), reads = false;
+
+    for (struct lp_wait *w = r->waiters; w; w = w->next) {
+        w->need_read = false;
+        if (r->force_read) {
+            w->need_read = reads = true;
+        } else if (run && w->cursor >= lo - 1 && w->cursor < hi) {
+            for (size_t i = first; i < r->nitems; i++) {
+                const struct item *it = &r->items[i];
+                if (it->kind != ITEM_MSG || it->seq <= w->cursor)
+                    continue;
+                if (!append_event(w->poll, r->bytes.p + it->off, it->len))
+                    break;
+                w->cursor = it->seq;
+            }
+        } else if (r->known > w->cursor) {
+            w->need_read = reads = true;
+        }
+    }
+    return reads;
+}
+
+static size_t first_after(PGresult *res, int rows, int64_t cursor)
+{
+    size_t lo = 0, hi = (size_t)rows;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (strtoll(PQgetvalue(res, (int)mid, 0), NULL, 10) <= cursor)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
+{
+    for (struct lp_wait *w = r->waiters; w; w = w->next) {
+        if (!w->need_read)
+            continue;
+        size_t i = first_after(res, rows, w->cursor);
+        if (i < (size_t)rows)
+            w->need_read = false;
+        else if (rows < LP_READ_LIMIT)
+            w->need_read = false; /* nothing past its cursor */
+        for (; i < (size_t)rows; i++) {
+            if (!append_event(w->poll, PQgetvalue(res, (int)i, 1),
+                              (size_t)PQgetlength(res, (int)i, 1)))
+                break;
+            w->cursor = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
+        }
+    }
+    int64_t last = rows > 0 ? strtoll(PQgetvalue(res, rows - 1, 0), NULL, 10) : from;
+    if (last > r->known)
+        r->known = last;
+    if (rows < LP_READ_LIMIT)
+        establish(r, last); /* the table ends at last: anything later is heard */
+    else
+        publish(r);
+}
+
+/* Second pass: one read from the lowest cursor that needs one (a few more
+ * when some cursors are more than LP_READ_LIMIT apart). */
+static void serve_reads(struct lp_room *r)
+{
+    for (int iter = 0; iter < 4; iter++) {
+        int64_t min = INT64_MAX;
+        for (struct lp_wait *w = r->waiters; w; w = w->next)
+            if (w->need_read && w->cursor < min)
+                min = w->cursor;
+        if (min == INT64_MAX)
+            return;
+        PGresult *res = lp_listener_read(r->name, min);
+        if (res == NULL)
+            return; /* database away: the reconnect checks every room */
+        serve_rows(r, res, PQntuples(res), min);
+        PQclear(res);
+    }
+}
+
+static void serve_ephemeral(struct lp_room *r)
+{
+    for (size_t i = 0; i < r->nitems; i++) {
+        const struct item *it = &r->items[i];
+        if (it->kind != ITEM_EPHEMERAL)
+            continue;
+        for (struct lp_wait *w = r->waiters; w; w = w->next)
+            if (it->user[0] == '\0' || strcmp(it->user, w->poll->member) != 0)
+                append_event(w->poll, r->bytes.p + it->off, it->len);
+    }
+}
+
+static void wake_room(struct lp_room *r)
+{
+    if (r->nwaiters > 0) {
+        if (serve_verbatim(r))
+            serve_reads(r);
+        serve_ephemeral(r);
+    }
+    r->nitems = 0;
+    r->bytes.len = 0;
+    r->force_read = false;
+}
+
+void lp_rooms_wake(void)
+{
+    while (dirty) {
+        struct lp_room *r = dirty;
+        dirty = r->dirty_next;
+        r->dirty = false;
+        wake_room(r);
+    }
+}
+
+void lp_rooms_sweep(int64_t now)
+{
+    if (now < next_sweep)
+        return;
+    next_sweep = now + SWEEP_MS;
+    for (size_t b = 0; b < nbuckets; b++) {
+        struct lp_room **pr = &buckets[b];
+        while (*pr) {
+            struct lp_room *r = *pr;
+            if (r->nwaiters == 0 && !r->dirty && now - r->touched > IDLE_MS) {
+                *pr = r->hnext;
+                room_free(r);
+                nrooms--;
+            } else {
+                pr = &r->hnext;
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+// Long-poll benchmark (not a test): parks many polls in one chat-fcgi
+// process through nginx, reports its memory and threads, then measures
+// wake-up latency: the time from a send (POST /chat/send issued) to a
+// parked poll's answer arriving at its client.
+//
+//   cd tests && CHAT_URL=http://127.0.0.1:8080/chat/ node bench/lp_bench.mjs \
+//       [--polls 10000] [--rooms 100] [--light-polls 10] [--light-sends 100]
+//
+// Needs `ulimit -n` above polls + a margin (the stack raises nginx's). The
+// client ramps up in batches so that nginx never finds the worker's listen
+// backlog full.
+import http from 'node:http';
+import { readFileSync } from 'node:fs';
+
+const BASE = process.env.CHAT_URL || 'http://127.0.0.1:8080/chat/';
+const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
+  if (a.startsWith('--')) acc.push([a.slice(2), Number(all[i + 1])]);
+  return acc;
+}, []));
+const POLLS = args.polls ?? 10000;
+const ROOMS = args.rooms ?? 100;
+const LIGHT_POLLS = args['light-polls'] ?? 10;
+const LIGHT_SENDS = args['light-sends'] ?? 100;
+const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
+const tag = `bench-${process.pid}-${Date.now().toString(36)}`;
+
+function request(path, { method = 'GET', body } = {}) {
+  return new Promise((resolve, reject) => {
+    const data = body ? JSON.stringify(body) : undefined;
+    const req = http.request(BASE + path, {
+      method, agent,
+      headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString();
+        let json = null;
+        try { json = JSON.parse(text); } catch { /* not JSON */ }
+        resolve({ status: res.statusCode, json, at: performance.now() });
+      });
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// A client that polls its room from its cursor until a message arrives;
+// resolves with the time it arrived.
+async function pollUntilMessage(room, name, counters) {
+  let cursor = 0;
+  for (;;) {
+    let r;
+    try {
+      r = await request(`poll?rooms=${room}:${cursor}&name=${name}&timeout=120`);
+    } catch {
+      counters.errors++;
+      await sleep(100);
+      continue;
+    }
+    if (r.status !== 200) {
+      counters.errors++;
+      await sleep(100);
+      continue;
+    }
+    const msg = r.json.events.find((e) => e.op === 'msg');
+    if (msg) return { at: r.at, seq: msg.seq };
+    counters.repolls++;
+    cursor = Number(r.json.cursor.split(':').pop());
+  }
+}
+
+async function health() {
+  return (await request('health')).json;
+}
+
+function procStatus(pid) {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const get = (k) => s.match(new RegExp(`^${k}:\\s+(\\d+)`, 'm'))?.[1];
+  const fds = readFileSync(`/proc/${pid}/limits`, 'utf8').match(/Max open files\s+(\d+)/)?.[1];
+  return { rssKiB: Number(get('VmRSS')), hwmKiB: Number(get('VmHWM')), threads: Number(get('Threads')), maxFiles: Number(fds) };
+}
+
+function stats(ms) {
+  const s = [...ms].sort((a, b) => a - b);
+  const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
+  return { n: s.length, median: +q(0.5).toFixed(2), p90: +q(0.9).toFixed(2), p99: +q(0.99).toFixed(2), max: +s[s.length - 1].toFixed(2) };
+}
+
+async function waitParked(n, ms) {
+  const deadline = Date.now() + ms;
+  let h;
+  while (Date.now() < deadline) {
+    h = await health();
+    if (h.backends.fcgi.parked >= n) return h;
+    await sleep(200);
+  }
+  throw new Error(`only ${h?.backends.fcgi.parked} parked after ${ms} ms`);
+}
+
+async function heavy() {
+  const h0 = await health();
+  const pid = h0.backends.fcgi.pid;
+  const before = procStatus(pid);
+  const counters = { errors: 0, repolls: 0 };
+  const rooms = Array.from({ length: ROOMS }, (_, i) => `${tag}-r${i}`);
+  const clients = [];
+  const t0 = Date.now();
+  for (let i = 0; i < POLLS; i += 500) {
+    for (let k = i; k < Math.min(POLLS, i + 500); k++) {
+      clients.push({ room: rooms[k % ROOMS], p: pollUntilMessage(rooms[k % ROOMS], `u${k}`, counters) });
+    }
+    await waitParked(h0.backends.fcgi.parked + Math.min(POLLS, i + 500), 60000);
+  }
+  // presence of the newcomers reaches the parked polls once; let it settle
+  let h = await waitParked(h0.backends.fcgi.parked + POLLS, 60000);
+  await sleep(3000);
+  h = await waitParked(h0.backends.fcgi.parked + POLLS, 60000);
+  const parkedAt = procStatus(pid);
+  console.log(JSON.stringify({
+    phase: 'parked', polls: POLLS, rooms: ROOMS, ramp_s: (Date.now() - t0) / 1000,
+    worker_pid: pid, parked: h.backends.fcgi.parked,
+    rss_before_kib: before.rssKiB, rss_parked_kib: parkedAt.rssKiB,
+    rss_per_poll_bytes: Math.round(((parkedAt.rssKiB - before.rssKiB) * 1024) / POLLS),
+    threads: parkedAt.threads, max_open_files: parkedAt.maxFiles,
+    client_errors: counters.errors, repolls_from_presence: counters.repolls,
+  }));
+  // wake every poll: one message per room, sent one after the other
+  const sentAt = new Map();
+  for (const room of rooms) {
+    sentAt.set(room, performance.now());
+    const r = await request('send', { method: 'POST', body: { room, text: 'wake', name: 'bench' } });
+    if (r.status !== 200) throw new Error(`send ${r.status}`);
+  }
+  const done = await Promise.all(clients.map(async (c) => ({ room: c.room, ...(await c.p) })));
+  const lat = done.map((d) => d.at - sentAt.get(d.room));
+  console.log(JSON.stringify({ phase: 'wake-all', wakeups: lat.length, latency_ms: stats(lat), rss_after_kib: procStatus(pid).rssKiB }));
+}
+
+async function light() {
+  const room = `${tag}-light`;
+  const lat = [];
+  let cursor = 0;
+  const counters = { errors: 0, repolls: 0 };
+  for (let s = 0; s < LIGHT_SENDS; s++) {
+    const h0 = await health();
+    const polls = Array.from({ length: LIGHT_POLLS }, (_, i) => (async () => {
+      for (;;) {
+        const r = await request(`poll?rooms=${room}:${cursor}&name=l${i}&timeout=60`);
+        const msg = r.json?.events.find((e) => e.op === 'msg');
+        if (msg) return r.at;
+        counters.repolls++;
+      }
+    })());
+    await waitParked(h0.backends.fcgi.parked + LIGHT_POLLS, 10000);
+    const t = performance.now();
+    const r = await request('send', { method: 'POST', body: { room, text: `m${s}`, name: 'bench' } });
+    cursor = r.json.seq;
+    for (const at of await Promise.all(polls)) lat.push(at - t);
+  }
+  console.log(JSON.stringify({ phase: 'light', polls_per_send: LIGHT_POLLS, sends: LIGHT_SENDS, latency_ms: stats(lat) }));
+}
+
+await heavy();
+await light();
+agent.destroy();

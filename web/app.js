@@ -1,0 +1,638 @@
+// app.js: the chat page. State lives in chat-client.js (connection, cursors,
+// outbox); this file turns its events into the DOM and the user's actions
+// into calls. Rooms are kept per name in localStorage, with the last seq
+// read in each (unread counts survive a reload).
+import { ChatClient, ROOM_RE, NAME_RE } from './chat-client.js';
+import { h, avatar, messageEl, setState, insertBySeq, relabelDays } from './view.js';
+
+const $ = (id) => document.getElementById(id);
+const MAX_TEXT = 4096; // bytes; the server's default ($chat_max_text)
+const TYPING_SHOWN_MS = 6000;
+const NEAR_BOTTOM = 48; // px: a reader this close to the end follows new messages
+
+const store = {
+  get(key, fallback = null) {
+    try { return JSON.parse(localStorage.getItem(`chat.${key}`)) ?? fallback; } catch { return fallback; }
+  },
+  set(key, value) {
+    try { localStorage.setItem(`chat.${key}`, JSON.stringify(value)); } catch { /* private mode */ }
+  },
+  del(key) { try { localStorage.removeItem(`chat.${key}`); } catch { /* ignore */ } },
+};
+
+const params = new URLSearchParams(location.search);
+const TRANSPORTS = { websocket: ['websocket'], longpoll: ['longpoll'] }[params.get('transport')];
+
+let chat = null;
+let me = { name: null, user: null };
+const rooms = new Map(); // room -> view state, see makeRoom()
+let active = null;
+
+// ---- start: a name, or the user nginx signed in ------------------------------------
+
+function wsBase() {
+  const u = new URL('ws', location.href);
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  return u;
+}
+
+// With no name stored, ask the server who we are: a WebSocket without a
+// name opens only for a user nginx authenticated.
+function whoami() {
+  if (typeof WebSocket !== 'function') return Promise.resolve(null);
+  return new Promise((resolve) => {
+    let ws;
+    const done = (user) => {
+      clearTimeout(timer);
+      if (ws) { ws.onmessage = ws.onclose = null; try { ws.close(); } catch { /* ignore */ } }
+      resolve(user);
+    };
+    const timer = setTimeout(() => done(null), 3000);
+    try { ws = new WebSocket(wsBase()); } catch { done(null); return; }
+    ws.onmessage = (e) => {
+      try { const ev = JSON.parse(e.data); if (ev.op === 'hello') done(ev.user); } catch { done(null); }
+    };
+    ws.onclose = () => done(null);
+  });
+}
+
+function showLogin(message = '') {
+  $('app').hidden = true;
+  $('login').hidden = false;
+  const input = $('login-name');
+  input.value = store.get('name') || '';
+  $('login-error').textContent = message;
+  input.focus();
+}
+
+$('login-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const name = $('login-name').value.trim();
+  if (!NAME_RE.test(name)) {
+    $('login-error').textContent = 'Use 1–32 letters, digits, dots, dashes or underscores.';
+    return;
+  }
+  store.set('name', name);
+  $('login').hidden = true;
+  start(name, null);
+});
+
+async function boot() {
+  const name = store.get('name');
+  if (name && NAME_RE.test(name)) { start(name, null); return; }
+  const user = await whoami();
+  if (user) start(null, user);
+  else showLogin();
+}
+
+function roomsKey() { return `rooms.${me.name || me.user || ''}`; }
+function readKey() { return `read.${me.name || me.user || ''}`; }
+
+function start(name, user) {
+  me = { name, user };
+  $('app').hidden = false;
+  $('login').hidden = true;
+  chat = new ChatClient({ name, transports: TRANSPORTS });
+  window.chat = chat; // for the curious, and for the tests
+  chat.on('state', renderConn);
+  chat.on('joined', onJoined);
+  chat.on('message', onMessage);
+  chat.on('ack', onAck);
+  chat.on('failed', onFailed);
+  chat.on('presence', onPresence);
+  chat.on('typing', onTyping);
+  chat.on('gap', onGap);
+  chat.on('error', onError);
+  renderMe();
+  const saved = store.get(roomsKey(), ['lobby']).filter((r) => ROOM_RE.test(r));
+  for (const r of saved.length ? saved : ['lobby']) addRoom(r);
+  const wanted = decodeURIComponent(location.hash.slice(1));
+  if (ROOM_RE.test(wanted)) addRoom(wanted);
+  chat.connect();
+  switchTo(ROOM_RE.test(wanted) ? wanted : [...rooms.keys()][0]);
+  renderConn({ state: chat.state, transport: chat.transport });
+}
+
+// ---- rooms ----------------------------------------------------------------------
+
+function makeRoom(name) {
+  const list = h('ol', { class: 'messages' });
+  const outbox = h('ol', { class: 'messages outbox' });
+  const top = h('div', { class: 'log-top' });
+  return {
+    name,
+    view: h('div', { class: 'room-view' }, top, list, outbox),
+    top, list, outbox,
+    bySeq: new Map(),
+    pending: new Map(), // cid -> element in outbox
+    oldest: null,
+    newest: 0,
+    joined: false,
+    head: 0, // the room's last seq when we joined: the backlog ends there
+    start: false, // the first message is on screen
+    loading: false,
+    lastRead: store.get(readKey(), {})[name] ?? 0,
+    unread: 0,
+    below: 0, // new messages under a reader who scrolled up
+    stuck: true, // follows new messages
+    scrollTop: 0,
+    members: [],
+    count: 0,
+    typers: new Map(), // user -> timer
+  };
+}
+
+function addRoom(name) {
+  if (rooms.has(name)) return rooms.get(name);
+  const r = makeRoom(name);
+  rooms.set(name, r);
+  renderTop(r);
+  if (chat) chat.join(name);
+  saveRooms();
+  renderRooms();
+  return r;
+}
+
+function removeRoom(name) {
+  const r = rooms.get(name);
+  if (!r || rooms.size === 1) return;
+  chat.leave(name);
+  rooms.delete(name);
+  saveRooms();
+  if (active === r) switchTo([...rooms.keys()][0]);
+  renderRooms();
+}
+
+function saveRooms() { store.set(roomsKey(), [...rooms.keys()]); }
+
+function switchTo(name) {
+  const r = rooms.get(name) || addRoom(name);
+  const log = $('log');
+  if (active && active !== r) {
+    active.stuck = nearBottom();
+    active.scrollTop = log.scrollTop;
+  }
+  active = r;
+  if (location.hash.slice(1) !== name) history.replaceState(null, '', `#${name}`);
+  log.replaceChildren(r.view);
+  if (r.stuck) scrollToBottom(); else log.scrollTop = r.scrollTop;
+  $('room-name').textContent = `#${name}`;
+  $('input').placeholder = `Message #${name}`;
+  $('input').setAttribute('aria-label', `Message #${name}`);
+  renderRooms();
+  renderMembers();
+  renderTyping();
+  renderJump();
+  markRead();
+  document.body.classList.remove('show-rooms', 'show-members');
+  $('rooms-toggle').setAttribute('aria-expanded', 'false');
+  maybeLoadOlder();
+}
+
+window.addEventListener('hashchange', () => {
+  const name = decodeURIComponent(location.hash.slice(1));
+  if (chat && ROOM_RE.test(name) && (!active || name !== active.name)) switchTo(name);
+});
+
+$('join-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const input = $('join-input');
+  const name = input.value.trim().toLowerCase().replace(/^#/, '').replace(/\s+/g, '-');
+  if (!ROOM_RE.test(name)) {
+    $('join-error').textContent = 'Room names: a–z, 0–9, - and _, starting with a letter or digit.';
+    input.focus();
+    return;
+  }
+  $('join-error').textContent = '';
+  input.value = '';
+  switchTo(name);
+  $('input').focus();
+});
+
+function renderRooms() {
+  const ul = $('room-list');
+  ul.replaceChildren(...[...rooms.values()].map((r) => {
+    const current = r === active;
+    const badge = r.unread ? h('span', { class: 'badge', text: r.unread > 99 ? '99+' : String(r.unread) }) : null;
+    const label = `${r.name}${r.unread ? `, ${r.unread} unread` : ''}`;
+    return h('li', { class: current ? 'current' : '' },
+      h('a', { href: `#${r.name}`, class: 'room', 'aria-current': current ? 'page' : null, 'aria-label': label },
+        h('span', { class: 'hash', 'aria-hidden': 'true', text: '#' }),
+        h('span', { class: 'room-label', text: r.name }), badge),
+      rooms.size > 1 ? h('button', {
+        type: 'button', class: 'leave', title: `Leave #${r.name}`, 'aria-label': `Leave #${r.name}`,
+        text: '×', onclick: () => removeRoom(r.name),
+      }) : null);
+  }));
+  const total = [...rooms.values()].reduce((n, r) => n + r.unread, 0);
+  document.title = `${total ? `(${total}) ` : ''}${active ? `#${active.name} · ` : ''}Chat`;
+  $('rooms-badge').hidden = total === 0;
+}
+
+// ---- scrolling, reading, history --------------------------------------------------
+
+function nearBottom() {
+  const log = $('log');
+  return log.scrollHeight - log.scrollTop - log.clientHeight <= NEAR_BOTTOM;
+}
+
+function scrollToBottom() {
+  const log = $('log');
+  log.scrollTop = log.scrollHeight;
+}
+
+function markRead() {
+  const r = active;
+  if (!r || document.visibilityState !== 'visible' || !nearBottom()) return;
+  r.below = 0;
+  renderJump();
+  if (r.newest > r.lastRead || r.unread) {
+    r.lastRead = Math.max(r.lastRead, r.newest);
+    r.unread = 0;
+    const read = store.get(readKey(), {});
+    read[r.name] = r.lastRead;
+    store.set(readKey(), read);
+    renderRooms();
+  }
+}
+
+function renderJump() {
+  const btn = $('jump');
+  const n = active ? active.below : 0;
+  btn.hidden = n === 0;
+  btn.textContent = n === 1 ? '1 new message ↓' : `${n} new messages ↓`;
+}
+
+$('jump').addEventListener('click', () => { scrollToBottom(); markRead(); });
+$('log').addEventListener('scroll', () => {
+  if (!active) return;
+  active.stuck = nearBottom();
+  if (active.stuck) markRead();
+  if ($('log').scrollTop < 300) maybeLoadOlder();
+}, { passive: true });
+document.addEventListener('visibilitychange', markRead);
+
+function renderTop(r) {
+  r.top.replaceChildren();
+  if (r.start) {
+    r.top.append(h('p', { class: 'start' }, h('strong', { text: `#${r.name}` }),
+      ' — this is the beginning of the room.'));
+  } else if (r.loading || !r.joined) {
+    r.top.append(h('p', { class: 'loading', text: 'Loading messages…' }));
+  } else {
+    r.top.append(h('button', { type: 'button', class: 'link', text: 'Load older messages', onclick: () => loadOlder(r) }));
+  }
+}
+
+function maybeLoadOlder() {
+  const r = active;
+  if (!r || !r.joined || r.start || r.loading || r.newest < r.head) return;
+  const log = $('log');
+  if (log.scrollTop < 300 || log.scrollHeight <= log.clientHeight + 300) loadOlder(r);
+}
+
+async function loadOlder(r) {
+  if (r.loading || r.start) return;
+  if (r.oldest === null) {
+    if (r.newest === 0) { r.start = true; renderTop(r); }
+    return;
+  }
+  if (r.oldest <= 1) { r.start = true; renderTop(r); return; }
+  r.loading = true;
+  renderTop(r);
+  const log = $('log');
+  let msgs = [];
+  try {
+    msgs = await chat.history(r.name, { before: r.oldest, limit: 50 });
+  } catch (err) {
+    r.loading = false;
+    renderTop(r);
+    return; // the button stays; scrolling tries again
+  }
+  r.loading = false;
+  if (!rooms.has(r.name)) return;
+  const keepFromBottom = log.scrollHeight - log.scrollTop;
+  log.setAttribute('aria-busy', 'true');
+  for (const m of msgs) showMessage(r, m, { older: true });
+  if (msgs.length === 0 || msgs[0].seq <= 1) r.start = true;
+  renderTop(r);
+  if (active === r) log.scrollTop = log.scrollHeight - keepFromBottom; // the reader's place stays put
+  log.removeAttribute('aria-busy');
+  if (active === r && !r.start) requestAnimationFrame(maybeLoadOlder);
+}
+
+// ---- messages ---------------------------------------------------------------------
+
+// Until the server names us (long-poll never says hello), a guest is "~name".
+function myName() { return me.user || (me.name ? `~${me.name}` : null); }
+function isMine(m) { return m.mine || (myName() !== null && m.user === myName()); }
+
+function showMessage(r, m, { older = false, state } = {}) {
+  if (r.bySeq.has(m.seq)) return null;
+  const mine = isMine(m);
+  const el = messageEl(m, { mine, state: state ?? (mine ? 'sent' : '') });
+  const isActive = r === active;
+  const follow = isActive && !older && nearBottom();
+  insertBySeq(r.list, el);
+  r.bySeq.set(m.seq, el);
+  if (r.oldest === null || m.seq < r.oldest) r.oldest = m.seq;
+  if (m.seq === 1) r.start = true;
+  if (!older && m.seq > r.newest) {
+    r.newest = m.seq;
+    if (!mine && m.seq > r.lastRead) {
+      const seen = isActive && follow && document.visibilityState === 'visible';
+      if (!seen) r.unread++;
+      if (isActive && !follow) r.below++;
+    }
+  }
+  if (isActive && (follow || (mine && !older))) scrollToBottom();
+  return el;
+}
+
+function onJoined({ room, seq }) {
+  const r = rooms.get(room);
+  if (!r) return;
+  const first = !r.joined;
+  r.joined = true;
+  r.head = Math.max(r.head, seq);
+  if (r.newest === 0 && r.oldest === null && chat.rooms.get(room)?.seq === 0) r.start = true;
+  renderTop(r);
+  if (first && r === active) {
+    if (r.stuck) scrollToBottom();
+    requestAnimationFrame(maybeLoadOlder);
+  }
+  renderRooms();
+}
+
+function onMessage(m) {
+  const r = rooms.get(m.room);
+  if (!r) return;
+  if (m.user === me.user || m.mine) me.user = me.user || m.user;
+  const pending = m.cid ? r.pending.get(m.cid) : null;
+  if (pending && m.mine) {
+    pending.remove();
+    r.pending.delete(m.cid);
+  }
+  clearTyper(r, m.user);
+  showMessage(r, m);
+  if (r === active) {
+    renderJump();
+    markRead();
+    // The join's backlog is in: fill the screen with older ones if it is short.
+    if (m.seq === r.head) requestAnimationFrame(maybeLoadOlder);
+  }
+  renderRooms();
+}
+
+function onAck(a) {
+  const r = rooms.get(a.room);
+  if (!r) return;
+  const el = r.pending.get(a.cid);
+  if (el) { el.remove(); r.pending.delete(a.cid); }
+  const existing = r.bySeq.get(a.seq);
+  if (existing) { setState(existing, 'sent'); return; }
+  // Put it in its place now; the message itself, when it comes, is this one.
+  const user = myName() || 'you';
+  const shown = showMessage(r, { seq: a.seq, cid: a.cid, user, text: a.text, ts: a.ts, mine: true }, { state: 'sent' });
+  if (shown) shown.classList.add('mine');
+}
+
+function onFailed(f) {
+  const r = rooms.get(f.room);
+  const el = r?.pending.get(f.cid);
+  if (el) setState(el, 'failed', reasonText(f.code, f.message));
+}
+
+function reasonText(code, message) {
+  return {
+    too_large: 'too long', forbidden: 'not allowed here', rate_limited: 'too fast, slow down',
+    unavailable: 'the server is busy', bad_request: 'not accepted', unauthorized: 'sign in first',
+  }[code] || message || code;
+}
+
+function sendText(text) {
+  const r = active;
+  const cid = chat.send(r.name, text);
+  const el = messageEl({ cid, user: myName() || 'you', text }, { mine: true, state: 'pending' });
+  r.pending.set(cid, el);
+  r.outbox.append(el);
+  r.stuck = true;
+  scrollToBottom();
+}
+
+// Retry and Delete on a failed message (event delegation on the log).
+$('log').addEventListener('click', (e) => {
+  const btn = e.target.closest('button.retry, button.discard');
+  if (!btn) return;
+  const el = btn.closest('li.msg');
+  const cid = el?.dataset.cid;
+  if (!cid || !active) return;
+  if (btn.classList.contains('retry')) {
+    if (chat.retry(cid)) setState(el, 'pending');
+  } else {
+    chat.discard(cid);
+    active.pending.delete(cid);
+    el.remove();
+  }
+});
+
+function onGap({ room }) {
+  // More was missed than the server replays: start the room's view afresh
+  // from here; scrolling up loads the rest as history.
+  const r = rooms.get(room);
+  if (!r) return;
+  r.list.replaceChildren();
+  r.bySeq.clear();
+  r.oldest = null;
+  r.start = false;
+  renderTop(r);
+}
+
+// ---- composer -----------------------------------------------------------------------
+
+const input = $('input');
+const encoder = new TextEncoder();
+
+function cleanText(text) {
+  // The server takes no control characters but newline and tab.
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '').replace(/\s+$/, '').replace(/^\n+/, '');
+}
+
+function autosize() {
+  input.style.height = 'auto';
+  input.style.height = `${Math.min(input.scrollHeight, 180)}px`;
+}
+
+function checkLength() {
+  const bytes = encoder.encode(input.value).length;
+  const over = bytes > MAX_TEXT;
+  $('counter').hidden = bytes < MAX_TEXT * 0.8;
+  $('counter').textContent = `${bytes} / ${MAX_TEXT}`;
+  $('counter').classList.toggle('over', over);
+  $('send').disabled = over || cleanText(input.value) === '';
+  return !over;
+}
+
+input.addEventListener('input', () => {
+  autosize();
+  checkLength();
+  if (active && input.value.trim()) chat.typing(active.name);
+});
+
+input.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !e.shiftKey && !e.altKey && !e.ctrlKey && !e.metaKey && !e.isComposing) {
+    e.preventDefault();
+    $('composer').requestSubmit();
+  }
+});
+
+$('composer').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const text = cleanText(input.value);
+  if (!text || !checkLength() || !active) return;
+  sendText(text);
+  input.value = '';
+  autosize();
+  checkLength();
+  input.focus();
+});
+
+// ---- presence and typing --------------------------------------------------------------
+
+function onPresence({ room, members, count }) {
+  const r = rooms.get(room);
+  if (!r) return;
+  r.members = members;
+  r.count = Math.max(count, members.length);
+  if (r === active) renderMembers();
+}
+
+function renderMembers() {
+  const r = active;
+  const n = r ? r.count : 0;
+  $('room-sub').textContent = n === 1 ? '1 online' : `${n} online`;
+  $('member-count').textContent = String(n);
+  $('members-toggle-count').textContent = String(n);
+  const list = r ? [...r.members] : [];
+  $('member-list').replaceChildren(...list.map((u) => h('li', { class: 'member' },
+    avatar(u), h('span', { class: 'member-name', text: u }),
+    u === myName() ? h('span', { class: 'you', text: '(you)' }) : null)));
+  if (r && r.count > list.length) {
+    $('member-list').append(h('li', { class: 'more', text: `and ${r.count - list.length} more` }));
+  }
+}
+
+function onTyping({ room, user }) {
+  const r = rooms.get(room);
+  if (!r) return;
+  clearTimeout(r.typers.get(user));
+  r.typers.set(user, setTimeout(() => clearTyper(r, user), TYPING_SHOWN_MS));
+  if (r === active) renderTyping();
+}
+
+function clearTyper(r, user) {
+  if (!r.typers.has(user)) return;
+  clearTimeout(r.typers.get(user));
+  r.typers.delete(user);
+  if (r === active) renderTyping();
+}
+
+function renderTyping() {
+  const names = active ? [...active.typers.keys()] : [];
+  const el = $('typing');
+  let text = '';
+  if (names.length === 1) text = `${names[0]} is typing…`;
+  else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+  else if (names.length > 2) text = `${names.length} people are typing…`;
+  el.textContent = text;
+}
+
+// ---- connection indicator --------------------------------------------------------------
+
+const TRANSPORT_NAMES = { websocket: 'WebSocket', longpoll: 'Long-poll' };
+
+function renderConn({ state, transport, retryIn }) {
+  const el = $('conn');
+  el.dataset.state = state;
+  el.dataset.transport = transport || '';
+  const via = TRANSPORT_NAMES[transport] || '';
+  const word = {
+    idle: 'Starting', connecting: 'Connecting…', connected: 'Connected',
+    reconnecting: 'Reconnecting…', offline: 'Offline', closed: 'Disconnected',
+  }[state] || state;
+  const showVia = via && state !== 'offline';
+  $('conn-via').textContent = showVia ? via : '';
+  $('conn-word').textContent = showVia ? ` · ${word}` : word;
+  const seconds = retryIn ? ` Next try in ${Math.ceil(retryIn / 1000)} s.` : '';
+  el.title = {
+    connected: `Connected by ${via || 'the network'}. Messages arrive as they are sent.`,
+    reconnecting: `The connection dropped; reconnecting by itself.${seconds} Nothing you send is lost.`,
+    offline: `Cannot reach the server.${seconds} Messages you write are kept and sent when it is back.`,
+  }[state] || '';
+  $('conn-retry').hidden = !(state === 'reconnecting' || state === 'offline');
+  if (chat && chat.user && !me.user) { me.user = chat.user; renderMe(); }
+  else if (chat && chat.user && chat.user !== me.user) { me.user = chat.user; renderMe(); }
+}
+
+$('conn-retry').addEventListener('click', () => chat?.reconnectNow());
+
+function renderMe() {
+  const shown = me.user || (me.name ? `~${me.name}` : '');
+  $('me-name').textContent = shown;
+  $('me-avatar').replaceChildren(avatar(shown || '?'));
+  $('change-name').hidden = !me.name; // a signed-in user keeps the name nginx gave
+}
+
+$('change-name').addEventListener('click', () => {
+  if (chat && chat.outbox.size && !confirm('Some messages are not sent yet. Change name anyway?')) return;
+  chat?.close();
+  store.del('name');
+  location.reload();
+});
+
+function onError(err) {
+  if (err.retrying) return; // the client is on it
+  let text = err.message || err.code;
+  if (err.op === 'join') {
+    text = `Cannot join #${err.room}: ${reasonText(err.code, err.message)}`;
+    if (rooms.size > 1) removeRoom(err.room);
+  } else if (err.status === 401) {
+    text = 'This chat needs you to sign in.';
+  }
+  toast(text);
+}
+
+let toastTimer = null;
+function toast(text) {
+  const el = $('toast');
+  el.textContent = text;
+  el.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { el.hidden = true; }, 6000);
+}
+
+// ---- small screens: rooms and members slide over the chat ---------------------------------
+
+function togglePanel(cls, button) {
+  const open = !document.body.classList.contains(cls);
+  document.body.classList.remove('show-rooms', 'show-members');
+  document.body.classList.toggle(cls, open);
+  for (const b of [$('rooms-toggle'), $('members-toggle')]) b.setAttribute('aria-expanded', 'false');
+  button.setAttribute('aria-expanded', String(open));
+}
+
+$('rooms-toggle').addEventListener('click', () => togglePanel('show-rooms', $('rooms-toggle')));
+$('members-toggle').addEventListener('click', () => togglePanel('show-members', $('members-toggle')));
+$('scrim').addEventListener('click', () => document.body.classList.remove('show-rooms', 'show-members'));
+document.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape') document.body.classList.remove('show-rooms', 'show-members');
+});
+
+window.addEventListener('beforeunload', (e) => {
+  if (chat && [...chat.outbox.values()].some((i) => i.status !== 'failed')) e.preventDefault();
+});
+
+// "Today" turns into "Yesterday" at midnight.
+setInterval(() => { for (const r of rooms.values()) relabelDays(r.list); }, 60000);
+
+boot();

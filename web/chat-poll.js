@@ -1,0 +1,297 @@
+// chat-poll.js: the long-poll transport of chat-client.js (GET poll).
+//
+// Browsers open at most about six HTTP/1.1 connections per host, and a
+// parked long-poll holds one for up to 25 s. So the tabs of one origin that
+// chat under the same name share ONE poll: they elect a leader with the Web
+// Locks API, the leader polls for the union of every tab's rooms (each
+// room from the lowest cursor any tab has) and hands each answer to the
+// other tabs over a BroadcastChannel. Every tab drops what it has already
+// seen by (room, seq), so a cursor that is too low costs a few duplicates on
+// the wire and never a duplicate on screen. When the leader closes, its lock
+// is released and another tab takes over. Without BroadcastChannel or
+// navigator.locks (plain http on a non-local host), each tab polls alone.
+//
+// Sends, history and typing are short requests made by each tab itself.
+
+const BEAT_MS = 15000; // the leader says it is alive at least this often
+
+function parseCursor(s) {
+  const out = new Map();
+  for (const part of String(s || '').split(',')) {
+    const i = part.lastIndexOf(':');
+    if (i > 0) out.set(part.slice(0, i), Number(part.slice(i + 1)));
+  }
+  return out;
+}
+
+export class HttpError extends Error {
+  constructor(status, body) {
+    super((body && body.message) || `HTTP ${status}`);
+    this.status = status;
+    this.code = (body && body.code) || (status === 0 ? 'network' : `http_${status}`);
+  }
+}
+
+/**
+ * new Poller({ base, name, timeout, fetch, share, backoff, onResponse, onStatus })
+ *   onResponse({ events, cursor: Map, members })  events of this tab's rooms
+ *   onStatus(ok, error, retryInMs)
+ * update(cursors: Map<room, seq|null>) sets the rooms this tab wants.
+ */
+export class Poller {
+  #o;
+  #tab = Math.random().toString(36).slice(2);
+  #mine = new Map(); // this tab's rooms -> last seq seen (null: last 50)
+  #tabs = new Map(); // leader only: tab id -> Map of its rooms
+  #running = false;
+  #leading = false;
+  #inflight = null; // { ctl, rooms } of the poll on the wire
+  #wake = null;
+  #channel = null;
+  #lockCtl = null;
+  #lastLeader = 0;
+  #timers = [];
+  #lastStatus = null;
+
+  constructor(options) {
+    this.#o = options;
+    this.key = `chat-poll|${options.base}|${options.name || ''}`;
+  }
+
+  get leading() { return this.#leading; }
+  get shared() { return this.#channel !== null; }
+
+  start() {
+    if (this.#running) return;
+    this.#running = true;
+    const canShare = this.#o.share !== false && typeof BroadcastChannel === 'function' &&
+      globalThis.navigator?.locks?.request;
+    if (!canShare) {
+      this.#lead();
+      return;
+    }
+    this.#channel = new BroadcastChannel(this.key);
+    this.#channel.onmessage = (e) => this.#onChannel(e.data);
+    this.#lastLeader = Date.now();
+    this.#post({ t: 'want', tab: this.#tab, rooms: Object.fromEntries(this.#mine) });
+    this.#requestLock(false);
+    // A follower whose leader went silent (a frozen tab) takes the lock over.
+    this.#timers.push(setInterval(() => {
+      const quiet = Date.now() - this.#lastLeader;
+      if (!this.#leading && quiet > BEAT_MS * 3 + (this.#o.timeout || 25) * 1000) {
+        this.#lastLeader = Date.now();
+        this.#requestLock(true);
+      }
+    }, BEAT_MS));
+    this.#pagehide = () => this.#post({ t: 'bye', tab: this.#tab });
+    globalThis.addEventListener?.('pagehide', this.#pagehide);
+  }
+
+  #pagehide = null;
+
+  stop() {
+    if (!this.#running) return;
+    this.#running = false;
+    this.#leading = false;
+    this.#inflight?.ctl.abort();
+    this.#wake?.();
+    this.#lockCtl?.abort();
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    if (this.#channel) {
+      this.#post({ t: 'bye', tab: this.#tab });
+      this.#channel.close();
+      this.#channel = null;
+      globalThis.removeEventListener?.('pagehide', this.#pagehide);
+    }
+  }
+
+  // Poll again now: after the browser came back online, say.
+  kick() { this.#wake?.(); }
+
+  update(cursors) {
+    this.#mine = new Map(cursors);
+    if (this.#leading) {
+      this.#tabs.set(this.#tab, this.#mine);
+      this.#changed();
+    }
+    else this.#post({ t: 'want', tab: this.#tab, rooms: Object.fromEntries(this.#mine) });
+  }
+
+  // ---- leader ---------------------------------------------------------------
+
+  #requestLock(steal) {
+    this.#lockCtl?.abort();
+    const ctl = this.#lockCtl = new AbortController();
+    const opts = steal ? { steal: true } : { signal: ctl.signal };
+    navigator.locks.request(this.key, opts, () => (this.#running ? this.#lead() : null))
+      .catch(() => {
+        // Our lock was stolen by a tab that thought we were frozen: follow.
+        if (this.#leading && this.#running) {
+          this.#leading = false;
+          this.#inflight?.ctl.abort();
+          this.#wake?.();
+          this.#requestLock(false);
+        }
+      });
+  }
+
+  async #lead() {
+    this.#leading = true;
+    this.#tabs = new Map([[this.#tab, this.#mine]]);
+    let beat = null;
+    if (this.#channel) {
+      this.#post({ t: 'who' });
+      beat = setInterval(() => this.#post({ t: 'beat' }), BEAT_MS);
+    }
+    try {
+      await this.#loop();
+    } finally {
+      clearInterval(beat);
+      this.#leading = false;
+    }
+  }
+
+  // The rooms parameter: each room from the lowest cursor of any tab; a
+  // room some tab has never seen goes without one (its last 50 at once).
+  #rooms() {
+    const want = new Map();
+    for (const rooms of this.#tabs.values()) {
+      for (const [room, seq] of rooms) {
+        if (!want.has(room)) want.set(room, seq);
+        else if (seq === null || want.get(room) === null) want.set(room, null);
+        else want.set(room, Math.min(want.get(room), seq));
+      }
+    }
+    return [...want].sort((a, b) => (a[0] < b[0] ? -1 : 1))
+      .map(([room, seq]) => (seq === null ? room : `${room}:${seq}`)).join(',');
+  }
+
+  #changed() {
+    if (!this.#leading) return;
+    if (this.#inflight && this.#inflight.rooms !== this.#rooms()) {
+      this.#inflight.restart = true;
+      this.#inflight.ctl.abort();
+    }
+    this.#wake?.();
+  }
+
+  #idle(ms) {
+    return new Promise((resolve) => {
+      let timer = null;
+      this.#wake = () => { clearTimeout(timer); this.#wake = null; resolve(); };
+      if (ms) timer = setTimeout(this.#wake, ms);
+    });
+  }
+
+  async #loop() {
+    let fails = 0;
+    let quick = true; // the first poll (and the first after a failure) does
+    // not park: it answers at once, which tells that we are connected.
+    while (this.#running && this.#leading) {
+      const rooms = this.#rooms();
+      if (!rooms) {
+        await this.#idle(0);
+        continue;
+      }
+      const timeout = quick ? 0 : this.#o.timeout || 25;
+      const url = new URL('poll', this.#o.base);
+      url.searchParams.set('rooms', rooms);
+      if (this.#o.name) url.searchParams.set('name', this.#o.name);
+      url.searchParams.set('timeout', String(timeout));
+      const flight = this.#inflight = { ctl: new AbortController(), rooms, restart: false };
+      const timer = setTimeout(() => flight.ctl.abort(), (timeout + 15) * 1000);
+      let resp;
+      try {
+        const res = await (this.#o.fetch || fetch)(url, {
+          signal: flight.ctl.signal, cache: 'no-store', credentials: 'same-origin',
+          headers: { accept: 'application/json' },
+        });
+        const body = await res.json().catch(() => null);
+        if (!res.ok || !body || !Array.isArray(body.events)) throw new HttpError(res.status, body);
+        resp = body;
+      } catch (err) {
+        if (flight.restart || !this.#running || !this.#leading) continue;
+        fails++;
+        quick = true;
+        const delay = this.#o.backoff(fails);
+        this.#status(false, err instanceof HttpError ? err : new HttpError(0, null), delay);
+        await this.#idle(delay);
+        continue;
+      } finally {
+        clearTimeout(timer);
+        if (this.#inflight === flight) this.#inflight = null;
+      }
+      fails = 0;
+      quick = false;
+      this.#status(true);
+      const cursor = parseCursor(resp.cursor);
+      // Every tab gets this answer, so every tab's cursor moves with it.
+      for (const tabRooms of this.#tabs.values()) {
+        for (const [room, seq] of cursor) {
+          if (tabRooms.has(room) && (tabRooms.get(room) === null || tabRooms.get(room) < seq)) {
+            tabRooms.set(room, seq);
+          }
+        }
+      }
+      this.#post({ t: 'resp', resp });
+      this.#deliver(resp, cursor);
+    }
+  }
+
+  #status(ok, error = null, retryIn = null) {
+    this.#lastStatus = { t: 'status', ok, code: error?.code, status: error?.status,
+      message: error?.message, retryIn };
+    this.#post(this.#lastStatus);
+    this.#o.onStatus(ok, error, retryIn);
+  }
+
+  // ---- every tab ------------------------------------------------------------
+
+  #deliver(resp, cursor = parseCursor(resp.cursor)) {
+    const mineOnly = (room) => this.#mine.has(room);
+    const members = {};
+    for (const [room, m] of Object.entries(resp.members || {})) if (mineOnly(room)) members[room] = m;
+    const cur = new Map([...cursor].filter(([room]) => mineOnly(room)));
+    this.#o.onResponse({
+      events: resp.events.filter((e) => mineOnly(e.room)),
+      cursor: cur,
+      members,
+      user: resp.user,
+    });
+  }
+
+  #post(msg) {
+    try { this.#channel?.postMessage(msg); } catch { /* closed */ }
+  }
+
+  #onChannel(msg) {
+    if (!msg || typeof msg !== 'object' || !this.#running) return;
+    if (this.#leading) {
+      if (msg.t === 'want') {
+        this.#tabs.set(msg.tab, new Map(Object.entries(msg.rooms || {})));
+        if (this.#lastStatus) this.#post(this.#lastStatus);
+        this.#changed();
+      } else if (msg.t === 'bye') {
+        this.#tabs.delete(msg.tab);
+        this.#changed();
+      }
+      return;
+    }
+    this.#lastLeader = Date.now();
+    if (msg.t === 'resp') {
+      const cursor = parseCursor(msg.resp.cursor);
+      for (const [room, seq] of cursor) {
+        if (this.#mine.has(room) && (this.#mine.get(room) === null || this.#mine.get(room) < seq)) {
+          this.#mine.set(room, seq);
+        }
+      }
+      this.#deliver(msg.resp, cursor);
+    } else if (msg.t === 'status') {
+      this.#o.onStatus(msg.ok, msg.ok ? null : Object.assign(new HttpError(msg.status || 0,
+        { code: msg.code, message: msg.message })), msg.retryIn);
+    } else if (msg.t === 'who') {
+      this.#post({ t: 'want', tab: this.#tab, rooms: Object.fromEntries(this.#mine) });
+    }
+  }
+}
