@@ -42,14 +42,17 @@ pg_home() {
 PGHOME=$(pg_home)
 PGDATA=$PGHOME/data
 PGSOCK=$PGHOME/sock
+# DB: the conninfo the stack uses. (Not DATABASE_URL itself: that one may be
+# exported, and children must see what the user set, not what we chose.)
 PRIVATE_PG=1
 if [ -n "${DATABASE_URL:-}" ]; then
     PRIVATE_PG=0
+    DB=$DATABASE_URL
 elif [ -n "${PGHOST:-}${PGDATABASE:-}${PGPORT:-}" ]; then
     PRIVATE_PG=0
-    DATABASE_URL=""   # libpq takes the PG* variables
+    DB=""   # libpq takes the PG* variables
 else
-    DATABASE_URL="host=$PGSOCK port=5432 user=chat dbname=chat"
+    DB="host=$PGSOCK port=5432 user=chat dbname=chat"
 fi
 
 pg_init() {
@@ -92,7 +95,7 @@ pg_stop() {
 
 migrate() {
     local f base v name
-    psql "$DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning;
+    psql "$DB" -qAt -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning;
         CREATE TABLE IF NOT EXISTS schema_migrations (
             version int PRIMARY KEY, name text NOT NULL,
             applied timestamptz NOT NULL DEFAULT now())" >/dev/null
@@ -100,9 +103,9 @@ migrate() {
         base=$(basename "$f" .sql)
         v=$((10#${base%%_*}))
         name=${base#*_}
-        if [ -z "$(psql "$DATABASE_URL" -qAtc "SELECT 1 FROM schema_migrations WHERE version = $v")" ]; then
+        if [ -z "$(psql "$DB" -qAtc "SELECT 1 FROM schema_migrations WHERE version = $v")" ]; then
             say "migrating: $base"
-            psql "$DATABASE_URL" -q -v ON_ERROR_STOP=1 --single-transaction \
+            psql "$DB" -q -v ON_ERROR_STOP=1 --single-transaction \
                 -c "SET client_min_messages = warning" -f "$f" \
                 -c "INSERT INTO schema_migrations (version, name) VALUES ($v, '$name')" >/dev/null
         fi
@@ -114,12 +117,12 @@ declare -A PIDS=()
 declare -A STARTS=()
 
 start_ws() {
-    "$BIN/chat-ws" --db "$DATABASE_URL" --listen "unix:$RUN/ws.sock" --workers "$WS_WORKERS" \
+    "$BIN/chat-ws" --db "$DB" --listen "unix:$RUN/ws.sock" --workers "$WS_WORKERS" \
         ${CHAT_WS_ARGS:-} >>"$LOG/chat-ws.log" 2>&1 8>&- 9>&- &
     PIDS[ws]=$!
 }
 start_fcgi() {
-    "$BIN/chat-fcgi" --db "$DATABASE_URL" --listen "$RUN/fcgi.sock" --threads "$FCGI_THREADS" \
+    "$BIN/chat-fcgi" --db "$DB" --listen "$RUN/fcgi.sock" --threads "$FCGI_THREADS" \
         --ws-health "$RUN/ws.sock" ${CHAT_FCGI_ARGS:-} >>"$LOG/chat-fcgi.log" 2>&1 8>&- 9>&- &
     PIDS[fcgi]=$!
 }
@@ -290,7 +293,7 @@ full_page_writes = off"
     CHAT_NGINX_EXTRA="$ROOT/tests/nginx.test.conf" "$0" start
     trap '"$0" stop' EXIT
     (cd "$ROOT/tests" && CHAT_URL="http://127.0.0.1:$PORT/chat/" CHAT_VAR="$VAR" \
-        CHAT_ROOT="$ROOT" CHAT_BIN="$BIN" DATABASE_URL="$DATABASE_URL" node --test --test-concurrency=1 --test-reporter=spec \
+        CHAT_ROOT="$ROOT" CHAT_BIN="$BIN" DATABASE_URL="$DB" node --test --test-concurrency=1 --test-reporter=spec \
         e2e/) || rc=$?
     exit $rc
 }
