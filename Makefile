@@ -38,7 +38,7 @@ endif
 
 # ---- sources: explicit lists --------------------------------------------
 CORE_SRCS := module/chat_log.c module/chat_utf8.c module/chat_valid.c module/chat_policy.c \
-             module/chat_proto.c module/chat_db.c module/chat_sys.c
+             module/chat_proto.c module/chat_db.c module/chat_sys.c module/chat_http.c
 WS_CODEC_SRCS := module/ws_frame.c module/ws_handshake.c
 WS_SRCS := module/ws_main.c module/ws_conn.c module/ws_chat.c module/ws_room.c module/ev.c module/pg.c
 LP_SRCS := fcgi/lp_main.c fcgi/lp_workers.c fcgi/lp_accept.c fcgi/lp_poll.c fcgi/lp_fcgi.c fcgi/lp_db.c fcgi/lp_query.c fcgi/lp_listener.c fcgi/lp_rooms.c fcgi/lp_seqcache.c fcgi/lp_writer.c fcgi/lp_presence.c fcgi/lp_health.c

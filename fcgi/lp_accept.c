@@ -26,7 +26,7 @@
 
 static int query_param(struct lp_req *r, const char *name, char *out, size_t cap)
 {
-    return lp_query_get(r->query, r->query_len, name, out, cap);
+    return chat_query_get(r->query, r->query_len, name, out, cap);
 }
 
 /* The speaker: nginx's user, else "~" + the guest name from the body or
@@ -218,11 +218,11 @@ static void handle_history(struct lp_req *r, PGconn **db)
     if (n < 0 || !chat_valid_room(room, (size_t)n))
         return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "missing or invalid room");
     n = query_param(r, "before", num, sizeof(num));
-    if (n == LP_QUERY_BAD || (n >= 0 && lp_query_int(num, (size_t)n, 1, INT64_MAX, &before) < 0))
+    if (n == CHAT_QUERY_BAD || (n >= 0 && chat_query_int(num, (size_t)n, 1, INT64_MAX, &before) < 0))
         return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "before must be an integer >= 1");
     n = query_param(r, "limit", num, sizeof(num));
-    if (n == LP_QUERY_BAD ||
-        (n >= 0 && lp_query_int(num, (size_t)n, 1, CHAT_HISTORY_MAX, &limit) < 0))
+    if (n == CHAT_QUERY_BAD ||
+        (n >= 0 && chat_query_int(num, (size_t)n, 1, CHAT_HISTORY_MAX, &limit) < 0))
         return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST,
                                     "limit must be an integer in 1..200");
     if (!room_allowed(r, room))

@@ -6,6 +6,7 @@
  * by whichever thread holds the request, and the connection is closed
  * (fastcgi_keep_conn off: one request per connection). */
 #define _GNU_SOURCE
+#include "chat_http.h"
 #include "lp.h"
 
 #include <errno.h>
@@ -31,36 +32,6 @@
 static const char *const policy_params[] = {
     "CHAT_USER", "CHAT_GUESTS", "CHAT_ROOMS", "CHAT_READONLY", "CHAT_MAX_TEXT", "CHAT_POLL_TIMEOUT",
 };
-
-static const char *status_text(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 204:
-        return "No Content";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 413:
-        return "Payload Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 429:
-        return "Too Many Requests";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Internal Server Error";
-    }
-}
 
 static unsigned char *put_record_header(unsigned char *h, int type, int id, size_t clen)
 {
@@ -98,7 +69,7 @@ static int format_head(char *out, size_t cap, int status, size_t len)
     return snprintf(out, cap,
                     "Status: %d %s\r\nContent-Type: application/json\r\n"
                     "Cache-Control: no-store\r\nContent-Length: %zu\r\n\r\n",
-                    status, status_text(status), len);
+                    status, chat_http_reason(status), len);
 }
 
 int lp_reply(struct lp_conn *c, int status, const char *body, size_t len)

@@ -45,19 +45,19 @@ static int bad(struct lp_req *r, const char *why)
 static int parse(struct lp_req *r, struct poll_ctx *c)
 {
     char list[LP_QUERY_MAX + 1], num[32], name[CHAT_USER_MAX + 2];
-    int n = lp_query_get(r->query, r->query_len, "rooms", list, sizeof(list));
+    int n = chat_query_get(r->query, r->query_len, "rooms", list, sizeof(list));
     int64_t t = r->policy.poll_timeout;
 
     if (n < 0)
-        return bad(r, n == LP_QUERY_ABSENT ? "rooms missing" : "bad rooms parameter");
+        return bad(r, n == CHAT_QUERY_ABSENT ? "rooms missing" : "bad rooms parameter");
     n = lp_cursor_parse(list, (size_t)n, c->rooms, LP_MAX_ROOMS);
     if (n == LP_CURSOR_TOO_MANY)
         return bad(r, "too many rooms (at most 20)");
     if (n < 0)
         return bad(r, "bad rooms: room or room:N, separated by commas");
     c->n = (size_t)n;
-    int k = lp_query_get(r->query, r->query_len, "name", name, sizeof(name));
-    if (k == LP_QUERY_BAD)
+    int k = chat_query_get(r->query, r->query_len, "name", name, sizeof(name));
+    if (k == CHAT_QUERY_BAD)
         return bad(r, "bad name");
     int id =
         chat_policy_identity(&r->policy, k >= 0 ? name : NULL, k >= 0 ? (size_t)k : 0, c->member);
@@ -75,8 +75,8 @@ static int parse(struct lp_req *r, struct poll_ctx *c)
         c->backlog |= c->rooms[i].seq < 0;
         c->cursor[i] = c->rooms[i].seq < 0 ? 0 : c->rooms[i].seq;
     }
-    k = lp_query_get(r->query, r->query_len, "timeout", num, sizeof(num));
-    if (k == LP_QUERY_BAD || (k >= 0 && lp_query_int(num, (size_t)k, 0, 86400, &t) < 0))
+    k = chat_query_get(r->query, r->query_len, "timeout", num, sizeof(num));
+    if (k == CHAT_QUERY_BAD || (k >= 0 && chat_query_int(num, (size_t)k, 0, 86400, &t) < 0))
         return bad(r, "timeout must be a number of seconds");
     c->timeout = t < r->policy.poll_timeout ? (unsigned)t : r->policy.poll_timeout;
     return 0;

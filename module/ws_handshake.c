@@ -4,6 +4,8 @@
  * works on (ptr, len) in caller-owned buffers; nothing allocates. */
 #include "ws_handshake.h"
 
+#include "chat_http.h"
+
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -386,51 +388,10 @@ int ws_handshake_check(const struct ws_request *req, const char *allowed, size_t
     return WS_HS_UPGRADE;
 }
 
-static int hex_val(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static int pct_decode(const char *s, size_t n, char *out, size_t out_size)
-{
-    size_t o = 0;
-
-    if (out_size == 0 || out_size - 1 > INT_MAX)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-        if (c == '%') {
-            if (n - i < 3)
-                return -1;
-            int hi = hex_val(s[i + 1]), lo = hex_val(s[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -1;
-            c = hi * 16 + lo;
-            if (c == 0)
-                return -1;
-            i += 2;
-        } else if (c == '+') {
-            c = ' ';
-        }
-        if (o + 1 >= out_size)
-            return -1;
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return (int)o;
-}
-
 int ws_query_param(const char *target, size_t target_len, const char *name, char *out,
                    size_t out_size)
 {
     const char *q = memchr(target, '?', target_len);
-    size_t nlen = strlen(name);
 
     if (q == NULL)
         return -2;
@@ -438,21 +399,8 @@ int ws_query_param(const char *target, size_t target_len, const char *name, char
     const char *hash = memchr(q, '#', (size_t)(end - q));
     if (hash)
         end = hash;
-    const char *p = q + 1;
-    while (p <= end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *seg_end = amp ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(seg_end - p));
-        const char *key_end = eq ? eq : seg_end;
-        if ((size_t)(key_end - p) == nlen && memcmp(p, name, nlen) == 0) {
-            const char *v = eq ? eq + 1 : seg_end;
-            return pct_decode(v, (size_t)(seg_end - v), out, out_size);
-        }
-        if (amp == NULL)
-            break;
-        p = amp + 1;
-    }
-    return -2;
+    int n = chat_query_get(q + 1, (size_t)(end - q - 1), name, out, out_size);
+    return n == CHAT_QUERY_ABSENT ? -2 : n == CHAT_QUERY_BAD ? -1 : n;
 }
 
 void ws_accept_key(const char *key, size_t key_len, char out[WS_ACCEPT_LEN + 1])
@@ -485,44 +433,6 @@ int ws_handshake_accept(char *out, size_t out_size, const char *key, size_t key_
     return n;
 }
 
-const char *ws_status_reason(int status)
-{
-    switch (status) {
-    case 101:
-        return "Switching Protocols";
-    case 200:
-        return "OK";
-    case 204:
-        return "No Content";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 413:
-        return "Content Too Large";
-    case 426:
-        return "Upgrade Required";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Unknown";
-    }
-}
-
 int ws_http_response(char *out, size_t out_size, int status, const char *reason,
                      const char *extra_header, const char *content_type, const char *body,
                      size_t body_len)
@@ -537,7 +447,7 @@ int ws_http_response(char *out, size_t out_size, int status, const char *reason,
                      "Cache-Control: no-store\r\n"
                      "Connection: close\r\n"
                      "\r\n",
-                     status, reason ? reason : ws_status_reason(status),
+                     status, reason ? reason : chat_http_reason(status),
                      extra_header ? extra_header : "", extra_header ? "\r\n" : "",
                      content_type ? content_type : "text/plain; charset=utf-8", body_len);
     if (n < 0 || (size_t)n >= out_size || body_len > out_size - (size_t)n)

@@ -121,7 +121,5 @@ int ws_http_response(char *out, size_t out_size, int status, const char *reason,
                      const char *extra_header, const char *content_type, const char *body,
                      size_t body_len);
 
-/* The standard reason phrase of status ("Bad Request"), or "Unknown". */
-const char *ws_status_reason(int status);
 
 #endif

@@ -17,7 +17,7 @@ static void check_cursors(const char *s, size_t len)
     struct lp_cursor c[20];
     int n = lp_cursor_parse(s, len, c, 20);
 
-    if (n == LP_QUERY_BAD || n == LP_CURSOR_TOO_MANY)
+    if (n == CHAT_QUERY_BAD || n == LP_CURSOR_TOO_MANY)
         return;
     if (n < 1 || n > 20)
         abort();
@@ -40,8 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
         size_t cap = k == 0 ? 4097 : 34;
-        int n = lp_query_get(qs, size, names[k], out, cap);
-        if (n == LP_QUERY_ABSENT || n == LP_QUERY_BAD)
+        int n = chat_query_get(qs, size, names[k], out, cap);
+        if (n == CHAT_QUERY_ABSENT || n == CHAT_QUERY_BAD)
             continue;
         if (n < 0 || (size_t)n >= cap || out[n] != '\0' || memchr(out, '\0', (size_t)n))
             abort();
@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_cursors(out, (size_t)n);
         } else {
             int64_t v;
-            if (lp_query_int(out, (size_t)n, 0, INT64_MAX, &v) == 0 && v < 0)
+            if (chat_query_int(out, (size_t)n, 0, INT64_MAX, &v) == 0 && v < 0)
                 abort();
         }
     }

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "ws_handshake.h"
+#include "chat_http.h"
 
 static const char browser_req[] =
     "GET /chat/ws?name=bob HTTP/1.1\r\n"
@@ -294,8 +295,8 @@ static void test_http_response(void **state)
         ws_http_response(out, (size_t)full, 200, "OK", NULL, "application/json", "{}", 2), full);
     assert_int_equal(
         ws_http_response(out, (size_t)full - 1, 200, "OK", NULL, "application/json", "{}", 2), -1);
-    assert_string_equal(ws_status_reason(403), "Forbidden");
-    assert_string_equal(ws_status_reason(431), "Request Header Fields Too Large");
+    assert_string_equal(chat_http_reason(403), "Forbidden");
+    assert_string_equal(chat_http_reason(431), "Request Header Fields Too Large");
 }
 
 static void test_check_browser(void **state)
