@@ -117,12 +117,12 @@ declare -A PIDS=()
 declare -A STARTS=()
 
 start_ws() {
-    "$BIN/chat-ws" --db "$DB" --listen "unix:$RUN/ws.sock" --workers "$WS_WORKERS" \
+    setsid "$BIN/chat-ws" --db "$DB" --listen "unix:$RUN/ws.sock" --workers "$WS_WORKERS" \
         ${CHAT_WS_ARGS:-} >>"$LOG/chat-ws.log" 2>&1 8>&- 9>&- &
     PIDS[ws]=$!
 }
 start_fcgi() {
-    "$BIN/chat-fcgi" --db "$DB" --listen "$RUN/fcgi.sock" --threads "$FCGI_THREADS" \
+    setsid "$BIN/chat-fcgi" --db "$DB" --listen "$RUN/fcgi.sock" --threads "$FCGI_THREADS" \
         --ws-health "$RUN/ws.sock" ${CHAT_FCGI_ARGS:-} >>"$LOG/chat-fcgi.log" 2>&1 8>&- 9>&- &
     PIDS[fcgi]=$!
 }
@@ -144,7 +144,7 @@ start_nginx() {
         -e "s|@EXTRA@|$extra|g" "$ROOT/conf/nginx.dev.conf" >"$n/nginx.conf"
     nginx -p "$n/" -c "$n/nginx.conf" -e "$LOG/nginx-error.log" -t -q ||
         die "nginx rejected $n/nginx.conf"
-    nginx -p "$n/" -c "$n/nginx.conf" -e "$LOG/nginx-error.log" 8>&- 9>&- &
+    setsid nginx -p "$n/" -c "$n/nginx.conf" -e "$LOG/nginx-error.log" 8>&- 9>&- &
     PIDS[nginx]=$!
 }
 
@@ -212,20 +212,31 @@ bring_up() {
     wait_healthy
 }
 
-# Restart a backend that died, at most 5 times a minute.
+# Restart a backend that died, at most 5 times a minute. Wakes at least once
+# a second (a `sleep` child) to notice that whoever started us is gone.
 supervise() {
-    local n pid now
+    local n pid now tick=""
     while :; do
+        if [ -z "$tick" ] || ! kill -0 "$tick" 2>/dev/null; then
+            sleep 1 &
+            tick=$!
+        fi
         wait -n 2>/dev/null || true
-        $stopping && return 0
+        $stopping && break
+        if [ -n "$PARENT" ] && [ "$(ps -o ppid= -p $$ | tr -d ' ')" != "$PARENT" ]; then
+            say "parent process gone; stopping"
+            break
+        fi
         for n in "${!PIDS[@]}"; do
             pid=${PIDS[$n]}
             kill -0 "$pid" 2>/dev/null && continue
             wait "$pid" 2>/dev/null && st=0 || st=$?
+            $stopping && break
             now=$(date +%s)
             STARTS[$n]="$(for t in ${STARTS[$n]:-}; do [ $((now - t)) -lt 60 ] && echo "$t"; done) $now"
             if [ "$(wc -w <<<"${STARTS[$n]}")" -gt 5 ]; then
                 say "$n keeps dying (status $st); giving up"
+                kill "$tick" 2>/dev/null || true
                 return 1
             fi
             say "$n exited with status $st; restarting it"
@@ -236,9 +247,13 @@ supervise() {
             esac
         done
     done
+    kill "$tick" 2>/dev/null || true
 }
 
 cmd_run() {
+    # in the foreground, we stop when whoever started us is gone
+    PARENT=""
+    [ "${1:-}" = ready-fd ] || PARENT=$(ps -o ppid= -p $$ | tr -d ' ')
     lock_var
     stopping=false
     trap 'stopping=true' INT TERM

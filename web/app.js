@@ -9,6 +9,7 @@ const $ = (id) => document.getElementById(id);
 const MAX_TEXT = 4096; // bytes; the server's default ($chat_max_text)
 const TYPING_SHOWN_MS = 6000;
 const NEAR_BOTTOM = 48; // px: a reader this close to the end follows new messages
+const MAX_ROOMS = 20; // a long-poll carries at most 20 rooms
 
 const store = {
   get(key, fallback = null) {
@@ -104,7 +105,7 @@ function start(name, user) {
   chat.on('gap', onGap);
   chat.on('error', onError);
   renderMe();
-  const saved = store.get(roomsKey(), ['lobby']).filter((r) => ROOM_RE.test(r));
+  const saved = store.get(roomsKey(), ['lobby']).filter((r) => ROOM_RE.test(r)).slice(0, MAX_ROOMS - 1);
   for (const r of saved.length ? saved : ['lobby']) addRoom(r);
   const wanted = decodeURIComponent(location.hash.slice(1));
   if (ROOM_RE.test(wanted)) addRoom(wanted);
@@ -131,7 +132,7 @@ function makeRoom(name) {
     head: 0, // the room's last seq when we joined: the backlog ends there
     start: false, // the first message is on screen
     loading: false,
-    lastRead: store.get(readKey(), {})[name] ?? 0,
+    lastRead: store.get(readKey(), {})[name] ?? null, // null: never opened, nothing is unread yet
     unread: 0,
     below: 0, // new messages under a reader who scrolled up
     stuck: true, // follows new messages
@@ -203,6 +204,10 @@ $('join-form').addEventListener('submit', (e) => {
     input.focus();
     return;
   }
+  if (!rooms.has(name) && rooms.size >= MAX_ROOMS) {
+    $('join-error').textContent = `You can be in ${MAX_ROOMS} rooms at most: leave one first.`;
+    return;
+  }
   $('join-error').textContent = '';
   input.value = '';
   switchTo(name);
@@ -246,14 +251,18 @@ function markRead() {
   if (!r || document.visibilityState !== 'visible' || !nearBottom()) return;
   r.below = 0;
   renderJump();
-  if (r.newest > r.lastRead || r.unread) {
-    r.lastRead = Math.max(r.lastRead, r.newest);
+  if (r.lastRead === null || r.newest > r.lastRead || r.unread) {
+    saveRead(r, Math.max(r.lastRead ?? 0, r.newest));
     r.unread = 0;
-    const read = store.get(readKey(), {});
-    read[r.name] = r.lastRead;
-    store.set(readKey(), read);
     renderRooms();
   }
+}
+
+function saveRead(r, seq) {
+  r.lastRead = seq;
+  const read = store.get(readKey(), {});
+  read[r.name] = seq;
+  store.set(readKey(), read);
 }
 
 function renderJump() {
@@ -339,7 +348,7 @@ function showMessage(r, m, { older = false, state } = {}) {
   if (m.seq === 1) r.start = true;
   if (!older && m.seq > r.newest) {
     r.newest = m.seq;
-    if (!mine && m.seq > r.lastRead) {
+    if (!mine && r.lastRead !== null && m.seq > r.lastRead) {
       const seen = isActive && follow && document.visibilityState === 'visible';
       if (!seen) r.unread++;
       if (isActive && !follow) r.below++;
@@ -355,6 +364,8 @@ function onJoined({ room, seq }) {
   const first = !r.joined;
   r.joined = true;
   r.head = Math.max(r.head, seq);
+  // A room never opened here: what was said before joining is not "unread".
+  if (r.lastRead === null) saveRead(r, seq);
   if (r.newest === 0 && r.oldest === null && chat.rooms.get(room)?.seq === 0) r.start = true;
   renderTop(r);
   if (first && r === active) {

@@ -53,6 +53,7 @@ export class ChatClient {
   #refs = new Map(); // ref -> { resolve, reject, timer, cid }
   #nextRef = 1;
   #lastRx = 0;
+  #heartbeat = 30000; // ms between server pings (from hello)
   #pingAt = 0;
   #tick = 0;
   #httpSending = false;
@@ -105,10 +106,12 @@ export class ChatClient {
     if (this.#state !== 'idle' && this.#state !== 'closed') return this;
     this.#listen(globalThis, 'online', () => this.reconnectNow());
     this.#listen(globalThis.document, 'visibilitychange', () => {
-      if (globalThis.document.visibilityState === 'visible') this.#checkAlive(true);
+      if (globalThis.document.visibilityState !== 'visible') return;
+      if (this.#ws) this.#ping();
+      else this.reconnectNow();
     });
     this.#setState('connecting');
-    this.#timers.set('watchdog', setInterval(() => this.#checkAlive(false), 5000));
+    this.#timers.set('watchdog', setInterval(() => this.#checkAlive(), 5000));
     this.#tick = Date.now();
     if (this.#wsAllowed()) this.#openWs(false);
     else this.#startPoll();
@@ -343,8 +346,6 @@ export class ChatClient {
     this.#pump();
   }
 
-  #heartbeat = 30000;
-
   // An open WebSocket closed: reconnect (1008 "too slow" and 1001 "going away"
   // at once, with a little jitter so a restarted daemon is not stampeded).
   #wsLost(code) {
@@ -424,12 +425,13 @@ export class ChatClient {
     }
   }
 
-  // Liveness: ping after a quiet heartbeat, give up on the socket when the
-  // pong does not come; a timer that fired far too late means the machine
-  // slept, so check at once.
-  #checkAlive(woke) {
+  // Liveness, every 5 s: ping after a quiet heartbeat and give up on a
+  // socket whose pong does not come. A timer that fired far too late means
+  // the machine slept: check the connection at once (a parked long-poll
+  // from before the sleep is started afresh).
+  #checkAlive() {
     const now = Date.now();
-    if (now - this.#tick > 20000) woke = true;
+    const woke = now - this.#tick > 20000;
     this.#tick = now;
     if (this.#ws) {
       if (this.#pingAt && now - this.#pingAt > 10000) {
@@ -439,13 +441,19 @@ export class ChatClient {
         ws.onmessage = ws.onclose = null;
         try { ws.close(); } catch { /* ignore */ }
         this.#wsLost(1006);
-      } else if (!this.#pingAt && (woke || now - this.#lastRx > this.#heartbeat + 5000)) {
-        this.#pingAt = now;
-        this.#request({ op: 'ping' }).then(() => { this.#pingAt = 0; }, () => {});
+      } else if (woke || now - this.#lastRx > this.#heartbeat + 5000) {
+        this.#ping();
       }
     } else if (woke) {
+      this.#poller?.kick(true);
       this.reconnectNow();
     }
+  }
+
+  #ping() {
+    if (this.#pingAt || !this.#ws) return;
+    this.#pingAt = Date.now();
+    this.#request({ op: 'ping' }).then(() => { this.#pingAt = 0; }, () => {});
   }
 
   // ---- long-poll -------------------------------------------------------------------
@@ -586,7 +594,7 @@ export class ChatClient {
     const key = `${m.room}\n${m.cid}`;
     const item = m.cid ? this.outbox.get(m.cid) : undefined;
     let mine = this.user !== null && m.user === this.user;
-    if (m.cid && (this.#acked.get(key) === m.seq || (item && item.room === m.room && item.status === 'sending'))) {
+    if (m.cid && (this.#acked.get(key) === m.seq || (item && item.room === m.room))) {
       mine = true;
       if (this.user === null) this.user = m.user; // learnt from our own message
     }

@@ -84,10 +84,13 @@ export class Poller {
       }
     }, BEAT_MS));
     this.#pagehide = () => this.#post({ t: 'bye', tab: this.#tab });
+    this.#pageshow = () => this.#post({ t: 'want', tab: this.#tab, rooms: Object.fromEntries(this.#mine) });
     globalThis.addEventListener?.('pagehide', this.#pagehide);
+    globalThis.addEventListener?.('pageshow', this.#pageshow);
   }
 
   #pagehide = null;
+  #pageshow = null;
 
   stop() {
     if (!this.#running) return;
@@ -103,11 +106,19 @@ export class Poller {
       this.#channel.close();
       this.#channel = null;
       globalThis.removeEventListener?.('pagehide', this.#pagehide);
+      globalThis.removeEventListener?.('pageshow', this.#pageshow);
     }
   }
 
-  // Poll again now: after the browser came back online, say.
-  kick() { this.#wake?.(); }
+  // Poll again now: after the browser came back online, say. With `restart`,
+  // a poll on the wire is given up too (it may have died while the machine slept).
+  kick(restart = false) {
+    if (restart && this.#inflight) {
+      this.#inflight.restart = true;
+      this.#inflight.ctl.abort();
+    }
+    this.#wake?.();
+  }
 
   update(cursors) {
     this.#mine = new Map(cursors);

@@ -194,6 +194,9 @@ sio_up() { # sio_up N [pg]
         psql "$(db_url | sed 's/dbname=[^ ]*/dbname=postgres/')" -qAtc \
             "SELECT 1 FROM pg_database WHERE datname='sio'" | grep -q 1 ||
             psql "$(db_url | sed 's/dbname=[^ ]*/dbname=postgres/')" -qc "CREATE DATABASE sio" >/dev/null
+        psql "$(db_url | sed 's/dbname=[^ ]*/dbname=sio/')" -qc "SET client_min_messages = warning;
+            CREATE TABLE IF NOT EXISTS socket_io_attachments (
+            id bigserial UNIQUE, created_at timestamptz DEFAULT NOW(), payload bytea)" >/dev/null
     fi
     PORT=$P_SIO1 PG_URL=$url node "$HERE/sio_server.mjs" >>"$B/sio1.log" 2>&1 &
     STARTED[sio1]=$!
@@ -397,6 +400,20 @@ SQL
 }
 
 # ---- main ------------------------------------------------------------------
+if [ "${1:-}" = serve ]; then
+    # run.sh serve SYS [idle]: bring one system up as the bench does (ours:
+    # with the stack) and keep it up until Ctrl-C, to profile it by hand
+    build_tools
+    ulimit -n "$(ulimit -Hn)"
+    if [ "$2" = chat ] || [ "$2" = siopg ]; then
+        "$ROOT/scripts/stack.sh" stop >/dev/null 2>&1 || true
+        "$ROOT/scripts/stack.sh" start
+        stack_up=1
+    fi
+    system_up "$2" "${3:-}"
+    say "up: $TOOLS/loadgen ${LG[*]} --mode fanout|rate|idle|sends ...  (Ctrl-C stops)"
+    while :; do sleep 3600; done
+fi
 ensure_packages
 build_tools
 for t in nginx node psql pgbench; do command -v $t >/dev/null || die "$t not found (make deps)"; done

@@ -15,8 +15,7 @@ if (process.env.PG_URL) {
   const { createAdapter } = await import('@socket.io/postgres-adapter');
   const pg = (await import('pg')).default;
   const pool = new pg.Pool({ connectionString: process.env.PG_URL, max: 4 });
-  await pool.query(`CREATE TABLE IF NOT EXISTS socket_io_attachments (
-      id bigserial UNIQUE, created_at timestamptz DEFAULT NOW(), payload bytea)`);
+  // run.sh creates the table once (two processes creating it race)
   pool.on('error', (err) => console.error('sio: postgres error', err.message));
   io.adapter(createAdapter(pool));
 }
