@@ -18,11 +18,24 @@ export async function startDaemon(args = []) {
     // a chat daemon is ready once its LISTEN is in place
     if (log.includes(echo ? 'serving' : 'listening on chat')) ready();
   });
+  const logIdx = args.indexOf('--log');
+  if (logIdx >= 0) {
+    const fs = await import('node:fs/promises');
+    const file = args[logIdx + 1];
+    (async () => {
+      for (let i = 0; i < 300; i++) {
+        const t = await fs.readFile(file, 'utf8').catch(() => '');
+        if (t.includes(echo ? 'serving' : 'listening on chat')) return ready();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+  }
   const exited = new Promise((res) => proc.once('exit', (code, sig) => res({ code, sig })));
   await withTimeout(Promise.race([up, exited.then((e) => { throw new Error(`chat-ws exited ${JSON.stringify(e)}: ${log}`); })]),
     15000, 'test daemon start');
   return {
     path,
+    pid: proc.pid,
     url: `ws+unix://${path}:/chat/ws`,
     log: () => log,
     async stop() {

@@ -102,6 +102,29 @@ describe('bounds of one daemon', () => {
     await d.stop();
   });
 
+  test('SIGHUP reopens the log file, so logrotate can move it', async () => {
+    const { VAR } = await import('./lib.mjs');
+    const fs = await import('node:fs/promises');
+    const file = `${VAR}/log/test-hup-${process.pid}.log`;
+    const d = await startDaemon(['--log', file]);
+    await direct(d, 'before').then((c) => c.close());
+    await fs.rename(file, `${file}.1`);
+    process.kill(d.pid, 'SIGHUP');
+    // the daemon says so in the new file
+    await withTimeout((async () => {
+      for (;;) {
+        const text = await fs.readFile(file, 'utf8').catch(() => '');
+        if (text.includes('log reopened')) return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })(), 5000, 'a new log file');
+    const old = await fs.readFile(`${file}.1`, 'utf8');
+    assert.match(old, /serving/);
+    await d.stop();
+    await fs.rm(file, { force: true });
+    await fs.rm(`${file}.1`, { force: true });
+  });
+
   test('SIGTERM: clients are closed with 1001 and the daemon exits', async () => {
     const d = await startDaemon([]);
     const c = await direct(d, 'bye');
