@@ -26,6 +26,7 @@
 #define WS_CLOSE_WAIT_MS 2000
 #define WS_ACCEPT_BATCH 128
 #define WS_FULL_MARGIN 64
+#define WS_RING_KEEP 8
 
 static void conn_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events);
 static void conn_timer_cb(struct ev_loop *loop, struct ev_timer *t);
@@ -89,10 +90,14 @@ static struct ws_buf *ring_pop(struct ws_ring *r)
     struct ws_buf *b = r->v[r->head];
     r->head = (r->head + 1) % r->cap;
     if (--r->count == 0) {
-        /* an idle connection keeps no ring memory */
-        free(r->v);
-        r->v = NULL;
-        r->cap = r->head = 0;
+        r->head = 0;
+        /* a busy connection keeps its small ring (no malloc per message);
+         * one that queued a burst gives the memory back */
+        if (r->cap > WS_RING_KEEP) {
+            free(r->v);
+            r->v = NULL;
+            r->cap = 0;
+        }
     }
     return b;
 }
@@ -104,6 +109,9 @@ static void ring_clear(struct ws_ring *r, size_t *bytes)
         *bytes -= b->len;
         ws_buf_unref(b);
     }
+    free(r->v);
+    r->v = NULL;
+    r->cap = r->head = 0;
 }
 
 /* ---- references and reaping ---- */

@@ -345,7 +345,10 @@ function showMessage(r, m, { older = false, state } = {}) {
   insertBySeq(r.list, el);
   r.bySeq.set(m.seq, el);
   if (r.oldest === null || m.seq < r.oldest) r.oldest = m.seq;
-  if (m.seq === 1) r.start = true;
+  if (m.seq === 1 && !r.start) {
+    r.start = true;
+    renderTop(r);
+  }
   if (!older && m.seq > r.newest) {
     r.newest = m.seq;
     if (!mine && r.lastRead !== null && m.seq > r.lastRead) {

@@ -323,7 +323,7 @@ export class ChatClient {
     }
     this.#fails++;
     const delay = this.#backoff(this.#fails);
-    this.#transport = null;
+    this.#transport = 'websocket'; // what it keeps trying
     this.#setState(this.#lostState(), { retryIn: delay });
     this.#schedule('reconnect', delay, () => this.#openWs(false));
   }

@@ -67,7 +67,7 @@ static struct {
     int port;
     const char *path;     /* WebSocket path (chat: ?name= is appended) */
     const char *pub_path; /* nchan: publisher path prefix (+ room) */
-    const char *room;
+    const char *room, *windows;
     int rooms;            /* idle/sends: rooms room-0 .. room-(rooms-1) */
     int subs, pubs, window, depth, conc, src_ips, procs, src_base;
     double rate, warmup, duration, drain, hold, ramp_timeout;
@@ -200,6 +200,7 @@ static uint64_t next_id = 1, completed, oldest = 1;
 static uint32_t nsubs_expect;
 
 static uint64_t t_win0, t_win1; /* measurement window */
+static char sweep_json[2048];
 static bool publishing;
 
 static void on_signal(int s) {
@@ -553,6 +554,7 @@ static size_t ws_frames(struct conn *c, const char *buf, size_t len, uint64_t no
 
 static void became_ready(struct conn *c, uint64_t now) {
     handshaking--;
+    if (c->http_pub) return;
     R.ready++;
     hadd(&R.conn, now - c->t0);
 }
@@ -821,35 +823,13 @@ static void print_results(const char *prefix) {
     if (O.mode != M_IDLE)
         printf(",\"latency_ms\":{\"n\":%" PRIu64 ",\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}", R.lat.n,
                hq_ms(&R.lat, 0.5), hq_ms(&R.lat, 0.99), (double)R.lat.max_ns / 1e6);
-    printf(",\"errors\":%" PRIu64 ",\"pub_errors\":%" PRIu64 ",\"closed\":%" PRIu64 "}\n", R.errors, R.pub_errors,
-           R.closed);
+    printf("%s,\"errors\":%" PRIu64 ",\"pub_errors\":%" PRIu64 ",\"closed\":%" PRIu64 "}\n", sweep_json, R.errors,
+           R.pub_errors, R.closed);
     fflush(stdout);
 }
 
 /* ---- modes ------------------------------------------------------------- */
-static void run_traffic(void) {
-    int nhttp = O.proto == P_NCHAN ? O.pubs : 0;
-    if (O.mode == M_SENDS) O.subs = O.pubs;
-    setup_conns(0, O.subs, nhttp);
-    nsubs_expect = (O.mode == M_SENDS) ? 0 : (uint32_t)O.subs;
-    ring = calloc(RING, sizeof *ring);
-    if (!ring) die("out of memory");
-    t_win0 = t_win1 = UINT64_MAX;
-    ramp();
-    if (R.ready < (uint64_t)nconns) {
-        fprintf(stderr, "loadgen: only %" PRIu64 " of %d connections ready\n", R.ready, nconns);
-        if (R.ready == 0) {
-            print_results("");
-            exit(1);
-        }
-    }
-    uint64_t t = now_ns();
-    uint64_t t_start = t;
-    t_win0 = t + (uint64_t)(O.warmup * 1e9);
-    t_win1 = t_win0 + (uint64_t)(O.duration * 1e9);
-    publishing = true;
-    uint64_t sched = 0; /* rate mode: messages due */
-    int window = O.window > 0 ? O.window : 16;
+static void traffic_loop(int window, uint64_t t_start, uint64_t *sched) {
     while (!stop_flag) {
         uint64_t now = now_ns();
         if (now >= t_win1) break;
@@ -866,9 +846,9 @@ static void run_traffic(void) {
             poll_once(1);
         } else if (O.mode == M_RATE) {
             uint64_t due = (uint64_t)((double)(now - t_start) / 1e9 * O.rate);
-            while (sched < due) {
+            while (*sched < due) {
                 if (!publish_one(now)) break; /* publishers blocked: catch up later */
-                sched++;
+                (*sched)++;
             }
             poll_once(1);
         } else { /* sends */
@@ -889,7 +869,80 @@ static void run_traffic(void) {
             poll_once(1);
         }
     }
-    R.win_s = (double)(t_win1 - t_win0) / 1e9;
+}
+
+static void run_traffic(void) {
+    int nhttp = O.proto == P_NCHAN ? O.pubs : 0;
+    if (O.mode == M_SENDS) O.subs = O.pubs;
+    setup_conns(0, O.subs, nhttp);
+    nsubs_expect = (O.mode == M_SENDS) ? 0 : (uint32_t)O.subs;
+    ring = calloc(RING, sizeof *ring);
+    if (!ring) die("out of memory");
+    t_win0 = t_win1 = UINT64_MAX;
+    ramp();
+    if (R.ready < (uint64_t)(nconns - nhttp)) {
+        fprintf(stderr, "loadgen: only %" PRIu64 " of %d connections ready\n", R.ready, nconns - nhttp);
+        if (R.ready == 0) {
+            print_results("");
+            exit(1);
+        }
+    }
+    /* fanout: one run per window of the sweep (--windows), each with its
+     * own warm-up and measurement; the best one is the result */
+    int wins[16], nw = 0;
+    for (const char *p = O.windows; p && *p && nw < 16;) {
+        wins[nw++] = atoi(p);
+        p = strchr(p, ',');
+        if (p) p++;
+    }
+    if (nw == 0 || O.mode != M_FANOUT) {
+        wins[0] = O.window > 0 ? O.window : 16;
+        nw = 1;
+    }
+    struct {
+        int w;
+        double dps, mps, p50, p99, max;
+    } sw[16];
+    struct results best = {0};
+    int best_w = 0;
+    for (int k = 0; k < nw && !stop_flag; k++) {
+        uint64_t t = now_ns();
+        uint64_t t_start = t;
+        t_win0 = t + (uint64_t)((k == 0 ? O.warmup : (O.warmup < 1 ? O.warmup : 1)) * 1e9);
+        t_win1 = t_win0 + (uint64_t)(O.duration * 1e9);
+        R.delivered_win = R.published_win = R.acks_win = 0;
+        memset(&R.lat, 0, sizeof R.lat);
+        publishing = true;
+        uint64_t sched = 0; /* rate mode: messages due */
+        int window = wins[k];
+        traffic_loop(window, t_start, &sched);
+        R.win_s = (double)(t_win1 - t_win0) / 1e9;
+        double win = R.win_s;
+        sw[k].w = window;
+        sw[k].dps = (double)R.delivered_win / win;
+        sw[k].mps = (double)R.published_win / win;
+        sw[k].p50 = hq_ms(&R.lat, 0.5);
+        sw[k].p99 = hq_ms(&R.lat, 0.99);
+        sw[k].max = (double)R.lat.max_ns / 1e6;
+        if (k == 0 || sw[k].dps > (double)best.delivered_win / best.win_s) {
+            best = R;
+            best_w = window;
+        }
+    }
+    R.delivered_win = best.delivered_win;
+    R.published_win = best.published_win;
+    R.acks_win = best.acks_win;
+    R.lat = best.lat;
+    R.win_s = best.win_s;
+    if (nw > 1) {
+        int l = 0;
+        l += snprintf(sweep_json + l, sizeof sweep_json - (size_t)l, ",\"window\":%d,\"sweep\":[", best_w);
+        for (int k = 0; k < nw; k++)
+            l += snprintf(sweep_json + l, sizeof sweep_json - (size_t)l,
+                          "%s{\"window\":%d,\"deliveries_per_s\":%.0f,\"msgs_per_s\":%.1f,\"p50\":%.2f,\"p99\":%.2f,\"max\":%.2f}",
+                          k ? "," : "", sw[k].w, sw[k].dps, sw[k].mps, sw[k].p50, sw[k].p99, sw[k].max);
+        snprintf(sweep_json + l, sizeof sweep_json - (size_t)l, "]");
+    }
     /* drain: wait for the deliveries of what was published */
     publishing = false;
     uint64_t dl = now_ns() + (uint64_t)(O.drain * 1e9);
@@ -963,7 +1016,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: loadgen --proto chat|sio|nchan|bare --mode fanout|rate|idle|sends\n"
             "  --host H --port P --path WSPATH [--pub-path PREFIX] --room R [--rooms M]\n"
-            "  --subs N --pubs K [--window W] [--rate MSGS] [--depth D]\n"
+            "  --subs N --pubs K [--window W | --windows W1,W2,..] [--rate MSGS] [--depth D]\n"
             "  [--warmup S] [--duration S] [--drain S] [--hold S] [--conc C]\n"
             "  [--src-ips M] [--src-base B] [--procs P] [--pad BYTES]\n");
     exit(2);
@@ -995,6 +1048,7 @@ int main(int argc, char **argv) {
         else if (OPT("--subs")) O.subs = atoi(v);
         else if (OPT("--pubs")) O.pubs = atoi(v);
         else if (OPT("--window")) O.window = atoi(v);
+        else if (OPT("--windows")) O.windows = v;
         else if (OPT("--depth")) O.depth = atoi(v);
         else if (OPT("--rate")) O.rate = atof(v);
         else if (OPT("--warmup")) O.warmup = atof(v);

@@ -264,12 +264,12 @@ scn_fanout() {
     local sys n
     for sys in $SYSTEMS; do
         system_up "$sys"
-        for n in 1000 10000; do
-            local w=64
-            [ "$n" = 10000 ] && w=8
-            lg "fanout-$n" "$sys" --mode fanout --subs $n --pubs $PUBS --window $w \
-                --warmup "$(secs 2)" --duration "$(secs 5)" --src-ips 8
-        done
+        # closed loop; every system gets the best of the same three windows
+        # (messages in flight, not yet delivered to every subscriber)
+        lg fanout-1000 "$sys" --mode fanout --subs 1000 --pubs $PUBS --windows 16,64,256 \
+            --warmup "$(secs 2)" --duration "$(secs 3)" --src-ips 8
+        lg fanout-10000 "$sys" --mode fanout --subs 10000 --pubs $PUBS --windows 4,16,64 \
+            --warmup "$(secs 2)" --duration "$(secs 3)" --src-ips 8
         system_down
     done
 }
@@ -348,7 +348,7 @@ scn_buffers() {
         idle_one "buffers-$b-idle" chat 20000
         system_down
         BUF=$b system_up chat
-        lg "buffers-$b-fanout" chat --mode fanout --subs 1000 --pubs $PUBS --window 64 \
+        lg "buffers-$b-fanout" chat --mode fanout --subs 1000 --pubs $PUBS --windows 64,256 \
             --warmup "$(secs 2)" --duration "$(secs 5)" --src-ips 8
         system_down
     done
