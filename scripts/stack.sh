@@ -305,11 +305,20 @@ cmd_test() {
     export CHAT_PG_EXTRA="fsync = off
 synchronous_commit = off
 full_page_writes = off"
+    rm -f "$LOG"/chat-*.log   # reports of an earlier run are not this run's
     CHAT_NGINX_EXTRA="$ROOT/tests/nginx.test.conf" "$0" start
     trap '"$0" stop' EXIT
     (cd "$ROOT/tests" && CHAT_URL="http://127.0.0.1:$PORT/chat/" CHAT_VAR="$VAR" \
         CHAT_ROOT="$ROOT" CHAT_BIN="$BIN" DATABASE_URL="$DB" node --test --test-concurrency=1 --test-reporter=spec \
         e2e/) || rc=$?
+    # a sanitizer report in a daemon fails the run even if the daemon was
+    # restarted and every test still passed
+    if grep -lE 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' \
+        "$LOG"/chat-*.log "$VAR"/run/*.log 2>/dev/null; then
+        say "sanitizer reports in the daemons' logs (above): failing"
+        grep -hE -A12 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$LOG"/chat-*.log | head -60 >&2
+        rc=1
+    fi
     exit $rc
 }
 

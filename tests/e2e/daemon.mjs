@@ -40,7 +40,11 @@ export async function startDaemon(args = []) {
     log: () => log,
     async stop() {
       proc.kill('SIGTERM');
-      return withTimeout(exited, 10000, 'test daemon exit');
+      const e = await withTimeout(exited, 10000, 'test daemon exit');
+      if (/ERROR: (Address|Leak)Sanitizer|runtime error:/.test(log)) {
+        throw new Error(`sanitizer report from the test daemon:\n${log}`);
+      }
+      return e;
     },
   };
 }
