@@ -31,30 +31,16 @@ let active = null;
 
 // ---- start: a name, or the user nginx signed in ------------------------------------
 
-function wsBase() {
-  const u = new URL('ws', location.href);
-  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
-  return u;
-}
-
-// With no name stored, ask the server who we are: a WebSocket without a
-// name opens only for a user nginx authenticated.
-function whoami() {
-  if (typeof WebSocket !== 'function') return Promise.resolve(null);
-  return new Promise((resolve) => {
-    let ws;
-    const done = (user) => {
-      clearTimeout(timer);
-      if (ws) { ws.onmessage = ws.onclose = null; try { ws.close(); } catch { /* ignore */ } }
-      resolve(user);
-    };
-    const timer = setTimeout(() => done(null), 3000);
-    try { ws = new WebSocket(wsBase()); } catch { done(null); return; }
-    ws.onmessage = (e) => {
-      try { const ev = JSON.parse(e.data); if (ev.op === 'hello') done(ev.user); } catch { done(null); }
-    };
-    ws.onclose = () => done(null);
-  });
+// With no name stored, ask the server whether nginx signed us in: a poll
+// without a name that does not answer 400 ("a guest needs a name") comes
+// from a signed-in user (401: guests are not allowed, and we are not one).
+async function whoami() {
+  try {
+    const res = await fetch('poll?rooms=lobby&timeout=0', { cache: 'no-store', headers: { accept: 'application/json' } });
+    if (res.status === 200 || res.status === 403) return 'signed-in';
+    if (res.status === 401) return 'unauthorized';
+  } catch { /* the server is not there: a guest can still pick a name */ }
+  return 'guest';
 }
 
 function showLogin(message = '') {
@@ -75,22 +61,24 @@ $('login-form').addEventListener('submit', (e) => {
   }
   store.set('name', name);
   $('login').hidden = true;
-  start(name, null);
+  start(name);
 });
 
 async function boot() {
   const name = store.get('name');
-  if (name && NAME_RE.test(name)) { start(name, null); return; }
-  const user = await whoami();
-  if (user) start(null, user);
+  const who = await whoami();
+  if (who === 'signed-in') start(null);
+  else if (who === 'unauthorized') showLogin('This chat is for signed-in users only. Sign in first.');
+  else if (name && NAME_RE.test(name)) start(name);
   else showLogin();
 }
 
-function roomsKey() { return `rooms.${me.name || me.user || ''}`; }
-function readKey() { return `read.${me.name || me.user || ''}`; }
+// Rooms and read positions are kept per guest name ("@" for a signed-in user).
+function roomsKey() { return `rooms.${me.name || '@'}`; }
+function readKey() { return `read.${me.name || '@'}`; }
 
-function start(name, user) {
-  me = { name, user };
+function start(name) {
+  me = { name, user: null };
   $('app').hidden = false;
   $('login').hidden = true;
   chat = new ChatClient({ name, transports: TRANSPORTS });
