@@ -43,13 +43,14 @@ async function whoami() {
   return 'guest';
 }
 
-function showLogin(message = '') {
+function showLogin(message = '', form = true) {
   $('app').hidden = true;
   $('login').hidden = false;
   const input = $('login-name');
   input.value = store.get('name') || '';
   $('login-error').textContent = message;
-  input.focus();
+  for (const el of $('login-form').querySelectorAll('label, input, button, #login-hint, p:not(.error)')) el.hidden = !form;
+  if (form) input.focus();
 }
 
 $('login-form').addEventListener('submit', (e) => {
@@ -66,10 +67,10 @@ $('login-form').addEventListener('submit', (e) => {
 
 async function boot() {
   const name = store.get('name');
+  if (name && NAME_RE.test(name)) { start(name); return; } // the server still has the last word: hello
   const who = await whoami();
   if (who === 'signed-in') start(null);
-  else if (who === 'unauthorized') showLogin('This chat is for signed-in users only. Sign in first.');
-  else if (name && NAME_RE.test(name)) start(name);
+  else if (who === 'unauthorized') showLogin('This chat is for signed-in users only: sign in first.', false);
   else showLogin();
 }
 
