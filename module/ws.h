@@ -94,6 +94,7 @@ struct ws_conn {
     int nsubs;
     double send_tokens, req_tokens;
     int64_t tokens_at;
+    int64_t typing_at; /* last typing forwarded: at most one a second */
 };
 
 struct ws_room;

@@ -16,6 +16,7 @@
 #include "ws.h"
 
 #define NODE_BEAT_EVERY 10 /* ticks */
+#define WS_TYPING_EVERY_MS 1000
 
 /* A send waiting for (or in) a group commit. */
 struct ws_send {
@@ -350,6 +351,12 @@ static void chat_typing(struct ws_conn *c, const struct chat_request *r)
 {
     char room[CHAT_ROOM_MAX + 1];
     size_t len;
+    int64_t now = ev_now(c->srv->loop);
+
+    /* a typist sends one per keystroke; the others need one a second */
+    if (c->typing_at && now - c->typing_at < WS_TYPING_EVERY_MS)
+        return;
+    c->typing_at = now;
 
     cstr(room, &r->room);
     char *ev = chat_encode_typing(room, c->user, &len);
