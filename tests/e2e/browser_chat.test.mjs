@@ -2,7 +2,7 @@
 // person at the page sees. Every wait is for page state, bounded by WAIT.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { uniqueRoom, Client } from './lib.mjs';
+import { uniqueRoom, Client, portBase } from './lib.mjs';
 import {
   SKIP, WAIT, launch, openUser, waitConnected, say, shown, waitText, screenshot, scene, seed,
 } from './browser_lib.mjs';
@@ -216,6 +216,36 @@ describe('browser client', { skip: SKIP }, () => {
     assert.deepEqual((await shown(hal.page)).map((m) => [m.text, m.state]), [['try me', 'sent']]);
     assert.equal(await hal.page.locator('#log .outbox li').count(), 0);
   }));
+
+  test('a user nginx signed in is not asked for a name and chats under it, over either transport',
+    () => scene('signed-in', async (pages) => {
+      // The test stack's second server: auth_basic (alice/bob:secret), guests off.
+      const auth = portBase(1);
+      const room = uniqueRoom('a');
+      const open = async (username, noWebSocket) => {
+        const context = await browser.newContext({ httpCredentials: { username, password: 'secret' } });
+        if (noWebSocket) await context.addInitScript(() => { delete window.WebSocket; });
+        const page = await context.newPage();
+        pages.push(page);
+        await page.goto(`${auth}#${room}`);
+        await waitConnected(page, noWebSocket ? 'longpoll' : 'websocket');
+        return page;
+      };
+      const alice = await open('alice', false);
+      const bob = await open('bob', true);
+      assert.equal(await alice.locator('#login').isHidden(), true, 'no name asked');
+      assert.equal(await bob.locator('#login').isHidden(), true, 'no name asked over long-poll either');
+      await alice.locator('#me-name', { hasText: 'alice' }).waitFor({ timeout: WAIT });
+      assert.equal(await alice.locator('#change-name').isHidden(), true, 'a signed-in name is not changed here');
+      await say(alice, 'signed in over WebSocket');
+      await waitText(bob, 'signed in over WebSocket');
+      await say(bob, 'signed in over long-poll');
+      await waitText(alice, 'signed in over long-poll');
+      const seen = await shown(alice);
+      assert.deepEqual(seen.map((m) => [m.user, m.text]),
+        [['alice', 'signed in over WebSocket'], ['bob', 'signed in over long-poll']]);
+      assert.deepEqual((await shown(bob)).map((m) => m.state), ['', 'sent']);
+    }));
 
   test('usable at phone width: rooms fold away, the composer stays', () => scene('phone', async (pages) => {
     const room = uniqueRoom('p');
