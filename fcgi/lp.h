@@ -26,6 +26,7 @@
 #define LP_RESPONSE_SOFT_MAX (1024 * 1024) /* no more events once a poll answer is this big */
 #define LP_SEND_QUEUE_MAX 10000            /* sends waiting for the writer */
 #define LP_MAX_PARKED_DEFAULT 15000
+#define LP_RATE_TABLE_DEFAULT 65536 /* rate-limit entries (32 bytes each) */
 
 /* ---- process-wide settings and state (lp_main.c) ----------------------- */
 
@@ -35,7 +36,13 @@ struct lp_config {
     const char *ws_health; /* the WebSocket daemon's socket, for /health; may be NULL */
     int threads;           /* acceptor threads */
     int max_parked;        /* parked polls; beyond: 503 */
-    char node[128];        /* presence node name: fcgi-<host>-<pid>-<random> */
+    /* token buckets (lp_accept.c, docs/longpoll.md "Rate limits"); rate 0: off */
+    double send_rate, send_burst; /* sends per second per client */
+    double req_rate, req_burst;   /* requests (poll, send, typing, history) */
+    double guest_addr_factor;     /* > 0: all guests of one address share buckets this
+                                   * many times larger, too; 0: off */
+    int rate_table;               /* entries of the bucket table */
+    char node[128];               /* presence node name: fcgi-<host>-<pid>-<random> */
 };
 
 extern struct lp_config lp_cfg;
@@ -81,6 +88,7 @@ struct lp_req {
     enum lp_endpoint ep;
     bool get, post;
     struct chat_policy policy;
+    char addr[64];          /* REMOTE_ADDR as nginx passed it; "" when none */
     const char *policy_err; /* non-NULL: nginx passed a bad CHAT_* value */
     char query[LP_QUERY_MAX + 1];
     size_t query_len;
@@ -185,6 +193,17 @@ void lp_presence_reannounce(void);
 size_t lp_presence_count(void);
 
 /* ---- health (lp_health.c) and the acceptors (lp_accept.c) --------------- */
+
+/* Allocates the rate-limit table (nothing when both rates are 0). 0, or -1
+ * out of memory. The table lives as long as the process. */
+int lp_rate_init(void);
+/* Takes a request token (and a send token when send) of the client: who is
+ * the speaker ("alice", "~bob", or "" for a guest without a name) at
+ * r->addr. true when granted; false when refused, having answered 429
+ * rate_limited (nothing is taken then). */
+bool lp_rate_admit(struct lp_req *r, const char *who, bool send);
+/* Requests refused with 429 since start (for /health). */
+unsigned long lp_rate_refused(void);
 
 void lp_health(struct lp_req *r, PGconn **db);
 /* GET poll (lp_poll.c): answers at once or parks the poll. */

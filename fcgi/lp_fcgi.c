@@ -259,6 +259,8 @@ void lp_req_read(FCGX_Request *fr, struct lp_req *r)
     r->get = method && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
     r->post = method && strcmp(method, "POST") == 0;
     read_policy(fr, r);
+    const char *addr = FCGX_GetParam("REMOTE_ADDR", fr->envp);
+    snprintf(r->addr, sizeof(r->addr), "%s", addr ? addr : "");
     if (qs) {
         size_t n = strlen(qs);
         if (n > LP_QUERY_MAX) {

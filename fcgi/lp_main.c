@@ -25,7 +25,15 @@
 
 #define THREADS_MAX 256
 
-struct lp_config lp_cfg = {.threads = 4, .max_parked = LP_MAX_PARKED_DEFAULT};
+struct lp_config lp_cfg = {
+    .threads = 4,
+    .max_parked = LP_MAX_PARKED_DEFAULT,
+    .send_rate = 10,
+    .send_burst = 30,
+    .req_rate = 50,
+    .req_burst = 100,
+    .rate_table = LP_RATE_TABLE_DEFAULT,
+};
 atomic_bool lp_stopping;
 atomic_int lp_parked;
 atomic_uint lp_listen_gen;
@@ -49,10 +57,18 @@ static void usage(FILE *f)
             "  --threads N        acceptor threads per process (default 4)\n"
             "  --workers N        processes sharing the socket (default 1)\n"
             "  --max-parked N     parked polls per process; beyond: 503 (default %d)\n"
+            "  --send-rate R      sends per second per client; 0: no limit (default 10)\n"
+            "  --send-burst N     sends a client may make at once (default 3 x --send-rate)\n"
+            "  --req-rate R       requests (poll, send, typing, history) per second per\n"
+            "                     client; 0: no limit (default 50)\n"
+            "  --req-burst N      requests a client may make at once (default 2 x --req-rate)\n"
+            "  --guest-addr-factor F  all guests of one address together: F times a client's\n"
+            "                     rates and bursts; 0: no such limit (default 0)\n"
+            "  --rate-table N     clients the rate limits remember (default %d)\n"
             "  --ws-health PATH   the WebSocket daemon's unix socket, probed by /health\n"
             "  --log-level L      error|warn|info|debug (default info)\n"
             "  --log FILE         log to FILE instead of stderr (reopened on SIGHUP)\n",
-            LP_MAX_PARKED_DEFAULT);
+            LP_MAX_PARKED_DEFAULT, LP_RATE_TABLE_DEFAULT);
 }
 
 static int int_arg(const char *name, const char *v, long min, long max, int base)
@@ -67,62 +83,133 @@ static int int_arg(const char *name, const char *v, long min, long max, int base
     return (int)n;
 }
 
+static double num_arg(const char *name, const char *v, double min, double max)
+{
+    char *end;
+    errno = 0;
+    double n = strtod(v, &end);
+    if (errno || end == v || *end || !(n >= min && n <= max)) {
+        fprintf(stderr, "chat-fcgi: %s must be a number in %g..%g\n", name, min, max);
+        exit(2);
+    }
+    return n;
+}
+
+enum {
+    O_DB = 1,
+    O_LISTEN,
+    O_THREADS,
+    O_WORKERS,
+    O_MAX_PARKED,
+    O_WS_HEALTH,
+    O_LEVEL,
+    O_LOG,
+    O_BACKLOG,
+    O_MODE,
+    O_SEND_RATE,
+    O_SEND_BURST,
+    O_REQ_RATE,
+    O_REQ_BURST,
+    O_ADDR_FACTOR,
+    O_RATE_TABLE,
+    O_HELP,
+};
+
+/* Options that set a number; false when c is none of them. */
+static bool number_option(int c, const char *v, bool *send_burst, bool *req_burst)
+{
+    switch (c) {
+    case O_THREADS:
+        lp_cfg.threads = int_arg("--threads", v, 1, THREADS_MAX, 10);
+        break;
+    case O_WORKERS:
+        workers = int_arg("--workers", v, 1, 64, 10);
+        break;
+    case O_MAX_PARKED:
+        lp_cfg.max_parked = int_arg("--max-parked", v, 1, 1000000, 10);
+        break;
+    case O_BACKLOG:
+        backlog = int_arg("--backlog", v, 1, 65535, 10);
+        break;
+    case O_MODE:
+        socket_mode = (mode_t)int_arg("--socket-mode", v, 0, 0777, 8);
+        break;
+    case O_SEND_RATE:
+        lp_cfg.send_rate = num_arg("--send-rate", v, 0, 1e6);
+        break;
+    case O_SEND_BURST:
+        lp_cfg.send_burst = num_arg("--send-burst", v, 1, 1e7);
+        *send_burst = true;
+        break;
+    case O_REQ_RATE:
+        lp_cfg.req_rate = num_arg("--req-rate", v, 0, 1e6);
+        break;
+    case O_REQ_BURST:
+        lp_cfg.req_burst = num_arg("--req-burst", v, 1, 1e7);
+        *req_burst = true;
+        break;
+    case O_ADDR_FACTOR:
+        lp_cfg.guest_addr_factor = num_arg("--guest-addr-factor", v, 0, 1e6);
+        break;
+    case O_RATE_TABLE:
+        lp_cfg.rate_table = int_arg("--rate-table", v, 64, 1 << 26, 10);
+        break;
+    default:
+        return false;
+    }
+    return true;
+}
+
 static void parse_args(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"db", required_argument, 0, 'd'},
-        {"listen", required_argument, 0, 'l'},
-        {"threads", required_argument, 0, 't'},
-        {"workers", required_argument, 0, 'w'},
-        {"max-parked", required_argument, 0, 'm'},
-        {"ws-health", required_argument, 0, 'H'},
-        {"log-level", required_argument, 0, 'v'},
-        {"log", required_argument, 0, 'L'},
-        {"backlog", required_argument, 0, 'b'},
-        {"socket-mode", required_argument, 0, 's'},
-        {"help", no_argument, 0, 'h'},
+        {"db", required_argument, 0, O_DB},
+        {"listen", required_argument, 0, O_LISTEN},
+        {"threads", required_argument, 0, O_THREADS},
+        {"workers", required_argument, 0, O_WORKERS},
+        {"max-parked", required_argument, 0, O_MAX_PARKED},
+        {"ws-health", required_argument, 0, O_WS_HEALTH},
+        {"log-level", required_argument, 0, O_LEVEL},
+        {"log", required_argument, 0, O_LOG},
+        {"backlog", required_argument, 0, O_BACKLOG},
+        {"socket-mode", required_argument, 0, O_MODE},
+        {"send-rate", required_argument, 0, O_SEND_RATE},
+        {"send-burst", required_argument, 0, O_SEND_BURST},
+        {"req-rate", required_argument, 0, O_REQ_RATE},
+        {"req-burst", required_argument, 0, O_REQ_BURST},
+        {"guest-addr-factor", required_argument, 0, O_ADDR_FACTOR},
+        {"rate-table", required_argument, 0, O_RATE_TABLE},
+        {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
     enum chat_log_level level = CHAT_LOG_INFO;
+    bool send_burst = false, req_burst = false;
     int c;
 
     lp_cfg.db = getenv("DATABASE_URL") ? getenv("DATABASE_URL") : "";
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (number_option(c, optarg, &send_burst, &req_burst))
+            continue;
         switch (c) {
-        case 'd':
+        case O_DB:
             lp_cfg.db = optarg;
             break;
-        case 'l':
+        case O_LISTEN:
             lp_cfg.listen = optarg;
             break;
-        case 't':
-            lp_cfg.threads = int_arg("--threads", optarg, 1, THREADS_MAX, 10);
-            break;
-        case 'w':
-            workers = int_arg("--workers", optarg, 1, 64, 10);
-            break;
-        case 'm':
-            lp_cfg.max_parked = int_arg("--max-parked", optarg, 1, 1000000, 10);
-            break;
-        case 'b':
-            backlog = int_arg("--backlog", optarg, 1, 65535, 10);
-            break;
-        case 's':
-            socket_mode = (mode_t)int_arg("--socket-mode", optarg, 0, 0777, 8);
-            break;
-        case 'H':
+        case O_WS_HEALTH:
             lp_cfg.ws_health = optarg;
             break;
-        case 'L':
+        case O_LOG:
             log_path = optarg;
             break;
-        case 'v':
+        case O_LEVEL:
             if (chat_log_parse_level(optarg, &level) < 0) {
                 fprintf(stderr, "chat-fcgi: bad --log-level %s\n", optarg);
                 exit(2);
             }
             break;
-        case 'h':
+        case O_HELP:
             usage(stdout);
             exit(0);
         default:
@@ -134,6 +221,11 @@ static void parse_args(int argc, char **argv)
         usage(stderr);
         exit(2);
     }
+    /* like chat-ws --send-rate: the burst follows the rate unless given */
+    if (!send_burst)
+        lp_cfg.send_burst = lp_cfg.send_rate * 3 < 1 ? 1 : lp_cfg.send_rate * 3;
+    if (!req_burst)
+        lp_cfg.req_burst = lp_cfg.req_rate * 2 < 1 ? 1 : lp_cfg.req_rate * 2;
     chat_log_init("chat-fcgi", level);
     if (log_path && chat_log_open(log_path) < 0) {
         fprintf(stderr, "chat-fcgi: cannot open log %s: %s\n", log_path, strerror(errno));
@@ -276,7 +368,8 @@ static int run_worker(const sigset_t *set)
     int started = 0, rc = 1;
 
     name_node();
-    if (lp_presence_init() < 0 || lp_listener_start() < 0 || lp_writer_start() < 0)
+    if (lp_rate_init() < 0 || lp_presence_init() < 0 || lp_listener_start() < 0 ||
+        lp_writer_start() < 0)
         goto out;
     for (; started < lp_cfg.threads; started++) {
         slots[started].a.index = started;
@@ -288,6 +381,10 @@ static int run_worker(const sigset_t *set)
     }
     log_info("node %s up: %d acceptor threads, max %d parked polls, open files %ld", lp_cfg.node,
              started, lp_cfg.max_parked, chat_sys_raise_nofile());
+    log_info("rate limits per client: sends %g/s (burst %g), requests %g/s (burst %g),"
+             " guests per address x%g (0: off)",
+             lp_cfg.send_rate, lp_cfg.send_burst, lp_cfg.req_rate, lp_cfg.req_burst,
+             lp_cfg.guest_addr_factor);
     if (started > 0) {
         wait_for_stop(set);
         rc = 0;

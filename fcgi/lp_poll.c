@@ -260,7 +260,7 @@ void lp_poll_handle(struct lp_req *r, PGconn **db)
     bool served = true;
 
     memset(&c, 0, sizeof(c));
-    if (parse(r, &c) < 0)
+    if (parse(r, &c) < 0 || !lp_rate_admit(r, c.member, false))
         return;
     unsigned gen = atomic_load(&lp_listen_gen);
     if (!c.backlog && c.timeout > 0 && covered(&c, gen)) {

@@ -79,8 +79,19 @@ int ev_io_set(struct ev_loop *loop, struct ev_io *io, uint32_t events)
         op = EPOLL_CTL_ADD;
     else
         op = EPOLL_CTL_MOD;
-    if (epoll_ctl(loop->epfd, op, io->fd, &ev) < 0 && !(op == EPOLL_CTL_DEL && errno == EBADF))
-        return -1;
+    if (epoll_ctl(loop->epfd, op, io->fd, &ev) < 0) {
+        /* the kernel forgets a registration when the fd is closed: a DEL
+         * of a forgotten one is done, a MOD of one is an ADD */
+        if (op == EPOLL_CTL_DEL && (errno == EBADF || errno == ENOENT))
+            goto done;
+        if (op != EPOLL_CTL_MOD || errno != ENOENT ||
+            epoll_ctl(loop->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0) {
+            if (op == EPOLL_CTL_DEL)
+                io->events = 0;
+            return -1;
+        }
+    }
+done:
     io->events = events;
     return 0;
 }

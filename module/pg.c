@@ -1,4 +1,9 @@
-/* pg: asynchronous libpq connection in the ev loop (see pg.h). */
+/* pg: asynchronous libpq connection in the ev loop (see pg.h). A query's
+ * callback runs once, when the query is over (libpq's final NULL result):
+ * with the extended protocol the implicit transaction commits at Sync, after
+ * the rows, so an error at commit arrives after them and must win. Failures
+ * noticed while a caller is inside pg_query() are handled from a 0 ms timer,
+ * so no callback ever runs inside pg_query(). */
 #define _GNU_SOURCE
 #include "pg.h"
 
@@ -11,6 +16,7 @@
 
 #define PG_BACKOFF_MIN 100
 #define PG_BACKOFF_MAX 5000
+#define PG_CONNECT_TIMEOUT_MS 10000
 
 struct pg_query {
     struct pg_query *next;
@@ -30,16 +36,19 @@ struct pg {
     PGconn *conn;
     enum pg_state state;
     struct ev_io io;
-    struct ev_timer retry;
+    struct ev_timer retry;    /* reconnect backoff */
+    struct ev_timer deadline; /* connect timeout */
+    struct ev_timer fail;     /* deferred loss (see pg_fail) */
+    char fail_why[160];
     int backoff;
+    bool broken;    /* a failure is pending on the fail timer */
     bool flushing;  /* output left to send: EPOLLOUT wanted */
     bool in_flight; /* head of the queue has been sent */
-    bool delivered; /* its result went to the callback */
+    PGresult *held; /* the in-flight query's result so far */
     struct pg_query *head, *tail;
     size_t nqueued;
 };
 
-static void pg_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events);
 static void pg_start_connect(struct pg *pg);
 
 static void query_free(struct pg_query *q)
@@ -66,20 +75,7 @@ static struct pg_query *pop_head(struct pg *pg)
     return q;
 }
 
-static void set_events(struct pg *pg)
-{
-    uint32_t ev = 0;
-
-    if (pg->conn && pg->io.fd >= 0 && pg->state != PG_DOWN) {
-        ev = EPOLLIN;
-        if (pg->flushing)
-            ev |= EPOLLOUT;
-    }
-    if (ev_io_set(pg->loop, &pg->io, ev) < 0)
-        log_error("pg %s: epoll_ctl failed", pg->name);
-}
-
-/* Connection lost or failed: fail every queued query, schedule retry. */
+/* Connection lost or failed: fail every queued query, schedule a retry. */
 static void pg_lost(struct pg *pg, const char *why)
 {
     bool was_up = pg->state == PG_UP;
@@ -88,21 +84,20 @@ static void pg_lost(struct pg *pg, const char *why)
     if (pg->state != PG_DOWN)
         log_warn("pg %s: connection lost: %s", pg->name, why);
     ev_io_set(pg->loop, &pg->io, 0);
+    ev_timer_stop(pg->loop, &pg->deadline);
+    ev_timer_stop(pg->loop, &pg->fail);
     pg->io.fd = -1;
     if (pg->conn) {
         PQfinish(pg->conn);
         pg->conn = NULL;
     }
-    bool skip_head = pg->in_flight && pg->delivered;
+    PQclear(pg->held);
+    pg->held = NULL;
     pg->state = PG_DOWN;
-    pg->in_flight = false;
-    pg->delivered = false;
-    pg->flushing = false;
+    pg->broken = pg->in_flight = pg->flushing = false;
     while ((q = pop_head(pg))) {
-        /* a query whose result was delivered already is not failed twice */
-        if (q->cb && !skip_head)
+        if (q->cb)
             q->cb(pg, NULL, q->data);
-        skip_head = false;
         query_free(q);
     }
     if (was_up && pg->h.state)
@@ -112,27 +107,67 @@ static void pg_lost(struct pg *pg, const char *why)
     pg->backoff = pg->backoff * 2 > PG_BACKOFF_MAX ? PG_BACKOFF_MAX : pg->backoff * 2;
 }
 
+static void fail_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct pg *pg = t->data;
+    (void)loop;
+    pg_lost(pg, pg->fail_why);
+}
+
+/* A failure found where callbacks must not run: handled on the next loop
+ * iteration; meanwhile the connection counts as down for new queries. */
+static void pg_fail(struct pg *pg, const char *why)
+{
+    if (pg->broken)
+        return;
+    pg->broken = true;
+    snprintf(pg->fail_why, sizeof(pg->fail_why), "%s", why);
+    ev_timer_start(pg->loop, &pg->fail, 0);
+}
+
 static void pg_retry_cb(struct ev_loop *loop, struct ev_timer *t)
 {
     (void)loop;
     pg_start_connect(t->data);
 }
 
+static void deadline_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    (void)loop;
+    pg_lost(t->data, "timed out connecting");
+}
+
+static int set_events(struct pg *pg)
+{
+    uint32_t ev = 0;
+
+    if (pg->conn && pg->io.fd >= 0 && pg->state != PG_DOWN) {
+        ev = EPOLLIN;
+        if (pg->flushing)
+            ev |= EPOLLOUT;
+    }
+    if (ev_io_set(pg->loop, &pg->io, ev) < 0) {
+        pg_fail(pg, "epoll_ctl failed");
+        return -1;
+    }
+    return 0;
+}
+
 static void send_head(struct pg *pg)
 {
     struct pg_query *q = pg->head;
 
-    if (pg->state != PG_UP || pg->in_flight || !q)
+    if (pg->state != PG_UP || pg->broken || pg->in_flight || !q)
         return;
     if (!PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, (const char *const *)q->params,
                            NULL, NULL, 0)) {
-        pg_lost(pg, PQerrorMessage(pg->conn));
+        pg_fail(pg, PQerrorMessage(pg->conn));
         return;
     }
     pg->in_flight = true;
     int f = PQflush(pg->conn);
     if (f < 0) {
-        pg_lost(pg, PQerrorMessage(pg->conn));
+        pg_fail(pg, PQerrorMessage(pg->conn));
         return;
     }
     pg->flushing = f == 1;
@@ -143,6 +178,7 @@ static void became_up(struct pg *pg)
 {
     pg->state = PG_UP;
     pg->backoff = PG_BACKOFF_MIN;
+    ev_timer_stop(pg->loop, &pg->deadline);
     log_info("pg %s: connected%s%s", pg->name, pg->channel ? ", listening on " : "",
              pg->channel ? pg->channel : "");
     if (pg->h.state)
@@ -194,13 +230,13 @@ static void connect_poll(struct pg *pg)
         pg_lost(pg, PQerrorMessage(pg->conn));
         return;
     }
-    /* the socket may change while connecting (several hosts, SSL retry) */
-    int fd = PQsocket(pg->conn);
-    if (fd != pg->io.fd) {
-        ev_io_set(pg->loop, &pg->io, 0);
-        pg->io.fd = fd;
-    }
-    set_events(pg);
+    /* libpq may have opened another socket (SSL refused, next host): it can
+     * even have the old number, whose registration the kernel dropped with
+     * the old socket. Register afresh every time. */
+    ev_io_set(pg->loop, &pg->io, 0);
+    pg->io.fd = PQsocket(pg->conn);
+    if (set_events(pg) == 0 && pg->io.fd < 0)
+        pg_lost(pg, "no socket while connecting");
 }
 
 static void pg_start_connect(struct pg *pg)
@@ -211,7 +247,8 @@ static void pg_start_connect(struct pg *pg)
         return;
     }
     pg->state = PG_CONNECTING;
-    pg->io.fd = PQsocket(pg->conn);
+    pg->io.fd = -1;
+    ev_timer_start(pg->loop, &pg->deadline, PG_CONNECT_TIMEOUT_MS);
     connect_poll(pg);
 }
 
@@ -226,19 +263,24 @@ static void drain_notifies(struct pg *pg)
     }
 }
 
-/* Consumes every complete result; the first result of the query in flight
- * goes to its callback, the NULL that ends it sends the next query. */
+/* Keeps the in-flight query's first result, or a later error (a failure at
+ * commit comes after the rows); calls back at the final NULL. */
 static void drain_results(struct pg *pg)
 {
-    while (pg->conn && !PQisBusy(pg->conn)) {
+    while (pg->conn && !pg->broken && !PQisBusy(pg->conn)) {
         PGresult *res = PQgetResult(pg->conn);
         if (pg->state == PG_LISTENING) {
             if (!res) {
                 became_up(pg);
                 continue;
             }
-            if (PQresultStatus(res) != PGRES_COMMAND_OK)
-                log_error("pg %s: LISTEN failed: %s", pg->name, PQresultErrorMessage(res));
+            if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                char why[200];
+                snprintf(why, sizeof(why), "LISTEN failed: %s", PQresultErrorMessage(res));
+                PQclear(res);
+                pg_lost(pg, why);
+                return;
+            }
             PQclear(res);
             continue;
         }
@@ -247,15 +289,23 @@ static void drain_results(struct pg *pg)
             return;
         }
         if (res) {
-            if (!pg->delivered && pg->head->cb)
-                pg->head->cb(pg, res, pg->head->data);
-            pg->delivered = true;
-            PQclear(res);
+            ExecStatusType st = PQresultStatus(res);
+            if (!pg->held || st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR) {
+                PQclear(pg->held);
+                pg->held = res;
+            } else {
+                PQclear(res);
+            }
             continue;
         }
-        query_free(pop_head(pg));
+        struct pg_query *q = pop_head(pg);
+        PGresult *held = pg->held;
+        pg->held = NULL;
         pg->in_flight = false;
-        pg->delivered = false;
+        if (q->cb)
+            q->cb(pg, held, q->data);
+        PQclear(held);
+        query_free(q);
         send_head(pg);
         if (!pg->in_flight)
             return;
@@ -267,6 +317,8 @@ static void pg_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
     struct pg *pg = io->data;
     (void)loop;
 
+    if (pg->broken)
+        return; /* the fail timer takes it from here */
     if (pg->state == PG_CONNECTING) {
         connect_poll(pg);
         return;
@@ -278,7 +330,8 @@ static void pg_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
             return;
         }
         pg->flushing = f == 1;
-        set_events(pg);
+        if (set_events(pg) < 0)
+            return;
     }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         if (!PQconsumeInput(pg->conn)) {
@@ -287,7 +340,7 @@ static void pg_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
         }
         drain_results(pg);
         drain_notifies(pg);
-        if (pg->conn && PQstatus(pg->conn) == CONNECTION_BAD)
+        if (pg->conn && !pg->broken && PQstatus(pg->conn) == CONNECTION_BAD)
             pg_lost(pg, PQerrorMessage(pg->conn));
     }
 }
@@ -314,6 +367,10 @@ struct pg *pg_new(struct ev_loop *loop, const char *name, const char *conninfo,
     pg->io.data = pg;
     pg->retry.cb = pg_retry_cb;
     pg->retry.data = pg;
+    pg->deadline.cb = deadline_cb;
+    pg->deadline.data = pg;
+    pg->fail.cb = fail_cb;
+    pg->fail.data = pg;
     pg->backoff = PG_BACKOFF_MIN;
     pg_start_connect(pg);
     return pg;
@@ -326,10 +383,13 @@ void pg_free(struct pg *pg)
     if (!pg)
         return;
     ev_timer_stop(pg->loop, &pg->retry);
+    ev_timer_stop(pg->loop, &pg->deadline);
+    ev_timer_stop(pg->loop, &pg->fail);
     if (pg->io.events)
         ev_io_set(pg->loop, &pg->io, 0);
     if (pg->conn)
         PQfinish(pg->conn);
+    PQclear(pg->held);
     while ((q = pop_head(pg)))
         query_free(q);
     free(pg->name);
@@ -340,7 +400,7 @@ void pg_free(struct pg *pg)
 
 bool pg_is_up(const struct pg *pg)
 {
-    return pg->state == PG_UP;
+    return pg->state == PG_UP && !pg->broken;
 }
 
 size_t pg_queued(const struct pg *pg)
@@ -353,7 +413,7 @@ int pg_query(struct pg *pg, const char *sql, int nparams, const char *const *par
 {
     struct pg_query *q;
 
-    if (pg->state != PG_UP)
+    if (!pg_is_up(pg))
         return -1;
     q = calloc(1, sizeof(*q));
     if (!q)
@@ -375,7 +435,7 @@ int pg_query(struct pg *pg, const char *sql, int nparams, const char *const *par
         pg->head = q;
     pg->tail = q;
     pg->nqueued++;
-    send_head(pg);
+    send_head(pg); /* never calls back: a failure goes through pg_fail */
     return 0;
 oom:
     query_free(q);

@@ -45,7 +45,10 @@ size_t pg_queued(const struct pg *pg);
 /* Queues a parameterized query (text parameters; NULL = SQL NULL). The
  * parameters are copied. Returns 0, or -1 when the connection is down
  * (the callback will not be called: answer "unavailable" at once) or out
- * of memory. */
+ * of memory. The callback never runs inside pg_query(); it runs once,
+ * when the query is over: with its result (the error, if the commit
+ * failed after the rows came), or NULL if the connection was lost before
+ * the end (the query may or may not have committed). */
 int pg_query(struct pg *pg, const char *sql, int nparams, const char *const *params,
              pg_result_cb *cb, void *data);
 

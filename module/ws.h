@@ -75,6 +75,8 @@ struct ws_conn {
     bool pending;          /* on srv->pending */
     bool close_sent, close_received;
     bool full;             /* accepted past --max-conns: answered 503 */
+    bool chatting;         /* opened in chat mode: leaves its rooms when reaped */
+    bool paused;           /* outbox over its bound: not reading */
     uint8_t missed_pongs;
     /* handshake bytes, freed once open */
     char *hs;
@@ -104,6 +106,7 @@ struct ws_server {
     struct ev_loop *loop;
     int listen_fd;
     struct ev_io listen_io;
+    struct ev_timer accept_pause; /* out of file descriptors: retry soon */
     bool accepting;
     struct ws_conn *conns; /* doubly linked */
     size_t nconns;
@@ -113,7 +116,8 @@ struct ws_server {
     size_t rbuf_size;
     struct ev_timer tick; /* 1 s: presence, users seen, node beat */
     /* database */
-    struct pg *bus;    /* LISTEN chat, reads, presence */
+    struct pg *bus;    /* LISTEN chat, nothing else: notifications never wait */
+    struct pg *reader; /* joins, catch-up, history, members, presence, typing */
     struct pg *writer; /* group-committed sends */
     char node[96];
     /* rooms (ws_room.c) */
@@ -154,7 +158,7 @@ int ws_chat_init(struct ws_server *srv);
 void ws_chat_free(struct ws_server *srv);
 void ws_chat_open(struct ws_conn *c);  /* after the 101: hello */
 void ws_chat_message(struct ws_conn *c, const char *text, size_t len);
-void ws_chat_closed(struct ws_conn *c); /* leaving every room, once */
+void ws_chat_closed(struct ws_conn *c); /* leaving every room, once, when reaped */
 void ws_chat_tick(struct ws_server *srv);
 void ws_chat_health(struct ws_server *srv, char *out, size_t size);
 /* A members JSON array (from chat_members) as sorted C strings, with self

@@ -17,6 +17,7 @@
 
 #define NODE_BEAT_EVERY 10 /* ticks */
 #define WS_TYPING_EVERY_MS 1000
+#define WS_SENDS_QUEUED_BATCHES 8
 
 /* A send waiting for (or in) a group commit. */
 struct ws_send {
@@ -90,7 +91,7 @@ static void post_done(struct pg *pg, PGresult *res, void *data)
     for (s = batch; s; s = s->next, i++) {
         if (!ws_conn_alive(s->conn))
             continue;
-        if (!ok || i >= rows) {
+        if (!ok || i >= rows || atoi(PQgetvalue(res, i, 0)) != i + 1) {
             ws_conn_error(s->conn, CHAT_E_UNAVAILABLE,
                           "the database is unavailable; nothing was stored: retry with the same "
                           "cid",
@@ -146,7 +147,7 @@ static void writer_kick(struct ws_server *srv)
     const char *params[4] = {rooms.p, senders.p, texts.p, cids.p};
     if (pg_query(srv->writer,
                  "SELECT idx, seq, ts, dup FROM chat_post($1::text[], $2::text[], $3::text[], "
-                 "$4::text[])",
+                 "$4::text[]) ORDER BY idx",
                  4, params, post_done, batch) < 0) {
         /* down: fail the batch at once */
         post_done(srv->writer, NULL, batch);
@@ -171,6 +172,14 @@ static void chat_send(struct ws_conn *c, const struct chat_request *r)
     if (!pg_is_up(srv->writer)) {
         ws_conn_error(c, CHAT_E_UNAVAILABLE,
                       "the database is unavailable; nothing was stored: retry with the same cid",
+                      r->ref);
+        return;
+    }
+    /* bounded: a writer that cannot keep up refuses rather than queues */
+    if (srv->nsends >= (size_t)srv->cfg.batch_max * WS_SENDS_QUEUED_BATCHES) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE,
+                      "too many messages waiting for the database; nothing was stored: retry "
+                      "with the same cid",
                       r->ref);
         return;
     }
@@ -245,7 +254,7 @@ static void chat_history(struct ws_conn *c, const struct chat_request *r)
     snprintf(before, sizeof(before), "%lld", (long long)r->before);
     snprintf(limit, sizeof(limit), "%d", r->limit);
     const char *params[3] = {op->room, before, limit};
-    if (pg_query(c->srv->bus,
+    if (pg_query(c->srv->reader,
                  "SELECT string_agg(j, E'\\n' ORDER BY seq) FROM (SELECT seq, "
                  "chat_msg_json(room, seq, sender, text, ts, cid) AS j FROM messages "
                  "WHERE room = $1 AND ($2::bigint = 0 OR seq < $2::bigint) "
@@ -340,7 +349,7 @@ static void chat_members(struct ws_conn *c, const struct chat_request *r)
         return;
     }
     const char *params[1] = {op->room};
-    if (pg_query(c->srv->bus, "SELECT count, members FROM chat_members($1)", 1, params,
+    if (pg_query(c->srv->reader, "SELECT count, members FROM chat_members($1)", 1, params,
                  members_done, op) < 0) {
         ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable", r->ref);
         op_free(op);
@@ -364,7 +373,7 @@ static void chat_typing(struct ws_conn *c, const struct chat_request *r)
         return;
     const char *params[1] = {ev};
     /* not persisted: a hint to the others, lost if the database is down */
-    pg_query(c->srv->bus, "SELECT pg_notify('chat', $1)", 1, params, NULL, NULL);
+    pg_query(c->srv->reader, "SELECT pg_notify('chat', $1)", 1, params, NULL, NULL);
     free(ev);
 }
 
@@ -500,7 +509,7 @@ static void flush_seen(struct ws_server *srv)
     size_t i;
     json_t *v;
 
-    if (json_array_size(srv->seen_names) == 0 || !pg_is_up(srv->bus))
+    if (json_array_size(srv->seen_names) == 0 || !pg_is_up(srv->reader))
         return;
     json_array_foreach(srv->seen_names, i, v)
     {
@@ -512,7 +521,7 @@ static void flush_seen(struct ws_server *srv)
     if (chat_db_array_end(&names) < 0 || chat_db_array_end(&auth) < 0)
         goto out;
     const char *params[2] = {names.p, auth.p};
-    if (pg_query(srv->bus, "SELECT chat_users_seen($1::text[], $2::boolean[])", 2, params, NULL,
+    if (pg_query(srv->reader, "SELECT chat_users_seen($1::text[], $2::boolean[])", 2, params, NULL,
                  NULL) == 0) {
         json_array_clear(srv->seen_names);
         json_array_clear(srv->seen_auth);
@@ -520,6 +529,22 @@ static void flush_seen(struct ws_server *srv)
 out:
     chat_sbuf_free(&names);
     chat_sbuf_free(&auth);
+}
+
+/* Another node may have taken us for dead (our beats were late) and reaped
+ * our presence: come back and send the whole local view again. */
+static void beat_done(struct pg *pg, PGresult *res, void *data)
+{
+    struct ws_server *srv = data;
+    char pid[16];
+
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQgetvalue(res, 0, 1)[0] == 't')
+        return;
+    log_warn("node %s was reaped while alive: announcing it again", srv->node);
+    snprintf(pid, sizeof(pid), "%d", (int)getpid());
+    const char *params[3] = {srv->node, "ws", pid};
+    pg_query(pg, "SELECT chat_node_up($1, $2, $3::int)", 3, params, NULL, NULL);
+    ws_room_bus_up(srv); /* resyncs presence, catches rooms up */
 }
 
 static void tick_cb(struct ev_loop *loop, struct ev_timer *t)
@@ -530,10 +555,12 @@ static void tick_cb(struct ev_loop *loop, struct ev_timer *t)
     ev_timer_start(loop, t, 1000);
     ws_room_tick(srv);
     flush_seen(srv);
-    if (++ticks % NODE_BEAT_EVERY == 0 && pg_is_up(srv->bus)) {
+    if (++ticks % NODE_BEAT_EVERY == 0 && pg_is_up(srv->reader)) {
         const char *params[1] = {srv->node};
-        pg_query(srv->bus, "SELECT chat_node_beat($1, interval '30 seconds')", 1, params, NULL,
-                 NULL);
+        pg_query(srv->reader,
+                 "SELECT chat_node_beat($1, interval '30 seconds'), "
+                 "EXISTS (SELECT 1 FROM nodes WHERE node = $1)",
+                 1, params, beat_done, srv);
     }
 }
 
@@ -545,34 +572,42 @@ static void bus_notify(struct pg *pg, const char *channel, const char *payload, 
     ws_room_notify(data, payload, len);
 }
 
-static void bus_state(struct pg *pg, bool up, void *data)
+/* The listener and the reader come and go separately; rooms catch up once
+ * both are up again (the listener so that nothing new is missed, the
+ * reader to read what was). */
+static void db_state(struct pg *pg, bool up, void *data)
 {
     struct ws_server *srv = data;
 
-    if (up) {
-        char pid[16];
-        snprintf(pid, sizeof(pid), "%d", (int)getpid());
-        const char *params[3] = {srv->node, "ws", pid};
-        pg_query(pg, "SELECT chat_node_up($1, $2, $3::int)", 3, params, NULL, NULL);
-        ws_room_bus_up(srv);
-    } else {
+    if (!up) {
         ws_room_bus_down(srv);
+        return;
     }
+    if (!pg_is_up(srv->bus) || !pg_is_up(srv->reader))
+        return;
+    (void)pg;
+    char pid[16];
+    snprintf(pid, sizeof(pid), "%d", (int)getpid());
+    const char *params[3] = {srv->node, "ws", pid};
+    pg_query(srv->reader, "SELECT chat_node_up($1, $2, $3::int)", 3, params, NULL, NULL);
+    ws_room_bus_up(srv);
 }
 
 int ws_chat_init(struct ws_server *srv)
 {
     char host[64] = "host";
-    struct pg_handlers bus_h = {.notify = bus_notify, .state = bus_state, .data = srv};
+    struct pg_handlers bus_h = {.notify = bus_notify, .state = db_state, .data = srv};
+    struct pg_handlers reader_h = {.state = db_state, .data = srv};
 
     gethostname(host, sizeof(host) - 1);
     snprintf(srv->node, sizeof(srv->node), "ws-%.40s-%d-%08x", host, (int)getpid(),
              (unsigned)rand());
     srv->seen_names = json_array();
     srv->seen_auth = json_array();
-    srv->bus = pg_new(srv->loop, "bus", srv->cfg.db, "chat", &bus_h);
+    srv->bus = pg_new(srv->loop, "listen", srv->cfg.db, "chat", &bus_h);
+    srv->reader = pg_new(srv->loop, "reader", srv->cfg.db, NULL, &reader_h);
     srv->writer = pg_new(srv->loop, "writer", srv->cfg.db, NULL, NULL);
-    if (!srv->seen_names || !srv->seen_auth || !srv->bus || !srv->writer)
+    if (!srv->seen_names || !srv->seen_auth || !srv->bus || !srv->reader || !srv->writer)
         return -1;
     srv->tick.cb = tick_cb;
     srv->tick.data = srv;
@@ -589,16 +624,17 @@ void ws_chat_free(struct ws_server *srv)
     }
     ev_timer_stop(srv->loop, &srv->tick);
     ws_room_free_all(srv);
-    pg_free(srv->bus);
+    pg_free(srv->reader);
     pg_free(srv->writer);
-    srv->bus = srv->writer = NULL;
+    srv->reader = srv->writer = NULL;
     json_decref(srv->seen_names);
     json_decref(srv->seen_auth);
 }
 
 void ws_chat_health(struct ws_server *srv, char *out, size_t size)
 {
-    bool db = srv->cfg.echo || (srv->bus && pg_is_up(srv->bus) && pg_is_up(srv->writer));
+    bool db = srv->cfg.echo || (srv->bus && pg_is_up(srv->bus) && pg_is_up(srv->reader) &&
+                                pg_is_up(srv->writer));
 
     snprintf(out, size,
              "{\"status\":\"%s\",\"backend\":\"ws\",\"pid\":%d,\"mode\":\"%s\","

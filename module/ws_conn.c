@@ -27,6 +27,7 @@
 #define WS_ACCEPT_BATCH 128
 #define WS_FULL_MARGIN 64
 #define WS_RING_KEEP 8
+#define WS_ACCEPT_PAUSE_MS 200
 
 static void conn_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events);
 static void conn_timer_cb(struct ev_loop *loop, struct ev_timer *t);
@@ -146,12 +147,9 @@ static void conn_kill(struct ws_conn *c)
 {
     if (c->state == WS_DEAD)
         return;
-    bool was_open = c->state == WS_OPEN || c->state == WS_CLOSING;
     c->state = WS_DEAD;
     ev_io_set(c->srv->loop, &c->io, 0);
     ev_timer_stop(c->srv->loop, &c->timer);
-    if (was_open && !c->srv->cfg.echo)
-        ws_chat_closed(c);
     c->reap_next = c->srv->reap;
     c->srv->reap = c;
 }
@@ -160,6 +158,12 @@ static void conn_reap(struct ws_conn *c)
 {
     struct ws_server *srv = c->srv;
 
+    /* rooms are left here, before the loop sleeps, never inside a fan-out
+     * loop that may be walking them */
+    if (c->chatting) {
+        c->chatting = false;
+        ws_chat_closed(c);
+    }
     close(c->io.fd);
     c->io.fd = -1;
     free(c->hs);
@@ -255,8 +259,6 @@ void ws_conn_close(struct ws_conn *c, unsigned code, const char *reason)
     if (c->state == WS_DEAD)
         return;
     c->close_sent = true;
-    if (c->state == WS_OPEN && !c->srv->cfg.echo)
-        ws_chat_closed(c);
     c->state = WS_CLOSING;
     ev_timer_start(c->srv->loop, &c->timer, WS_CLOSE_WAIT_MS);
 }
@@ -310,7 +312,13 @@ static int conn_flush(struct ws_conn *c)
             c->cur_off = 0;
         }
     }
-    uint32_t want = EPOLLIN | EPOLLRDHUP | (c->out_bytes ? EPOLLOUT : 0);
+    /* backpressure: replies come only from requests, so not reading while
+     * the outbox is over its bound bounds them too (resume below half) */
+    if (c->out_bytes > c->srv->cfg.outbox_max)
+        c->paused = true;
+    else if (c->out_bytes <= c->srv->cfg.outbox_max / 2)
+        c->paused = false;
+    uint32_t want = (c->paused ? 0 : EPOLLIN | EPOLLRDHUP) | (c->out_bytes ? EPOLLOUT : 0);
     if (ev_io_set(c->srv->loop, &c->io, want) < 0) {
         conn_kill(c);
         return -1;
@@ -425,8 +433,10 @@ static void upgrade(struct ws_conn *c, const struct ws_request *req,
     c->send_tokens = srv->cfg.send_burst;
     c->req_tokens = srv->cfg.req_burst;
     ev_timer_start(srv->loop, &c->timer, (int64_t)srv->cfg.heartbeat * 1000);
-    if (!srv->cfg.echo)
+    if (!srv->cfg.echo) {
+        c->chatting = true;
         ws_chat_open(c);
+    }
     /* frames the client sent right behind its handshake */
     size_t rest = c->hs_len - head_len;
     if (rest > 0) {
@@ -621,7 +631,8 @@ static void conn_timer_cb(struct ev_loop *loop, struct ev_timer *t)
         }
         c->missed_pongs++;
         queue_raw(c, WS_OP_PING, NULL, 0);
-        ev_timer_start(loop, t, (int64_t)srv->cfg.heartbeat * 1000);
+        if (c->state == WS_OPEN)
+            ev_timer_start(loop, t, (int64_t)srv->cfg.heartbeat * 1000);
         return;
     default:
         conn_kill(c);
@@ -639,9 +650,14 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
     for (int i = 0; i < WS_ACCEPT_BATCH && srv->accepting; i++) {
         int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                log_error("accept: %s", strerror(errno));
-            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+            if (errno == EMFILE || errno == ENFILE) {
+                /* the listening socket stays readable: pause accepting for a
+                 * moment instead of spinning on it */
+                log_error("accept: %s: pausing accepts for %d ms", strerror(errno),
+                          WS_ACCEPT_PAUSE_MS);
+                ev_io_set(loop, &srv->listen_io, 0);
+                ev_timer_start(loop, &srv->accept_pause, WS_ACCEPT_PAUSE_MS);
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
                      errno != ECONNABORTED)
                 log_warn("accept: %s", strerror(errno));
             return;
@@ -680,8 +696,19 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
     }
 }
 
+static void accept_resume(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct ws_server *srv = t->data;
+
+    if (srv->accepting &&
+        ev_io_set(loop, &srv->listen_io, EPOLLIN | (srv->cfg.workers > 1 ? EPOLLEXCLUSIVE : 0)) < 0)
+        log_error("cannot resume accepting: %s", strerror(errno));
+}
+
 int ws_server_listen(struct ws_server *srv)
 {
+    srv->accept_pause.cb = accept_resume;
+    srv->accept_pause.data = srv;
     srv->listen_io.fd = srv->listen_fd;
     srv->listen_io.cb = accept_cb;
     srv->listen_io.data = srv;
@@ -693,6 +720,7 @@ int ws_server_listen(struct ws_server *srv)
 
 void ws_server_shutdown(struct ws_server *srv)
 {
+    ev_timer_stop(srv->loop, &srv->accept_pause);
     if (srv->accepting) {
         ev_io_set(srv->loop, &srv->listen_io, 0);
         srv->accepting = false;

@@ -294,6 +294,7 @@ static int run_parent(const struct ws_config *cfg, int fd)
     pid_t *pids = calloc((size_t)cfg->workers, sizeof(pid_t));
     struct sigaction sa = {.sa_handler = on_signal};
     int alive = 0, restarts = 0;
+    bool gave_up = false;
     time_t window = time(NULL);
 
     if (!pids)
@@ -333,6 +334,7 @@ static int run_parent(const struct ws_config *cfg, int fd)
             }
             if (++restarts > 10) {
                 log_error("workers keep dying; giving up");
+                gave_up = true;
                 restarts = -1;
                 for (int k = 0; k < cfg->workers; k++)
                     if (pids[k] > 0)
@@ -344,7 +346,7 @@ static int run_parent(const struct ws_config *cfg, int fd)
         }
     }
     free(pids);
-    return restarts < 0 && got_signal == 0 ? 0 : 0;
+    return gave_up ? 1 : 0;
 }
 
 int main(int argc, char **argv)

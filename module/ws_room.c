@@ -21,6 +21,7 @@
 
 #define CATCHUP_LIMIT 500
 #define PRESENCE_LIST_MAX 50
+#define PRESENCE_CHANGES_MAX 100000
 
 enum sub_state { SUB_WAIT, SUB_BACKFILL, SUB_LIVE };
 
@@ -30,6 +31,11 @@ struct ws_member {
     char name[CHAT_SENDER_MAX + 1];
 };
 
+struct ws_held {
+    struct ws_buf *b;
+    int64_t seq;
+};
+
 struct ws_sub {
     struct ws_conn *c;
     struct ws_room *r;
@@ -37,9 +43,10 @@ struct ws_sub {
     struct ws_sub *cnext;         /* in the connection */
     uint8_t state;                /* enum sub_state */
     bool gone;                    /* left while a query for it was in flight */
-    int64_t since;                /* SUB_WAIT: the join's since (-1: none) */
+    int64_t since;                /* the join's since (-1: none) */
+    int64_t after;                /* delivered up to here: nothing <= it again */
     json_t *ref;                  /* the join's ref until joined is sent */
-    struct ws_buf **held;         /* SUB_BACKFILL: live frames past N */
+    struct ws_held *held;         /* SUB_BACKFILL: live frames past N */
     uint32_t nheld, capheld;
 };
 
@@ -55,6 +62,7 @@ struct ws_room {
     struct ws_server *srv;
     uint32_t refs; /* subscribers + queries in flight */
     bool loaded, loading, catching;
+    bool retry_catchup; /* a catch-up failed: try again on the next tick */
     int64_t seq;    /* delivered to subscribers (valid when loaded) */
     int64_t target; /* highest seq heard of */
     struct ws_sub *subs;
@@ -70,6 +78,7 @@ struct ws_room {
 /* transitions waiting for the next flush (process-wide) */
 static struct ws_pres_change *pres_head, **pres_tail = &pres_head;
 static bool pres_in_flight, pres_resync;
+static size_t pres_count;
 
 static uint32_t hash_name(const char *s)
 {
@@ -155,8 +164,14 @@ static void room_unref(struct ws_room *r)
 
 static void pres_change(struct ws_room *r, const char *member, bool online)
 {
-    struct ws_pres_change *ch = calloc(1, sizeof(*ch));
+    struct ws_pres_change *ch;
 
+    /* bounded: past the cap, the whole local view is sent instead */
+    if (pres_resync || pres_count >= PRESENCE_CHANGES_MAX) {
+        pres_resync = true;
+        return;
+    }
+    ch = calloc(1, sizeof(*ch));
     if (!ch) {
         pres_resync = true; /* repaired by a full sync */
         return;
@@ -166,6 +181,7 @@ static void pres_change(struct ws_room *r, const char *member, bool online)
     ch->online = online;
     *pres_tail = ch;
     pres_tail = &ch->next;
+    pres_count++;
 }
 
 static void member_add(struct ws_room *r, const char *name)
@@ -221,7 +237,7 @@ bool ws_room_joined(struct ws_conn *c, const char *room)
 static void sub_release(struct ws_sub *s)
 {
     for (uint32_t i = 0; i < s->nheld; i++)
-        ws_buf_unref(s->held[i]);
+        ws_buf_unref(s->held[i].b);
     free(s->held);
     s->held = NULL;
     s->nheld = s->capheld = 0;
@@ -279,11 +295,11 @@ static void sub_fail(struct ws_sub *s, bool in_query)
     sub_remove(s, in_query);
 }
 
-static void hold(struct ws_sub *s, struct ws_buf *b)
+static void hold(struct ws_sub *s, struct ws_buf *b, int64_t seq)
 {
     if (s->nheld == s->capheld) {
         uint32_t cap = s->capheld ? s->capheld * 2 : 16;
-        struct ws_buf **v = realloc(s->held, cap * sizeof(*v));
+        struct ws_held *v = realloc(s->held, cap * sizeof(*v));
         if (!v) {
             ws_conn_close(s->c, WS_CLOSE_INTERNAL, "out of memory");
             return;
@@ -291,7 +307,8 @@ static void hold(struct ws_sub *s, struct ws_buf *b)
         s->held = v;
         s->capheld = cap;
     }
-    s->held[s->nheld++] = ws_buf_ref(b);
+    s->held[s->nheld].b = ws_buf_ref(b);
+    s->held[s->nheld++].seq = seq;
 }
 
 /* ---- delivery ---- */
@@ -301,19 +318,20 @@ static void deliver(struct ws_room *r, int64_t seq, const char *json, size_t len
 {
     struct ws_buf *b = ws_buf_frame(WS_OP_TEXT, json, len);
 
+    if (!b) {
+        /* not delivered: the room stays behind and reads it again later */
+        log_error("room %s: out of memory framing seq %lld", r->name, (long long)seq);
+        r->retry_catchup = true;
+        return;
+    }
     r->seq = seq;
     if (r->target < seq)
         r->target = seq;
-    if (!b) {
-        log_error("room %s: out of memory framing seq %lld", r->name, (long long)seq);
-        return;
-    }
-    for (struct ws_sub *s = r->subs, *next; s; s = next) {
-        next = s->rnext; /* a close may unlink s */
-        if (s->state == SUB_LIVE)
+    for (struct ws_sub *s = r->subs; s; s = s->rnext) {
+        if (s->state == SUB_LIVE && seq > s->after)
             ws_conn_queue(s->c, b, false);
         else if (s->state == SUB_BACKFILL)
-            hold(s, b);
+            hold(s, b, seq);
     }
     ws_buf_unref(b);
 }
@@ -341,8 +359,10 @@ static void catchup_done(struct pg *pg, PGresult *res, void *data)
         }
         if (rows == CATCHUP_LIMIT || r->target > r->seq)
             catchup(r);
-    } else if (res) {
-        log_error("room %s: catch-up: %s", r->name, PQresultErrorMessage(res));
+    } else {
+        if (res)
+            log_error("room %s: catch-up: %s", r->name, PQresultErrorMessage(res));
+        r->retry_catchup = true; /* again on the next tick */
     }
     room_unref(r);
 }
@@ -352,12 +372,12 @@ static void catchup(struct ws_room *r)
 {
     char after[24], limit[16];
 
-    if (r->catching || !r->loaded || !pg_is_up(r->srv->bus))
+    if (r->catching || !r->loaded || !pg_is_up(r->srv->reader))
         return;
     snprintf(after, sizeof(after), "%lld", (long long)r->seq);
     snprintf(limit, sizeof(limit), "%d", CATCHUP_LIMIT);
     const char *params[3] = {r->name, after, limit};
-    if (pg_query(r->srv->bus,
+    if (pg_query(r->srv->reader,
                  "SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) FROM messages "
                  "WHERE room = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::int",
                  3, params, catchup_done, r) == 0) {
@@ -415,7 +435,8 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
         }
     }
     for (uint32_t i = 0; i < s->nheld && ws_conn_alive(c); i++)
-        ws_conn_queue(c, s->held[i], false);
+        if (s->held[i].seq > s->after)
+            ws_conn_queue(c, s->held[i].b, false);
     sub_release(s);
     s->state = SUB_LIVE;
 out:
@@ -427,7 +448,7 @@ static void backfill(struct ws_sub *s)
     struct ws_room *r = s->r;
     struct ws_server *srv = r->srv;
     int64_t n = r->seq, from;
-    char sfrom[24], sto[24];
+    char sfrom[24], sto[24], sbytes[24];
     struct backfill *bf = calloc(1, sizeof(*bf));
 
     if (!bf) {
@@ -443,16 +464,22 @@ static void backfill(struct ws_sub *s)
         from = n;
     bf->s = s;
     bf->n = n;
+    /* a client that has seen more than this process (it was on another)
+     * gets nothing twice */
+    s->after = s->since > n ? s->since : n;
     snprintf(sfrom, sizeof(sfrom), "%lld", (long long)from);
     snprintf(sto, sizeof(sto), "%lld", (long long)n);
-    const char *params[3] = {r->name, sfrom, sto};
+    snprintf(sbytes, sizeof(sbytes), "%zu", srv->cfg.outbox_max / 2);
+    const char *params[4] = {r->name, sfrom, sto, sbytes};
     s->state = SUB_BACKFILL;
-    if (pg_query(srv->bus,
+    if (pg_query(srv->reader,
+                 /* the newest messages of (since, N] that fit half an outbox */
                  "SELECT m.count, m.members, (SELECT string_agg(j, E'\\n' ORDER BY seq) FROM "
+                 "(SELECT seq, j, sum(octet_length(j)) OVER (ORDER BY seq DESC) AS size FROM "
                  "(SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) AS j FROM messages "
-                 "WHERE room = $1 AND seq > $2::bigint AND seq <= $3::bigint) b) "
-                 "FROM chat_members($1) m",
-                 3, params, backfill_done, bf) < 0) {
+                 "WHERE room = $1 AND seq > $2::bigint AND seq <= $3::bigint) b) c "
+                 "WHERE size <= $4::bigint) FROM chat_members($1) m",
+                 4, params, backfill_done, bf) < 0) {
         free(bf);
         sub_fail(s, false);
     }
@@ -492,7 +519,7 @@ static void load(struct ws_room *r)
 
     if (r->loading || r->loaded)
         return;
-    if (pg_query(r->srv->bus, "SELECT coalesce((SELECT last_seq FROM rooms WHERE name = $1), 0)",
+    if (pg_query(r->srv->reader, "SELECT coalesce((SELECT last_seq FROM rooms WHERE name = $1), 0)",
                  1, params, load_done, r) == 0) {
         r->loading = true;
         r->refs++;
@@ -511,7 +538,7 @@ void ws_room_join(struct ws_conn *c, const char *name, int64_t since, const json
         ws_conn_error(c, CHAT_E_FORBIDDEN, "too many rooms joined on this connection", ref);
         return;
     }
-    if (!pg_is_up(srv->bus)) {
+    if (!pg_is_up(srv->reader)) {
         ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable: join again later",
                       ref);
         return;
@@ -676,9 +703,9 @@ void ws_room_notify(struct ws_server *srv, const char *payload, size_t len)
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *e = nl ? nl : end;
         size_t n = (size_t)(e - p);
-        if (n > 9 && memcmp(p, "{\"op\":\"msg\"", 11) == 0) {
+        if (n >= 11 && memcmp(p, "{\"op\":\"msg\"", 11) == 0) {
             on_msg_line(srv, p, n, true);
-        } else if (n > 9 && memcmp(p, "{\"op\":\"hint\"", 12) == 0) {
+        } else if (n >= 12 && memcmp(p, "{\"op\":\"hint\"", 12) == 0) {
             on_msg_line(srv, p, n, false);
         } else {
             json_t *ev = json_loadb(p, n, 0, NULL);
@@ -748,7 +775,7 @@ static void pres_flush(struct ws_server *srv)
     struct ws_pres_change *ch;
     int rc = 0;
 
-    if (pres_in_flight || !pg_is_up(srv->bus) || (!pres_head && !pres_resync))
+    if (pres_in_flight || !pg_is_up(srv->reader) || (!pres_head && !pres_resync))
         return;
     if (pres_resync) {
         for (size_t i = 0; i < srv->room_buckets && rc == 0; i++)
@@ -757,7 +784,7 @@ static void pres_flush(struct ws_server *srv)
                     rc = add_member_pair(&rooms, &members, r->name, m->name);
         if (rc == 0 && chat_db_array_end(&rooms) == 0 && chat_db_array_end(&members) == 0) {
             const char *params[3] = {srv->node, rooms.p, members.p};
-            if (pg_query(srv->bus, "SELECT chat_presence_sync($1, $2::text[], $3::text[])", 3,
+            if (pg_query(srv->reader, "SELECT chat_presence_sync($1, $2::text[], $3::text[])", 3,
                          params, pres_done, NULL) == 0) {
                 pres_in_flight = true;
                 pres_resync = false;
@@ -775,7 +802,7 @@ static void pres_flush(struct ws_server *srv)
         chat_db_array_end(&online) < 0)
         goto out;
     const char *params[4] = {srv->node, rooms.p, members.p, online.p};
-    if (pg_query(srv->bus, "SELECT chat_presence($1, $2::text[], $3::text[], $4::boolean[])", 4,
+    if (pg_query(srv->reader, "SELECT chat_presence($1, $2::text[], $3::text[], $4::boolean[])", 4,
                  params, pres_done, NULL) < 0)
         goto out;
     pres_in_flight = true;
@@ -785,6 +812,7 @@ sent:
         free(ch);
     }
     pres_tail = &pres_head;
+    pres_count = 0;
 out:
     chat_sbuf_free(&rooms);
     chat_sbuf_free(&members);
@@ -843,10 +871,16 @@ out:
 void ws_room_tick(struct ws_server *srv)
 {
     pres_flush(srv);
-    for (size_t i = 0; i < srv->room_buckets; i++)
-        for (struct ws_room *r = srv->rooms[i]; r; r = r->hnext)
+    for (size_t i = 0; i < srv->room_buckets; i++) {
+        for (struct ws_room *r = srv->rooms[i]; r; r = r->hnext) {
             if (r->pres_dirty)
                 pres_send(r);
+            if (r->retry_catchup) {
+                r->retry_catchup = false;
+                catchup(r);
+            }
+        }
+    }
 }
 
 void ws_room_free_all(struct ws_server *srv)
@@ -875,4 +909,5 @@ void ws_room_free_all(struct ws_server *srv)
         free(ch);
     }
     pres_tail = &pres_head;
+    pres_count = 0;
 }

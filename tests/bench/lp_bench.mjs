@@ -129,9 +129,10 @@ async function heavy() {
   }));
   // wake every poll: one message per room, sent one after the other
   const sentAt = new Map();
-  for (const room of rooms) {
+  for (const [k, room] of rooms.entries()) {
     sentAt.set(room, performance.now());
-    const r = await request('send', { method: 'POST', body: { room, text: 'wake', name: 'bench' } });
+    // one sender per send: a single guest would hit the send rate limit
+    const r = await request('send', { method: 'POST', body: { room, text: 'wake', name: `bench${k}` } });
     if (r.status !== 200) throw new Error(`send ${r.status}`);
   }
   const done = await Promise.all(clients.map(async (c) => ({ room: c.room, ...(await c.p) })));
@@ -156,7 +157,7 @@ async function light() {
     })());
     await waitParked(h0.backends.fcgi.parked + LIGHT_POLLS, 10000);
     const t = performance.now();
-    const r = await request('send', { method: 'POST', body: { room, text: `m${s}`, name: 'bench' } });
+    const r = await request('send', { method: 'POST', body: { room, text: `m${s}`, name: `bench${s}` } });
     cursor = r.json.seq;
     for (const at of await Promise.all(polls)) lat.push(at - t);
   }
