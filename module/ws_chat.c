@@ -624,9 +624,10 @@ void ws_chat_free(struct ws_server *srv)
     }
     ev_timer_stop(srv->loop, &srv->tick);
     ws_room_free_all(srv);
+    pg_free(srv->bus);
     pg_free(srv->reader);
     pg_free(srv->writer);
-    srv->reader = srv->writer = NULL;
+    srv->bus = srv->reader = srv->writer = NULL;
     json_decref(srv->seen_names);
     json_decref(srv->seen_auth);
 }
