@@ -250,7 +250,7 @@ static void readable(int fd) {
         drop(fd);
         return;
     }
-    if (cs[fd].used && c->ilen == 0 && c->icap > 4096) {
+    if (cs[fd].used && c->ilen == 0 && c->in) { /* idle: keep nothing */
         free(c->in);
         c->in = NULL;
         c->icap = 0;

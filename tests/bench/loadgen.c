@@ -78,7 +78,7 @@ static struct {
     .path = NULL, .pub_path = "/pub/", .room = NULL, .rooms = 1,
     .subs = 1000, .pubs = 4, .window = 0, .depth = 1, .conc = 256, .src_ips = 8,
     .procs = 1, .src_base = 0,
-    .rate = 200, .warmup = 2, .duration = 5, .drain = 5, .hold = 600, .ramp_timeout = 120,
+    .rate = 200, .warmup = 2, .duration = 5, .drain = 3, .hold = 600, .ramp_timeout = 120,
 };
 
 static void die(const char *fmt, ...) {
@@ -945,9 +945,18 @@ static void run_traffic(void) {
     }
     /* drain: wait for the deliveries of what was published */
     publishing = false;
-    uint64_t dl = now_ns() + (uint64_t)(O.drain * 1e9);
-    uint64_t expected = (R.published - R.rejected) * nsubs_expect;
-    while (!stop_flag && now_ns() < dl && R.unique_all < expected) poll_once(10);
+    /* until everything arrived, or nothing came for --drain seconds (at
+     * most 60 s in all): what is missing then is lost */
+    uint64_t hard = now_ns() + 60000000000ull, last_progress = now_ns(), seen = R.unique_all;
+    while (!stop_flag && R.unique_all < (R.published - R.rejected) * nsubs_expect) {
+        uint64_t t = now_ns();
+        if (t > hard || t - last_progress > (uint64_t)(O.drain * 1e9)) break;
+        poll_once(10);
+        if (R.unique_all != seen) {
+            seen = R.unique_all;
+            last_progress = now_ns();
+        }
+    }
     print_results("");
 }
 

@@ -60,7 +60,6 @@ is_root() { [ "$(id -u)" -eq 0 ]; }
 ensure_packages() {
     local need=()
     [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || need+=(libnginx-mod-nchan)
-    command -v perf >/dev/null 2>&1 || need+=(linux-perf)
     [ ${#need[@]} -eq 0 ] && return 0
     local sudo=()
     if ! is_root; then
@@ -294,7 +293,7 @@ idle_one() { # idle_one LABEL SYS N
     before_srv=$(rss_kib $(srv_pids "$sys"))
     before_ngx=$( [ "$sys" = bare ] && echo 0 || rss_kib $(ngx_pids))
     "$TOOLS/loadgen" "${LG[@]}" --mode idle --subs "$n" --procs 2 --src-ips 16 --conc 200 \
-        --room "idle$$" "${room_args[@]}" --hold 300 >"$B/idle.out" 2>>"$B/loadgen.err" &
+        --room "$label-$$" "${room_args[@]}" --hold 300 >"$B/idle.out" 2>>"$B/loadgen.err" &
     local lgpid=$!
     STARTED[loadgen]=$lgpid
     for _ in $(seq 1 1800); do
@@ -329,6 +328,12 @@ srv_pids() {
 
 scn_idle() {
     local sys
+    # a fresh daemon: memory freed by the earlier scenarios would be reused
+    # and hide what 20,000 connections cost
+    if has_sys chat; then
+        "$ROOT/scripts/stack.sh" stop >/dev/null 2>&1 || true
+        "$ROOT/scripts/stack.sh" start >/dev/null
+    fi
     for sys in $SYSTEMS; do
         [ "$sys" = siopg ] && continue   # same process as sio for idle memory
         local s=$sys
