@@ -65,21 +65,38 @@ $$;
 -- Posts n messages (parallel arrays; cid may be NULL) in one transaction:
 -- group commit for the daemons. Per message, in input order: idx (1-based),
 -- seq, ts (protocol format) and dup (true when (room, sender, cid) existed:
--- the original row's seq and ts are returned and nothing is inserted).
--- Rooms are created on first use. Notifies channel 'chat' with one line per
--- new message: the whole "msg" event, or {"op":"hint","room":R,"seq":N}
--- when it does not fit; lines are packed into as few NOTIFYs as fit.
+-- the original row's seq and ts are returned and nothing is inserted; a
+-- (room, sender, cid) repeated inside the batch is stored once, and the
+-- later occurrences get the first one's seq and ts with dup = true; a NULL
+-- cid is never deduplicated). Rooms are created on first use. Notifies
+-- channel 'chat' with one line per new message, in input order: the whole
+-- "msg" event, or {"op":"hint","room":R,"seq":N} when it does not fit;
+-- lines are packed into as few NOTIFYs as fit.
+--
+-- Set-based, like 002: whatever n, a call costs the same few statements
+-- (create rooms, lock rooms, one statement that looks up duplicates,
+-- advances each room's last_seq once and inserts every new row, then the
+-- NOTIFYs), not one round of statements per message. The room locks are
+-- taken first, in name order, and every later statement takes its snapshot
+-- after them, so a duplicate committed by another session just before is
+-- seen, and seq is gap-free and committed in order per room (invariant 2).
+-- Every new message of a call gets the same ts, read after the locks: per
+-- room, ts never goes backwards as seq grows.
 CREATE FUNCTION chat_post(p_room text[], p_sender text[], p_text text[], p_cid text[])
 RETURNS TABLE (idx int, seq bigint, ts text, dup boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     n       int := coalesce(cardinality(p_room), 0);
-    k       int;
-    v_seq   bigint;
     v_ts    timestamptz;
-    line    text;
-    payload text := '';
+    r_seq   bigint[];
+    r_ts    timestamptz[];
+    r_dup   boolean[];
+    v_lines text[];
+    v_len   int;
+    k       int;
+    first   int;
+    size    int;
 BEGIN
     IF n = 0 THEN
         RETURN;
@@ -94,41 +111,83 @@ BEGIN
     INSERT INTO rooms (name)
         SELECT DISTINCT r FROM unnest(p_room) AS r ORDER BY r
         ON CONFLICT DO NOTHING;
-    PERFORM 1 FROM rooms WHERE name = ANY (p_room) ORDER BY name FOR UPDATE;
+    PERFORM 1 FROM rooms WHERE name = ANY (p_room) ORDER BY name FOR NO KEY UPDATE;
 
-    FOR k IN 1 .. n LOOP
-        idx := k;
-        IF p_cid[k] IS NOT NULL THEN
-            SELECT m.seq, m.ts INTO v_seq, v_ts FROM messages m
-                WHERE m.room = p_room[k] AND m.sender = p_sender[k] AND m.cid = p_cid[k];
-            IF FOUND THEN
-                seq := v_seq; ts := chat_ts(v_ts); dup := true;
-                RETURN NEXT;
-                CONTINUE;
-            END IF;
-        END IF;
-        UPDATE rooms SET last_seq = last_seq + 1 WHERE name = p_room[k]
-            RETURNING last_seq INTO v_seq;
-        -- after the lock: per room, ts never goes backwards as seq grows
-        v_ts := clock_timestamp();
+    -- after the lock: per room, ts never goes backwards as seq grows
+    v_ts := clock_timestamp();
+
+    -- One statement, its snapshot taken after the locks. Each message
+    -- refers to the first message of the batch with the same (room, sender,
+    -- cid) (itself when cid is NULL); only those firsts are looked up and,
+    -- if not stored yet, inserted, numbered per room in input order from
+    -- last_seq + 1 (rooms.last_seq advanced once per room).
+    WITH inp AS (
+        SELECT x.i::int AS i, x.room, x.sender, x.text, x.cid,
+               CASE WHEN x.cid IS NULL THEN x.i::int
+                    ELSE min(x.i::int) OVER (PARTITION BY x.room, x.sender, x.cid) END AS first_i
+        FROM unnest(p_room, p_sender, p_text, p_cid) WITH ORDINALITY AS x (room, sender, text, cid, i)
+    ), old AS (
+        SELECT i.i, m.seq, m.ts
+        FROM inp i JOIN messages m ON m.room = i.room AND m.sender = i.sender AND m.cid = i.cid
+        WHERE i.first_i = i.i
+    ), fresh AS (
+        SELECT i.i, i.room, i.sender, i.text, i.cid,
+               row_number() OVER (PARTITION BY i.room ORDER BY i.i) AS k
+        FROM inp i
+        WHERE i.first_i = i.i AND NOT EXISTS (SELECT 1 FROM old o WHERE o.i = i.i)
+    ), upd AS (
+        UPDATE rooms r SET last_seq = r.last_seq + c.cnt
+        FROM (SELECT f.room, count(*) AS cnt FROM fresh f GROUP BY f.room) c
+        WHERE r.name = c.room
+        RETURNING r.name, r.last_seq - c.cnt AS base
+    ), newrow AS (
+        SELECT f.i, f.room, u.base + f.k AS seq, f.sender, f.text, f.cid
+        FROM fresh f JOIN upd u ON u.name = f.room
+    ), ins AS (
         INSERT INTO messages (room, seq, sender, text, cid, ts)
-            VALUES (p_room[k], v_seq, p_sender[k], p_text[k], p_cid[k], v_ts);
-        seq := v_seq; ts := chat_ts(v_ts); dup := false;
-        RETURN NEXT;
+            SELECT nr.room, nr.seq, nr.sender, nr.text, nr.cid, v_ts FROM newrow nr
+    )
+    SELECT array_agg(coalesce(o.seq, nr.seq) ORDER BY i.i),
+           array_agg(coalesce(o.ts, v_ts) ORDER BY i.i),
+           array_agg(o.i IS NOT NULL OR i.i <> i.first_i ORDER BY i.i),
+           array_agg(CASE WHEN octet_length(l.j) > 7900
+                          THEN '{"op":"hint","room":' || to_json(nr.room)::text || ',"seq":' || nr.seq || '}'
+                          ELSE l.j END ORDER BY i.i)
+               FILTER (WHERE nr.i = i.i)
+        INTO r_seq, r_ts, r_dup, v_lines
+    FROM inp i
+    LEFT JOIN old o ON o.i = i.first_i
+    LEFT JOIN newrow nr ON nr.i = i.first_i
+    LEFT JOIN LATERAL (SELECT chat_msg_json(nr.room, nr.seq, nr.sender, nr.text, v_ts, nr.cid) AS j
+                       WHERE nr.i = i.i) l ON true;
 
-        line := chat_msg_json(p_room[k], v_seq, p_sender[k], p_text[k], v_ts, p_cid[k]);
-        IF octet_length(line) > 7900 THEN
-            line := '{"op":"hint","room":' || to_json(p_room[k])::text || ',"seq":' || v_seq || '}';
-        END IF;
-        IF octet_length(payload) + octet_length(line) + 1 > 7900 THEN
-            PERFORM pg_notify('chat', payload);
-            payload := '';
-        END IF;
-        payload := CASE WHEN payload = '' THEN line ELSE payload || E'\n' || line END;
-    END LOOP;
-    IF payload <> '' THEN
-        PERFORM pg_notify('chat', payload);
+    RETURN QUERY
+        SELECT x.i::int, x.seq, chat_ts(x.ts), x.dup
+        FROM unnest(r_seq, r_ts, r_dup) WITH ORDINALITY AS x (seq, ts, dup, i)
+        ORDER BY x.i;
+
+    -- Pack the lines (input order; a line longer than 7900 bytes was
+    -- replaced by its hint above) into as few NOTIFYs of at most 7900
+    -- bytes as they fit, joined with "\n". Only lengths are handled per
+    -- line here; each payload is joined once.
+    IF v_lines IS NULL THEN
+        RETURN;
     END IF;
+    first := 1;
+    size := 0;
+    FOR k IN 1 .. cardinality(v_lines) LOOP
+        v_len := octet_length(v_lines[k]);
+        IF k > first AND size + v_len + 1 > 7900 THEN
+            PERFORM pg_notify('chat', array_to_string(v_lines[first:k - 1], E'\n'));
+            first := k;
+            size := v_len;
+        ELSIF k > first THEN
+            size := size + 1 + v_len;
+        ELSE
+            size := v_len;
+        END IF;
+    END LOOP;
+    PERFORM pg_notify('chat', array_to_string(v_lines[first:cardinality(v_lines)], E'\n'));
 END;
 $$;
 

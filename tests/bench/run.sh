@@ -40,8 +40,6 @@ RES=$VAR/results
 TOOLS=$ROOT/build/bench
 mkdir -p "$B" "$RES" "$TOOLS"
 JSONL=$RES/results.jsonl
-: >"$JSONL"
-exec > >(tee "$RES/run.log") 2>&1
 
 P_NGX=$((PORT + 10))       # the bench nginx of the system under test
 P_SIO1=$((PORT + 21))      # node processes behind it
@@ -419,6 +417,8 @@ if [ "${1:-}" = serve ]; then
     say "up: $TOOLS/loadgen ${LG[*]} --mode fanout|rate|idle|sends ...  (Ctrl-C stops)"
     while :; do sleep 3600; done
 fi
+: >"$JSONL"
+exec > >(tee "$RES/run.log") 2>&1
 ensure_packages
 build_tools
 for t in nginx node psql pgbench; do command -v $t >/dev/null || die "$t not found (make deps)"; done
