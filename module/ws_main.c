@@ -43,6 +43,7 @@ static void usage(FILE *f)
             "  --outbox BYTES         queued bytes per client before 1008 (default 1048576)\n"
             "  --max-rooms N          rooms per connection (default 100)\n"
             "  --send-rate R          sends per second per connection (default 10, burst 3x)\n"
+            "  --req-rate R           requests per second per connection (default 50, burst 2x)\n"
             "  --backlog N            messages replayed on join at most (default 500)\n"
             "  --batch N              sends per group commit at most (default 256; 1 = off)\n"
             "  --handshake-timeout MS (default 10000)\n"
@@ -54,7 +55,7 @@ static void usage(FILE *f)
 static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned *mode)
 {
     enum { O_DB = 256, O_LISTEN, O_WORKERS, O_MODE, O_HB, O_CONNS, O_MSG, O_OUTBOX, O_ROOMS,
-           O_RATE, O_BACKLOG, O_HS, O_ECHO, O_LOG, O_LEVEL, O_HELP, O_BATCH };
+           O_RATE, O_BACKLOG, O_HS, O_ECHO, O_LOG, O_LEVEL, O_HELP, O_BATCH, O_REQRATE };
     static const struct option opts[] = {
         {"db", 1, 0, O_DB},           {"listen", 1, 0, O_LISTEN},
         {"workers", 1, 0, O_WORKERS}, {"socket-mode", 1, 0, O_MODE},
@@ -64,7 +65,7 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
         {"backlog", 1, 0, O_BACKLOG}, {"handshake-timeout", 1, 0, O_HS},
         {"echo", 0, 0, O_ECHO},       {"log", 1, 0, O_LOG},
         {"log-level", 1, 0, O_LEVEL}, {"help", 0, 0, O_HELP},
-        {"batch", 1, 0, O_BATCH},
+        {"batch", 1, 0, O_BATCH},     {"req-rate", 1, 0, O_REQRATE},
         {0, 0, 0, 0}};
     int o;
     enum chat_log_level lvl;
@@ -87,6 +88,10 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
             break;
         case O_BACKLOG: cfg->backlog_max = (int)v; break;
         case O_BATCH: cfg->batch_max = (int)v; break;
+        case O_REQRATE:
+            cfg->req_rate = strtod(optarg, NULL);
+            cfg->req_burst = 2 * cfg->req_rate;
+            break;
         case O_HS: cfg->handshake_timeout = (int)v; break;
         case O_ECHO: cfg->echo = true; break;
         case O_LOG: log_path = optarg; break;
@@ -103,7 +108,7 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
     }
     if (optind < argc || cfg->workers < 1 || cfg->workers > 64 || cfg->heartbeat < 1 ||
         cfg->max_conns < 1 || cfg->max_message < 1024 || cfg->outbox_max < 4096 ||
-        cfg->max_rooms < 1 || cfg->send_rate <= 0 || cfg->backlog_max < 0 ||
+        cfg->max_rooms < 1 || cfg->send_rate <= 0 || cfg->req_rate <= 0 || cfg->backlog_max < 0 ||
         cfg->batch_max < 1 || cfg->batch_max > 10000 ||
         cfg->handshake_timeout < 100) {
         fprintf(stderr, "chat-ws: bad option value (see --help)\n");

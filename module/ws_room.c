@@ -22,6 +22,7 @@
 #define CATCHUP_LIMIT 500
 #define PRESENCE_LIST_MAX 50
 #define PRESENCE_CHANGES_MAX 100000
+#define WS_MEMBERS_TTL_MS 1000
 
 enum sub_state { SUB_WAIT, SUB_BACKFILL, SUB_LIVE };
 
@@ -63,6 +64,11 @@ struct ws_room {
     uint32_t refs; /* subscribers + queries in flight */
     bool loaded, loading, catching;
     bool retry_catchup; /* a catch-up failed: try again on the next tick */
+    /* the last chat_members answer (see members_remember) */
+    char *members_json;
+    size_t members_len;
+    long long members_count;
+    int64_t members_at;
     int64_t seq;    /* delivered to subscribers (valid when loaded) */
     int64_t target; /* highest seq heard of */
     struct ws_sub *subs;
@@ -151,6 +157,7 @@ static void room_free(struct ws_room *r)
     srv->nrooms--;
     json_decref(r->pres_on);
     json_decref(r->pres_off);
+    free(r->members_json);
     free(r);
 }
 
@@ -393,6 +400,23 @@ struct backfill {
     int64_t n;
 };
 
+/* Keeps the room's member list for a moment: a crowd joining a room of
+ * thousands then costs one members query a second, not one per join. */
+static void members_remember(struct ws_room *r, long long count, const char *json, size_t len)
+{
+    char *copy = malloc(len + 1);
+
+    if (!copy)
+        return;
+    memcpy(copy, json, len);
+    copy[len] = '\0';
+    free(r->members_json);
+    r->members_json = copy;
+    r->members_len = len;
+    r->members_count = count;
+    r->members_at = ev_now(r->srv->loop);
+}
+
 static void backfill_done(struct pg *pg, PGresult *res, void *data)
 {
     struct backfill *bf = data;
@@ -412,9 +436,13 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
         sub_fail(s, false);
         goto out;
     }
-    count = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-    if (ws_members_parse(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1), c->user, &names,
-                         &n, &count) < 0) {
+    struct ws_room *r = s->r;
+    if (!PQgetisnull(res, 0, 1))
+        members_remember(r, strtoll(PQgetvalue(res, 0, 0), NULL, 10), PQgetvalue(res, 0, 1),
+                         (size_t)PQgetlength(res, 0, 1));
+    count = (size_t)r->members_count;
+    if (ws_members_parse(r->members_json ? r->members_json : "[]",
+                         r->members_json ? r->members_len : 2, c->user, &names, &n, &count) < 0) {
         sub_fail(s, false);
         goto out;
     }
@@ -472,14 +500,21 @@ static void backfill(struct ws_sub *s)
     snprintf(sbytes, sizeof(sbytes), "%zu", srv->cfg.outbox_max / 2);
     const char *params[4] = {r->name, sfrom, sto, sbytes};
     s->state = SUB_BACKFILL;
-    if (pg_query(srv->reader,
-                 /* the newest messages of (since, N] that fit half an outbox */
-                 "SELECT m.count, m.members, (SELECT string_agg(j, E'\\n' ORDER BY seq) FROM "
-                 "(SELECT seq, j, sum(octet_length(j)) OVER (ORDER BY seq DESC) AS size FROM "
-                 "(SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) AS j FROM messages "
-                 "WHERE room = $1 AND seq > $2::bigint AND seq <= $3::bigint) b) c "
-                 "WHERE size <= $4::bigint) FROM chat_members($1) m",
-                 4, params, backfill_done, bf) < 0) {
+    bool fresh = r->members_json && ev_now(srv->loop) - r->members_at < WS_MEMBERS_TTL_MS;
+    /* the newest messages of (since, N] that fit half an outbox, and the
+     * member list unless a fresh one is at hand */
+    const char *sql =
+        fresh ? "SELECT NULL, NULL, (SELECT string_agg(j, E'\\n' ORDER BY seq) FROM "
+                "(SELECT seq, j, sum(octet_length(j)) OVER (ORDER BY seq DESC) AS size FROM "
+                "(SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) AS j FROM messages "
+                "WHERE room = $1 AND seq > $2::bigint AND seq <= $3::bigint) b) c "
+                "WHERE size <= $4::bigint)"
+              : "SELECT m.count, m.members, (SELECT string_agg(j, E'\\n' ORDER BY seq) FROM "
+                "(SELECT seq, j, sum(octet_length(j)) OVER (ORDER BY seq DESC) AS size FROM "
+                "(SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) AS j FROM messages "
+                "WHERE room = $1 AND seq > $2::bigint AND seq <= $3::bigint) b) c "
+                "WHERE size <= $4::bigint) FROM chat_members($1) m";
+    if (pg_query(srv->reader, sql, 4, params, backfill_done, bf) < 0) {
         free(bf);
         sub_fail(s, false);
     }
@@ -898,6 +933,7 @@ void ws_room_free_all(struct ws_server *srv)
             }
             json_decref(r->pres_on);
             json_decref(r->pres_off);
+            free(r->members_json);
             free(r);
         }
     }
