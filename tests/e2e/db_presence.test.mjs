@@ -13,23 +13,13 @@
 // is in, every presence line of those calls is too.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import { DATABASE_URL, uniqueRoom, withTimeout } from './lib.mjs';
+import { pgClient, uniqueRoom, withTimeout } from './lib.mjs';
 
 const MARK = 'chat_presence_test_mark';
 
-function connect() {
-  // libpq keyword/value conninfo -> node-postgres config
-  const cfg = {};
-  for (const [, k, v] of DATABASE_URL.matchAll(/(\w+)=(\S+)/g)) cfg[k] = v;
-  return new pg.Client({
-    host: cfg.host, port: cfg.port ? Number(cfg.port) : undefined,
-    user: cfg.user, database: cfg.dbname, password: cfg.password,
-  });
-}
 
 async function client() {
-  const c = connect();
+  const c = await pgClient();
   await c.connect();
   return c;
 }

@@ -22,6 +22,17 @@ export const DATABASE_URL = process.env.DATABASE_URL || `host=${VAR}/pg/sock use
 
 const run = promisify(execFile);
 
+// A node-postgres client for the stack's database (DATABASE_URL is a libpq
+// keyword/value conninfo); dbname overrides the database.
+export async function pgClient(dbname) {
+  const { default: pg } = await import('pg');
+  const cfg = Object.fromEntries([...DATABASE_URL.matchAll(/(\w+)=(\S+)/g)].map(([, k, v]) => [k, v]));
+  return new pg.Client({
+    host: cfg.host, port: cfg.port ? Number(cfg.port) : undefined,
+    user: cfg.user, database: dbname ?? cfg.dbname, password: cfg.password,
+  });
+}
+
 // Runs scripts/stack.sh with the stack's VAR (pg-stop, pg-start, ...).
 // DATABASE_URL is left out: the script then acts on VAR's own private cluster.
 export async function stack(cmd) {

@@ -2,19 +2,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import pg from 'pg';
-import { BIN, DATABASE_URL, VAR } from './lib.mjs';
+import { BIN, DATABASE_URL, VAR, pgClient } from './lib.mjs';
 
-const cfg = Object.fromEntries([...DATABASE_URL.matchAll(/(\w+)=(\S+)/g)].map(([, k, v]) => [k, v]));
 const scratch = `chat_schema_${process.pid}`;
 let admin;
 
-function client(dbname) {
-  return new pg.Client({ host: cfg.host, port: cfg.port && Number(cfg.port), user: cfg.user, database: dbname });
-}
 
 before(async () => {
-  admin = client(cfg.dbname);
+  admin = await pgClient();
   await admin.connect();
   await admin.query(`CREATE DATABASE ${scratch}`);
 });
@@ -41,7 +36,7 @@ test('an unmigrated database: both daemons refuse to start and say "make migrate
 });
 
 test('a newer schema than the build knows: both refuse, naming the versions', async () => {
-  const db = client(scratch);
+  const db = await pgClient(scratch);
   await db.connect();
   await db.query('CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL)');
   await db.query("INSERT INTO schema_migrations VALUES (1, 'init'), (2, 'presence'), (99, 'future')");

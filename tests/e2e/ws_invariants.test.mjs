@@ -3,13 +3,8 @@
 // twice, a backlog never closes its own subscriber.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import { Client, DATABASE_URL, uniqueRoom } from './lib.mjs';
+import { Client, pgClient, uniqueRoom } from './lib.mjs';
 
-function db() {
-  const cfg = Object.fromEntries([...DATABASE_URL.matchAll(/(\w+)=(\S+)/g)].map(([, k, v]) => [k, v]));
-  return new pg.Client({ host: cfg.host, port: cfg.port && Number(cfg.port), user: cfg.user, database: cfg.dbname });
-}
 
 async function guest(name) {
   const c = await Client.connect(`name=${name}`);
@@ -19,7 +14,7 @@ async function guest(name) {
 
 test('a commit that fails after the rows were returned is not acked', async () => {
   const room = uniqueRoom('commit');
-  const d = db();
+  const d = await pgClient();
   await d.connect();
   // a deferred trigger fails at COMMIT, after chat_post returned its rows
   await d.query(`CREATE OR REPLACE FUNCTION test_fail_commit() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -70,7 +65,7 @@ test('joining with a cursor ahead of the room here: nothing at or below it is se
 
 test('a backlog bigger than the outbox is cut to fit, not closed with 1008', async () => {
   const room = uniqueRoom('bigbacklog');
-  const d = db();
+  const d = await pgClient();
   await d.connect();
   const n = 300;
   const text = 'z'.repeat(4000);

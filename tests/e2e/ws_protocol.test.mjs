@@ -1,7 +1,7 @@
 // Every row of PROTOCOL.md over WebSocket, through nginx.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, uniqueRoom, portBase, http } from './lib.mjs';
+import { Client, uniqueRoom, portBase, http, pgClient } from './lib.mjs';
 
 const AUTH = portBase(1, 'ws');   // auth_basic, guests off
 const STRICT = portBase(2, 'ws'); // rooms "public-* lobby", max text 100
@@ -78,10 +78,7 @@ describe('rooms', () => {
 
   test('join without since replays the last 50; since 0 replays at most 500', async () => {
     const room = uniqueRoom();
-    const { default: pg } = await import('pg');
-    const { DATABASE_URL } = await import('./lib.mjs');
-    const cfg = Object.fromEntries([...DATABASE_URL.matchAll(/(\w+)=(\S+)/g)].map(([, k, v]) => [k, v]));
-    const db = new pg.Client({ host: cfg.host, user: cfg.user, database: cfg.dbname, port: cfg.port && Number(cfg.port) });
+    const db = await pgClient();
     await db.connect();
     const n = 620;
     await db.query('SELECT chat_post($1::text[], $2::text[], $3::text[], $4::text[])', [
