@@ -43,8 +43,13 @@ LANGUAGE sql AS $$
 $$;
 
 -- A timestamp as the protocol writes it: UTC, milliseconds, "Z".
+-- STABLE, not IMMUTABLE, here and in chat_msg_json: that is what to_char()
+-- and to_json() are, and PostgreSQL inlines a SQL function into the
+-- calling query only when its body is no more volatile than it is
+-- declared; declared IMMUTABLE, each call was a separate function
+-- execution (about 20 us per message, in chat_post and in every catch-up).
 CREATE FUNCTION chat_ts(p_ts timestamptz) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT to_char(p_ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
 $$;
 
@@ -52,7 +57,7 @@ $$;
 -- that every process and every delivery path sends the same bytes.
 CREATE FUNCTION chat_msg_json(p_room text, p_seq bigint, p_sender text, p_text text,
                               p_ts timestamptz, p_cid text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT '{"op":"msg","room":' || to_json(p_room)::text
         || ',"seq":' || p_seq
         || ',"user":' || to_json(p_sender)::text
@@ -89,6 +94,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     n       int := coalesce(cardinality(p_room), 0);
     v_ts    timestamptz;
+    v_old   timestamptz;
+    v_seq   bigint;
+    v_line  text;
     r_seq   bigint[];
     r_ts    timestamptz[];
     r_dup   boolean[];
@@ -104,6 +112,36 @@ BEGIN
     IF cardinality(p_sender) IS DISTINCT FROM n OR cardinality(p_text) IS DISTINCT FROM n
        OR cardinality(p_cid) IS DISTINCT FROM n THEN
         RAISE EXCEPTION 'chat_post: arrays of different lengths';
+    END IF;
+
+    IF n = 1 THEN
+        -- A lone message (the common case when traffic is light): the same
+        -- steps with plain statements, cheaper to plan and run than the
+        -- set-based statement below.
+        INSERT INTO rooms (name) VALUES (p_room[1]) ON CONFLICT DO NOTHING;
+        PERFORM 1 FROM rooms WHERE name = p_room[1] FOR NO KEY UPDATE;
+        v_ts := clock_timestamp();
+        IF p_cid[1] IS NOT NULL THEN
+            SELECT m.seq, m.ts INTO v_seq, v_old FROM messages m
+                WHERE m.room = p_room[1] AND m.sender = p_sender[1] AND m.cid = p_cid[1];
+            IF FOUND THEN
+                idx := 1; seq := v_seq; ts := chat_ts(v_old); dup := true;
+                RETURN NEXT;
+                RETURN;
+            END IF;
+        END IF;
+        UPDATE rooms SET last_seq = last_seq + 1 WHERE name = p_room[1]
+            RETURNING last_seq INTO v_seq;
+        INSERT INTO messages (room, seq, sender, text, cid, ts)
+            VALUES (p_room[1], v_seq, p_sender[1], p_text[1], p_cid[1], v_ts);
+        v_line := chat_msg_json(p_room[1], v_seq, p_sender[1], p_text[1], v_ts, p_cid[1]);
+        IF octet_length(v_line) > 7900 THEN
+            v_line := '{"op":"hint","room":' || to_json(p_room[1])::text || ',"seq":' || v_seq || '}';
+        END IF;
+        PERFORM pg_notify('chat', v_line);
+        idx := 1; seq := v_seq; ts := chat_ts(v_ts); dup := false;
+        RETURN NEXT;
+        RETURN;
     END IF;
 
     -- create missing rooms, then lock every room of the batch in name

@@ -27,8 +27,8 @@
 --     room exclude each other (NO KEY UPDATE conflicts with itself), which is
 --     what makes "first node in / last node out" exact, and the room's key
 --     never changes. chat_post (001) locks its rooms in the same name order
---     but FOR UPDATE; the two modes conflict, so a post and a presence call
---     on one room still run one after the other (briefly, now).
+--     and mode; the mode conflicts with itself, so a post and a presence
+--     call on one room still run one after the other (briefly, now).
 --  3. presence rows, in bulk.
 --
 -- The set-based statements are planned for each call (plan_cache_mode =

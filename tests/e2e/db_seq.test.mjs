@@ -193,3 +193,92 @@ test('the schema refuses what the protocol forbids', async () => {
   await assert.rejects(post(c, uniqueRoom(), 'alice', '', 'c'), /check constraint/);
   await c.end();
 });
+
+test('a batch: per room seq in input order, duplicates (stored and in-batch), NULL cids, one line per new message', async (t) => {
+  const ra = uniqueRoom('ba');
+  const rb = uniqueRoom('bb');
+  const c = connect();
+  const l = connect();
+  t.after(() => Promise.allSettled([l.end(), c.end()]));
+  await c.connect();
+  await l.connect();
+  const payloads = [];
+  l.on('notification', (n) => { if (n.channel === 'chat') payloads.push(n.payload); });
+  await l.query('LISTEN chat');
+  const stored = await post(c, rb, 'dave', 'stored before', 'old');
+  assert.equal(stored.seq, 1);
+  const big = 'z'.repeat(9000);
+  const rows = [
+    [rb, 'dave', 'b2', 'n1'],
+    [ra, 'erin', 'a1', null],
+    [rb, 'dave', 'retry of stored', 'old'],
+    [ra, 'erin', 'a2', 'k'],
+    [ra, 'erin', 'a1 again, no cid', null],
+    [ra, 'erin', 'a2 again', 'k'],
+    [rb, 'fred', big, 'k'],
+    [rb, 'dave', 'retry of n1', 'n1'],
+    [ra, 'gus', 'a3', 'k'],
+  ];
+  const r = await c.query(
+    'SELECT idx, seq, ts, dup FROM chat_post($1::text[], $2::text[], $3::text[], $4::text[])',
+    [rows.map((x) => x[0]), rows.map((x) => x[1]), rows.map((x) => x[2]), rows.map((x) => x[3])]);
+  assert.deepEqual(r.rows.map((x) => [x.idx, Number(x.seq), x.dup]), [
+    [1, 2, false], [2, 1, false], [3, 1, true], [4, 2, false], [5, 3, false],
+    [6, 2, true], [7, 3, false], [8, 2, true], [9, 4, false]]);
+  assert.equal(r.rows[2].ts, stored.ts);
+  assert.equal(r.rows[5].ts, r.rows[3].ts);
+  for (const x of r.rows) assert.match(x.ts, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  const last = await c.query('SELECT name, last_seq::int FROM rooms WHERE name IN ($1, $2) ORDER BY name', [ra, rb]);
+  assert.deepEqual(last.rows.map((x) => x.last_seq), [4, 3]);
+  const cnt = await c.query('SELECT count(*)::int AS n FROM messages WHERE room IN ($1, $2)', [ra, rb]);
+  assert.equal(cnt.rows[0].n, 7);
+
+  // the lines of this batch: new messages only, in input order, the big one as a hint
+  await withTimeout((async () => {
+    while (!payloads.some((p) => p.includes(`"room":"${ra}","seq":4`))) await new Promise((res) => setTimeout(res, 20));
+  })(), 10000, 'batch notification');
+  const lines = payloads.flatMap((p) => p.split('\n')).map((x) => JSON.parse(x))
+    .filter((e) => e.room === ra || e.room === rb);
+  assert.deepEqual(lines.map((e) => [e.op, e.room, e.seq]), [
+    ['msg', rb, 1], ['msg', rb, 2], ['msg', ra, 1], ['msg', ra, 2], ['msg', ra, 3],
+    ['hint', rb, 3], ['msg', ra, 4]]);
+  for (const p of payloads) assert.ok(Buffer.byteLength(p) <= 7900);
+  const rowA2 = lines.find((e) => e.room === ra && e.seq === 2);
+  assert.deepEqual(rowA2, { op: 'msg', room: ra, seq: 2, user: 'erin', text: 'a2', ts: r.rows[3].ts, cid: 'k' });
+  // the same bytes as the table renders
+  const j = await c.query('SELECT chat_msg_json(room, seq, sender, text, ts, cid) AS j FROM messages WHERE room = $1 AND seq = 2', [ra]);
+  assert.ok(payloads.some((p) => p.split('\n').includes(j.rows[0].j)));
+
+  // empty arrays: no rows; arrays of different lengths: an error, nothing stored
+  const e = await c.query("SELECT * FROM chat_post('{}'::text[], '{}'::text[], '{}'::text[], '{}'::text[])");
+  assert.equal(e.rows.length, 0);
+  await assert.rejects(c.query('SELECT * FROM chat_post($1::text[], $2::text[], $3::text[], $4::text[])',
+    [[ra, ra], ['erin'], ['x', 'y'], [null, null]]), /different lengths/);
+});
+
+test('many lines in one batch are packed into NOTIFYs of at most 7900 bytes, in order', async (t) => {
+  const room = uniqueRoom('pack');
+  const c = connect();
+  const l = connect();
+  t.after(() => Promise.allSettled([l.end(), c.end()]));
+  await c.connect();
+  await l.connect();
+  const payloads = [];
+  l.on('notification', (n) => { if (n.channel === 'chat' && n.payload.includes(room)) payloads.push(n.payload); });
+  await l.query('LISTEN chat');
+  const n = 200;
+  const texts = Array.from({ length: n }, (_, i) => `line ${i} ` + 'w'.repeat(i % 7 === 0 ? 3000 : 100));
+  await c.query('SELECT * FROM chat_post($1::text[], $2::text[], $3::text[], $4::text[])',
+    [texts.map(() => room), texts.map(() => 'hank'), texts, texts.map((_, i) => `p${i}`)]);
+  await withTimeout((async () => {
+    while (!payloads.some((p) => p.includes(`"seq":${n},`))) await new Promise((res) => setTimeout(res, 20));
+  })(), 10000, 'packed notifications');
+  const seqs = payloads.flatMap((p) => p.split('\n')).map((x) => JSON.parse(x).seq);
+  assert.deepEqual(seqs, Array.from({ length: n }, (_, i) => i + 1));
+  for (const p of payloads) assert.ok(Buffer.byteLength(p) <= 7900);
+  // greedy: no payload could have taken the next one's first line
+  for (let i = 0; i + 1 < payloads.length; i++) {
+    const next = payloads[i + 1].split('\n')[0];
+    assert.ok(Buffer.byteLength(payloads[i]) + 1 + Buffer.byteLength(next) > 7900);
+  }
+});
