@@ -125,7 +125,8 @@ test: deps asan
 # e2e against an already running `make start` stack (for quick iteration)
 e2e:
 	$(Q)cd tests && CHAT_URL=http://127.0.0.1:$(PORT)/chat/ CHAT_VAR=$(VAR) \
-	    CHAT_BIN=$(CURDIR)/$(REL) node --test --test-concurrency=1 $(or $(T),e2e/)
+	    CHAT_BIN=$(CURDIR)/$(REL) node --test --test-concurrency=1 --test-timeout=180000 \
+	    --test-force-exit $(or $(T),e2e/)
 
 # ---- fuzzing ---------------------------------------------------------------
 .PHONY: fuzz

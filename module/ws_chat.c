@@ -572,9 +572,9 @@ static void bus_notify(struct pg *pg, const char *channel, const char *payload, 
     ws_room_notify(data, payload, len);
 }
 
-/* The listener and the reader come and go separately; rooms catch up once
- * both are up again (the listener so that nothing new is missed, the
- * reader to read what was). */
+/* The listener, the reader and the writer come and go separately; rooms
+ * catch up once all are up again (the listener so that nothing new is
+ * missed, the reader to read what was). */
 static void db_state(struct pg *pg, bool up, void *data)
 {
     struct ws_server *srv = data;
@@ -583,9 +583,10 @@ static void db_state(struct pg *pg, bool up, void *data)
         ws_room_bus_down(srv);
         return;
     }
-    if (!pg_is_up(srv->bus) || !pg_is_up(srv->reader))
+    if (!pg_is_up(srv->bus) || !pg_is_up(srv->reader) || !pg_is_up(srv->writer))
         return;
     (void)pg;
+    log_info("ready: listening, reading and writing");
     char pid[16];
     snprintf(pid, sizeof(pid), "%d", (int)getpid());
     const char *params[3] = {srv->node, "ws", pid};
@@ -606,7 +607,7 @@ int ws_chat_init(struct ws_server *srv)
     srv->seen_auth = json_array();
     srv->bus = pg_new(srv->loop, "listen", srv->cfg.db, "chat", &bus_h);
     srv->reader = pg_new(srv->loop, "reader", srv->cfg.db, NULL, &reader_h);
-    srv->writer = pg_new(srv->loop, "writer", srv->cfg.db, NULL, NULL);
+    srv->writer = pg_new(srv->loop, "writer", srv->cfg.db, NULL, &reader_h);
     if (!srv->seen_names || !srv->seen_auth || !srv->bus || !srv->reader || !srv->writer)
         return -1;
     srv->tick.cb = tick_cb;

@@ -1,22 +1,32 @@
 // Extra WebSocket daemons with their own options (echo mode, small limits),
 // started directly on a unix socket next to the stack under test.
 import { spawn } from 'node:child_process';
+import { after } from 'node:test';
 import { BIN, VAR, DATABASE_URL, withTimeout } from './lib.mjs';
 
 let counter = 0;
+const live = new Set();
+
+// A test that fails before stopping its daemon must not leave it running
+// (nor keep the test file's process alive).
+after(() => {
+  for (const proc of live) proc.kill('SIGKILL');
+});
 
 export async function startDaemon(args = []) {
   const path = `${VAR}/run/test-${process.pid}-${counter++}.sock`;
   const echo = args.includes('--echo');
   const argv = ['--workers', '1', '--listen', `unix:${path}`, ...(echo ? [] : ['--db', DATABASE_URL]), ...args];
   const proc = spawn(`${BIN}/chat-ws`, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
   let log = '';
   let ready;
   const up = new Promise((res) => { ready = res; });
   proc.stderr.on('data', (d) => {
     log += d.toString();
-    // a chat daemon is ready once its LISTEN is in place
-    if (log.includes(echo ? 'serving' : 'listening on chat')) ready();
+    // a chat daemon is ready once its three database connections are up
+    if (log.includes(echo ? 'serving' : 'ready: listening, reading and writing')) ready();
   });
   const logIdx = args.indexOf('--log');
   if (logIdx >= 0) {
@@ -25,7 +35,7 @@ export async function startDaemon(args = []) {
     (async () => {
       for (let i = 0; i < 300; i++) {
         const t = await fs.readFile(file, 'utf8').catch(() => '');
-        if (t.includes(echo ? 'serving' : 'listening on chat')) return ready();
+        if (t.includes(echo ? 'serving' : 'ready: listening, reading and writing')) return ready();
         await new Promise((r) => setTimeout(r, 50));
       }
     })();
