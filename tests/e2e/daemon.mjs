@@ -1,15 +1,14 @@
 // Extra WebSocket daemons with their own options (echo mode, small limits),
 // started directly on a unix socket next to the stack under test.
 import { spawn } from 'node:child_process';
-import { after } from 'node:test';
 import { BIN, VAR, DATABASE_URL, withTimeout } from './lib.mjs';
 
 let counter = 0;
 const live = new Set();
 
 // A test that fails before stopping its daemon must not leave it running
-// (nor keep the test file's process alive).
-after(() => {
+// (the runner's --test-force-exit ends the file's process; this ends them).
+process.on('exit', () => {
   for (const proc of live) proc.kill('SIGKILL');
 });
 
