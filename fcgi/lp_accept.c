@@ -277,18 +277,27 @@ bool lp_rate_admit(struct lp_req *r, const char *who, bool send)
 
 /* ---- POST send ----------------------------------------------------------- */
 
+/* A POST that writes: a JSON body, on a location that is not read-only.
+ * 0, or -1 with the error answered. */
+static int check_writable(struct lp_req *r)
+{
+    if (check_body(r) < 0)
+        return -1;
+    if (r->policy.readonly) {
+        lp_reply_error(&r->conn, CHAT_E_FORBIDDEN, "read-only here");
+        return -1;
+    }
+    return 0;
+}
+
 static void handle_send(struct lp_req *r)
 {
     struct lp_send *s;
     const char *why;
     enum chat_err e;
 
-    if (check_body(r) < 0)
+    if (check_writable(r) < 0)
         return;
-    if (r->policy.readonly) {
-        lp_reply_error(&r->conn, CHAT_E_FORBIDDEN, "read-only here");
-        return;
-    }
     if ((s = calloc(1, sizeof(*s))) == NULL) {
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
         return;
@@ -351,12 +360,8 @@ static void handle_typing(struct lp_req *r, PGconn **db)
     const char *why;
     enum chat_err e;
 
-    if (check_body(r) < 0)
+    if (check_writable(r) < 0)
         return;
-    if (r->policy.readonly) {
-        lp_reply_error(&r->conn, CHAT_E_FORBIDDEN, "read-only here");
-        return;
-    }
     e = chat_request_parse(&q, r->body, r->body_len, CHAT_OP_TYPING, r->policy.max_text, &why);
     if (e != CHAT_OK) {
         lp_reply_error(&r->conn, e, why);
