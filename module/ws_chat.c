@@ -227,15 +227,9 @@ static void history_done(struct pg *pg, PGresult *res, void *data)
         goto out;
     }
     if (!PQgetisnull(res, 0, 0)) {
-        char *p = PQgetvalue(res, 0, 0);
-        char *end = p + PQgetlength(res, 0, 0);
-        while (p < end && n < CHAT_HISTORY_MAX) {
-            char *nl = memchr(p, '\n', (size_t)(end - p));
-            char *e = nl ? nl : end;
-            msgs[n].p = p;
-            msgs[n++].len = (size_t)(e - p);
-            p = e + 1;
-        }
+        const char *p = PQgetvalue(res, 0, 0), *end = p + PQgetlength(res, 0, 0);
+        while (n < CHAT_HISTORY_MAX && ws_next_line(&p, end, &msgs[n].p, &msgs[n].len))
+            n++;
     }
     ws_conn_reply(op->conn, chat_encode_history(op->room, msgs, n, op->ref, &len), &len);
 out:

@@ -24,6 +24,14 @@
 #define PRESENCE_CHANGES_MAX 100000
 #define WS_MEMBERS_TTL_MS 1000
 
+/* The newest message events of (since $2, N $3] of room $1 that fit $4
+ * bytes, joined by newlines, ascending. */
+#define BACKLOG_SQL                                                                                \
+    "(SELECT string_agg(j, E'\\n' ORDER BY seq) FROM "                                             \
+    "(SELECT seq, j, sum(octet_length(j)) OVER (ORDER BY seq DESC) AS size FROM "                  \
+    "(SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) AS j FROM messages "             \
+    "WHERE room = $1 AND seq > $2::bigint AND seq <= $3::bigint) b) c WHERE size <= $4::bigint)"
+
 enum sub_state { SUB_WAIT, SUB_BACKFILL, SUB_LIVE };
 
 struct ws_member {
@@ -450,16 +458,14 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
     ws_members_free(names, n);
     /* the backlog: message texts separated by newlines (JSON has none raw) */
     if (!PQgetisnull(res, 0, 2)) {
-        char *p = PQgetvalue(res, 0, 2), *end = p + PQgetlength(res, 0, 2);
-        while (p < end && ws_conn_alive(c)) {
-            char *nl = memchr(p, '\n', (size_t)(end - p));
-            char *e = nl ? nl : end;
-            struct ws_buf *b = ws_buf_frame(WS_OP_TEXT, p, (size_t)(e - p));
+        const char *p = PQgetvalue(res, 0, 2), *end = p + PQgetlength(res, 0, 2), *line;
+        size_t n;
+        while (ws_conn_alive(c) && ws_next_line(&p, end, &line, &n)) {
+            struct ws_buf *b = ws_buf_frame(WS_OP_TEXT, line, n);
             if (b) {
                 ws_conn_queue(c, b, false);
                 ws_buf_unref(b);
             }
-            p = e + 1;
         }
     }
     for (uint32_t i = 0; i < s->nheld && ws_conn_alive(c); i++)
@@ -503,17 +509,8 @@ static void backfill(struct ws_sub *s)
     bool fresh = r->members_json && ev_now(srv->loop) - r->members_at < WS_MEMBERS_TTL_MS;
     /* the newest messages of (since, N] that fit half an outbox, and the
      * member list unless a fresh one is at hand */
-    const char *sql =
-        fresh ? "SELECT NULL, NULL, (SELECT string_agg(j, E'\\n' ORDER BY seq) FROM "
-                "(SELECT seq, j, sum(octet_length(j)) OVER (ORDER BY seq DESC) AS size FROM "
-                "(SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) AS j FROM messages "
-                "WHERE room = $1 AND seq > $2::bigint AND seq <= $3::bigint) b) c "
-                "WHERE size <= $4::bigint)"
-              : "SELECT m.count, m.members, (SELECT string_agg(j, E'\\n' ORDER BY seq) FROM "
-                "(SELECT seq, j, sum(octet_length(j)) OVER (ORDER BY seq DESC) AS size FROM "
-                "(SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) AS j FROM messages "
-                "WHERE room = $1 AND seq > $2::bigint AND seq <= $3::bigint) b) c "
-                "WHERE size <= $4::bigint) FROM chat_members($1) m";
+    const char *sql = fresh ? "SELECT NULL, NULL, " BACKLOG_SQL
+                            : "SELECT m.count, m.members, " BACKLOG_SQL " FROM chat_members($1) m";
     if (pg_query(srv->reader, sql, 4, params, backfill_done, bf) < 0) {
         free(bf);
         sub_fail(s, false);
@@ -732,28 +729,25 @@ static void on_typing_line(struct ws_server *srv, const char *line, size_t len, 
 
 void ws_room_notify(struct ws_server *srv, const char *payload, size_t len)
 {
-    const char *p = payload, *end = payload + len;
+    const char *p = payload, *end = payload + len, *line;
+    size_t n;
 
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *e = nl ? nl : end;
-        size_t n = (size_t)(e - p);
-        if (n >= 11 && memcmp(p, "{\"op\":\"msg\"", 11) == 0) {
-            on_msg_line(srv, p, n, true);
-        } else if (n >= 12 && memcmp(p, "{\"op\":\"hint\"", 12) == 0) {
-            on_msg_line(srv, p, n, false);
+    while (ws_next_line(&p, end, &line, &n)) {
+        if (n >= 11 && memcmp(line, "{\"op\":\"msg\"", 11) == 0) {
+            on_msg_line(srv, line, n, true);
+        } else if (n >= 12 && memcmp(line, "{\"op\":\"hint\"", 12) == 0) {
+            on_msg_line(srv, line, n, false);
         } else {
-            json_t *ev = json_loadb(p, n, 0, NULL);
+            json_t *ev = json_loadb(line, n, 0, NULL);
             const char *op = json_string_value(json_object_get(ev, "op"));
             if (op && strcmp(op, "presence") == 0)
                 on_presence_line(srv, ev);
             else if (op && strcmp(op, "typing") == 0)
-                on_typing_line(srv, p, n, ev);
+                on_typing_line(srv, line, n, ev);
             else
                 log_warn("unknown notification line (%zu bytes)", n);
             json_decref(ev);
         }
-        p = e + 1;
     }
 }
 

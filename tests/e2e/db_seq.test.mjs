@@ -3,17 +3,24 @@
 // from the table sees every message in order, oversized ones included.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import { DATABASE_URL, uniqueRoom, withTimeout } from './lib.mjs';
+import { pgClient, uniqueRoom, withTimeout } from './lib.mjs';
 
-function connect() {
-  // libpq keyword/value conninfo -> node-postgres config
-  const cfg = {};
-  for (const [, k, v] of DATABASE_URL.matchAll(/(\w+)=(\S+)/g)) cfg[k] = v;
-  return new pg.Client({
-    host: cfg.host, port: cfg.port ? Number(cfg.port) : undefined,
-    user: cfg.user, database: cfg.dbname, password: cfg.password,
-  });
+async function connected() {
+  const c = await pgClient();
+  await c.connect();
+  return c;
+}
+
+// A session to post with and one LISTENing on 'chat', closed after the
+// test; payloads collects the notifications that keep() accepts.
+async function postAndListen(t, keep = () => true) {
+  const c = await connected();
+  const l = await connected();
+  t.after(() => Promise.allSettled([l.end(), c.end()]));
+  const payloads = [];
+  l.on('notification', (n) => { if (n.channel === 'chat' && keep(n.payload)) payloads.push(n.payload); });
+  await l.query('LISTEN chat');
+  return { c, payloads };
 }
 
 async function post(client, room, sender, text, cid) {
@@ -36,10 +43,8 @@ class Reader {
   }
 
   async start() {
-    this.listen = connect();
-    this.query = connect();
-    await this.listen.connect();
-    await this.query.connect();
+    this.listen = await connected();
+    this.query = await connected();
     this.listen.on('notification', (n) => this.onNotify(n.payload));
     await this.listen.query('LISTEN chat');
     await this.catchUp();
@@ -96,8 +101,7 @@ test('8 concurrent sessions x 1000 messages: seq 1..8000, no gap, no duplicate, 
   const reader = new Reader(room);
   await reader.start();
   const sessions = await Promise.all(Array.from({ length: 8 }, async () => {
-    const c = connect();
-    await c.connect();
+    const c = await connected();
     return c;
   }));
   const results = await Promise.all(sessions.map(async (c, s) => {
@@ -118,8 +122,7 @@ test('8 concurrent sessions x 1000 messages: seq 1..8000, no gap, no duplicate, 
   assert.equal(all.length, 8000);
   all.forEach((seq, i) => assert.equal(seq, i + 1, `seq ${i + 1} missing or doubled`));
 
-  const check = connect();
-  await check.connect();
+  const check = await connected();
   const t = await check.query(
     'SELECT count(*)::int AS n, min(seq)::int AS lo, max(seq)::int AS hi, count(DISTINCT seq)::int AS d FROM messages WHERE room = $1',
     [room]);
@@ -142,8 +145,7 @@ test('8 concurrent sessions x 1000 messages: seq 1..8000, no gap, no duplicate, 
 
 test('a repeated cid returns the first row and stores nothing new', async () => {
   const room = uniqueRoom('cid');
-  const c = connect();
-  await c.connect();
+  const c = await connected();
   const first = await post(c, room, 'alice', 'hello', 'k3j4');
   const other = await post(c, room, 'alice', 'another', 'k3j5');
   const again = await post(c, room, 'alice', 'hello (retry)', 'k3j4');
@@ -173,8 +175,7 @@ test('a message too large for a NOTIFY payload still reaches the reader', async 
   const room = uniqueRoom('big');
   const reader = new Reader(room);
   await reader.start();
-  const c = connect();
-  await c.connect();
+  const c = await connected();
   const big = 'x'.repeat(20000) + ' é ' + 'y'.repeat(100);
   await post(c, room, 'alice', 'small first', 'b1');
   await post(c, room, 'alice', big, 'b2');
@@ -186,8 +187,7 @@ test('a message too large for a NOTIFY payload still reaches the reader', async 
 });
 
 test('the schema refuses what the protocol forbids', async () => {
-  const c = connect();
-  await c.connect();
+  const c = await connected();
   await assert.rejects(post(c, 'Bad Room', 'alice', 'x', 'c'), /check constraint/);
   await assert.rejects(post(c, uniqueRoom(), 'al ice', 'x', 'c'), /check constraint/);
   await assert.rejects(post(c, uniqueRoom(), 'alice', '', 'c'), /check constraint/);
@@ -197,14 +197,7 @@ test('the schema refuses what the protocol forbids', async () => {
 test('a batch: per room seq in input order, duplicates (stored and in-batch), NULL cids, one line per new message', async (t) => {
   const ra = uniqueRoom('ba');
   const rb = uniqueRoom('bb');
-  const c = connect();
-  const l = connect();
-  t.after(() => Promise.allSettled([l.end(), c.end()]));
-  await c.connect();
-  await l.connect();
-  const payloads = [];
-  l.on('notification', (n) => { if (n.channel === 'chat') payloads.push(n.payload); });
-  await l.query('LISTEN chat');
+  const { c, payloads } = await postAndListen(t);
   const stored = await post(c, rb, 'dave', 'stored before', 'old');
   assert.equal(stored.seq, 1);
   const big = 'z'.repeat(9000);
@@ -258,14 +251,7 @@ test('a batch: per room seq in input order, duplicates (stored and in-batch), NU
 
 test('many lines in one batch are packed into NOTIFYs of at most 7900 bytes, in order', async (t) => {
   const room = uniqueRoom('pack');
-  const c = connect();
-  const l = connect();
-  t.after(() => Promise.allSettled([l.end(), c.end()]));
-  await c.connect();
-  await l.connect();
-  const payloads = [];
-  l.on('notification', (n) => { if (n.channel === 'chat' && n.payload.includes(room)) payloads.push(n.payload); });
-  await l.query('LISTEN chat');
+  const { c, payloads } = await postAndListen(t, (p) => p.includes(room));
   const n = 200;
   const texts = Array.from({ length: n }, (_, i) => `line ${i} ` + 'w'.repeat(i % 7 === 0 ? 3000 : 100));
   await c.query('SELECT * FROM chat_post($1::text[], $2::text[], $3::text[], $4::text[])',
