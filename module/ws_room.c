@@ -77,6 +77,7 @@ struct ws_room {
     size_t members_len;
     long long members_count;
     int64_t members_at;
+    uint64_t members_gen; /* presence lines heard: a member list older than one is stale */
     int64_t seq;    /* delivered to subscribers (valid when loaded) */
     int64_t target; /* highest seq heard of */
     struct ws_sub *subs;
@@ -406,6 +407,10 @@ static void catchup(struct ws_room *r)
 struct backfill {
     struct ws_sub *s;
     int64_t n;
+    uint64_t members_gen; /* the room's when the query was sent */
+    char *members;        /* a copy of the remembered list used instead of asking */
+    size_t members_len;
+    long long members_count;
 };
 
 /* Keeps the room's member list for a moment: a crowd joining a room of
@@ -445,12 +450,18 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
         goto out;
     }
     struct ws_room *r = s->r;
-    if (!PQgetisnull(res, 0, 1))
-        members_remember(r, strtoll(PQgetvalue(res, 0, 0), NULL, 10), PQgetvalue(res, 0, 1),
-                         (size_t)PQgetlength(res, 0, 1));
-    count = (size_t)r->members_count;
-    if (ws_members_parse(r->members_json ? r->members_json : "[]",
-                         r->members_json ? r->members_len : 2, c->user, &names, &n, &count) < 0) {
+    const char *members = bf->members;
+    size_t members_len = bf->members_len;
+    count = (size_t)bf->members_count;
+    if (!PQgetisnull(res, 0, 1)) { /* asked this time: the answer, remembered if current */
+        members = PQgetvalue(res, 0, 1);
+        members_len = (size_t)PQgetlength(res, 0, 1);
+        count = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        if (bf->members_gen == r->members_gen)
+            members_remember(r, (long long)count, members, members_len);
+    }
+    if (ws_members_parse(members ? members : "[]", members ? members_len : 2, c->user, &names, &n,
+                         &count) < 0) {
         sub_fail(s, false);
         goto out;
     }
@@ -474,6 +485,7 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
     sub_release(s);
     s->state = SUB_LIVE;
 out:
+    free(bf->members);
     free(bf);
 }
 
@@ -498,6 +510,7 @@ static void backfill(struct ws_sub *s)
         from = n;
     bf->s = s;
     bf->n = n;
+    bf->members_gen = r->members_gen;
     /* a client that has seen more than this process (it was on another)
      * gets nothing twice */
     s->after = s->since > n ? s->since : n;
@@ -506,12 +519,18 @@ static void backfill(struct ws_sub *s)
     snprintf(sbytes, sizeof(sbytes), "%zu", srv->cfg.outbox_max / 2);
     const char *params[4] = {r->name, sfrom, sto, sbytes};
     s->state = SUB_BACKFILL;
-    bool fresh = r->members_json && ev_now(srv->loop) - r->members_at < WS_MEMBERS_TTL_MS;
+    bool fresh = r->members_json && ev_now(srv->loop) - r->members_at < WS_MEMBERS_TTL_MS &&
+                 (bf->members = strndup(r->members_json, r->members_len)) != NULL;
+    if (fresh) {
+        bf->members_len = r->members_len;
+        bf->members_count = r->members_count;
+    }
     /* the newest messages of (since, N] that fit half an outbox, and the
      * member list unless a fresh one is at hand */
     const char *sql = fresh ? "SELECT NULL, NULL, " BACKLOG_SQL
                             : "SELECT m.count, m.members, " BACKLOG_SQL " FROM chat_members($1) m";
     if (pg_query(srv->reader, sql, 4, params, backfill_done, bf) < 0) {
+        free(bf->members);
         free(bf);
         sub_fail(s, false);
     }
@@ -697,7 +716,14 @@ static void on_presence_line(struct ws_server *srv, json_t *ev)
     json_t *on = json_object_get(ev, "online"), *off = json_object_get(ev, "offline"), *v;
     size_t i;
 
-    if (!r || !r->loaded)
+    if (!r)
+        return;
+    /* membership changed: a remembered member list is stale now, and so is
+     * any answer still on its way */
+    free(r->members_json);
+    r->members_json = NULL;
+    r->members_gen++;
+    if (!r->loaded)
         return;
     r->pres_dirty = true;
     r->pres_count = json_integer_value(json_object_get(ev, "count"));
@@ -885,6 +911,8 @@ static void pres_send(struct ws_room *r)
             next = s->rnext;
             if (s->state == SUB_LIVE)
                 ws_conn_queue(s->c, b, false);
+            else if (s->state == SUB_BACKFILL)
+                hold(s, b, INT64_MAX); /* after its joined and backlog */
         }
         ws_buf_unref(b);
     }
