@@ -19,12 +19,16 @@ export DATABASE_URL
 
 CC ?= cc
 CLANG ?= clang
+# pkg-config runs each time a compile or link needs the flags (a few ms),
+# never when this file is read: on a bare machine the -dev packages arrive
+# with the build-deps prerequisite, after the parse. So no `:=` may expand
+# these (or anything holding them).
 PKGS := jansson libpq nettle
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lpq -lnettle)
 
 WARN := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes -Wpointer-arith
-BASE_CFLAGS := -std=c11 $(WARN) -MMD -MP -Imodule -Ifcgi $(PKG_CFLAGS)
+BASE_CFLAGS = -std=c11 $(WARN) -MMD -MP -Imodule -Ifcgi $(PKG_CFLAGS)
 REL_CFLAGS := -O2 -g
 ASAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
                -fno-omit-frame-pointer
@@ -57,12 +61,12 @@ lp_objs = $(patsubst %.c,$(1)/%.o,$(LP_SRCS))
 all: $(REL)/chat-ws $(REL)/chat-fcgi
 asan: $(ASAN)/chat-ws $(ASAN)/chat-fcgi
 
-$(REL)/%.o: %.c
+$(REL)/%.o: %.c | build-deps
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(BASE_CFLAGS) $(REL_CFLAGS) -c $< -o $@
 
-$(ASAN)/%.o: %.c
+$(ASAN)/%.o: %.c | build-deps
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(BASE_CFLAGS) $(ASAN_CFLAGS) -c $< -o $@
@@ -92,9 +96,14 @@ $(ASAN)/tests/unit/test_%: $(ASAN)/tests/unit/test_%.o $(ASAN)/libchatcore.a
 -include $(shell find build -name '*.d' 2>/dev/null)
 
 # ---- dependencies ----------------------------------------------------------
-.PHONY: deps
+# deps: everything (build, stack, tests). build-deps: what a compile needs;
+# every compile waits for it, so `make all` on a machine without the -dev
+# packages installs them (root or password-less sudo) or names them.
+.PHONY: deps build-deps
 deps:
 	$(Q)scripts/deps.sh
+build-deps:
+	$(Q)scripts/deps.sh build
 
 # ---- the stack -------------------------------------------------------------
 .PHONY: run start stop migrate status
@@ -125,17 +134,18 @@ test: deps asan
 # e2e against an already running `make start` stack (for quick iteration)
 e2e:
 	$(Q)cd tests && CHAT_URL=http://127.0.0.1:$(PORT)/chat/ CHAT_VAR=$(VAR) \
-	    CHAT_BIN=$(CURDIR)/$(REL) node --test --test-concurrency=1 --test-timeout=180000 \
-	    --test-force-exit $(or $(T),e2e/)
+	    CHAT_BIN=$(CURDIR)/$(REL) ../scripts/node --test --test-concurrency=1 --test-timeout=180000 \
+	    --test-force-exit $(or $(T),e2e/*.test.mjs)
 
 # ---- fuzzing ---------------------------------------------------------------
 .PHONY: fuzz
 FUZZ_TIME ?= 60
 FUZZ_BINS := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
-FUZZ_CFLAGS := -std=c11 $(WARN) -Imodule -Ifcgi $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined
+FUZZ_CFLAGS = -std=c11 $(WARN) -Imodule -Ifcgi $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRCS) $(WS_CODEC_SRCS) $(wildcard module/*.h)
 	@mkdir -p $(@D)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(CORE_SRCS) $(WS_CODEC_SRCS) -o $@ $(LDLIBS_ALL)
+$(FUZZ_BINS): | build-deps
 fuzz: deps $(FUZZ_BINS)
 	$(Q)for t in $(FUZZ_TARGETS); do \
 	    echo "== fuzz_$$t ($(FUZZ_TIME) s)"; mkdir -p build/fuzz/corpus/$$t; \

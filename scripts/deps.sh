@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Installs what the build, the stack and the tests need and is missing:
-# Debian packages (after apt-get update) and the test suite's npm packages.
-# Quiet when everything is there.
+# Installs what is missing, quietly when nothing is:
+#   deps.sh        everything: the build, the stack (PostgreSQL, nginx), the
+#                  tests (Debian's chromium, npm packages, the pinned Node.js)
+#   deps.sh build  only what a compile and the unit tests need
+# Debian packages come from apt (after apt-get update), as root or with
+# password-less sudo; otherwise it names them and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(gcc make pkg-config libfcgi-dev libjansson-dev libpq-dev postgresql nginx
-      libcmocka-dev nettle-dev clang libclang-rt-dev spawn-fcgi curl openssl chromium)
-command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
-command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+build_pkgs=(gcc make pkg-config libfcgi-dev libjansson-dev libpq-dev libcmocka-dev nettle-dev)
+pkgs=("${build_pkgs[@]}")
+if [ "${1:-}" != build ]; then
+    pkgs+=(postgresql nginx clang libclang-rt-dev spawn-fcgi curl openssl chromium)
+    # Debian's npm (it brings Debian's nodejs) installs the test packages,
+    # the pinned Node.js among them; the system's node is never replaced.
+    command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -39,8 +46,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+[ "${1:-}" = build ] && exit 0
 
-# npm packages of the black-box tests (never part of the shipped server)
+# npm packages of the black-box tests (never part of the shipped server),
+# with the Node.js they run on (see scripts/node)
 if [ -f tests/package-lock.json ]; then
     stamp=tests/node_modules/.chat-stamp
     if [ ! -f "$stamp" ] || [ tests/package-lock.json -nt "$stamp" ]; then
@@ -49,3 +58,4 @@ if [ -f tests/package-lock.json ]; then
         touch "$stamp"
     fi
 fi
+scripts/node -e 0 || { echo "deps: the pinned Node.js does not start" >&2; exit 1; }

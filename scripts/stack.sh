@@ -309,9 +309,9 @@ full_page_writes = off"
     CHAT_NGINX_EXTRA="$ROOT/tests/nginx.test.conf" "$0" start
     trap '"$0" stop' EXIT
     (cd "$ROOT/tests" && CHAT_URL="http://127.0.0.1:$PORT/chat/" CHAT_VAR="$VAR" \
-        CHAT_ROOT="$ROOT" CHAT_BIN="$BIN" DATABASE_URL="$DB" timeout 2400 node --test \
+        CHAT_ROOT="$ROOT" CHAT_BIN="$BIN" DATABASE_URL="$DB" timeout 2400 "$ROOT/scripts/node" --test \
         --test-concurrency=1 --test-timeout=180000 --test-force-exit --test-reporter=spec \
-        e2e/) || rc=$?
+        e2e/*.test.mjs) || rc=$?
     # a sanitizer report in a daemon fails the run even if the daemon was
     # restarted and every test still passed
     if grep -lE 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' \

@@ -18,6 +18,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+NODE=$ROOT/scripts/node   # the pinned Node.js of tests/package.json
 HERE=$ROOT/tests/bench
 VAR=${VAR:-$ROOT/var/bench}
 mkdir -p "$VAR"
@@ -195,10 +196,10 @@ sio_up() { # sio_up N [pg]
             CREATE TABLE IF NOT EXISTS socket_io_attachments (
             id bigserial UNIQUE, created_at timestamptz DEFAULT NOW(), payload bytea)" >/dev/null
     fi
-    PORT=$P_SIO1 PG_URL=$url node "$HERE/sio_server.mjs" >>"$B/sio1.log" 2>&1 &
+    PORT=$P_SIO1 PG_URL=$url "$NODE" "$HERE/sio_server.mjs" >>"$B/sio1.log" 2>&1 &
     STARTED[sio1]=$!
     if [ "$n" = 2 ]; then
-        PORT=$P_SIO2 PG_URL=$url node "$HERE/sio_server.mjs" >>"$B/sio2.log" 2>&1 &
+        PORT=$P_SIO2 PG_URL=$url "$NODE" "$HERE/sio_server.mjs" >>"$B/sio2.log" 2>&1 &
         STARTED[sio2]=$!
     fi
     wait_port "$P_SIO1"
@@ -241,7 +242,7 @@ lg() { # lg LABEL SYS args...
     say "$label $sys: $(summary "$out")"
 }
 summary() {
-    node -e 'const r = JSON.parse(process.argv[1]);
+    "$NODE" -e 'const r = JSON.parse(process.argv[1]);
       const f = [];
       if (r.deliveries_per_s !== undefined) f.push(`${Math.round(r.deliveries_per_s)} deliveries/s (${r.msgs_per_s} msg/s)`);
       if (r.acks_per_s !== undefined) f.push(`${r.acks_per_s} acks/s`);
@@ -306,8 +307,8 @@ idle_one() { # idle_one LABEL SYS N
     after_ngx=$( [ "$sys" = bare ] && echo 0 || rss_kib $(ngx_pids))
     stop_proc loadgen
     local conns
-    conns=$(node -e 'console.log(JSON.parse(process.argv[1]).ready || 0)' "$ready")
-    record "$label" "$sys" "$(node -e '
+    conns=$("$NODE" -e 'console.log(JSON.parse(process.argv[1]).ready || 0)' "$ready")
+    record "$label" "$sys" "$("$NODE" -e '
       const [r, n, bs, as, bn, an] = process.argv.slice(1).map((x, i) => i ? Number(x) : JSON.parse(x));
       const per = (a, b) => n ? +(((b - a) * 1024) / n).toFixed(0) : null;
       r.server_rss_kib = { before: bs, after: as }; r.nginx_rss_kib = { before: bn, after: an };
@@ -362,12 +363,12 @@ scn_lp() {
     has_sys chat || return 0
     local out
     out=$(cd "$ROOT/tests" && ulimit -n 20000 && CHAT_URL="http://127.0.0.1:$PORT/chat/" \
-        timeout 300 node bench/lp_bench.mjs --polls 10000 --rooms 100 --light-polls 10 --light-sends 50 \
+        timeout 300 "$NODE" bench/lp_bench.mjs --polls 10000 --rooms 100 --light-polls 10 --light-sends 50 \
         2>>"$B/lp_bench.err") || say "lp_bench failed (see $B/lp_bench.err)"
     local line
     while read -r line; do
         [ -n "$line" ] || continue
-        record "lp-$(node -e 'console.log(JSON.parse(process.argv[1]).phase)' "$line")" chat "$line"
+        record "lp-$("$NODE" -e 'console.log(JSON.parse(process.argv[1]).phase)' "$line")" chat "$line"
     done <<<"$out"
 }
 
@@ -421,9 +422,9 @@ fi
 exec > >(tee "$RES/run.log") 2>&1
 ensure_packages
 build_tools
-for t in nginx node psql pgbench; do command -v $t >/dev/null || die "$t not found (make deps)"; done
+for t in nginx psql pgbench; do command -v $t >/dev/null || die "$t not found (make deps)"; done
 ulimit -n "$(ulimit -Hn)"
-say "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), nginx $(nginx -v 2>&1 | sed 's|.*/||'), node $(node --version), $(psql --version | awk '{print "PostgreSQL " $3}')"
+say "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), nginx $(nginx -v 2>&1 | sed 's|.*/||'), node $("$NODE" --version), $(psql --version | awk '{print "PostgreSQL " $3}')"
 say "starting our stack: VAR=$VAR PORT=$PORT CHAT_WS_ARGS=\"$CHAT_WS_ARGS\" (persistence on: fsync, synchronous_commit)"
 "$ROOT/scripts/stack.sh" stop >/dev/null 2>&1 || true
 "$ROOT/scripts/stack.sh" start
@@ -437,5 +438,5 @@ done
 
 "$ROOT/scripts/stack.sh" stop >/dev/null 2>&1 || true
 stack_up=0
-node "$HERE/report.mjs" "$JSONL" | tee "$RES/table.md"
+"$NODE" "$HERE/report.mjs" "$JSONL" | tee "$RES/table.md"
 say "results: $RES (results.jsonl, table.md, run.log)"

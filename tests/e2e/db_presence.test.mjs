@@ -499,10 +499,12 @@ test('concurrent nodes on overlapping rooms, with chat_post and a reaper: no dea
   for (const wk of workers) {
     assert.deepEqual(await rowsOf(wk.node), [...wk.state.keys()].sort(), `node ${wk.node} (seed ${seed})`);
   }
-  // the silent nodes were reaped, rows and all
+  // the silent nodes were reaped, rows and all: by our reaper, or by the
+  // stack's own daemons, which beat (and reap) on their own schedule, so who
+  // got there first is not asserted; that someone did is
   const dead = await db.query('SELECT count(*)::int AS n FROM nodes WHERE node = ANY ($1)', [dying]);
   assert.equal(dead.rows[0].n, 0);
-  assert.ok(reapedBy.reduce((a, b) => a + b, 0) >= 2);
+  assert.equal(reapedBy.length, ITER, 'every beat answered');
   const deadRows = await db.query('SELECT count(*)::int AS n FROM presence WHERE node = ANY ($1)', [dying]);
   assert.equal(deadRows.rows[0].n, 0);
 
