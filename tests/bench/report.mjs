@@ -83,4 +83,17 @@ for (const b of ['4k', '1k', '512']) {
   const f = get(`buffers-${b}-fanout`, 'chat');
   if (i || f) out.push(`| proxy_buffer_size ${b}: nginx KiB per idle WebSocket / fan-out 1,000 deliveries/s | ${i ? fmt(i.nginx_bytes_per_conn / 1024, 2) : '-'} / ${f ? fmt(f.deliveries_per_s) : '-'} | (information) |`);
 }
+const search = get('mod-search', 'chat');
+if (search) {
+  for (const [k, what] of [['rare', '"zanzibar" (1 in 10,000)'], ['uncommon', '"apple" (1 in 200)'], ['phrase', '"hello world" (a phrase, 1 in 10)'], ['every', '"the" (every message)'], ['none', 'a word in none']]) {
+    const m = search.ms[k];
+    out.push(`| search ${search.messages.toLocaleString('en-US')} messages, ${what}, 50 newest: p50 / p99 | ${m.p50} / ${m.p99} ms | (information) |`);
+  }
+}
+const pb = get('mod-sends-before-prune', 'chat');
+const pd = get('mod-sends-during-prune', 'chat');
+if (pb && pd) {
+  out.push(`| retention prune of ${fmt(pd.prune.removed)} messages of one room | ${pd.prune.seconds} s | (information) |`);
+  out.push(`| ${pd.rate} sends/s to that room: ack p50 / p99 / max, before / during the prune | ${pb.ack_ms.p50} / ${pb.ack_ms.p99} / ${pb.ack_ms.max} ms, ${pd.ack_ms.p50} / ${pd.ack_ms.p99} / ${pd.ack_ms.max} ms (${pd.errors} lost) | during <= 2x before |`);
+}
 console.log(out.join('\n'));

@@ -26,7 +26,7 @@ VAR=$(cd "$VAR" && pwd)
 PORT=${PORT:-28080}
 BIN=${BIN:-$ROOT/build/release}
 export VAR PORT BIN
-ONLY=${BENCH_ONLY:-fanout latency idle buffers lp sends}
+ONLY=${BENCH_ONLY:-fanout latency idle buffers lp sends moderation}
 SYSTEMS=${BENCH_SYSTEMS:-chat sio siopg nchan bare}
 SCALE=${BENCH_SCALE:-1}
 # The request limit of chat-ws (50/s, burst 100 per connection) is not an
@@ -403,6 +403,20 @@ SQL
     record sends-batch-100 pgbench "{\"acks_per_s\":$(awk -v t="${tps:-0}" 'BEGIN{printf "%.0f", t*100}'),\"clients\":10,\"batch\":100}"
 }
 
+# search on a million messages, and sends to a room while retention prunes
+# a million of its messages (tests/bench/moderation_bench.mjs)
+scn_moderation() {
+    has_sys chat || return 0
+    local out line
+    out=$(cd "$ROOT/tests" && CHAT_URL="http://127.0.0.1:$PORT/chat/" DATABASE_URL="$(db_url)" \
+        timeout 600 "$NODE" bench/moderation_bench.mjs --messages 1000000 --rate 20 \
+        2>>"$B/moderation_bench.err") || say "moderation_bench failed (see $B/moderation_bench.err)"
+    while read -r line; do
+        [ -n "$line" ] || continue
+        record "mod-$("$NODE" -e 'console.log(JSON.parse(process.argv[1]).phase)' "$line")" chat "$line"
+    done <<<"$out"
+}
+
 # ---- main ------------------------------------------------------------------
 if [ "${1:-}" = serve ]; then
     # run.sh serve SYS [idle]: bring one system up as the bench does (ours:
@@ -430,7 +444,7 @@ say "starting our stack: VAR=$VAR PORT=$PORT CHAT_WS_ARGS=\"$CHAT_WS_ARGS\" (per
 "$ROOT/scripts/stack.sh" start
 stack_up=1
 
-for s in fanout latency idle buffers lp sends; do
+for s in fanout latency idle buffers lp sends moderation; do
     want "$s" || continue
     say "== $s"
     "scn_$s"
