@@ -154,6 +154,125 @@ test('who may change what: the author edits, the author or a moderator deletes, 
   assert.equal(all[3].user, 'carol', 'a deletion names who deleted');
 });
 
+test('cids: posts and changes keep their own; a cid names one change; a NULL moderator flag is no moderator', async () => {
+  const room = uniqueRoom('cid');
+  const s1 = await post(room, 'alice', 'first', 'x');
+  const e1 = await change(room, 'alice', s1, 'edit', 'first!', { cid: 'x' });
+  assert.deepEqual([e1.err, e1.seq, e1.dup], [null, 2, false], 'the post\'s cid does not answer for an edit');
+  const e2 = await change(room, 'alice', s1, 'edit', 'first!!', { cid: 'y' });
+  assert.equal(e2.seq, 3);
+  const retry = await change(room, 'alice', s1, 'edit', 'first!!', { cid: 'y' });
+  assert.deepEqual([retry.seq, retry.dup], [3, true], 'a retry of the same edit');
+  const other = await change(room, 'alice', s1, 'delete', null, { cid: 'y' });
+  assert.equal(other.err, 'bad_request', 'the same cid for another change is refused');
+  assert.equal(await post(room, 'alice', 'a new message', 'y'), 4, 'an edit\'s cid does not swallow a post');
+  const b = await post(room, '~bob', 'bob says');
+  const nul = await change(room, 'alice', b, 'delete', null, { moderator: null });
+  assert.equal(nul.err, 'forbidden');
+  assert.equal(await lastSeq(room), 5);
+});
+
+test('every earlier version goes: an edit again, a deletion of an edit, an edit that outlived its message', async () => {
+  const room = uniqueRoom('versions');
+  const s1 = await post(room, 'alice', 'meet at 5');
+  await change(room, 'alice', s1, 'edit', 'my card is 4111');
+  const e3 = await change(room, 'alice', s1, 'edit', 'meet at 6');
+  let all = await rows(room);
+  assert.equal(all[0].text, 'meet at 6');
+  assert.deepEqual(all[1], { op: 'msg', room, seq: 2, user: 'alice', ts: all[1].ts, edit: 1 }, 'a superseded edit keeps no text');
+  assert.equal(all[2].text, 'meet at 6');
+  assert.ok(!JSON.stringify(all).includes('4111'));
+  // deleting an edit row deletes its message
+  const d = await change(room, 'alice', e3.seq, 'delete', null);
+  assert.equal(d.err, null);
+  all = await rows(room);
+  assert.equal(all[3].delete, 1, 'the deletion names the message');
+  assert.ok(all.slice(0, 3).every((m) => m.text === undefined), 'no text left');
+  assert.equal(all[0].deleted, true);
+
+  // retention removed the message; its edit (posted later) is still there
+  // and can be deleted on its own
+  const room2 = uniqueRoom('outlived');
+  const m = await post(room2, 'alice', 'fine');
+  await db.query("UPDATE messages SET ts = now() - interval '2 days' WHERE room = $1", [room2]);
+  const abusive = await change(room2, 'alice', m, 'edit', 'ABUSIVE TEXT', { window: null });
+  await db.query("INSERT INTO retention VALUES ($1, interval '1 day')", [room2]);
+  try {
+    await db.query('CALL chat_prune(0, 100, 0)');
+  } finally {
+    await db.query('DELETE FROM retention WHERE pattern = $1', [room2]);
+  }
+  const gone = await change(room2, 'mod', abusive.seq, 'delete', null, { moderator: true });
+  assert.equal(gone.err, null);
+  const left = await rows(room2);
+  assert.deepEqual(left.map((x) => x.seq), [2, 3]);
+  assert.equal(left[0].deleted, true);
+  assert.equal(left[1].delete, 2);
+  assert.ok(!JSON.stringify(left).includes('ABUSIVE'));
+});
+
+test('a large edit is announced as a hint; the row has it whole; a deleted row shows no cid', async () => {
+  const room = uniqueRoom('big');
+  const s1 = await post(room, 'alice', 'short', 'BUY PILLS NOW');
+  const text = 'é'.repeat(3990); // 7980 bytes
+  const e = await change(room, 'alice', s1, 'edit', text);
+  const line = await heardLine('chat', (l) => l.room === room && l.seq === e.seq, 'the edit');
+  assert.deepEqual(line, { op: 'hint', room, seq: e.seq });
+  assert.equal((await rows(room))[1].text, text);
+  await change(room, 'mod', s1, 'delete', null, { moderator: true });
+  const all = await rows(room);
+  assert.equal(all[0].cid, undefined);
+  assert.ok(!JSON.stringify(all).includes('PILLS'));
+});
+
+// waits until every one of clients is waiting on a lock
+async function waitLocked(...clients) {
+  const pids = clients.map((c) => c.processID);
+  await withTimeout((async () => {
+    for (;;) {
+      const r = await db.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ANY ($1) AND wait_event_type = 'Lock'", [pids]);
+      if (r.rows[0].n === pids.length) return;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  })(), 10000, `sessions ${pids} waiting on locks`);
+}
+
+test('a prune, a deletion, a post and a second prune on one room at once: one lock order, no deadlock, the horizon only grows', async () => {
+  const room = uniqueRoom('lock');
+  for (let i = 1; i <= 40; i++) await post(room, 'alice', `m${i}`);
+  await db.query("UPDATE messages SET ts = now() - interval '2 days' + seq * interval '1 ms' WHERE room = $1", [room]);
+  await db.query("INSERT INTO retention VALUES ($1, interval '1 day')", [room]);
+  const s = await Promise.all(Array.from({ length: 5 }, async () => {
+    const c = await pgClient();
+    await c.connect();
+    return c;
+  }));
+  const [L, B, C, D, E] = s;
+  try {
+    await L.query('BEGIN');
+    await L.query('SELECT 1 FROM messages WHERE room = $1 AND seq = 25 FOR UPDATE', [room]);
+    const pB = B.query('CALL chat_prune(0, 30, 0)');
+    await waitLocked(B); // holds the room, its delete waits for row 25
+    const pC = C.query("SELECT err FROM chat_change($1, 'mod', 10, 'delete', NULL, NULL, true, NULL)", [room]);
+    const pD = D.query("SELECT seq FROM chat_post(ARRAY[$1], ARRAY['bob'], ARRAY['live'], ARRAY[NULL])", [room]);
+    const pE = E.query('CALL chat_prune(0, 5, 0)');
+    await waitLocked(B, C, D, E);
+    await L.query('COMMIT');
+    const [, rC, rD] = await Promise.all([pB, pC, pD, pE]);
+    assert.equal(rC.rows[0].err, 'not_found', 'message 10 was pruned before the deletion got the room');
+    const posted = Number(rD.rows[0].seq);
+    const st = await db.query('SELECT horizon, last_seq FROM rooms WHERE name = $1', [room]);
+    assert.equal(Number(st.rows[0].horizon), 40, 'every old message went, and the horizon says so');
+    assert.equal(Number(st.rows[0].last_seq), 41);
+    assert.equal(posted, 41);
+    assert.deepEqual((await rows(room)).map((m) => m.seq), [41], 'nothing missing above the horizon');
+  } finally {
+    await L.query('ROLLBACK').catch(() => {});
+    await Promise.all(s.map((c) => c.end()));
+    await db.query('DELETE FROM retention WHERE pattern = $1', [room]);
+  }
+});
+
 test('posts and changes from many sessions at once: one gap-free order, every event heard once', async () => {
   const room = uniqueRoom('mix');
   const sessions = await Promise.all(Array.from({ length: 4 }, async () => {
@@ -196,42 +315,65 @@ test('posts and changes from many sessions at once: one gap-free order, every ev
 
 test('bans: by name, by address or network, until lifted or expired; recorded and announced', async () => {
   const who = `~spam${process.pid % 10000}${Date.now() % 100000}`;
-  const id = Number((await db.query("SELECT chat_ban($1, '192.0.2.7', interval '1 hour', 'mod', 'links') AS id", [who])).rows[0].id);
-  const ann = await heardLine('chat_admin', (l) => l.op === 'ban' && l.id === id, 'the ban announcement');
-  assert.deepEqual({ ...ann, until: undefined }, { op: 'ban', id, user: who, addr: '192.0.2.7', until: undefined });
-  assert.match(ann.until, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-
+  // addresses of this run alone (a failed run leaves nothing that stops the next)
+  const x = 1 + (process.pid % 250);
+  const y = 1 + (Date.now() % 250);
+  const host = `10.${x}.${y}.7`;
+  const ids = [];
+  const ban = async (target, addr, dur, reason) => {
+    const id = Number((await db.query('SELECT chat_ban($1, $2::inet, $3::interval, $4, $5) AS id', [target, addr, dur, 'mod', reason])).rows[0].id);
+    ids.push(id);
+    return id;
+  };
   const check = async (user, addr) => (await db.query('SELECT id, until, reason FROM chat_ban_check($1, $2::inet)', [user, addr])).rows;
-  assert.equal((await check(who, null))[0].reason, 'links', 'the name is banned');
-  assert.equal(Number((await check(null, '192.0.2.7'))[0].id), id, 'so is the address');
-  assert.equal(Number((await check('~someone', '192.0.2.7'))[0].id), id, 'whoever uses it');
-  assert.deepEqual(await check('~someone', '192.0.2.8'), [], 'another address is not');
+  try {
+    const id = await ban(who, host, '1 hour', 'links');
+    const ann = await heardLine('chat_admin', (l) => l.op === 'ban' && l.id === id, 'the ban announcement');
+    assert.deepEqual({ ...ann, until: undefined }, { op: 'ban', id, user: who, addr: host, until: undefined });
+    assert.match(ann.until, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
 
-  const net = Number((await db.query("SELECT chat_ban(NULL, '198.51.100.0/24', NULL, 'mod', '') AS id")).rows[0].id);
-  assert.equal(Number((await check('alice', '198.51.100.9'))[0].id), net, 'a network ban covers its hosts');
-  assert.equal((await check('alice', '198.51.100.9'))[0].until, null, 'until lifted');
+    assert.equal((await check(who, null))[0].reason, 'links', 'the name is banned');
+    assert.equal(Number((await check(null, host))[0].id), id, 'so is the address');
+    assert.equal(Number((await check('~someone', host))[0].id), id, 'whoever uses it');
+    assert.equal(Number((await check('~someone', `::ffff:${host}`))[0].id), id, 'also when nginx writes it as IPv6');
+    assert.deepEqual(await check('~someone', `10.${x}.${y}.8`), [], 'another address is not');
 
-  assert.equal((await db.query('SELECT chat_unban($1, $2) AS ok', [id, 'mod'])).rows[0].ok, true);
-  assert.equal((await db.query('SELECT chat_unban($1, $2) AS ok', [id, 'mod'])).rows[0].ok, false, 'lifted once');
-  await heardLine('chat_admin', (l) => l.op === 'unban' && l.id === id, 'the unban announcement');
-  assert.deepEqual(await check(who, null), []);
-  await db.query('SELECT chat_unban($1, $2)', [net, 'mod']);
-  assert.deepEqual(await check('alice', '198.51.100.9'), []);
+    // a network, given with host bits: stored and announced as the network
+    const net = await ban(null, `10.${x}.${y}.99/24`, null, '');
+    const nann = await heardLine('chat_admin', (l) => l.op === 'ban' && l.id === net, 'the network ban');
+    assert.equal(nann.addr, `10.${x}.${y}.0/24`);
+    assert.equal(Number((await check('alice', `10.${x}.${y}.200`))[0].id), net, 'a network ban covers its hosts');
+    assert.deepEqual(await check('alice', `10.${x}.${(y % 250) + 1}.200`), [], 'and nothing else');
 
-  // an expired ban stops nobody and stays on record
-  const old = Number((await db.query("SELECT chat_ban($1, NULL, interval '1 minute', 'mod', 'old') AS id", [who])).rows[0].id);
-  await db.query("UPDATE bans SET created = created - interval '1 hour', until = until - interval '1 hour' WHERE id = $1", [old]);
-  assert.deepEqual(await check(who, null), []);
-  const rec = await db.query('SELECT target, by, reason, lifted_by FROM bans WHERE id = ANY ($1) ORDER BY id', [[id, old]]);
-  assert.deepEqual(rec.rows, [
-    { target: who, by: 'mod', reason: 'links', lifted_by: 'mod' },
-    { target: who, by: 'mod', reason: 'old', lifted_by: null },
-  ]);
-  // a bad name is refused, not stored
-  await assert.rejects(db.query("SELECT chat_ban('bad name', NULL, NULL, 'mod', '')"), /bans_target_check/);
+    // the longest ban is the one reported
+    const longer = await ban(who, null, '1 day', 'again');
+    assert.equal(Number((await check(who, null))[0].id), longer);
 
-  await db.query("SELECT chat_kick('alice', 'admin')");
-  await heardLine('chat_admin', (l) => l.op === 'kick' && l.user === 'alice' && l.by === 'admin', 'the kick');
+    assert.equal((await db.query('SELECT chat_unban($1, $2) AS ok', [id, 'mod'])).rows[0].ok, true);
+    assert.equal((await db.query('SELECT chat_unban($1, $2) AS ok', [id, 'mod'])).rows[0].ok, false, 'lifted once');
+    await heardLine('chat_admin', (l) => l.op === 'unban' && l.id === id, 'the unban announcement');
+    await db.query('SELECT chat_unban($1, $2)', [longer, 'mod']);
+    assert.deepEqual(await check(who, null), []);
+    await db.query('SELECT chat_unban($1, $2)', [net, 'mod']);
+    assert.deepEqual(await check('alice', `10.${x}.${y}.200`), []);
+
+    // an expired ban stops nobody and stays on record
+    const old = await ban(who, null, '1 minute', 'old');
+    await db.query("UPDATE bans SET created = created - interval '1 hour', until = until - interval '1 hour' WHERE id = $1", [old]);
+    assert.deepEqual(await check(who, null), []);
+    const rec = await db.query('SELECT target, by, reason, lifted_by FROM bans WHERE id = ANY ($1) ORDER BY id', [[id, old]]);
+    assert.deepEqual(rec.rows, [
+      { target: who, by: 'mod', reason: 'links', lifted_by: 'mod' },
+      { target: who, by: 'mod', reason: 'old', lifted_by: null },
+    ]);
+    // a bad name is refused, not stored
+    await assert.rejects(db.query("SELECT chat_ban('bad name', NULL, NULL, 'mod', '')"), /bans_target_check/);
+
+    await db.query("SELECT chat_kick('alice', 'admin')");
+    await heardLine('chat_admin', (l) => l.op === 'kick' && l.user === 'alice' && l.by === 'admin', 'the kick');
+  } finally {
+    await db.query("UPDATE bans SET lifted = now(), lifted_by = 'test' WHERE id = ANY ($1) AND lifted IS NULL", [ids]);
+  }
 });
 
 test('retention removes the oldest messages in batches and records where history starts', async () => {
@@ -306,7 +448,25 @@ test('search finds current text in one room, newest first, in pages; removed tex
   assert.deepEqual(await seqs('dog or zebra'), [4, 2], 'either');
   assert.deepEqual(await seqs('fox', 4, 1), [3], 'a page below seq 4');
   assert.deepEqual(await seqs('fox', 3, 5), [1], 'the next page');
+  assert.deepEqual(await seqs('-fox'), [], 'nothing to look for: nothing found');
+  assert.deepEqual(await seqs(''), []);
   for (const q of ["'", '"', '&&|!:*()', '\\', '<script>', "fox' OR 1=1 --", '', ' ', '😀', 'a'.repeat(5000)]) {
     assert.ok(Array.isArray(await search(q)), `query ${JSON.stringify(q.slice(0, 20))} answers`);
   }
+});
+
+test('search in a long room: the newest matches, and old ones past the recent window', async () => {
+  const room = uniqueRoom('long');
+  await db.query('INSERT INTO rooms (name, last_seq) VALUES ($1, 25000)', [room]);
+  await db.query(`INSERT INTO messages (room, seq, sender, text, ts)
+    SELECT $1, g, 'alice', CASE WHEN g IN (5, 24990) THEN 'a needle here' ELSE 'hay ' || g END,
+           now() - interval '1 hour' + g * interval '1 ms'
+    FROM generate_series(1, 25000) g`, [room]);
+  const seqs = async (q, before = null, limit = 50) =>
+    (await db.query('SELECT seq FROM chat_search($1, $2, $3, $4)', [room, q, before, limit])).rows.map((r) => Number(r.seq));
+  assert.deepEqual(await seqs('needle'), [24990, 5], 'one in the newest 20,000, one before them');
+  assert.deepEqual(await seqs('needle', 24990), [5]);
+  assert.deepEqual(await seqs('needle', null, 1), [24990], 'a full page needs no older look');
+  assert.deepEqual(await seqs('hay', null, 3), [25000, 24999, 24998]);
+  assert.deepEqual(await seqs('hay', 4, 10), [3, 2, 1], 'a page at the very start');
 });
