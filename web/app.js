@@ -5,6 +5,10 @@
 import { ChatClient, ROOM_RE, NAME_RE } from './chat-client.js';
 import { h, avatar, messageEl, setState, insertBySeq, relabelDays } from './view.js';
 
+// chat-es5.js (nomodule) stands down on a page where this module ran: Safari
+// 10.1 runs both kinds of script.
+window.chatModule = 'module';
+
 const $ = (id) => document.getElementById(id);
 const MAX_TEXT = 4096; // bytes; the server's default ($chat_max_text)
 const TYPING_SHOWN_MS = 6000;

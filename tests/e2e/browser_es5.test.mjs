@@ -1,0 +1,270 @@
+// The ES5 client (web/chat-es5.js) for engines without ES modules: it parses
+// as ES5 and names none of the newer APIs, and in Chromium made to look like
+// such an engine (no WebSocket, fetch or Promise; module scripts not run)
+// it chats over long-poll with a WebSocket user, through a lost poll answer
+// and a lost send acknowledgement, with nothing lost or doubled.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as acorn from 'acorn';
+import { BASE, ROOT, uniqueRoom, Client, portBase } from './lib.mjs';
+import { SKIP, WAIT, launch, shown, screenshot, scene } from './browser_lib.mjs';
+
+const FILE = `${ROOT}/web/chat-es5.js`;
+const W3 = 'w3 (its poll answer is lost)';
+
+// Globals and DOM methods an old engine lacks: the script must not touch them.
+const MISSING_GLOBALS = ['Promise', 'fetch', 'WebSocket', 'Map', 'Set', 'WeakMap', 'Symbol', 'Proxy', 'Reflect',
+  'AbortController', 'BroadcastChannel', 'TextEncoder', 'URL', 'URLSearchParams', 'queueMicrotask',
+  'requestAnimationFrame', 'globalThis', 'Intl'];
+const MISSING_METHODS = ['includes', 'startsWith', 'endsWith', 'padStart', 'find', 'findIndex', 'assign',
+  'entries', 'closest', 'append', 'prepend', 'remove', 'replaceChildren', 'replaceWith', 'before', 'after',
+  'dataset', 'classList', 'matchAll', 'requestSubmit', 'toggleAttribute', 'isComposing', 'locks'];
+
+// Every identifier and every non-computed property name in the AST.
+function names(node, out = { ids: new Set(), props: new Set() }) {
+  if (!node || typeof node.type !== 'string') return out;
+  if (node.type === 'Identifier') out.ids.add(node.name);
+  if (node.type === 'MemberExpression' && !node.computed) {
+    out.props.add(node.property.name);
+    names(node.object, out);
+    return out;
+  }
+  if (node.type === 'Property' && !node.computed) {
+    names(node.value, out); // a key is a name of our own, not a use
+    return out;
+  }
+  for (const v of Object.values(node)) {
+    if (Array.isArray(v)) v.forEach((c) => names(c, out));
+    else if (v && typeof v === 'object') names(v, out);
+  }
+  return out;
+}
+
+test('chat-es5.js is ES5: it parses with ecmaVersion 5 and uses no newer API', async () => {
+  const src = readFileSync(FILE, 'utf8');
+  const ast = acorn.parse(src, { ecmaVersion: 5, sourceType: 'script' });
+  // The parser does refuse each newer form, so the parse above means something.
+  for (const newer of ['let a = 1;', 'const a = 1;', 'var f = () => 1;', 'class A {}', 'var s = `x`;',
+    'function f(a = 1) {}', 'var { a } = b;', 'for (var x of y) {}', 'async function f() {}', 'f(...a);',
+    'var o = { a };', 'var o = { f() {} };']) {
+    assert.throws(() => acorn.parse(newer, { ecmaVersion: 5 }), SyntaxError, newer);
+  }
+  const { ids, props } = names(ast);
+  assert.deepEqual(MISSING_GLOBALS.filter((g) => ids.has(g)), [], 'globals an old engine lacks');
+  assert.deepEqual(MISSING_METHODS.filter((m) => props.has(m)), [], 'methods an old engine lacks');
+  // What nginx serves is this file, as a script.
+  const res = await fetch(`${BASE}chat-es5.js`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type'), /javascript/);
+  assert.equal(await res.text(), src);
+  const html = await (await fetch(BASE)).text();
+  assert.match(html, /<script nomodule defer src="chat-es5.js"><\/script>/);
+});
+
+// page.waitForFunction needs the page's Promise, which these pages do not
+// have: wait by asking the page again until the deadline.
+async function waitUntil(page, fn, arg, what, timeout = WAIT) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    if (await page.evaluate(fn, arg)) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function waitConnected(page) {
+  return waitUntil(page, () => {
+    const c = document.getElementById('conn');
+    return c.dataset.state === 'connected' && c.dataset.transport === 'longpoll';
+  }, null, 'connected by long-poll');
+}
+
+function waitText(page, text) {
+  return waitUntil(page, (t) => [...document.querySelectorAll('#log ol.messages:not(.outbox) li.msg .text')]
+    .some((e) => e.textContent === t), text, `"${text}" on screen`);
+}
+
+// A page as an engine without ES modules, WebSocket, fetch or Promise sees
+// it: a script of an unknown type (module) is not run, an unknown attribute
+// (nomodule) changes nothing, and those globals are not there.
+async function openOld(browser, name, { base = BASE, room }) {
+  const context = await browser.newContext({ viewport: { width: 1180, height: 780 } });
+  await context.addInitScript(() => {
+    // (Map, Set and the like stay: playwright's own page scripts need them;
+    // the test above checks that chat-es5.js names none of them.)
+    for (const k of ['WebSocket', 'fetch', 'Promise', 'BroadcastChannel', 'AbortController', 'TextEncoder',
+      'URLSearchParams', 'queueMicrotask']) {
+      delete window[k];
+    }
+    delete HTMLScriptElement.prototype.noModule;
+  });
+  await context.route((url) => /^\/chat\/(index\.html)?$/.test(url.pathname), async (route) => {
+    const res = await route.fetch();
+    const html = (await res.text())
+      .replace(/<script type="module"/g, '<script type="x-module-unknown"')
+      .replace(/rel="modulepreload"/g, 'rel="x-unknown"')
+      .replace(/ nomodule/g, '');
+    await route.fulfill({ response: res, body: html });
+  });
+  const page = await context.newPage();
+  const errors = [];
+  const scripts = [];
+  page.on('pageerror', (err) => errors.push(String(err)));
+  page.on('request', (r) => { if (new URL(r.url()).pathname.endsWith('.js')) scripts.push(new URL(r.url()).pathname); });
+  await page.goto(`${base}#${room}`);
+  await page.locator('#login-name').fill(name);
+  await page.locator('#login-form button[type=submit]').click();
+  await waitConnected(page);
+  return { context, page, errors, scripts, name, user: `~${name}` };
+}
+
+// A WebSocket user in `room` (lib.mjs Client) and the texts it has received.
+async function wsUser(name, room) {
+  const c = await Client.connect(`name=${name}`);
+  c.send({ op: 'join', room, ref: 'j' });
+  await c.op('joined');
+  return c;
+}
+
+async function history(room) {
+  const reader = await Client.connect('name=auditor');
+  reader.send({ op: 'history', room, limit: 200, ref: 1 });
+  const h = await reader.op('history');
+  reader.close();
+  return h.messages;
+}
+
+describe('ES5 client in a browser without WebSocket, fetch, Promise or modules', { skip: SKIP }, () => {
+  let browser;
+  before(async () => { browser = await launch(); });
+  after(async () => { await browser?.close(); });
+
+  test('chats both ways with a WebSocket user, through a lost poll answer and a lost ack',
+    () => scene('es5-chat', async (pages) => {
+      const room = uniqueRoom('e5');
+      const web = await wsUser('web', room);
+      const old = await openOld(browser, 'old', { room });
+      pages.push(old.page);
+
+      // The page is the ES5 one: nothing else ran, the old engine's APIs are gone.
+      assert.deepEqual(old.scripts, ['/chat/chat-es5.js']);
+      assert.deepEqual(await old.page.evaluate(() => [typeof window.WebSocket, typeof window.fetch,
+        typeof window.Promise, window.chatModule]), ['undefined', 'undefined', 'undefined', 'es5']);
+      assert.match(await old.page.locator('#conn').innerText(), /Long-poll/);
+      await old.page.locator('#member-list', { hasText: '~web' }).waitFor({ timeout: WAIT });
+      await web.next((e) => e.op === 'presence' && e.online?.includes('~old'), WAIT, 'old online');
+
+      web.send({ op: 'send', room, text: 'hello from WebSocket', cid: 'w1' });
+      await waitText(old.page, 'hello from WebSocket');
+      await old.page.locator('#input').pressSequentially('hello from');
+      await web.next((e) => e.op === 'typing' && e.user === '~old', WAIT, 'typing');
+      await old.page.locator('#input').fill('hello from ES5');
+      await old.page.locator('#input').press('Enter');
+      const m = await web.next((e) => e.op === 'msg' && e.text === 'hello from ES5', WAIT, 'msg from es5');
+      assert.equal(m.user, '~old');
+
+      // The network loses a poll's answer (the server sent it) and a send's
+      // ack (the server stored the message): the page resumes from its cursor
+      // and sends again with the same cid.
+      await old.page.evaluate(() => {
+        const conn = document.getElementById('conn');
+        window.__states = [];
+        new MutationObserver(() => window.__states.push(conn.dataset.state))
+          .observe(conn, { attributes: true, attributeFilter: ['data-state'] });
+      });
+      let dropPoll = false;
+      let dropSend = false;
+      let lostPoll = null;
+      let release = null; // set: parked polls wait (a slow network), so only the ack can tell
+      const held = new Promise((resolve) => { release = resolve; });
+      let holdParked = false;
+      const sendCids = [];
+      await old.context.route((url) => url.pathname === '/chat/poll', async (route) => {
+        const parks = new URL(route.request().url()).searchParams.get('timeout') !== '0';
+        if (holdParked && parks) await held;
+        if (!dropPoll) { await route.continue(); return; }
+        const res = await route.fetch({ timeout: 60000 });
+        const body = await res.json();
+        if (!dropPoll || !body.events.some((e) => e.text === W3)) { await route.fulfill({ response: res }); return; }
+        dropPoll = false;
+        holdParked = true;
+        lostPoll = body;
+        await route.abort('connectionreset');
+      });
+      await old.context.route((url) => url.pathname === '/chat/send', async (route) => {
+        sendCids.push(JSON.parse(route.request().postData()).cid);
+        if (!dropSend) { await route.continue(); return; }
+        dropSend = false;
+        await route.fetch();
+        await route.abort('connectionreset');
+      });
+      dropPoll = true;
+      // The poll parked before the route is not intercepted: this message
+      // answers it, and the answer carrying the next one is lost.
+      web.send({ op: 'send', room, text: 'w2', cid: 'w2' });
+      await waitText(old.page, 'w2');
+      web.send({ op: 'send', room, text: W3, cid: 'w3' });
+      await waitUntil(old.page, () => window.__states.includes('reconnecting'), null, 'reconnecting shown');
+      assert.ok(lostPoll, 'an answer carrying w3 was lost');
+      await waitText(old.page, W3); // the page polled again from its cursor
+      await waitConnected(old.page);
+      web.send({ op: 'send', room, text: 'w4', cid: 'w4' });
+      dropSend = true;
+      await old.page.locator('#input').fill('o2 (its ack is lost)');
+      await old.page.locator('#input').press('Enter');
+      await old.page.locator('#input').fill('o3');
+      await old.page.locator('#input').press('Enter');
+      await waitUntil(old.page, () => !document.querySelector('#log .outbox li'), null, 'o2 and o3 acknowledged');
+      // o2 was sent twice with one cid (the first answer was lost), then o3.
+      assert.equal(sendCids.length, 3, `sends: ${sendCids}`);
+      assert.equal(sendCids[0], sendCids[1]);
+      assert.notEqual(sendCids[2], sendCids[0]);
+      release();
+      web.send({ op: 'send', room, text: 'w5', cid: 'w5' });
+
+      const texts = ['hello from WebSocket', 'hello from ES5', 'w2', W3, 'w4', 'o2 (its ack is lost)', 'o3', 'w5'];
+      await waitUntil(old.page, (want) => {
+        const got = [...document.querySelectorAll('#log ol.messages:not(.outbox) li.msg .text')].map((e) => e.textContent);
+        return want.every((t) => got.includes(t)) && !document.querySelector('#log .outbox li');
+      }, texts, 'every message on screen, none pending');
+      for (const t of ['o2 (its ack is lost)', 'o3']) {
+        await web.next((e) => e.op === 'msg' && e.text === t, WAIT, t);
+      }
+      assert.ok((await old.page.evaluate(() => window.__states)).includes('connected'));
+
+      // Exactly once, gap-free, in the server's order, on the page and on the server.
+      const stored = await history(room);
+      assert.deepEqual([...stored.map((x) => x.text)].sort(), [...texts].sort());
+      assert.deepEqual(stored.map((x) => x.seq), texts.map((_, i) => i + 1));
+      const seen = await shown(old.page);
+      assert.deepEqual(seen.map((x) => [x.seq, x.user, x.text]), stored.map((x) => [x.seq, x.user, x.text]));
+      assert.deepEqual(seen.filter((x) => x.user === '~old').map((x) => x.state), ['sent', 'sent', 'sent']);
+      await screenshot(old.page, 'es5-chat');
+      web.close();
+      assert.deepEqual(old.errors, []);
+    }));
+
+  test('only the rooms the location allows: a refused room is left with a reason, an allowed one chats',
+    () => scene('es5-rooms', async (pages) => {
+      // tests/nginx.test.conf's second server allows "public-* lobby".
+      const secret = uniqueRoom('secret');
+      const pub = uniqueRoom('public');
+      const old = await openOld(browser, 'olga', { base: portBase(2), room: secret });
+      pages.push(old.page);
+      await old.page.locator('#toast', { hasText: `Cannot join #${secret}: not allowed here` })
+        .waitFor({ timeout: WAIT });
+      const listed = () => old.page.locator('#room-list .room-label').allInnerTexts();
+      assert.deepEqual(await listed(), ['lobby']);
+      await old.page.locator('#join-input').fill(pub);
+      await old.page.locator('#join-input').press('Enter');
+      await waitUntil(old.page, (r) => document.getElementById('room-name').textContent === `#${r}`, pub, 'room opened');
+      await old.page.locator('#input').fill('in a public room');
+      await old.page.locator('#input').press('Enter');
+      await waitText(old.page, 'in a public room');
+      await waitConnected(old.page);
+      assert.deepEqual(await listed(), ['lobby', pub]);
+      assert.deepEqual((await history(pub)).map((x) => [x.user, x.text]), [['~olga', 'in a public room']]);
+      assert.deepEqual(old.errors, []);
+    }));
+});
