@@ -381,6 +381,13 @@ function onMessage(m) {
     r.pending.delete(m.cid);
   }
   clearTyper(r, m.user);
+  const early = r.bySeq.get(m.seq);
+  if (early && early.dataset.user !== m.user) {
+    // Shown from its ack before the server named us (a signed-in user on
+    // long-poll): put it in again under the name the server gave.
+    early.remove();
+    r.bySeq.delete(m.seq);
+  }
   showMessage(r, m);
   if (r === active) {
     renderJump();

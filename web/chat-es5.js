@@ -530,9 +530,18 @@
     }
   }
 
-  // Puts a message in its place by seq; false when it is on screen already.
+  // Puts a message in its place by seq; false when it is on screen already
+  // (shown from its ack before its sender's name was known: named now).
   function showMessage(r, m, msgState) {
-    if (r.bySeq[m.seq]) return false;
+    var existing = r.bySeq[m.seq];
+    if (existing) {
+      if (existing.getAttribute('data-user') !== m.user) {
+        var named = messageEl(m, existing.getAttribute('data-state') || msgState);
+        existing.parentNode.replaceChild(named, existing);
+        r.bySeq[m.seq] = named;
+      }
+      return false;
+    }
     var li = messageEl(m, msgState);
     var after = r.list.lastChild;
     while (after && Number(after.getAttribute('data-seq')) > m.seq) after = after.previousSibling;

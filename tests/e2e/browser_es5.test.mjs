@@ -7,7 +7,9 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as acorn from 'acorn';
-import { BASE, ROOT, uniqueRoom, Client, portBase } from './lib.mjs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { BASE, ROOT, VAR, uniqueRoom, Client, portBase, http } from './lib.mjs';
 import { SKIP, WAIT, launch, shown, screenshot, scene } from './browser_lib.mjs';
 
 const FILE = `${ROOT}/web/chat-es5.js`;
@@ -88,8 +90,9 @@ function waitText(page, text) {
 // A page as an engine without ES modules, WebSocket, fetch or Promise sees
 // it: a script of an unknown type (module) is not run, an unknown attribute
 // (nomodule) changes nothing, and those globals are not there.
-async function openOld(browser, name, { base = BASE, room }) {
-  const context = await browser.newContext({ viewport: { width: 1180, height: 780 } });
+// name null: a user nginx signs in (credentials), who is asked for no name.
+async function openOld(browser, name, { base = BASE, room, credentials }) {
+  const context = await browser.newContext({ viewport: { width: 1180, height: 780 }, httpCredentials: credentials });
   await context.addInitScript(() => {
     // (Map, Set and the like stay: playwright's own page scripts need them;
     // the test above checks that chat-es5.js names none of them.)
@@ -113,10 +116,12 @@ async function openOld(browser, name, { base = BASE, room }) {
   page.on('pageerror', (err) => errors.push(String(err)));
   page.on('request', (r) => { if (new URL(r.url()).pathname.endsWith('.js')) scripts.push(new URL(r.url()).pathname); });
   await page.goto(`${base}#${room}`);
-  await page.locator('#login-name').fill(name);
-  await page.locator('#login-form button[type=submit]').click();
+  if (name !== null) {
+    await page.locator('#login-name').fill(name);
+    await page.locator('#login-form button[type=submit]').click();
+  }
   await waitConnected(page);
-  return { context, page, errors, scripts, name, user: `~${name}` };
+  return { context, page, errors, scripts, name, user: name === null ? credentials.username : `~${name}` };
 }
 
 // A WebSocket user in `room` (lib.mjs Client) and the texts it has received.
@@ -265,6 +270,71 @@ describe('ES5 client in a browser without WebSocket, fetch, Promise or modules',
       await waitConnected(old.page);
       assert.deepEqual(await listed(), ['lobby', pub]);
       assert.deepEqual((await history(pub)).map((x) => [x.user, x.text]), [['~olga', 'in a public room']]);
+      assert.deepEqual(old.errors, []);
+    }));
+  test('a user nginx signed in is asked for no name and chats under it', () => scene('es5-signed-in', async (pages) => {
+    // The test stack's first extra server: auth_basic (alice/bob:secret), guests off.
+    const room = uniqueRoom('e5a');
+    const auth = { authorization: `Basic ${Buffer.from('bob:secret').toString('base64')}` };
+    const bob = await Client.connect('', { headers: auth }, portBase(1, 'ws'));
+    bob.send({ op: 'join', room, ref: 'j' });
+    await bob.op('joined');
+    const alice = await openOld(browser, null, { base: portBase(1), room, credentials: { username: 'alice', password: 'secret' } });
+    pages.push(alice.page);
+    assert.equal(await alice.page.locator('#login').isHidden(), true, 'no name asked');
+    await alice.page.locator('#input').fill('signed in, old engine');
+    await alice.page.locator('#input').press('Enter');
+    const m = await bob.next((e) => e.op === 'msg' && e.text === 'signed in, old engine', WAIT, 'alice\'s message');
+    assert.equal(m.user, 'alice');
+    bob.send({ op: 'send', room, text: 'hi alice', cid: 'b1' });
+    await waitText(alice.page, 'hi alice');
+    await waitUntil(alice.page, () => !document.querySelector('#log .outbox li'), null, 'nothing pending');
+    // Her own message carries her name from the server once it came back by poll.
+    await waitUntil(alice.page, () => document.querySelector('#log li.msg[data-seq="1"]')?.dataset.user === 'alice',
+      null, 'own message named');
+    assert.deepEqual((await shown(alice.page)).map((x) => [x.seq, x.user, x.text, x.state]),
+      [[1, 'alice', 'signed in, old engine', 'sent'], [2, 'bob', 'hi alice', '']]);
+    bob.close();
+    assert.deepEqual(alice.errors, []);
+  }));
+
+  test('the long-poll worker is killed mid-chat and restarted: nothing lost, nothing doubled',
+    () => scene('es5-worker-restart', async (pages) => {
+      const room = uniqueRoom('e5k');
+      const web = await wsUser('web', room);
+      const old = await openOld(browser, 'old', { room });
+      pages.push(old.page);
+      web.send({ op: 'send', room, text: 'before', cid: 'w1' });
+      await waitText(old.page, 'before');
+      const pid = (await http('health')).json?.backends?.fcgi?.pid;
+      assert.ok(pid, 'the health check names the worker');
+      await old.page.evaluate(() => {
+        const conn = document.getElementById('conn');
+        window.__states = [];
+        new MutationObserver(() => window.__states.push(conn.dataset.state))
+          .observe(conn, { attributes: true, attributeFilter: ['data-state'] });
+      });
+      // Every process of this stack's worker, at once, with no goodbye; the
+      // stack's supervisor starts a new one. Both keep talking meanwhile.
+      const pattern = `chat-fcgi --db .*${VAR.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/run/fcgi.sock`;
+      await promisify(execFile)('pkill', ['-KILL', '-f', pattern]);
+      await old.page.locator('#input').fill('during, from ES5');
+      await old.page.locator('#input').press('Enter');
+      web.send({ op: 'send', room, text: 'during, from WebSocket', cid: 'w2' });
+      await waitUntil(old.page, () => window.__states.includes('reconnecting'), null, 'reconnecting shown');
+      const texts = ['before', 'during, from ES5', 'during, from WebSocket'];
+      await waitUntil(old.page, (want) => {
+        const got = [...document.querySelectorAll('#log ol.messages:not(.outbox) li.msg .text')].map((e) => e.textContent);
+        return want.every((t) => got.includes(t)) && !document.querySelector('#log .outbox li');
+      }, texts, 'every message on screen, none pending', 40000);
+      await web.next((e) => e.op === 'msg' && e.text === 'during, from ES5', WAIT, 'the ES5 message');
+      assert.notEqual((await http('health')).json?.backends?.fcgi?.pid, pid, 'a new worker answers');
+      const stored = await history(room);
+      assert.deepEqual(stored.map((x) => x.seq), [1, 2, 3]);
+      assert.deepEqual([...stored.map((x) => x.text)].sort(), [...texts].sort());
+      assert.deepEqual((await shown(old.page)).map((x) => [x.seq, x.user, x.text]),
+        stored.map((x) => [x.seq, x.user, x.text]));
+      web.close();
       assert.deepEqual(old.errors, []);
     }));
 });
