@@ -10,7 +10,7 @@ import * as acorn from 'acorn';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { BASE, ROOT, VAR, uniqueRoom, Client, portBase, http } from './lib.mjs';
-import { SKIP, WAIT, launch, shown, screenshot, scene } from './browser_lib.mjs';
+import { SKIP, WAIT, launch, shown, screenshot, scene, seed } from './browser_lib.mjs';
 
 const FILE = `${ROOT}/web/chat-es5.js`;
 const W3 = 'w3 (its poll answer is lost)';
@@ -160,8 +160,11 @@ describe('ES5 client in a browser without WebSocket, fetch, Promise or modules',
       await old.page.locator('#member-list', { hasText: '~web' }).waitFor({ timeout: WAIT });
       await web.next((e) => e.op === 'presence' && e.online?.includes('~old'), WAIT, 'old online');
 
+      web.send({ op: 'typing', room });
+      await old.page.locator('#typing', { hasText: '~web is typing…' }).waitFor({ timeout: WAIT });
       web.send({ op: 'send', room, text: 'hello from WebSocket', cid: 'w1' });
       await waitText(old.page, 'hello from WebSocket');
+      assert.equal(await old.page.locator('#typing').innerText(), '', 'a message clears its sender\'s typing');
       await old.page.locator('#input').pressSequentially('hello from');
       await web.next((e) => e.op === 'typing' && e.user === '~old', WAIT, 'typing');
       await old.page.locator('#input').fill('hello from ES5');
@@ -337,4 +340,18 @@ describe('ES5 client in a browser without WebSocket, fetch, Promise or modules',
       web.close();
       assert.deepEqual(old.errors, []);
     }));
+  test('the last 50 messages, then older ones on "Load older messages"', () => scene('es5-history', async (pages) => {
+    const room = uniqueRoom('e5h');
+    await seed(room, 60);
+    const old = await openOld(browser, 'olive', { room });
+    pages.push(old.page);
+    await waitText(old.page, 'line 60');
+    assert.deepEqual((await shown(old.page)).map((x) => x.seq), Array.from({ length: 50 }, (_, i) => i + 11));
+    await old.page.getByRole('button', { name: 'Load older messages' }).click();
+    await old.page.locator('#log .log-top .start').waitFor({ timeout: WAIT });
+    const seen = await shown(old.page);
+    assert.deepEqual(seen.map((x) => x.seq), Array.from({ length: 60 }, (_, i) => i + 1));
+    assert.deepEqual(seen.map((x) => x.text), Array.from({ length: 60 }, (_, i) => `line ${i + 1}`));
+    assert.deepEqual(old.errors, []);
+  }));
 });
