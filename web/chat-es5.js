@@ -273,11 +273,15 @@
         toast('This chat needs you to sign in.');
         return;
       }
-      fails++;
-      var delay = backoff(fails);
-      setState(fails >= 4 || window.navigator.onLine === false ? 'offline' : 'reconnecting', delay);
-      pollTimer = setTimeout(function () { pollNow(true); }, delay);
+      retryLater();
     });
+  }
+
+  function retryLater() {
+    fails++;
+    var delay = backoff(fails);
+    setState(fails >= 4 || window.navigator.onLine === false ? 'offline' : 'reconnecting', delay);
+    pollTimer = setTimeout(function () { pollNow(true); }, delay);
   }
 
   // A poll answered 403: a room is not allowed at this location (one just
@@ -297,7 +301,8 @@
           toast('No room you were in is allowed here: join another one.');
           return;
         }
-        pollNow(true);
+        if (refused.length) pollNow(true);
+        else retryLater(); // each room alone was fine: not a room's fault, so no tight loop
         return;
       }
       var r = rooms[names[i]];
@@ -354,8 +359,8 @@
       if (typeof ev.count === 'number') r.count = ev.count;
       r.members.sort();
     } else if (ev.op === 'typing' && ev.user !== myName()) {
-      clearTimeout(r.typers[ev.user]);
-      r.typers[ev.user] = setTimeout(function () { clearTyper(r, ev.user); }, TYPING_SHOWN);
+      clearTimeout(r.typers['u:' + ev.user]);
+      r.typers['u:' + ev.user] = setTimeout(function () { clearTyper(r, ev.user); }, TYPING_SHOWN);
       if (r === active) renderTyping();
     }
   }
@@ -600,7 +605,8 @@
   function makeRoom(name) {
     var r = {
       name: name, seq: null, joined: false, head: 0, start: false, loading: false, oldest: null,
-      bySeq: {}, members: [], count: 0, unread: 0, typers: {},
+      bySeq: {}, members: [], count: 0, unread: 0,
+      typers: {}, // 'u:' + user -> timer (a user may be named __proto__)
       view: el('div', 'room-view'), top: el('div', 'log-top'),
       list: el('ol', 'messages'), outbox: el('ol', 'messages outbox')
     };
@@ -705,15 +711,15 @@
   }
 
   function clearTyper(r, user) {
-    if (!r.typers.hasOwnProperty(user)) return;
-    clearTimeout(r.typers[user]);
-    delete r.typers[user];
+    if (!r.typers.hasOwnProperty('u:' + user)) return;
+    clearTimeout(r.typers['u:' + user]);
+    delete r.typers['u:' + user];
     if (r === active) renderTyping();
   }
 
   function renderTyping() {
     var names = [];
-    if (active) for (var u in active.typers) if (active.typers.hasOwnProperty(u)) names.push(u);
+    if (active) for (var u in active.typers) if (active.typers.hasOwnProperty(u)) names.push(u.slice(2));
     var text = '';
     if (names.length === 1) text = names[0] + ' is typing…';
     else if (names.length === 2) text = names[0] + ' and ' + names[1] + ' are typing…';
