@@ -9,7 +9,10 @@
 // and a message stays in the outbox until the server's ack, sent again with
 // the same cid after a lost answer (the server stores a repeated cid once).
 // It drives the same DOM as app.js (index.html), so it looks the same where
-// the CSS works. docs/client.md says who gets which transport.
+// the CSS works. The few rules it shares with app.js and chat-client.js
+// (name and room patterns, MAX_TEXT, the error wording) are copies: an
+// engine without modules cannot import them. docs/client.md says who gets
+// which transport.
 (function () {
   'use strict';
 
