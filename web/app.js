@@ -5,8 +5,7 @@
 import { ChatClient, ROOM_RE, NAME_RE } from './chat-client.js';
 import { h, avatar, messageEl, setState, insertBySeq, relabelDays } from './view.js';
 
-// chat-es5.js (nomodule) stands down on a page where this module ran: Safari
-// 10.1 runs both kinds of script.
+// This module ran: legacy.js, which runs next, does not load chat-es5.js.
 window.chatModule = 'module';
 
 const $ = (id) => document.getElementById(id);

@@ -1,7 +1,8 @@
-// chat-es5.js: the chat page for engines without ES modules (old Android
-// WebViews, IE 10/11, old Safari, locked-down kiosks). index.html loads it
-// with `nomodule`, so a modern browser never runs it: app.js and
-// chat-client.js serve those. It is one ES5 file (no Promise, fetch,
+// chat-es5.js: the chat page for engines that cannot run app.js (old
+// Android WebViews, IE 10/11, old Safari and Firefox, locked-down kiosks).
+// index.html's legacy.js loads it only where app.js did not run, so a
+// modern browser never fetches it: app.js and chat-client.js serve those.
+// It is one ES5 file (no Promise, fetch,
 // classes, arrow functions, let/const; tests/e2e/browser_es5.test.mjs
 // parses it as ES5) that chats over long-poll with XMLHttpRequest, with the
 // guarantees of chat-client.js: every room resumes from the last seq it
@@ -16,9 +17,8 @@
 (function () {
   'use strict';
 
-  // A browser that knows `noModule` runs app.js instead. Safari 10.1 runs
-  // both kinds of script: app.js marks the page first (scripts run in order).
-  if ('noModule' in document.createElement('script') || window.chatModule) return;
+  // legacy.js loads this file only where app.js did not run; never both.
+  if (window.chatModule) return;
   window.chatModule = 'es5';
 
   var POLL_TIMEOUT = 25; // seconds a poll may park (the server caps it)

@@ -13,6 +13,7 @@ import { BASE, ROOT, VAR, uniqueRoom, Client, portBase, http } from './lib.mjs';
 import { SKIP, WAIT, launch, shown, screenshot, scene, seed } from './browser_lib.mjs';
 
 const FILE = `${ROOT}/web/chat-es5.js`;
+const LOADER = `${ROOT}/web/legacy.js`;
 const W3 = 'w3 (its poll answer is lost)';
 
 // Globals and DOM methods an old engine lacks: the script must not touch them.
@@ -55,13 +56,19 @@ test('chat-es5.js is ES5: it parses with ecmaVersion 5 and uses no newer API', a
   const { ids, props } = names(ast);
   assert.deepEqual(MISSING_GLOBALS.filter((g) => ids.has(g)), [], 'globals an old engine lacks');
   assert.deepEqual(MISSING_METHODS.filter((m) => props.has(m)), [], 'methods an old engine lacks');
-  // What nginx serves is this file, as a script.
-  const res = await fetch(`${BASE}chat-es5.js`);
-  assert.equal(res.status, 200);
-  assert.match(res.headers.get('content-type'), /javascript/);
-  assert.equal(await res.text(), src);
+  // The loader that picks it is older still: ES3.
+  const loader = readFileSync(LOADER, 'utf8');
+  acorn.parse(loader, { ecmaVersion: 3, sourceType: 'script' });
+  // What nginx serves is these files, as scripts, and the page loads the
+  // loader after the module, deferred (so it runs after app.js had its turn).
+  for (const [name, text] of [['chat-es5.js', src], ['legacy.js', loader]]) {
+    const res = await fetch(`${BASE}${name}`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type'), /javascript/);
+    assert.equal(await res.text(), text);
+  }
   const html = await (await fetch(BASE)).text();
-  assert.match(html, /<script nomodule defer src="chat-es5.js"><\/script>/);
+  assert.match(html, /<script type="module" src="app.js"><\/script>[^]*<script defer src="legacy.js"><\/script>/);
 });
 
 // page.waitForFunction needs the page's Promise, which these pages do not
@@ -88,8 +95,8 @@ function waitText(page, text) {
 }
 
 // A page as an engine without ES modules, WebSocket, fetch or Promise sees
-// it: a script of an unknown type (module) is not run, an unknown attribute
-// (nomodule) changes nothing, and those globals are not there.
+// it: a script of an unknown type (module) is not run, and those globals
+// are not there.
 // name null: a user nginx signs in (credentials), who is asked for no name.
 async function openOld(browser, name, { base = BASE, room, credentials }) {
   const context = await browser.newContext({ viewport: { width: 1180, height: 780 }, httpCredentials: credentials });
@@ -106,8 +113,7 @@ async function openOld(browser, name, { base = BASE, room, credentials }) {
     const res = await route.fetch();
     const html = (await res.text())
       .replace(/<script type="module"/g, '<script type="x-module-unknown"')
-      .replace(/rel="modulepreload"/g, 'rel="x-unknown"')
-      .replace(/ nomodule/g, '');
+      .replace(/rel="modulepreload"/g, 'rel="x-unknown"');
     await route.fulfill({ response: res, body: html });
   });
   const page = await context.newPage();
@@ -153,7 +159,7 @@ describe('ES5 client in a browser without WebSocket, fetch, Promise or modules',
       pages.push(old.page);
 
       // The page is the ES5 one: nothing else ran, the old engine's APIs are gone.
-      assert.deepEqual(old.scripts, ['/chat/chat-es5.js']);
+      assert.deepEqual(old.scripts, ['/chat/legacy.js', '/chat/chat-es5.js']);
       assert.deepEqual(await old.page.evaluate(() => [typeof window.WebSocket, typeof window.fetch,
         typeof window.Promise, window.chatModule]), ['undefined', 'undefined', 'undefined', 'es5']);
       assert.match(await old.page.locator('#conn').innerText(), /Long-poll/);
@@ -353,5 +359,53 @@ describe('ES5 client in a browser without WebSocket, fetch, Promise or modules',
     assert.deepEqual(seen.map((x) => x.seq), Array.from({ length: 60 }, (_, i) => i + 1));
     assert.deepEqual(seen.map((x) => x.text), Array.from({ length: 60 }, (_, i) => `line ${i + 1}`));
     assert.deepEqual(old.errors, []);
+  }));
+  test('a browser with modules but too old for the modern client\'s syntax gets the ES5 page, not a blank one',
+    () => scene('es5-old-modules', async (pages) => {
+      // As Firefox 60-89 or Chrome 61-79: modules run, but chat-client.js's
+      // syntax (private fields, ?., ??) does not parse, so app.js never runs.
+      const room = uniqueRoom('e5m');
+      const web = await wsUser('web', room);
+      const context = await browser.newContext({ viewport: { width: 1180, height: 780 } });
+      await context.route((url) => url.pathname === '/chat/chat-client.js', (route) => route.fulfill({
+        contentType: 'text/javascript', body: 'export class ChatClient { #handlers = new Map(); }\nexport const x = ;\n',
+      }));
+      const page = await context.newPage();
+      pages.push(page);
+      const errors = [];
+      const scripts = [];
+      page.on('pageerror', (err) => errors.push(String(err)));
+      page.on('request', (r) => { if (new URL(r.url()).pathname.endsWith('.js')) scripts.push(new URL(r.url()).pathname); });
+      await page.goto(`${BASE}#${room}`);
+      await page.locator('#login-name').fill('fox');
+      await page.locator('#login-form button[type=submit]').click();
+      await waitConnected(page);
+      assert.equal(await page.evaluate(() => window.chatModule), 'es5');
+      assert.ok(scripts.includes('/chat/chat-es5.js'), `scripts: ${scripts}`);
+      assert.ok(errors.length === 1 && /SyntaxError/.test(errors[0]), `only the module's syntax error: ${errors}`);
+      await page.locator('#input').fill('from a browser stuck in 2019');
+      await page.locator('#input').press('Enter');
+      const m = await web.next((e) => e.op === 'msg' && e.text === 'from a browser stuck in 2019', WAIT, 'message');
+      assert.equal(m.user, '~fox');
+      web.send({ op: 'send', room, text: 'welcome', cid: 'w1' });
+      await waitText(page, 'welcome');
+      web.close();
+    }));
+
+  test('a current browser runs app.js and never fetches the ES5 page', () => scene('es5-not-modern', async (pages) => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    pages.push(page);
+    const scripts = [];
+    page.on('request', (r) => { if (new URL(r.url()).pathname.endsWith('.js')) scripts.push(new URL(r.url()).pathname); });
+    await page.goto(`${BASE}#${uniqueRoom('e5n')}`);
+    await page.locator('#login-name').waitFor({ timeout: WAIT });
+    await page.evaluate(() => new Promise((resolve) => {
+      if (document.readyState === 'complete') resolve();
+      else window.addEventListener('load', resolve);
+    }));
+    assert.equal(await page.evaluate(() => window.chatModule), 'module');
+    assert.ok(scripts.includes('/chat/legacy.js'));
+    assert.ok(!scripts.includes('/chat/chat-es5.js'), `scripts: ${scripts}`);
   }));
 });
