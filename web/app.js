@@ -5,7 +5,14 @@
 import { ChatClient, ROOM_RE, NAME_RE } from './chat-client.js';
 import { h, avatar, messageEl, setState, insertBySeq, relabelDays } from './view.js';
 
-// This module ran: legacy.js, which runs next, does not load chat-es5.js.
+// An engine that parses these modules but lacks a DOM method the page calls
+// (Element.replaceChildren: Chrome 86, Firefox 78, Safari 14) stops here,
+// before anything is set up, and gets chat-es5.js instead. Otherwise this
+// module runs: legacy.js, which runs next, does not load chat-es5.js.
+if (typeof Element.prototype.replaceChildren !== 'function' || typeof String.prototype.matchAll !== 'function' ||
+    typeof AbortController !== 'function') {
+  throw new Error('chat: this browser is too old for app.js; legacy.js loads chat-es5.js');
+}
 window.chatModule = 'module';
 
 const $ = (id) => document.getElementById(id);
@@ -495,7 +502,9 @@ input.addEventListener('input', () => {
 input.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && !e.shiftKey && !e.altKey && !e.ctrlKey && !e.metaKey && !e.isComposing) {
     e.preventDefault();
-    $('composer').requestSubmit();
+    const form = $('composer');
+    if (form.requestSubmit) form.requestSubmit(); // Safari 16+
+    else form.dispatchEvent(new Event('submit', { cancelable: true }));
   }
 });
 
