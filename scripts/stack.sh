@@ -133,8 +133,9 @@ start_nginx() {
     ln -sfn "$ROOT/conf" "$n/chat"
     local extra=""
     if [ -n "${CHAT_NGINX_EXTRA:-}" ]; then
-        sed -e "s|@VAR@|$VAR|g" -e "s|@ROOT@|$ROOT|g" -e "s|@PORT1@|$((PORT + 1))|g" \
-            -e "s|@PORT2@|$((PORT + 2))|g" "$CHAT_NGINX_EXTRA" >"$n/extra.conf"
+        local ports=() i
+        for i in 1 2 3 4 5 6 7 8 9; do ports+=(-e "s|@PORT$i@|$((PORT + i))|g"); done
+        sed -e "s|@VAR@|$VAR|g" -e "s|@ROOT@|$ROOT|g" "${ports[@]}" "$CHAT_NGINX_EXTRA" >"$n/extra.conf"
         extra="include $n/extra.conf;"
         # the test servers' users: alice and bob, password "secret"
         printf 'alice:%s\nbob:%s\n' "$(openssl passwd -apr1 secret)" \

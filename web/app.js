@@ -5,6 +5,16 @@
 import { ChatClient, ROOM_RE, NAME_RE } from './chat-client.js';
 import { h, avatar, messageEl, setState, insertBySeq, relabelDays } from './view.js';
 
+// An engine that parses these modules but lacks a DOM method the page calls
+// (Element.replaceChildren: Chrome 86, Firefox 78, Safari 14) stops here,
+// before anything is set up, and gets chat-es5.js instead. Otherwise this
+// module runs: legacy.js, which runs next, does not load chat-es5.js.
+if (typeof Element.prototype.replaceChildren !== 'function' || typeof String.prototype.matchAll !== 'function' ||
+    typeof AbortController !== 'function') {
+  throw new Error('chat: this browser is too old for app.js; legacy.js loads chat-es5.js');
+}
+window.chatModule = 'module';
+
 const $ = (id) => document.getElementById(id);
 const MAX_TEXT = 4096; // bytes; the server's default ($chat_max_text)
 const TYPING_SHOWN_MS = 6000;
@@ -377,6 +387,13 @@ function onMessage(m) {
     r.pending.delete(m.cid);
   }
   clearTyper(r, m.user);
+  const early = r.bySeq.get(m.seq);
+  if (early && early.dataset.user !== m.user) {
+    // Shown from its ack before the server named us (a signed-in user on
+    // long-poll): put it in again under the name the server gave.
+    early.remove();
+    r.bySeq.delete(m.seq);
+  }
   showMessage(r, m);
   if (r === active) {
     renderJump();
@@ -485,7 +502,9 @@ input.addEventListener('input', () => {
 input.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && !e.shiftKey && !e.altKey && !e.ctrlKey && !e.metaKey && !e.isComposing) {
     e.preventDefault();
-    $('composer').requestSubmit();
+    const form = $('composer');
+    if (form.requestSubmit) form.requestSubmit(); // Safari 16+
+    else form.dispatchEvent(new Event('submit', { cancelable: true }));
   }
 });
 

@@ -21,6 +21,7 @@ const DEFAULTS = {
   transports: ['websocket', 'longpoll'],
   pollTimeout: 25, // seconds a long-poll may park
   connectTimeout: 8000, // ms for a WebSocket to open and say hello
+  fallbackAfter: 2500, // ms without hello before long-poll starts alongside
   requestTimeout: 15000, // ms for a reply (ack, history, members)
   backoffMin: 500,
   backoffMax: 30000,
@@ -284,6 +285,12 @@ export class ChatClient {
     this.#wsTry = attempt;
     const timer = setTimeout(() => { attempt.dropped = true; ws.close(); this.#wsEnded(attempt, probe, 0); },
       this.#o.connectTimeout);
+    // A proxy that accepts the upgrade and then passes nothing keeps the
+    // socket open and silent: chat over long-poll meanwhile, and still take
+    // the WebSocket if its hello comes before connectTimeout.
+    const hedge = setTimeout(() => {
+      if (!attempt.ready && !attempt.dropped && this.#wsTry === attempt && this.#pollAllowed()) this.#startPoll();
+    }, Math.min(this.#o.fallbackAfter, this.#o.connectTimeout));
     ws.onmessage = (e) => {
       if (attempt.dropped) return;
       let ev;
@@ -295,11 +302,13 @@ export class ChatClient {
       } else if (ev.op === 'hello') {
         attempt.ready = true;
         clearTimeout(timer);
+        clearTimeout(hedge);
         this.#wsReady(attempt, ev);
       }
     };
     ws.onclose = (e) => {
       clearTimeout(timer);
+      clearTimeout(hedge);
       if (!attempt.dropped) this.#wsEnded(attempt, probe, e.code);
     };
   }

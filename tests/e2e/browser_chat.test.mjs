@@ -245,6 +245,11 @@ describe('browser client', { skip: SKIP }, () => {
       assert.deepEqual(seen.map((m) => [m.user, m.text]),
         [['alice', 'signed in over WebSocket'], ['bob', 'signed in over long-poll']]);
       assert.deepEqual((await shown(bob)).map((m) => m.state), ['', 'sent']);
+      // Bob's own message, acknowledged before long-poll told him his name,
+      // carries the name nginx gave him.
+      await bob.waitForFunction(() => document.querySelector('#log li.msg[data-seq="2"]')?.dataset.user === 'bob',
+        null, { timeout: WAIT });
+      assert.deepEqual((await shown(bob)).map((m) => [m.user, m.state]), [['alice', ''], ['bob', 'sent']]);
     }));
 
   test('usable at phone width: rooms fold away, the composer stays', () => scene('phone', async (pages) => {

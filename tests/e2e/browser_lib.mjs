@@ -22,7 +22,8 @@ export async function launch() {
 // A person at the chat: their own browser context (storage, cookies and
 // connections of their own). Page errors are collected so a test can assert
 // that nothing went wrong (and that no injected script ran).
-export async function openUser(browser, name, { room = 'lobby', noWebSocket = false, viewport } = {}) {
+// base: the chat's URL on another test server (portBase(n)); BASE by default.
+export async function openUser(browser, name, { room = 'lobby', noWebSocket = false, viewport, base = BASE } = {}) {
   const context = await browser.newContext({ viewport: viewport || { width: 1180, height: 780 } });
   if (noWebSocket) {
     await context.addInitScript(() => { delete window.WebSocket; });
@@ -31,7 +32,7 @@ export async function openUser(browser, name, { room = 'lobby', noWebSocket = fa
   const errors = [];
   page.on('pageerror', (err) => errors.push(String(err)));
   page.on('dialog', (d) => { errors.push(`dialog: ${d.message()}`); d.dismiss().catch(() => {}); });
-  await page.goto(`${BASE}#${room}`);
+  await page.goto(`${base}#${room}`);
   await page.locator('#login-name').fill(name);
   await page.locator('#login-form button[type=submit]').click();
   await waitConnected(page);
