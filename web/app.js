@@ -3,7 +3,7 @@
 // into calls. Rooms are kept per name in localStorage, with the last seq
 // read in each (unread counts survive a reload).
 import { ChatClient, ROOM_RE, NAME_RE } from './chat-client.js';
-import { h, avatar, messageEl, setState, insertBySeq, relabelDays } from './view.js';
+import { h, avatar, messageEl, setState, insertBySeq, relabelDays, applyChange } from './view.js';
 
 // An engine that parses these modules but lacks a DOM method the page calls
 // (Element.replaceChildren: Chrome 86, Firefox 78, Safari 14) stops here,
@@ -336,6 +336,14 @@ function myName() { return me.user || (me.name ? `~${me.name}` : null); }
 function isMine(m) { return m.mine || (myName() !== null && m.user === myName()); }
 
 function showMessage(r, m, { older = false, state } = {}) {
+  if (m.edit !== undefined || m.delete !== undefined) {
+    // a change is no bubble of its own: it updates the message it names
+    // (history shows that message as it is now anyway)
+    if (!older && m.seq > r.newest) r.newest = m.seq;
+    const target = r.bySeq.get(m.edit ?? m.delete);
+    if (target) applyChange(target, m);
+    return null;
+  }
   if (r.bySeq.has(m.seq)) return null;
   const mine = isMine(m);
   const el = messageEl(m, { mine, state: state ?? (mine ? 'sent' : '') });

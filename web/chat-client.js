@@ -608,7 +608,10 @@ export class ChatClient {
       if (this.user === null) this.user = m.user; // learnt from our own message
     }
     if (mine && item && item.room === m.room) this.#onAck({ room: m.room, cid: m.cid, seq: m.seq, ts: m.ts });
-    this.#emit('message', { room: m.room, seq: m.seq, user: m.user, text: m.text, ts: m.ts, cid: m.cid, mine });
+    this.#emit('message', {
+      room: m.room, seq: m.seq, user: m.user, text: m.text, ts: m.ts, cid: m.cid, mine,
+      edit: m.edit, delete: m.delete, edited: m.edited, deleted: m.deleted,
+    });
   }
 
   // ---- sending ---------------------------------------------------------------------

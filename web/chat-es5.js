@@ -504,7 +504,6 @@
     time.title = date.toString();
     meta.appendChild(time);
     var text = el('div', 'text');
-    linkify(text, m.text);
     var foot = el('div', 'foot');
     foot.appendChild(el('span', 'status'));
     bubble.appendChild(meta);
@@ -514,8 +513,43 @@
     if (typeof m.seq === 'number') li.setAttribute('data-seq', String(m.seq));
     if (m.cid) li.setAttribute('data-cid', m.cid);
     li.setAttribute('data-user', m.user);
+    showBody(li, m);
     setMsgState(li, msgState);
     return li;
+  }
+
+  function childWithClass(parent, tag, cls) {
+    var all = parent.getElementsByTagName(tag);
+    for (var i = 0; i < all.length; i++) if (hasClass(all[i], cls)) return all[i];
+    return null;
+  }
+
+  // The text of a message as it is now: its words (and "edited"), or that
+  // it was deleted.
+  function showBody(li, m) {
+    var text = childWithClass(li, 'div', 'text');
+    var meta = childWithClass(li, 'div', 'meta');
+    var mark = childWithClass(meta, 'span', 'edited');
+    if (mark) meta.removeChild(mark);
+    clear(text);
+    if (m.deleted) {
+      setClass(text, 'deleted', true);
+      text.appendChild(document.createTextNode('message deleted'));
+      li.setAttribute('data-deleted', '1');
+      return;
+    }
+    linkify(text, typeof m.text === 'string' ? m.text : '');
+    if (m.edited) meta.appendChild(el('span', 'edited', 'edited'));
+  }
+
+  // An edit or a deletion (a msg with "edit" or "delete": seq) is no
+  // message of its own: it changes the one it names. An edit without text
+  // was replaced by a later one and changes nothing.
+  function applyChange(r, m) {
+    var target = r.bySeq[typeof m.edit === 'number' ? m.edit : m['delete']];
+    if (!target || target.getAttribute('data-deleted')) return;
+    if (typeof m['delete'] === 'number') showBody(target, { deleted: true });
+    else if (typeof m.text === 'string') showBody(target, { text: m.text, edited: m.ts });
   }
 
   function setMsgState(li, msgState, reason) {
@@ -541,6 +575,10 @@
   // Puts a message in its place by seq; false when it is on screen already
   // (shown from its ack before its sender's name was known: named now).
   function showMessage(r, m, msgState) {
+    if (typeof m.edit === 'number' || typeof m['delete'] === 'number') {
+      applyChange(r, m);
+      return false;
+    }
     var existing = r.bySeq[m.seq];
     if (existing) {
       if (existing.getAttribute('data-user') !== m.user) {

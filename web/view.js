@@ -80,7 +80,8 @@ export function avatar(name) {
 }
 
 /**
- * One message: m = { seq?, cid?, user, text, ts? }, state: '' | 'pending' | 'sent' | 'failed'.
+ * One message: m = { seq?, cid?, user, text, ts?, edited?, deleted? },
+ * state: '' | 'pending' | 'sent' | 'failed'.
  */
 export function messageEl(m, { mine = false, state = '' } = {}) {
   const date = m.ts ? new Date(m.ts) : new Date();
@@ -90,8 +91,9 @@ export function messageEl(m, { mine = false, state = '' } = {}) {
     mine ? null : avatar(m.user),
     h('div', { class: 'bubble' },
       h('div', { class: 'meta' }, h('span', { class: 'who', text: m.user }), ' ', time),
-      h('div', { class: 'text' }, linkify(m.text)),
+      h('div', { class: 'text' }),
       h('div', { class: 'foot' }, status)));
+  showBody(el, m);
   if (m.seq !== undefined && m.seq !== null) el.dataset.seq = String(m.seq);
   if (m.cid) el.dataset.cid = m.cid;
   el.dataset.user = m.user;
@@ -100,6 +102,36 @@ export function messageEl(m, { mine = false, state = '' } = {}) {
   el.dataset.t = String(date.getTime());
   setState(el, state);
   return el;
+}
+
+// The text of a message as it is now: its words (and "edited"), or that
+// it was deleted.
+function showBody(el, m) {
+  const text = el.querySelector('.text');
+  const meta = el.querySelector('.meta');
+  meta.querySelector('.edited')?.remove();
+  if (m.deleted) {
+    text.classList.add('deleted');
+    text.replaceChildren('message deleted');
+    el.dataset.deleted = '';
+    return;
+  }
+  text.replaceChildren(linkify(m.text ?? ''));
+  if (m.edited) {
+    const when = new Date(m.edited);
+    meta.append(h('span', { class: 'edited', title: `edited ${fullFmt.format(when)}`, text: 'edited' }));
+  }
+}
+
+/**
+ * An edit or a deletion (a msg with "edit" or "delete": seq) applied to
+ * the element of the message it names. An edit without text was replaced
+ * by a later one and changes nothing.
+ */
+export function applyChange(el, m) {
+  if (el.dataset.deleted !== undefined) return;
+  if (m.delete !== undefined) showBody(el, { deleted: true });
+  else if (m.text !== undefined) showBody(el, { text: m.text, edited: m.ts });
 }
 
 /** pending -> sent -> failed, as words for everyone and an icon by CSS. */
