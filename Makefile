@@ -176,5 +176,5 @@ format:
 format-check:
 	clang-format --dry-run --Werror core/*.[ch] module/*.[ch] fcgi/*.[ch] tests/unit/*.c tests/fuzz/*.c
 help:
-	@echo "targets: deps all asan run start stop status migrate check test e2e fuzz bench clean format"
+	@echo "targets: deps all asan run start stop status migrate check test e2e fuzz bench clean format format-check"
 	@echo "vars: PORT=$(PORT) VAR=$(VAR) DATABASE_URL=<libpq conninfo> V=1"

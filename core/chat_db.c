@@ -13,8 +13,9 @@ int chat_db_check_schema(PGconn *conn, char *err, size_t errlen)
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (state && strcmp(state, "42P01") == 0)
-            snprintf(err, errlen, "database is not migrated (no schema_migrations table): "
-                                  "run `make migrate`");
+            snprintf(err, errlen,
+                     "database is not migrated (no schema_migrations table): "
+                     "run `make migrate`");
         else
             snprintf(err, errlen, "schema check failed: %s", PQerrorMessage(conn));
     } else {
@@ -22,11 +23,15 @@ int chat_db_check_schema(PGconn *conn, char *err, size_t errlen)
         if (v == CHAT_SCHEMA_VERSION)
             rc = 0;
         else if (v < CHAT_SCHEMA_VERSION)
-            snprintf(err, errlen, "database schema is at version %ld, this build needs %d: "
-                                  "run `make migrate`", v, CHAT_SCHEMA_VERSION);
+            snprintf(err, errlen,
+                     "database schema is at version %ld, this build needs %d: "
+                     "run `make migrate`",
+                     v, CHAT_SCHEMA_VERSION);
         else
-            snprintf(err, errlen, "database schema version %ld is newer than this build "
-                                  "knows (%d): upgrade the daemons", v, CHAT_SCHEMA_VERSION);
+            snprintf(err, errlen,
+                     "database schema version %ld is newer than this build "
+                     "knows (%d): upgrade the daemons",
+                     v, CHAT_SCHEMA_VERSION);
     }
     PQclear(res);
     return rc;

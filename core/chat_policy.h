@@ -26,11 +26,11 @@ enum chat_policy_key {
 };
 
 struct chat_policy {
-    char user[CHAT_USER_MAX + 1]; /* "" = no authenticated user (guest) */
-    bool guests;                  /* default true */
-    bool readonly;                /* default false */
-    size_t max_text;              /* default CHAT_TEXT_DEFAULT */
-    unsigned poll_timeout;        /* seconds, default 25 */
+    char user[CHAT_USER_MAX + 1];        /* "" = no authenticated user (guest) */
+    bool guests;                         /* default true */
+    bool readonly;                       /* default false */
+    size_t max_text;                     /* default CHAT_TEXT_DEFAULT */
+    unsigned poll_timeout;               /* seconds, default 25 */
     char rooms[CHAT_ROOMS_SPEC_MAX + 1]; /* space-separated patterns, default "*" */
 };
 

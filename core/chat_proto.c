@@ -153,8 +153,8 @@ static enum chat_err parse_send(struct chat_request *r, size_t max_text, const c
     case CHAT_TEXT_CONTROL:
         return fail(CHAT_E_BAD_REQUEST, "text contains control characters", why);
     }
-    if (get_str(r->root, "cid", &r->cid) < 0
-        || (r->cid.p != NULL && !chat_valid_cid(r->cid.p, r->cid.len)))
+    if (get_str(r->root, "cid", &r->cid) < 0 ||
+        (r->cid.p != NULL && !chat_valid_cid(r->cid.p, r->cid.len)))
         return fail(CHAT_E_BAD_REQUEST, "invalid cid", why);
     if (get_str(r->root, "name", &r->name) < 0)
         return fail(CHAT_E_BAD_REQUEST, "invalid name", why);
@@ -167,8 +167,8 @@ static enum chat_err parse_fields(struct chat_request *r, size_t max_text, const
 
     if (r->op == CHAT_OP_PING)
         return CHAT_OK;
-    if (get_str(r->root, "room", &r->room) < 0 || r->room.p == NULL
-        || !chat_valid_room(r->room.p, r->room.len))
+    if (get_str(r->root, "room", &r->room) < 0 || r->room.p == NULL ||
+        !chat_valid_room(r->room.p, r->room.len))
         return fail(CHAT_E_BAD_REQUEST, "missing or invalid room", why);
     switch (r->op) {
     case CHAT_OP_JOIN:

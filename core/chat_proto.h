@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CHAT_REF_MAX 128         /* bytes of a string ref */
+#define CHAT_REF_MAX 128 /* bytes of a string ref */
 #define CHAT_HISTORY_DEFAULT 50
 #define CHAT_HISTORY_MAX 200
 

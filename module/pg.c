@@ -159,8 +159,8 @@ static void send_head(struct pg *pg)
 
     if (pg->state != PG_UP || pg->broken || pg->in_flight || !q)
         return;
-    if (!PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, (const char *const *)q->params,
-                           NULL, NULL, 0)) {
+    if (!PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, (const char *const *)q->params, NULL,
+                           NULL, 0)) {
         pg_fail(pg, PQerrorMessage(pg->conn));
         return;
     }

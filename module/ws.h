@@ -20,20 +20,20 @@
 #include "ws_frame.h"
 
 struct ws_config {
-    const char *db;              /* libpq conninfo ("" = PG* environment) */
-    const char *listen;          /* "unix:/path" or "host:port" */
-    int workers;                 /* processes sharing the socket */
-    bool echo;                   /* conformance mode: echo, no database */
-    int heartbeat;               /* seconds between server pings */
-    size_t max_conns;            /* per process; 503 before upgrade past it */
-    int handshake_timeout;       /* ms for the request head */
-    size_t max_message;          /* bytes of one client message (1009) */
-    size_t outbox_max;           /* bytes queued to one client (1008) */
-    int max_rooms;               /* joined rooms per connection */
+    const char *db;               /* libpq conninfo ("" = PG* environment) */
+    const char *listen;           /* "unix:/path" or "host:port" */
+    int workers;                  /* processes sharing the socket */
+    bool echo;                    /* conformance mode: echo, no database */
+    int heartbeat;                /* seconds between server pings */
+    size_t max_conns;             /* per process; 503 before upgrade past it */
+    int handshake_timeout;        /* ms for the request head */
+    size_t max_message;           /* bytes of one client message (1009) */
+    size_t outbox_max;            /* bytes queued to one client (1008) */
+    int max_rooms;                /* joined rooms per connection */
     double send_rate, send_burst; /* token bucket for send, per connection */
-    double req_rate, req_burst;  /* token bucket for every request */
-    int backlog_max;             /* messages replayed on join */
-    int batch_max;               /* sends per group commit */
+    double req_rate, req_burst;   /* token bucket for every request */
+    int backlog_max;              /* messages replayed on join */
+    int batch_max;                /* sends per group commit */
 };
 
 /* A complete server frame (header + payload), shared by every outbox it is
@@ -66,18 +66,18 @@ struct ws_server;
 struct ws_conn {
     struct ws_server *srv;
     struct ev_io io;
-    struct ev_timer timer; /* handshake deadline, then heartbeat, then close wait */
-    struct ws_conn *prev, *next;      /* srv->conns */
-    struct ws_conn *pending_next;     /* srv->pending (output to flush) */
-    struct ws_conn *reap_next;        /* srv->reap */
+    struct ev_timer timer;        /* handshake deadline, then heartbeat, then close wait */
+    struct ws_conn *prev, *next;  /* srv->conns */
+    struct ws_conn *pending_next; /* srv->pending (output to flush) */
+    struct ws_conn *reap_next;    /* srv->reap */
     uint64_t id;
-    uint32_t refs;         /* async operations holding it; freed at 0 once dead */
-    uint8_t state;         /* enum ws_conn_state */
-    bool pending;          /* on srv->pending */
+    uint32_t refs; /* async operations holding it; freed at 0 once dead */
+    uint8_t state; /* enum ws_conn_state */
+    bool pending;  /* on srv->pending */
     bool close_sent, close_received;
-    bool full;             /* accepted past --max-conns: answered 503 */
-    bool chatting;         /* opened in chat mode: leaves its rooms when reaped */
-    bool paused;           /* outbox over its bound: not reading */
+    bool full;     /* accepted past --max-conns: answered 503 */
+    bool chatting; /* opened in chat mode: leaves its rooms when reaped */
+    bool paused;   /* outbox over its bound: not reading */
     uint8_t missed_pongs;
     /* handshake bytes, freed once open */
     char *hs;
@@ -159,8 +159,7 @@ void ws_server_shutdown(struct ws_server *srv); /* close every client with 1001 
 void ws_conn_queue(struct ws_conn *c, struct ws_buf *b, bool urgent);
 /* Frames and queues a text reply; takes ownership of json (malloc'd). */
 void ws_conn_reply(struct ws_conn *c, char *json, const size_t *len);
-void ws_conn_error(struct ws_conn *c, enum chat_err code, const char *message,
-                   const json_t *ref);
+void ws_conn_error(struct ws_conn *c, enum chat_err code, const char *message, const json_t *ref);
 void ws_conn_close(struct ws_conn *c, unsigned code, const char *reason);
 static inline bool ws_conn_alive(const struct ws_conn *c)
 {
@@ -172,15 +171,15 @@ void ws_conn_unref(struct ws_conn *c);
 /* ---- ws_chat.c ---- */
 int ws_chat_init(struct ws_server *srv);
 void ws_chat_free(struct ws_server *srv);
-void ws_chat_open(struct ws_conn *c);  /* after the 101: hello */
+void ws_chat_open(struct ws_conn *c); /* after the 101: hello */
 void ws_chat_message(struct ws_conn *c, const char *text, size_t len);
 void ws_chat_closed(struct ws_conn *c); /* leaving every room, once, when reaped */
 void ws_chat_tick(struct ws_server *srv);
 void ws_chat_health(struct ws_server *srv, char *out, size_t size);
 /* A members JSON array (from chat_members) as sorted C strings, with self
  * added (and *count raised) when absent; capped at 1000 names. */
-int ws_members_parse(const char *json, size_t len, const char *self, const char ***names,
-                     size_t *n, size_t *count);
+int ws_members_parse(const char *json, size_t len, const char *self, const char ***names, size_t *n,
+                     size_t *count);
 void ws_members_free(const char **names, size_t n);
 
 /* ---- ws_room.c ---- */

@@ -100,8 +100,8 @@ static void post_done(struct pg *pg, PGresult *res, void *data)
         }
         int64_t seq = strtoll(PQgetvalue(res, i, 1), NULL, 10);
         size_t len;
-        char *ack = chat_encode_ack(s->room, s->has_cid ? s->cid : NULL, seq,
-                                    PQgetvalue(res, i, 2), s->ref, &len);
+        char *ack = chat_encode_ack(s->room, s->has_cid ? s->cid : NULL, seq, PQgetvalue(res, i, 2),
+                                    s->ref, &len);
         ws_conn_reply(s->conn, ack, &len);
     }
     if (ok)
@@ -259,9 +259,8 @@ static void chat_history(struct ws_conn *c, const struct chat_request *r)
     }
 }
 
-
-int ws_members_parse(const char *json, size_t len, const char *self, const char ***names,
-                     size_t *n, size_t *count)
+int ws_members_parse(const char *json, size_t len, const char *self, const char ***names, size_t *n,
+                     size_t *count)
 {
     json_t *arr = json_loadb(json, len, 0, NULL);
     size_t i, k = 0, m = arr ? json_array_size(arr) : 0;
@@ -323,8 +322,8 @@ static void members_done(struct pg *pg, PGresult *res, void *data)
     }
     count = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
     if (ws_members_parse(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1),
-                         ws_room_joined(op->conn, op->room) ? op->conn->user : NULL, &names,
-                         &n, &count) < 0) {
+                         ws_room_joined(op->conn, op->room) ? op->conn->user : NULL, &names, &n,
+                         &count) < 0) {
         ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "out of memory", op->ref);
         goto out;
     }
@@ -629,13 +628,16 @@ void ws_chat_free(struct ws_server *srv)
 
 void ws_chat_health(struct ws_server *srv, char *out, size_t size)
 {
-    bool db = srv->cfg.echo || (srv->bus && pg_is_up(srv->bus) && pg_is_up(srv->reader) &&
-                                pg_is_up(srv->writer));
+    bool db = srv->cfg.echo ||
+              (srv->bus && pg_is_up(srv->bus) && pg_is_up(srv->reader) && pg_is_up(srv->writer));
 
     snprintf(out, size,
              "{\"status\":\"%s\",\"backend\":\"ws\",\"pid\":%d,\"mode\":\"%s\","
              "\"connections\":%zu,\"rooms\":%zu,\"database\":\"%s\",\"rss_kib\":%ld}",
-             db ? "ok" : "degraded", (int)getpid(), srv->cfg.echo ? "echo" : "chat",
-             srv->nconns, srv->nrooms, srv->cfg.echo ? "unused" : db ? "up" : "down",
+             db ? "ok" : "degraded", (int)getpid(), srv->cfg.echo ? "echo" : "chat", srv->nconns,
+             srv->nrooms,
+             srv->cfg.echo ? "unused"
+             : db          ? "up"
+                           : "down",
              chat_sys_rss_kib());
 }

@@ -239,8 +239,7 @@ void ws_conn_reply(struct ws_conn *c, char *json, const size_t *lenp)
     free(json);
 }
 
-void ws_conn_error(struct ws_conn *c, enum chat_err code, const char *message,
-                   const json_t *ref)
+void ws_conn_error(struct ws_conn *c, enum chat_err code, const char *message, const json_t *ref)
 {
     size_t len;
     ws_conn_reply(c, chat_encode_error(code, message, ref, &len), &len);
@@ -381,16 +380,16 @@ static int read_policy(struct ws_conn *c, const struct ws_request *req, struct c
         if (key < 0)
             continue;
         if (chat_policy_set(p, key, h->value, h->value_len, why) < 0) {
-            log_error("conn %llu: bad policy header %.*s from nginx: %s",
-                      (unsigned long long)c->id, (int)h->name_len, h->name, *why);
+            log_error("conn %llu: bad policy header %.*s from nginx: %s", (unsigned long long)c->id,
+                      (int)h->name_len, h->name, *why);
             return -1;
         }
     }
     return 0;
 }
 
-static void upgrade(struct ws_conn *c, const struct ws_request *req,
-                    const struct ws_hs_result *res, size_t head_len)
+static void upgrade(struct ws_conn *c, const struct ws_request *req, const struct ws_hs_result *res,
+                    size_t head_len)
 {
     struct ws_server *srv = c->srv;
     char out[256], name[CHAT_USER_MAX + 8];
@@ -403,8 +402,7 @@ static void upgrade(struct ws_conn *c, const struct ws_request *req,
             return;
         }
         int nl = ws_query_param(req->target, req->target_len, "name", name, sizeof(name));
-        int id = chat_policy_identity(&p, nl >= 0 ? name : NULL, nl >= 0 ? (size_t)nl : 0,
-                                      c->user);
+        int id = chat_policy_identity(&p, nl >= 0 ? name : NULL, nl >= 0 ? (size_t)nl : 0, c->user);
         if (id == -1) {
             http_error(c, 401, "sign in first: guests are not allowed here");
             return;
@@ -539,8 +537,7 @@ static void on_frame_event(struct ws_conn *c, const struct ws_event *ev)
         conn_mark_pending(c);
         return;
     case WS_EV_ERROR:
-        log_info("conn %llu: protocol error, closing with %u", (unsigned long long)c->id,
-                 ev->code);
+        log_info("conn %llu: protocol error, closing with %u", (unsigned long long)c->id, ev->code);
         ws_conn_close(c, ev->code, NULL);
         c->close_received = true; /* nothing more will be read */
         conn_mark_pending(c);
@@ -658,7 +655,7 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
                 ev_io_set(loop, &srv->listen_io, 0);
                 ev_timer_start(loop, &srv->accept_pause, WS_ACCEPT_PAUSE_MS);
             } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                     errno != ECONNABORTED)
+                       errno != ECONNABORTED)
                 log_warn("accept: %s", strerror(errno));
             return;
         }

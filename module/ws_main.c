@@ -54,47 +54,101 @@ static void usage(FILE *f)
 
 static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned *mode)
 {
-    enum { O_DB = 256, O_LISTEN, O_WORKERS, O_MODE, O_HB, O_CONNS, O_MSG, O_OUTBOX, O_ROOMS,
-           O_RATE, O_BACKLOG, O_HS, O_ECHO, O_LOG, O_LEVEL, O_HELP, O_BATCH, O_REQRATE };
-    static const struct option opts[] = {
-        {"db", 1, 0, O_DB},           {"listen", 1, 0, O_LISTEN},
-        {"workers", 1, 0, O_WORKERS}, {"socket-mode", 1, 0, O_MODE},
-        {"heartbeat", 1, 0, O_HB},    {"max-conns", 1, 0, O_CONNS},
-        {"max-message", 1, 0, O_MSG}, {"outbox", 1, 0, O_OUTBOX},
-        {"max-rooms", 1, 0, O_ROOMS}, {"send-rate", 1, 0, O_RATE},
-        {"backlog", 1, 0, O_BACKLOG}, {"handshake-timeout", 1, 0, O_HS},
-        {"echo", 0, 0, O_ECHO},       {"log", 1, 0, O_LOG},
-        {"log-level", 1, 0, O_LEVEL}, {"help", 0, 0, O_HELP},
-        {"batch", 1, 0, O_BATCH},     {"req-rate", 1, 0, O_REQRATE},
-        {0, 0, 0, 0}};
+    enum {
+        O_DB = 256,
+        O_LISTEN,
+        O_WORKERS,
+        O_MODE,
+        O_HB,
+        O_CONNS,
+        O_MSG,
+        O_OUTBOX,
+        O_ROOMS,
+        O_RATE,
+        O_BACKLOG,
+        O_HS,
+        O_ECHO,
+        O_LOG,
+        O_LEVEL,
+        O_HELP,
+        O_BATCH,
+        O_REQRATE
+    };
+    static const struct option opts[] = {{"db", 1, 0, O_DB},
+                                         {"listen", 1, 0, O_LISTEN},
+                                         {"workers", 1, 0, O_WORKERS},
+                                         {"socket-mode", 1, 0, O_MODE},
+                                         {"heartbeat", 1, 0, O_HB},
+                                         {"max-conns", 1, 0, O_CONNS},
+                                         {"max-message", 1, 0, O_MSG},
+                                         {"outbox", 1, 0, O_OUTBOX},
+                                         {"max-rooms", 1, 0, O_ROOMS},
+                                         {"send-rate", 1, 0, O_RATE},
+                                         {"backlog", 1, 0, O_BACKLOG},
+                                         {"handshake-timeout", 1, 0, O_HS},
+                                         {"echo", 0, 0, O_ECHO},
+                                         {"log", 1, 0, O_LOG},
+                                         {"log-level", 1, 0, O_LEVEL},
+                                         {"help", 0, 0, O_HELP},
+                                         {"batch", 1, 0, O_BATCH},
+                                         {"req-rate", 1, 0, O_REQRATE},
+                                         {0, 0, 0, 0}};
     int o;
     enum chat_log_level lvl;
 
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         long v = optarg ? strtol(optarg, NULL, 10) : 0;
         switch (o) {
-        case O_DB: cfg->db = optarg; break;
-        case O_LISTEN: cfg->listen = optarg; break;
-        case O_WORKERS: cfg->workers = (int)v; break;
-        case O_MODE: *mode = (unsigned)strtoul(optarg, NULL, 8); break;
-        case O_HB: cfg->heartbeat = (int)v; break;
-        case O_CONNS: cfg->max_conns = (size_t)v; break;
-        case O_MSG: cfg->max_message = (size_t)v; break;
-        case O_OUTBOX: cfg->outbox_max = (size_t)v; break;
-        case O_ROOMS: cfg->max_rooms = (int)v; break;
+        case O_DB:
+            cfg->db = optarg;
+            break;
+        case O_LISTEN:
+            cfg->listen = optarg;
+            break;
+        case O_WORKERS:
+            cfg->workers = (int)v;
+            break;
+        case O_MODE:
+            *mode = (unsigned)strtoul(optarg, NULL, 8);
+            break;
+        case O_HB:
+            cfg->heartbeat = (int)v;
+            break;
+        case O_CONNS:
+            cfg->max_conns = (size_t)v;
+            break;
+        case O_MSG:
+            cfg->max_message = (size_t)v;
+            break;
+        case O_OUTBOX:
+            cfg->outbox_max = (size_t)v;
+            break;
+        case O_ROOMS:
+            cfg->max_rooms = (int)v;
+            break;
         case O_RATE:
             cfg->send_rate = strtod(optarg, NULL);
             cfg->send_burst = 3 * cfg->send_rate;
             break;
-        case O_BACKLOG: cfg->backlog_max = (int)v; break;
-        case O_BATCH: cfg->batch_max = (int)v; break;
+        case O_BACKLOG:
+            cfg->backlog_max = (int)v;
+            break;
+        case O_BATCH:
+            cfg->batch_max = (int)v;
+            break;
         case O_REQRATE:
             cfg->req_rate = strtod(optarg, NULL);
             cfg->req_burst = 2 * cfg->req_rate;
             break;
-        case O_HS: cfg->handshake_timeout = (int)v; break;
-        case O_ECHO: cfg->echo = true; break;
-        case O_LOG: log_path = optarg; break;
+        case O_HS:
+            cfg->handshake_timeout = (int)v;
+            break;
+        case O_ECHO:
+            cfg->echo = true;
+            break;
+        case O_LOG:
+            log_path = optarg;
+            break;
         case O_LEVEL:
             if (chat_log_parse_level(optarg, &lvl) < 0) {
                 fprintf(stderr, "chat-ws: bad --log-level %s\n", optarg);
@@ -102,15 +156,18 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
             }
             chat_log_set_level(lvl);
             break;
-        case O_HELP: usage(stdout); exit(0);
-        default: usage(stderr); return -1;
+        case O_HELP:
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (optind < argc || cfg->workers < 1 || cfg->workers > 64 || cfg->heartbeat < 1 ||
         cfg->max_conns < 1 || cfg->max_message < 1024 || cfg->outbox_max < 4096 ||
         cfg->max_rooms < 1 || cfg->send_rate <= 0 || cfg->req_rate <= 0 || cfg->backlog_max < 0 ||
-        cfg->batch_max < 1 || cfg->batch_max > 10000 ||
-        cfg->handshake_timeout < 100) {
+        cfg->batch_max < 1 || cfg->batch_max > 10000 || cfg->handshake_timeout < 100) {
         fprintf(stderr, "chat-ws: bad option value (see --help)\n");
         return -1;
     }

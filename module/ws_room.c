@@ -78,8 +78,8 @@ struct ws_room {
     long long members_count;
     int64_t members_at;
     uint64_t members_gen; /* presence lines heard: a member list older than one is stale */
-    int64_t seq;    /* delivered to subscribers (valid when loaded) */
-    int64_t target; /* highest seq heard of */
+    int64_t seq;          /* delivered to subscribers (valid when loaded) */
+    int64_t target;       /* highest seq heard of */
     struct ws_sub *subs;
     size_t nsubs;
     struct ws_member *members; /* local connections per member */
@@ -590,8 +590,7 @@ void ws_room_join(struct ws_conn *c, const char *name, int64_t since, const json
         return;
     }
     if (!pg_is_up(srv->reader)) {
-        ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable: join again later",
-                      ref);
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable: join again later", ref);
         return;
     }
     r = ws_room_get(srv, name, true);
