@@ -134,21 +134,6 @@ struct ws_server {
     uint64_t stat_msgs_in, stat_frames_out, stat_commits;
 };
 
-/* The lines of a newline-joined text (NOTIFY payloads, string_agg of
- * message events: JSON never holds a raw newline). Puts the next line in
- * *line, *len and moves *p past it; false when none is left. */
-static inline bool ws_next_line(const char **p, const char *end, const char **line, size_t *len)
-{
-    if (*p >= end)
-        return false;
-    const char *nl = memchr(*p, '\n', (size_t)(end - *p));
-    const char *e = nl ? nl : end;
-    *line = *p;
-    *len = (size_t)(e - *p);
-    *p = e + 1;
-    return true;
-}
-
 /* ---- ws_conn.c ---- */
 int ws_server_listen(struct ws_server *srv);
 void ws_server_before_sleep(struct ev_loop *loop, void *data);

@@ -11,6 +11,7 @@
 
 #include "chat_db.h"
 #include "chat_log.h"
+#include "chat_notify.h"
 #include "chat_sys.h"
 #include "chat_valid.h"
 #include "ws.h"
@@ -228,7 +229,7 @@ static void history_done(struct pg *pg, PGresult *res, void *data)
     }
     if (!PQgetisnull(res, 0, 0)) {
         const char *p = PQgetvalue(res, 0, 0), *end = p + PQgetlength(res, 0, 0);
-        while (n < CHAT_HISTORY_MAX && ws_next_line(&p, end, &msgs[n].p, &msgs[n].len))
+        while (n < CHAT_HISTORY_MAX && chat_next_line(&p, end, &msgs[n].p, &msgs[n].len))
             n++;
     }
     ws_conn_reply(op->conn, chat_encode_history(op->room, msgs, n, op->ref, &len), &len);
