@@ -1,5 +1,6 @@
 /* chat_db: schema check and array literals (see chat_db.h). */
 #include "chat_db.h"
+#include "chat_sql.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,7 +8,7 @@
 
 int chat_db_check_schema(PGconn *conn, char *err, size_t errlen)
 {
-    PGresult *res = PQexec(conn, "SELECT coalesce(max(version), 0) FROM schema_migrations");
+    PGresult *res = PQexec(conn, CHAT_SQL_SCHEMA_VERSION);
     int rc = -1;
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {

@@ -67,6 +67,14 @@ int chat_log_parse_level(const char *s, enum chat_log_level *out)
     return -1;
 }
 
+int chat_log_level_option(const char *prog, const char *arg, enum chat_log_level *out)
+{
+    if (chat_log_parse_level(arg, out) == 0)
+        return 0;
+    fprintf(stderr, "%s: bad --log-level %s (error, warn, info, debug)\n", prog, arg);
+    return -1;
+}
+
 int chat_log_open(const char *path)
 {
     int cur = atomic_load(&log_fd);

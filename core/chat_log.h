@@ -20,6 +20,10 @@ enum chat_log_level chat_log_get_level(void);
 
 /* "error", "warn", "info", "debug" -> 0 and *out; else -1. */
 int chat_log_parse_level(const char *s, enum chat_log_level *out);
+/* The --log-level option of both daemons: as chat_log_parse_level, and on
+ * -1 says so on stderr ("prog: bad --log-level x (error, warn, info,
+ * debug)"). */
+int chat_log_level_option(const char *prog, const char *arg, enum chat_log_level *out);
 
 /* Send log lines to path (appending), or back to stderr when path is NULL.
  * Safe to call again on SIGHUP (from the main loop, not the handler):

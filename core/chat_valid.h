@@ -1,4 +1,4 @@
-/* chat_valid: the naming and text rules of PROTOCOL.md ("Names"). Pure
+/* chat_valid: the naming and text rules of docs/protocol.md ("Names"). Pure
  * functions over (ptr, len); no allocation, no NUL terminator needed. */
 #ifndef CHAT_VALID_H
 #define CHAT_VALID_H

@@ -18,11 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chat_typing.h"
+#include "chat_hash.h"
 #include "chat_log.h"
 #include "chat_sys.h"
+#include "chat_sql.h"
 
-#define TYPING_SLOTS 4096
-#define TYPING_GAP_MS 2000
 #define RATE_WAYS 8           /* entries per set of the bucket table */
 #define RATE_LOCKS 64         /* sets are locked in stripes */
 #define RATE_LOG_GAP_MS 10000 /* at most one log line about refusals per 10 s */
@@ -147,15 +148,9 @@ unsigned long lp_rate_refused(void)
  * (FNV-1a, then the splitmix64 finalizer). Never 0 (a free entry). */
 static uint64_t rate_key(char kind, const char *who, const char *addr)
 {
-    uint64_t h = 1469598103934665603ULL ^ rate_seed;
-    const char *parts[2] = {who, addr};
+    uint64_t h = chat_hash_more(CHAT_HASH_INIT ^ rate_seed, &kind, 1);
 
-    h = (h ^ (unsigned char)kind) * 1099511628211ULL;
-    for (int k = 0; k < 2; k++) {
-        for (const char *p = parts[k]; *p; p++)
-            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-        h = (h ^ 0x1f) * 1099511628211ULL;
-    }
+    h = chat_hash_field(chat_hash_field(h, who), addr);
     h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
     h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
     h ^= h >> 31;
@@ -324,33 +319,14 @@ static void handle_send(struct lp_req *r)
 /* ---- POST typing ---------------------------------------------------------- */
 
 static pthread_mutex_t typing_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-    uint64_t key;
-    int64_t at;
-} typing_slots[TYPING_SLOTS];
+static struct chat_typing typing; /* the one throttle (core/chat_typing.h) */
 
-/* true when sender typed in room less than TYPING_GAP_MS ago (a collision
- * of two pairs in one slot only ever lets an extra event through). */
 static bool typing_too_soon(const char *room, const char *sender)
 {
-    uint64_t h = 1469598103934665603ULL;
-    int64_t now = chat_now_ms();
-    bool soon;
-
-    for (const char *s = room; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    h = (h ^ '/') * 1099511628211ULL;
-    for (const char *s = sender; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
     pthread_mutex_lock(&typing_lock);
-    size_t i = h % TYPING_SLOTS;
-    soon = typing_slots[i].key == h && now - typing_slots[i].at < TYPING_GAP_MS;
-    if (!soon) {
-        typing_slots[i].key = h;
-        typing_slots[i].at = now;
-    }
+    bool due = chat_typing_due(&typing, room, sender, chat_now_ms());
     pthread_mutex_unlock(&typing_lock);
-    return soon;
+    return !due;
 }
 
 static void handle_typing(struct lp_req *r, PGconn **db)
@@ -376,7 +352,7 @@ static void handle_typing(struct lp_req *r, PGconn **db)
         char *ev = typing_too_soon(room, sender) ? NULL : chat_encode_typing(room, sender, &len);
         if (ev) {
             const char *vals[1] = {ev};
-            PGresult *res = lp_db_query(db, "typing", "SELECT pg_notify('chat', $1)", 1, vals);
+            PGresult *res = lp_db_query(db, "typing", CHAT_SQL_NOTIFY, 1, vals);
             if (!res || !lp_db_ok(res))
                 log_warn("typing: notify failed");
             PQclear(res);
@@ -445,12 +421,7 @@ static void handle_history(struct lp_req *r, PGconn **db)
     snprintf(before_s, sizeof(before_s), "%" PRId64, before);
     snprintf(limit_s, sizeof(limit_s), "%" PRId64, limit);
     const char *vals[3] = {room, before_s, limit_s};
-    PGresult *res = lp_db_query(
-        db, "history",
-        "SELECT seq, j FROM (SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) AS j"
-        " FROM messages WHERE room = $1 AND ($2::bigint = 0 OR seq < $2::bigint)"
-        " ORDER BY seq DESC LIMIT $3::int) s ORDER BY seq",
-        3, vals);
+    PGresult *res = lp_db_query(db, "history", CHAT_SQL_HISTORY, 3, vals);
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "database unavailable; retry later");
     else

@@ -9,10 +9,6 @@
 
 #include "chat_log.h"
 
-const char *const lp_sql_rows_after =
-    "SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) FROM messages"
-    " WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3";
-
 const char *lp_db_msg(const char *s, char *buf, size_t cap)
 {
     size_t n = 0;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "chat_log.h"
+#include "chat_supervise.h"
 #include "chat_sys.h"
 
 #define THREADS_MAX 256
@@ -204,10 +205,8 @@ static void parse_args(int argc, char **argv)
             log_path = optarg;
             break;
         case O_LEVEL:
-            if (chat_log_parse_level(optarg, &level) < 0) {
-                fprintf(stderr, "chat-fcgi: bad --log-level %s\n", optarg);
+            if (chat_log_level_option("chat-fcgi", optarg, &level) < 0)
                 exit(2);
-            }
             break;
         case O_HELP:
             usage(stdout);
@@ -362,6 +361,13 @@ static int wait_for_stop(const sigset_t *set)
 }
 
 /* One worker process: threads up, serve until SIGTERM, clean exit. */
+static int run_worker(const sigset_t *set);
+
+static int run_worker_args(void *arg)
+{
+    return run_worker(arg);
+}
+
 static int run_worker(const sigset_t *set)
 {
     static struct acceptor_slot slots[THREADS_MAX];
@@ -419,8 +425,10 @@ int main(int argc, char **argv)
     setup_signals(&set);
     if ((listen_sock = open_socket()) < 0)
         return 1;
-    int rc = workers > 1 ? lp_supervise(workers, &set, run_worker) : run_worker(&set);
-    if (lp_cfg.listen && lp_cfg.listen[0] == '/' && (workers == 1 || lp_is_supervisor()))
+    /* --workers: core/chat_supervise.c, the restart policy of both daemons;
+     * the workers exit inside it, so only the parent gets here */
+    int rc = workers > 1 ? chat_supervise(workers, run_worker_args, &set) : run_worker(&set);
+    if (lp_cfg.listen && lp_cfg.listen[0] == '/')
         unlink(lp_cfg.listen);
     return rc;
 }

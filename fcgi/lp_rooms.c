@@ -9,9 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat_list.h"
+#include "chat_hash.h"
 #include "chat_cursor.h"
 #include "chat_log.h"
 #include "chat_notify.h"
+#include "chat_sql.h"
 #include "chat_sys.h"
 
 #define ITEMS_MAX 2000 /* NOTIFY lines kept per room per round */
@@ -50,10 +53,7 @@ static int64_t next_sweep;
 
 static uint64_t hash_name(const char *s, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
+    return chat_hash(s, len);
 }
 
 int lp_rooms_init(void)
@@ -166,11 +166,7 @@ int lp_rooms_link(struct lp_wait *w, enum lp_link mode)
     if (r == NULL)
         return -1;
     w->room = r;
-    w->prev = NULL;
-    w->next = r->waiters;
-    if (r->waiters)
-        r->waiters->prev = w;
-    r->waiters = w;
+    CHAT_LIST_LINK(r->waiters, w, prev, next);
     r->nwaiters++;
     r->touched = chat_now_ms();
     if (mode == LP_LINK_READ)
@@ -188,12 +184,7 @@ void lp_rooms_unlink(struct lp_wait *w)
 
     if (r == NULL)
         return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        r->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
+    CHAT_LIST_UNLINK(r->waiters, w, prev, next);
     r->nwaiters--;
     w->room = NULL;
     w->prev = w->next = NULL;
@@ -354,7 +345,7 @@ static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
         size_t i = first_after(res, rows, w->cursor);
         if (i < (size_t)rows)
             w->need_read = false;
-        else if (rows < LP_READ_LIMIT)
+        else if (rows < CHAT_CATCHUP_PAGE)
             w->need_read = false; /* nothing past its cursor */
         for (; i < (size_t)rows; i++) {
             if (!append_event(w->poll, PQgetvalue(res, (int)i, 1),
@@ -366,14 +357,14 @@ static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
     int64_t last = rows > 0 ? strtoll(PQgetvalue(res, rows - 1, 0), NULL, 10) : from;
     if (last > r->known)
         r->known = last;
-    if (rows < LP_READ_LIMIT)
+    if (rows < CHAT_CATCHUP_PAGE)
         establish(r, last); /* the table ends at last: anything later is heard */
     else
         publish(r);
 }
 
 /* Second pass: one read from the lowest cursor that needs one (a few more
- * when some cursors are more than LP_READ_LIMIT apart). */
+ * when some cursors are more than CHAT_CATCHUP_PAGE apart). */
 static void serve_reads(struct lp_room *r)
 {
     for (int iter = 0; iter < 4; iter++) {

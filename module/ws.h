@@ -15,6 +15,7 @@
 
 #include "chat_policy.h"
 #include "chat_proto.h"
+#include "chat_typing.h"
 #include "ev.h"
 #include "pg.h"
 #include "ws_frame.h"
@@ -97,7 +98,6 @@ struct ws_conn {
     int nsubs;
     double send_tokens, req_tokens;
     int64_t tokens_at;
-    int64_t typing_at; /* last typing forwarded: at most one a second */
 };
 
 struct ws_room;
@@ -109,7 +109,8 @@ struct ws_server {
     struct ev_io listen_io;
     struct ev_timer accept_pause; /* out of file descriptors: retry soon */
     bool accepting;
-    struct ws_conn *conns; /* doubly linked */
+    struct chat_typing typing; /* one typing event per (room, sender) a second */
+    struct ws_conn *conns;     /* doubly linked */
     size_t nconns;
     uint64_t next_id;
     struct ws_conn *pending, *reap;
@@ -161,11 +162,6 @@ void ws_chat_message(struct ws_conn *c, const char *text, size_t len);
 void ws_chat_closed(struct ws_conn *c); /* leaving every room, once, when reaped */
 void ws_chat_tick(struct ws_server *srv);
 void ws_chat_health(struct ws_server *srv, char *out, size_t size);
-/* A members JSON array (from chat_members) as sorted C strings, with self
- * added (and *count raised) when absent; capped at 1000 names. */
-int ws_members_parse(const char *json, size_t len, const char *self, const char ***names, size_t *n,
-                     size_t *count);
-void ws_members_free(const char **names, size_t n);
 
 /* ---- ws_room.c ---- */
 struct ws_room *ws_room_get(struct ws_server *srv, const char *name, bool create);

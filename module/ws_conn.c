@@ -18,6 +18,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "chat_list.h"
 #include "chat_log.h"
 #include "ws.h"
 #include "ws_handshake.h"
@@ -174,12 +175,7 @@ static void conn_reap(struct ws_conn *c)
     c->cur = NULL;
     ring_clear(&c->urgent, &c->out_bytes);
     ring_clear(&c->normal, &c->out_bytes);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    CHAT_LIST_UNLINK(srv->conns, c, prev, next);
     srv->nconns--;
     if (c->refs == 0)
         conn_free(c);
@@ -684,10 +680,7 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
             free(c);
             continue;
         }
-        c->next = srv->conns;
-        if (srv->conns)
-            srv->conns->prev = c;
-        srv->conns = c;
+        CHAT_LIST_LINK(srv->conns, c, prev, next);
         srv->nconns++;
         ev_timer_start(loop, &c->timer, srv->cfg.handshake_timeout);
     }

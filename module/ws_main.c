@@ -1,7 +1,7 @@
 /* chat-ws: the WebSocket daemon. Parses options, checks the database
  * schema, binds the listening socket, then runs --workers processes that
  * share it, each with its own event loop and database connections. The
- * parent restarts a worker that dies and passes SIGTERM/SIGHUP on. */
+ * parent is core/chat_supervise.c (the restart policy of both daemons). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
@@ -21,7 +21,9 @@
 
 #include "chat_db.h"
 #include "chat_log.h"
+#include "chat_supervise.h"
 #include "chat_sys.h"
+#include "chat_sql.h"
 #include "ws.h"
 
 #define WS_LISTEN_BACKLOG 65535
@@ -150,10 +152,8 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
             log_path = optarg;
             break;
         case O_LEVEL:
-            if (chat_log_parse_level(optarg, &lvl) < 0) {
-                fprintf(stderr, "chat-ws: bad --log-level %s\n", optarg);
+            if (chat_log_level_option("chat-ws", optarg, &lvl) < 0)
                 return -1;
-            }
             chat_log_set_level(lvl);
             break;
         case O_HELP:
@@ -276,7 +276,7 @@ static void node_down(const struct ws_config *cfg, const char *node)
     const char *params[1] = {node};
 
     if (PQstatus(c) == CONNECTION_OK) {
-        PGresult *r = PQexecParams(c, "SELECT chat_node_down($1)", 1, NULL, params, NULL, NULL, 0);
+        PGresult *r = PQexecParams(c, CHAT_SQL_NODE_DOWN, 1, NULL, params, NULL, NULL, 0);
         PQclear(r);
     }
     PQfinish(c);
@@ -331,84 +331,17 @@ out:
     return rc;
 }
 
-/* ---- the parent of several workers ---- */
+/* ---- the parent of several workers: core/chat_supervise.c ---- */
 
-static volatile sig_atomic_t got_signal;
+struct worker_args {
+    const struct ws_config *cfg;
+    int fd;
+};
 
-static void on_signal(int sig)
+static int run_worker_args(void *arg)
 {
-    got_signal = sig;
-}
-
-static pid_t spawn(const struct ws_config *cfg, int fd)
-{
-    pid_t pid = fork();
-
-    if (pid == 0)
-        _exit(run_worker(cfg, fd));
-    if (pid < 0)
-        log_error("fork: %s", strerror(errno));
-    return pid;
-}
-
-static int run_parent(const struct ws_config *cfg, int fd)
-{
-    pid_t *pids = calloc((size_t)cfg->workers, sizeof(pid_t));
-    struct sigaction sa = {.sa_handler = on_signal};
-    int alive = 0, restarts = 0;
-    bool gave_up = false;
-    time_t window = time(NULL);
-
-    if (!pids)
-        return 1;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    for (int i = 0; i < cfg->workers; i++)
-        if ((pids[i] = spawn(cfg, fd)) > 0)
-            alive++;
-    while (alive > 0) {
-        int st;
-        pid_t pid = waitpid(-1, &st, 0);
-        if (pid < 0) {
-            if (errno != EINTR)
-                break;
-            int sig = got_signal;
-            got_signal = 0;
-            for (int i = 0; sig && i < cfg->workers; i++)
-                if (pids[i] > 0)
-                    kill(pids[i], sig);
-            if (sig == SIGTERM || sig == SIGINT)
-                restarts = -1; /* no more restarts */
-            continue;
-        }
-        for (int i = 0; i < cfg->workers; i++) {
-            if (pids[i] != pid)
-                continue;
-            pids[i] = 0;
-            alive--;
-            if (restarts < 0)
-                break;
-            log_warn("worker %d exited (status %d); restarting it", (int)pid, st);
-            if (time(NULL) - window > 60) {
-                window = time(NULL);
-                restarts = 0;
-            }
-            if (++restarts > 10) {
-                log_error("workers keep dying; giving up");
-                gave_up = true;
-                restarts = -1;
-                for (int k = 0; k < cfg->workers; k++)
-                    if (pids[k] > 0)
-                        kill(pids[k], SIGTERM);
-                break;
-            }
-            if ((pids[i] = spawn(cfg, fd)) > 0)
-                alive++;
-        }
-    }
-    free(pids);
-    return gave_up ? 1 : 0;
+    const struct worker_args *a = arg;
+    return run_worker(a->cfg, a->fd);
 }
 
 int main(int argc, char **argv)
@@ -460,7 +393,9 @@ int main(int argc, char **argv)
     log_info("listening on %s: %d worker(s), open files %ld, heartbeat %d s, %zu connections "
              "per worker",
              cfg.listen, cfg.workers, nofile, cfg.heartbeat, cfg.max_conns);
-    int rc = cfg.workers == 1 ? run_worker(&cfg, fd) : run_parent(&cfg, fd);
+    struct worker_args wa = {&cfg, fd};
+    int rc =
+        cfg.workers == 1 ? run_worker(&cfg, fd) : chat_supervise(cfg.workers, run_worker_args, &wa);
     close(fd);
     if (strncmp(cfg.listen, "unix:", 5) == 0)
         unlink(cfg.listen + 5);

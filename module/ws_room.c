@@ -14,14 +14,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat_list.h"
+#include "chat_hash.h"
 #include "chat_cursor.h"
 #include "chat_db.h"
 #include "chat_log.h"
+#include "chat_members.h"
 #include "chat_notify.h"
 #include "chat_valid.h"
+#include "chat_sql.h"
 #include "ws.h"
 
-#define CATCHUP_LIMIT 500
 #define PRESENCE_LIST_MAX 50
 #define PRESENCE_CHANGES_MAX 100000
 #define WS_MEMBERS_TTL_MS 1000
@@ -96,12 +99,9 @@ static struct ws_pres_change *pres_head, **pres_tail = &pres_head;
 static bool pres_in_flight, pres_resync;
 static size_t pres_count;
 
-static uint32_t hash_name(const char *s)
+static size_t hash_name(const char *s)
 {
-    uint32_t h = 2166136261u;
-    while (*s)
-        h = (h ^ (uint8_t)*s++) * 16777619u;
-    return h;
+    return (size_t)chat_hash(s, strlen(s));
 }
 
 static struct ws_room *room_find(struct ws_server *srv, const char *name)
@@ -274,12 +274,7 @@ static void sub_remove(struct ws_sub *s, bool in_query)
         pp = &(*pp)->cnext;
     *pp = s->cnext;
     c->nsubs--;
-    if (s->rprev)
-        s->rprev->rnext = s->rnext;
-    else
-        r->subs = s->rnext;
-    if (s->rnext)
-        s->rnext->rprev = s->rprev;
+    CHAT_LIST_UNLINK(r->subs, s, rprev, rnext);
     r->nsubs--;
     member_del(r, c->user);
     sub_release(s);
@@ -371,7 +366,8 @@ static void catchup_done(struct pg *pg, PGresult *res, void *data)
         }
         bool bogus;
         int64_t heard = r->cur.target;
-        if (chat_cursor_read_end(&r->cur, (size_t)rows, CATCHUP_LIMIT, &bogus) == CHAT_STEP_CATCHUP)
+        if (chat_cursor_read_end(&r->cur, (size_t)rows, CHAT_CATCHUP_PAGE, &bogus) ==
+            CHAT_STEP_CATCHUP)
             catchup(r);
         if (bogus)
             log_warn("room %s: heard of seq %lld, table ends at %lld", r->name, (long long)heard,
@@ -392,12 +388,9 @@ static void catchup(struct ws_room *r)
     if (r->catching || !r->cur.loaded || !pg_is_up(r->srv->reader))
         return;
     snprintf(after, sizeof(after), "%lld", (long long)r->cur.seq);
-    snprintf(limit, sizeof(limit), "%d", CATCHUP_LIMIT);
+    snprintf(limit, sizeof(limit), "%d", CHAT_CATCHUP_PAGE);
     const char *params[3] = {r->name, after, limit};
-    if (pg_query(r->srv->reader,
-                 "SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) FROM messages "
-                 "WHERE room = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::int",
-                 3, params, catchup_done, r) == 0) {
+    if (pg_query(r->srv->reader, CHAT_SQL_CATCHUP, 3, params, catchup_done, r) == 0) {
         r->catching = true;
         chat_cursor_asked(&r->cur);
         r->refs++;
@@ -462,13 +455,13 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
         if (bf->members_gen == r->members_gen)
             members_remember(r, (long long)count, members, members_len);
     }
-    if (ws_members_parse(members ? members : "[]", members ? members_len : 2, c->user, &names, &n,
-                         &count) < 0) {
+    if (chat_members_parse(members ? members : "[]", members ? members_len : 2, c->user, &names, &n,
+                           &count) < 0) {
         sub_fail(s, false);
         goto out;
     }
     queue_ordered(c, chat_encode_joined(s->r->name, bf->n, names, n, count, s->ref, &len), &len);
-    ws_members_free(names, n);
+    chat_members_free(names, n);
     /* the backlog: message texts separated by newlines (JSON has none raw) */
     if (!PQgetisnull(res, 0, 2)) {
         const char *p = PQgetvalue(res, 0, 2), *end = p + PQgetlength(res, 0, 2), *line;
@@ -503,7 +496,7 @@ static void backfill(struct ws_sub *s)
         sub_fail(s, false);
         return;
     }
-    from = s->since < 0 ? n - 50 : s->since;
+    from = s->since < 0 ? n - CHAT_BACKLOG_DEFAULT : s->since;
     if (from < n - srv->cfg.backlog_max)
         from = n - srv->cfg.backlog_max;
     if (from < 0)
@@ -607,10 +600,7 @@ void ws_room_join(struct ws_conn *c, const char *name, int64_t since, const json
     s->since = since;
     s->ref = ref ? json_deep_copy(ref) : NULL;
     s->state = SUB_WAIT;
-    s->rnext = r->subs;
-    if (r->subs)
-        r->subs->rprev = s;
-    r->subs = s;
+    CHAT_LIST_LINK(r->subs, s, rprev, rnext);
     r->nsubs++;
     r->refs++;
     s->cnext = c->subs;
@@ -795,19 +785,11 @@ static void pres_done(struct pg *pg, PGresult *res, void *data)
     }
 }
 
-static int add_member_pair(struct chat_sbuf *rooms, struct chat_sbuf *members, const char *room,
-                           const char *member)
-{
-    return chat_db_array_add(rooms, room, strlen(room)) < 0 ||
-                   chat_db_array_add(members, member, strlen(member)) < 0
-               ? -1
-               : 0;
-}
-
 /* Sends local transitions (or, after trouble, the whole local view). */
 static void pres_flush(struct ws_server *srv)
 {
-    struct chat_sbuf rooms = {0}, members = {0}, online = {0};
+    struct chat_presence_args a = {0};
+    const char *params[4];
     struct ws_pres_change *ch;
     int rc = 0;
 
@@ -817,29 +799,19 @@ static void pres_flush(struct ws_server *srv)
         for (size_t i = 0; i < srv->room_buckets && rc == 0; i++)
             for (struct ws_room *r = srv->rooms[i]; r && rc == 0; r = r->hnext)
                 for (struct ws_member *m = r->members; m && rc == 0; m = m->next)
-                    rc = add_member_pair(&rooms, &members, r->name, m->name);
-        if (rc == 0 && chat_db_array_end(&rooms) == 0 && chat_db_array_end(&members) == 0) {
-            const char *params[3] = {srv->node, rooms.p, members.p};
-            if (pg_query(srv->reader, "SELECT chat_presence_sync($1, $2::text[], $3::text[])", 3,
-                         params, pres_done, NULL) == 0) {
-                pres_in_flight = true;
-                pres_resync = false;
-                goto sent;
-            }
+                    rc = chat_presence_args_add(&a, r->name, m->name, true);
+        if (rc == 0 && chat_presence_args_end(&a, srv->node, params) == 0 &&
+            pg_query(srv->reader, CHAT_SQL_PRESENCE_SYNC, 3, params, pres_done, NULL) == 0) {
+            pres_in_flight = true;
+            pres_resync = false;
+            goto sent;
         }
         goto out;
     }
-    for (ch = pres_head; ch && rc == 0; ch = ch->next) {
-        rc = add_member_pair(&rooms, &members, ch->room, ch->member);
-        if (rc == 0)
-            rc = chat_db_array_add(&online, ch->online ? "t" : "f", 1);
-    }
-    if (rc < 0 || chat_db_array_end(&rooms) < 0 || chat_db_array_end(&members) < 0 ||
-        chat_db_array_end(&online) < 0)
-        goto out;
-    const char *params[4] = {srv->node, rooms.p, members.p, online.p};
-    if (pg_query(srv->reader, "SELECT chat_presence($1, $2::text[], $3::text[], $4::boolean[])", 4,
-                 params, pres_done, NULL) < 0)
+    for (ch = pres_head; ch && rc == 0; ch = ch->next)
+        rc = chat_presence_args_add(&a, ch->room, ch->member, ch->online);
+    if (rc < 0 || chat_presence_args_end(&a, srv->node, params) < 0 ||
+        pg_query(srv->reader, CHAT_SQL_PRESENCE, 4, params, pres_done, NULL) < 0)
         goto out;
     pres_in_flight = true;
 sent:
@@ -850,9 +822,7 @@ sent:
     pres_tail = &pres_head;
     pres_count = 0;
 out:
-    chat_sbuf_free(&rooms);
-    chat_sbuf_free(&members);
-    chat_sbuf_free(&online);
+    chat_presence_args_free(&a);
 }
 
 static const char **names_of(json_t *arr, size_t *n)
