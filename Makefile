@@ -54,7 +54,7 @@ CORE_SRCS := core/chat_log.c core/chat_utf8.c core/chat_valid.c core/chat_policy
              core/chat_backoff.c core/chat_typing.c core/chat_supervise.c
 WS_CODEC_SRCS := module/ws_frame.c module/ws_handshake.c
 WS_SRCS := module/ws_main.c module/ws_conn.c module/ws_chat.c module/ws_room.c module/ev.c module/pg.c
-LP_SRCS := fcgi/lp_main.c fcgi/lp_accept.c fcgi/lp_poll.c fcgi/lp_fcgi.c fcgi/lp_db.c fcgi/lp_query.c fcgi/lp_listener.c fcgi/lp_rooms.c fcgi/lp_seqcache.c fcgi/lp_writer.c fcgi/lp_presence.c fcgi/lp_health.c
+LP_SRCS := fcgi/lp_main.c fcgi/lp_accept.c fcgi/lp_rate.c fcgi/lp_poll.c fcgi/lp_fcgi.c fcgi/lp_db.c fcgi/lp_query.c fcgi/lp_listener.c fcgi/lp_rooms.c fcgi/lp_seqcache.c fcgi/lp_writer.c fcgi/lp_presence.c fcgi/lp_health.c fcgi/lp_state.c
 UNIT_TESTS := utf8 valid policy proto log notify cursor sql bus frame handshake lp_query
 FUZZ_TARGETS := utf8 proto notify frame handshake query
 
@@ -132,14 +132,18 @@ migrate: deps
 	$(Q)VAR=$(VAR) scripts/stack.sh migrate
 
 # ---- tests -----------------------------------------------------------------
-.PHONY: check test e2e
+.PHONY: check test e2e cycles
 check: $(UNIT_BINS)
 	$(Q)scripts/run-unit.sh $(UNIT_BINS)
+
+# no dependency cycle between the .c files of a folder (nm on the objects)
+cycles: asan
+	$(Q)scripts/cycles.sh "$(call core_objs,$(ASAN))" "$(call ws_objs,$(ASAN))" "$(call lp_objs,$(ASAN))"
 
 # make test: unit tests, then the sanitizer-built stack under $(TEST_VAR) on
 # $(TEST_PORT) with the black-box suites against it; stopped afterwards.
 test: deps asan
-	$(Q)$(MAKE) --no-print-directory check
+	$(Q)$(MAKE) --no-print-directory check cycles
 	$(Q)VAR=$(TEST_VAR) PORT=$(TEST_PORT) BIN=$(CURDIR)/$(ASAN) scripts/stack.sh test
 
 # e2e against an already running `make start` stack (for quick iteration)
@@ -178,5 +182,5 @@ format:
 format-check:
 	clang-format --dry-run --Werror core/*.[ch] module/*.[ch] fcgi/*.[ch] tests/unit/*.c tests/fuzz/*.c
 help:
-	@echo "targets: deps all asan run start stop status migrate check test e2e fuzz bench clean format format-check"
+	@echo "targets: deps all asan run start stop status migrate check cycles test e2e fuzz bench clean format format-check"
 	@echo "vars: PORT=$(PORT) VAR=$(VAR) DATABASE_URL=<libpq conninfo> V=1"

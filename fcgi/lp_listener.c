@@ -182,7 +182,7 @@ static void complete(struct lp_poll *p)
     finish(p);
 }
 
-void lp_listener_mark_ready(struct lp_poll *p)
+static void mark_ready(struct lp_poll *p)
 {
     if (p->state != LP_POLL_PARKED)
         return;
@@ -347,7 +347,7 @@ static void db_retry(int64_t now)
 }
 
 /* Runs a catch-up read on the listener's connection (lp_rooms.c calls it). */
-PGresult *lp_listener_read(const char *room, int64_t after)
+static PGresult *read_after(const char *room, int64_t after)
 {
     char after_s[24], limit_s[16];
     const char *vals[3] = {room, after_s, limit_s};
@@ -452,7 +452,9 @@ int lp_listener_start(void)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &tag_wake};
 
-    if (lp_rooms_init() < 0)
+    static const struct lp_rooms_ops ops = {.mark_ready = mark_ready, .read = read_after};
+
+    if (lp_rooms_init(&ops) < 0)
         return -1;
     epfd = epoll_create1(EPOLL_CLOEXEC);
     wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -26,20 +26,6 @@
 
 #define THREADS_MAX 256
 
-struct lp_config lp_cfg = {
-    .threads = 4,
-    .max_parked = LP_MAX_PARKED_DEFAULT,
-    .send_rate = 10,
-    .send_burst = 30,
-    .req_rate = 50,
-    .req_burst = 100,
-    .rate_table = LP_RATE_TABLE_DEFAULT,
-};
-atomic_bool lp_stopping;
-atomic_int lp_parked;
-atomic_uint lp_listen_gen;
-atomic_bool lp_listen_up;
-
 static int listen_sock = -1;
 static int workers = 1;
 static int backlog = 4096;

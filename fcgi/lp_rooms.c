@@ -49,6 +49,7 @@ struct lp_room {
 static struct lp_room **buckets;
 static size_t nbuckets, nrooms;
 static struct lp_room *dirty;
+static const struct lp_rooms_ops *ops;
 static int64_t next_sweep;
 
 static uint64_t hash_name(const char *s, size_t len)
@@ -56,8 +57,9 @@ static uint64_t hash_name(const char *s, size_t len)
     return chat_hash(s, len);
 }
 
-int lp_rooms_init(void)
+int lp_rooms_init(const struct lp_rooms_ops *o)
 {
+    ops = o;
     nbuckets = 1024;
     buckets = calloc(nbuckets, sizeof(*buckets));
     return buckets ? 0 : -1;
@@ -286,7 +288,7 @@ static bool append_event(struct lp_poll *p, const char *ev, size_t len)
     if ((p->events.len && chat_sbuf_add(&p->events, ",", 1) < 0) ||
         chat_sbuf_add(&p->events, ev, len) < 0)
         return false;
-    lp_listener_mark_ready(p);
+    ops->mark_ready(p);
     return true;
 }
 
@@ -374,7 +376,7 @@ static void serve_reads(struct lp_room *r)
                 min = w->cursor;
         if (min == INT64_MAX)
             return;
-        PGresult *res = lp_listener_read(r->name, min);
+        PGresult *res = ops->read(r->name, min);
         if (res == NULL)
             return; /* database away: the reconnect checks every room */
         serve_rows(r, res, PQntuples(res), min);

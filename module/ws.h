@@ -102,7 +102,18 @@ struct ws_conn {
 
 struct ws_room;
 
+/* What the connection layer calls in the layer above it (wslay's callback
+ * shape): ws_conn.c knows nothing of the chat, ws_chat.c registers these.
+ * In --echo mode open, message and closed are not called. */
+struct ws_handlers {
+    void (*open)(struct ws_conn *c); /* after the 101: hello */
+    void (*message)(struct ws_conn *c, const char *text, size_t len);
+    void (*closed)(struct ws_conn *c); /* leaving every room, once, when reaped */
+    void (*health)(struct ws_server *srv, char *out, size_t size); /* GET /health */
+};
+
 struct ws_server {
+    const struct ws_handlers *h;
     struct ws_config cfg;
     struct ev_loop *loop;
     int listen_fd;
@@ -157,11 +168,9 @@ void ws_conn_unref(struct ws_conn *c);
 /* ---- ws_chat.c ---- */
 int ws_chat_init(struct ws_server *srv);
 void ws_chat_free(struct ws_server *srv);
-void ws_chat_open(struct ws_conn *c); /* after the 101: hello */
-void ws_chat_message(struct ws_conn *c, const char *text, size_t len);
-void ws_chat_closed(struct ws_conn *c); /* leaving every room, once, when reaped */
+/* The chat layer's entries: ws_main puts them in ws_server.h. */
+extern const struct ws_handlers ws_chat_handlers;
 void ws_chat_tick(struct ws_server *srv);
-void ws_chat_health(struct ws_server *srv, char *out, size_t size);
 
 /* ---- ws_room.c ---- */
 struct ws_room *ws_room_get(struct ws_server *srv, const char *name, bool create);

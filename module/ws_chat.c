@@ -434,7 +434,7 @@ static void dispatch(struct ws_conn *c, const struct chat_request *r)
     }
 }
 
-void ws_chat_message(struct ws_conn *c, const char *text, size_t len)
+static void ws_chat_message(struct ws_conn *c, const char *text, size_t len)
 {
     struct chat_request r;
     const char *why = NULL;
@@ -464,7 +464,7 @@ static void seen(struct ws_conn *c)
     }
 }
 
-void ws_chat_open(struct ws_conn *c)
+static void ws_chat_open(struct ws_conn *c)
 {
     size_t len;
 
@@ -472,7 +472,7 @@ void ws_chat_open(struct ws_conn *c)
     seen(c);
 }
 
-void ws_chat_closed(struct ws_conn *c)
+static void ws_chat_closed(struct ws_conn *c)
 {
     ws_room_leave_all(c);
     seen(c);
@@ -604,7 +604,7 @@ void ws_chat_free(struct ws_server *srv)
     json_decref(srv->seen_auth);
 }
 
-void ws_chat_health(struct ws_server *srv, char *out, size_t size)
+static void ws_chat_health(struct ws_server *srv, char *out, size_t size)
 {
     bool db = srv->cfg.echo ||
               (srv->bus && pg_is_up(srv->bus) && pg_is_up(srv->reader) && pg_is_up(srv->writer));
@@ -619,3 +619,10 @@ void ws_chat_health(struct ws_server *srv, char *out, size_t size)
                            : "down",
              chat_sys_rss_kib());
 }
+
+const struct ws_handlers ws_chat_handlers = {
+    .open = ws_chat_open,
+    .message = ws_chat_message,
+    .closed = ws_chat_closed,
+    .health = ws_chat_health,
+};

@@ -163,7 +163,7 @@ static void conn_reap(struct ws_conn *c)
      * loop that may be walking them */
     if (c->chatting) {
         c->chatting = false;
-        ws_chat_closed(c);
+        srv->h->closed(c);
     }
     close(c->io.fd);
     c->io.fd = -1;
@@ -429,7 +429,7 @@ static void upgrade(struct ws_conn *c, const struct ws_request *req, const struc
     ev_timer_start(srv->loop, &c->timer, (int64_t)srv->cfg.heartbeat * 1000);
     if (!srv->cfg.echo) {
         c->chatting = true;
-        ws_chat_open(c);
+        srv->h->open(c);
     }
     /* frames the client sent right behind its handshake */
     size_t rest = c->hs_len - head_len;
@@ -483,7 +483,7 @@ static void handshake(struct ws_conn *c)
     case WS_HS_NOT_UPGRADE:
         if (target_is_health(&req)) {
             char body[1024];
-            ws_chat_health(c->srv, body, sizeof(body));
+            c->srv->h->health(c->srv, body, sizeof(body));
             http_answer(c, 200, NULL, "application/json", body);
             return;
         }
@@ -516,7 +516,7 @@ static void on_frame_event(struct ws_conn *c, const struct ws_event *ev)
         } else if (ev->type == WS_EV_BINARY) {
             ws_conn_close(c, WS_CLOSE_UNSUPPORTED, "binary messages are not spoken here");
         } else {
-            ws_chat_message(c, (const char *)ev->data, ev->len);
+            srv->h->message(c, (const char *)ev->data, ev->len);
         }
         return;
     case WS_EV_PING:

@@ -295,6 +295,7 @@ static int run_worker(const struct ws_config *cfg, int listen_fd)
     sigaddset(&set, SIGHUP);
     sigprocmask(SIG_BLOCK, &set, NULL);
     w.srv.cfg = *cfg;
+    w.srv.h = &ws_chat_handlers;
     w.srv.listen_fd = listen_fd;
     w.srv.loop = ev_loop_new();
     w.srv.rbuf_size = 64 * 1024;
