@@ -44,7 +44,6 @@ struct lp_config {
     char node[128];               /* presence node name: fcgi-<host>-<pid>-<random> */
 };
 
-extern struct lp_config lp_cfg;
 extern atomic_bool lp_stopping;   /* SIGTERM seen */
 extern atomic_int lp_parked;      /* polls handed to the listener, not yet answered */
 extern atomic_uint lp_listen_gen; /* bumped whenever the listener (re)starts LISTEN */
@@ -109,6 +108,8 @@ void lp_req_free(struct lp_req *r);
 /* ---- database helpers (lp_db.c) ----------------------------------------- */
 
 /* Connects with a 3 s timeout; NULL (and err) on failure. Blocking. */
+/* The conninfo to use (the configuration, for the life of the process). */
+void lp_db_init(const struct lp_config *cfg);
 PGconn *lp_db_connect(const char *what, char *err, size_t errlen);
 /* Runs a read-only statement; on a broken connection reconnects once and
  * retries. *conn may be NULL (connects first). NULL when the database is
@@ -174,12 +175,12 @@ int lp_writer_submit(struct lp_send *s);
 /* Sends waiting for the writer (not counting a batch in flight), for /health. */
 size_t lp_writer_queued(void);
 void lp_send_free(struct lp_send *s);
-int lp_writer_start(void);
-void lp_writer_stop(void); /* drains the queue, node down, joins */
+int lp_writer_start(const struct lp_config *cfg); /* cfg: for the life of the process */
+void lp_writer_stop(void);                        /* drains the queue, node down, joins */
 
 /* ---- presence of long-poll users (lp_presence.c) ------------------------ */
 
-int lp_presence_init(void);
+int lp_presence_init(const struct lp_config *cfg);
 void lp_presence_free(void);
 /* member polled room: online now, offline 2 * timeout_s after its last poll. */
 void lp_presence_touch(const char *room, const char *member, unsigned timeout_s);
@@ -197,7 +198,7 @@ size_t lp_presence_count(void);
 
 /* Allocates the rate-limit table (nothing when both rates are 0). 0, or -1
  * out of memory. The table lives as long as the process. */
-int lp_rate_init(void);
+int lp_rate_init(const struct lp_config *cfg);
 /* Takes a request token (and a send token when send) of the client: who is
  * the speaker ("alice", "~bob", or "" for a guest without a name) at
  * r->addr. true when granted; false when refused, having answered 429
@@ -206,8 +207,10 @@ bool lp_rate_admit(struct lp_req *r, const char *who, bool send);
 /* Requests refused with 429 since start (for /health). */
 unsigned long lp_rate_refused(void);
 
+void lp_health_init(const struct lp_config *cfg);
 void lp_health(struct lp_req *r, PGconn **db);
 /* GET poll (lp_poll.c): answers at once or parks the poll. */
+void lp_poll_init(const struct lp_config *cfg);
 void lp_poll_handle(struct lp_req *r, PGconn **db);
 void *lp_acceptor_main(void *arg); /* arg: struct lp_acceptor */
 

@@ -26,6 +26,18 @@
 
 #define THREADS_MAX 256
 
+/* Filled by the options, then passed down to each part (none reads it
+ * from here). */
+static struct lp_config lp_cfg = {
+    .threads = 4,
+    .max_parked = LP_MAX_PARKED_DEFAULT,
+    .send_rate = 10,
+    .send_burst = 30,
+    .req_rate = 50,
+    .req_burst = 100,
+    .rate_table = LP_RATE_TABLE_DEFAULT,
+};
+
 static int listen_sock = -1;
 static int workers = 1;
 static int backlog = 4096;
@@ -360,8 +372,11 @@ static int run_worker(const sigset_t *set)
     int started = 0, rc = 1;
 
     name_node();
-    if (lp_rate_init() < 0 || lp_presence_init() < 0 || lp_listener_start() < 0 ||
-        lp_writer_start() < 0)
+    lp_db_init(&lp_cfg);
+    lp_poll_init(&lp_cfg);
+    lp_health_init(&lp_cfg);
+    if (lp_rate_init(&lp_cfg) < 0 || lp_presence_init(&lp_cfg) < 0 || lp_listener_start() < 0 ||
+        lp_writer_start(&lp_cfg) < 0)
         goto out;
     for (; started < lp_cfg.threads; started++) {
         slots[started].a.index = started;

@@ -26,6 +26,7 @@ struct poll_ctx {
     struct chat_sbuf events;
 };
 
+static const struct lp_config *conf; /* given at init */
 static const char *const sql_fast =
     "SELECT r.i, r.lo, m.seq, m.j FROM ("
     "  SELECT q.i, q.room, CASE WHEN q.cur >= 0 THEN q.cur"
@@ -201,9 +202,9 @@ static bool park(struct lp_req *r, struct poll_ctx *c, unsigned gen, enum lp_che
 {
     struct lp_cursor at[LP_MAX_ROOMS];
 
-    if (atomic_fetch_add(&lp_parked, 1) >= lp_cfg.max_parked) {
+    if (atomic_fetch_add(&lp_parked, 1) >= conf->max_parked) {
         atomic_fetch_sub(&lp_parked, 1);
-        log_warn("poll: %d polls parked already (--max-parked); refusing one", lp_cfg.max_parked);
+        log_warn("poll: %d polls parked already (--max-parked); refusing one", conf->max_parked);
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "too many waiting polls; retry later");
         return false;
     }
@@ -229,6 +230,11 @@ static bool covered(const struct poll_ctx *c, unsigned gen)
         if (!lp_seqcache_covers(c->rooms[i].room, c->rooms[i].seq, gen))
             return false;
     return true;
+}
+
+void lp_poll_init(const struct lp_config *cfg)
+{
+    conf = cfg;
 }
 
 void lp_poll_handle(struct lp_req *r, PGconn **db)

@@ -32,6 +32,7 @@ struct pair {
     char member[CHAT_SENDER_MAX + 1];
 };
 
+static const struct lp_config *conf; /* given at init */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pair **buckets;
 static size_t nbuckets = 16384, npairs;
@@ -46,8 +47,9 @@ static size_t hash_pair(const char *room, const char *member)
     return (size_t)(h & (nbuckets - 1));
 }
 
-int lp_presence_init(void)
+int lp_presence_init(const struct lp_config *cfg)
 {
+    conf = cfg;
     buckets = calloc(nbuckets, sizeof(*buckets));
     seen = calloc(SEEN_MAX, sizeof(*seen));
     return buckets && seen ? 0 : -1;
@@ -135,7 +137,7 @@ static int call_sync(PGconn *db)
                 bad |= chat_presence_args_add(&a, p->room, p->member, true);
     resync = false;
     pthread_mutex_unlock(&lock);
-    if (bad || chat_presence_args_end(&a, lp_cfg.node, vals) < 0) {
+    if (bad || chat_presence_args_end(&a, conf->node, vals) < 0) {
         rc = -1;
     } else {
         PGresult *res = PQexecParams(db, CHAT_SQL_PRESENCE_SYNC, 3, NULL, vals, NULL, NULL, 0);
@@ -223,7 +225,7 @@ static int call_presence(PGconn *db, struct pair **v, size_t n)
 
     for (size_t i = 0; i < n; i++)
         bad |= chat_presence_args_add(&a, v[i]->room, v[i]->member, v[i]->state == PAIR_GOING_ON);
-    if (!bad && chat_presence_args_end(&a, lp_cfg.node, vals) == 0) {
+    if (!bad && chat_presence_args_end(&a, conf->node, vals) == 0) {
         PGresult *res = PQexecParams(db, CHAT_SQL_PRESENCE, 4, NULL, vals, NULL, NULL, 0);
         rc = lp_db_ok(res) ? 0 : -1;
         if (rc < 0)

@@ -42,6 +42,7 @@ struct rate_entry {
 
 enum rate_verdict { RATE_OK = 0, RATE_REQUESTS, RATE_SENDS };
 
+static const struct lp_config *conf;  /* given at init */
 static struct rate_entry *rate_table; /* NULL: limits off */
 static size_t rate_sets;              /* a power of two */
 static uint64_t rate_seed;
@@ -50,13 +51,14 @@ static pthread_mutex_t rate_locks[RATE_LOCKS];
 static atomic_ulong rate_refused_n, rate_forgot_busy;
 static atomic_llong rate_logged_at;
 
-int lp_rate_init(void)
+int lp_rate_init(const struct lp_config *cfg)
 {
+    conf = cfg;
     size_t n = RATE_WAYS;
 
-    if (lp_cfg.send_rate <= 0 && lp_cfg.req_rate <= 0)
+    if (conf->send_rate <= 0 && conf->req_rate <= 0)
         return 0;
-    while (n * 2 <= (size_t)lp_cfg.rate_table)
+    while (n * 2 <= (size_t)conf->rate_table)
         n *= 2;
     rate_table = calloc(n, sizeof(*rate_table));
     if (rate_table == NULL) {
@@ -69,10 +71,10 @@ int lp_rate_init(void)
     if (getentropy(&rate_seed, sizeof(rate_seed)) < 0)
         rate_seed = (uint64_t)chat_now_ms() ^ ((uint64_t)getpid() << 32);
     double idle = 0;
-    if (lp_cfg.send_rate > 0)
-        idle = lp_cfg.send_burst / lp_cfg.send_rate;
-    if (lp_cfg.req_rate > 0 && lp_cfg.req_burst / lp_cfg.req_rate > idle)
-        idle = lp_cfg.req_burst / lp_cfg.req_rate;
+    if (conf->send_rate > 0)
+        idle = conf->send_burst / conf->send_rate;
+    if (conf->req_rate > 0 && conf->req_burst / conf->req_rate > idle)
+        idle = conf->req_burst / conf->req_rate;
     rate_idle_ms = (int64_t)(idle * 1000) + 1;
     return 0;
 }
@@ -111,12 +113,12 @@ static struct rate_entry *rate_entry_of(uint64_t key, int64_t now, double factor
             struct rate_entry *e = &set[i];
             double dt = (double)(now - e->at) / 1000.0;
             e->at = now;
-            e->send += dt * lp_cfg.send_rate * factor;
-            if (e->send > lp_cfg.send_burst * factor)
-                e->send = lp_cfg.send_burst * factor;
-            e->req += dt * lp_cfg.req_rate * factor;
-            if (e->req > lp_cfg.req_burst * factor)
-                e->req = lp_cfg.req_burst * factor;
+            e->send += dt * conf->send_rate * factor;
+            if (e->send > conf->send_burst * factor)
+                e->send = conf->send_burst * factor;
+            e->req += dt * conf->req_rate * factor;
+            if (e->req > conf->req_burst * factor)
+                e->req = conf->req_burst * factor;
             return e;
         }
         if (set[i].at < lru->at)
@@ -126,8 +128,8 @@ static struct rate_entry *rate_entry_of(uint64_t key, int64_t now, double factor
         atomic_fetch_add(&rate_forgot_busy, 1);
     lru->key = key;
     lru->at = now;
-    lru->send = lp_cfg.send_burst * factor;
-    lru->req = lp_cfg.req_burst * factor;
+    lru->send = conf->send_burst * factor;
+    lru->req = conf->req_burst * factor;
     return lru;
 }
 
@@ -144,9 +146,9 @@ static enum rate_verdict rate_take(uint64_t key, double factor, bool send)
 
     pthread_mutex_lock(m);
     struct rate_entry *e = rate_entry_of(key, chat_now_ms(), factor);
-    if (lp_cfg.req_rate > 0 && e->req < 1.0)
+    if (conf->req_rate > 0 && e->req < 1.0)
         v = RATE_REQUESTS;
-    else if (send && lp_cfg.send_rate > 0 && e->send < 1.0)
+    else if (send && conf->send_rate > 0 && e->send < 1.0)
         v = RATE_SENDS;
     if (v == RATE_OK) {
         e->req -= 1.0;
@@ -163,10 +165,10 @@ static void rate_give(uint64_t key, double factor, bool send)
 
     pthread_mutex_lock(m);
     struct rate_entry *e = rate_entry_of(key, chat_now_ms(), factor);
-    if ((e->req += 1.0) > lp_cfg.req_burst * factor)
-        e->req = lp_cfg.req_burst * factor;
-    if (send && (e->send += 1.0) > lp_cfg.send_burst * factor)
-        e->send = lp_cfg.send_burst * factor;
+    if ((e->req += 1.0) > conf->req_burst * factor)
+        e->req = conf->req_burst * factor;
+    if (send && (e->send += 1.0) > conf->send_burst * factor)
+        e->send = conf->send_burst * factor;
     pthread_mutex_unlock(m);
 }
 
@@ -192,9 +194,9 @@ bool lp_rate_admit(struct lp_req *r, const char *who, bool send)
     uint64_t key = guest ? rate_key('g', who, r->addr) : rate_key('u', who, "");
     enum rate_verdict v = rate_take(key, 1.0, send);
 
-    if (v == RATE_OK && guest && lp_cfg.guest_addr_factor > 0) {
+    if (v == RATE_OK && guest && conf->guest_addr_factor > 0) {
         uint64_t all = rate_key('a', "", r->addr);
-        v = rate_take(all, lp_cfg.guest_addr_factor, send);
+        v = rate_take(all, conf->guest_addr_factor, send);
         if (v != RATE_OK)
             rate_give(key, 1.0, send);
     }

@@ -25,6 +25,7 @@
 #define BEAT_MS 10000
 #define PRESENCE_MS 1000
 
+static const struct lp_config *conf; /* given at init */
 static pthread_t writer_thread;
 static bool writer_running;
 static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
@@ -85,7 +86,7 @@ static PGresult *exec(const char *sql, int n, const char *const *vals)
 static int node_up(void)
 {
     char pid[16];
-    const char *vals[3] = {lp_cfg.node, "fcgi", pid};
+    const char *vals[3] = {conf->node, "fcgi", pid};
     snprintf(pid, sizeof(pid), "%d", (int)getpid());
 
     PGresult *res = exec("SELECT EXISTS (SELECT 1 FROM nodes WHERE node = $1)", 1, vals);
@@ -126,7 +127,7 @@ static bool db_ready(void)
         db_retry_at = now + chat_backoff_next(&db_backoff);
         return false;
     }
-    log_info("writer: connected to PostgreSQL as node %s", lp_cfg.node);
+    log_info("writer: connected to PostgreSQL as node %s", conf->node);
     /* whatever was lost or reaped while away: the whole view, as chat-ws */
     lp_presence_resync();
     return true;
@@ -236,7 +237,7 @@ static void housekeeping(int64_t now, int64_t *next_presence, int64_t *next_beat
     if (now >= *next_beat) {
         *next_beat = now + BEAT_MS;
         if (db_ready()) {
-            const char *vals[1] = {lp_cfg.node};
+            const char *vals[1] = {conf->node};
             PGresult *res = exec(CHAT_SQL_NODE_BEAT, 1, vals);
             if (!lp_db_ok(res))
                 log_warn("writer: heartbeat failed: %s", lp_pgerr(res, db));
@@ -294,7 +295,7 @@ static void *writer_main(void *arg)
             break;
     }
     if (db_ready()) {
-        const char *vals[1] = {lp_cfg.node};
+        const char *vals[1] = {conf->node};
         PGresult *res = exec(CHAT_SQL_NODE_DOWN, 1, vals);
         if (!lp_db_ok(res))
             log_warn("writer: chat_node_down failed: %s", lp_pgerr(res, db));
@@ -305,8 +306,9 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int lp_writer_start(void)
+int lp_writer_start(const struct lp_config *cfg)
 {
+    conf = cfg;
     pthread_condattr_t ca;
 
     pthread_condattr_init(&ca);
