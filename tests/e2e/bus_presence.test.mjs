@@ -5,7 +5,7 @@
 // waits for the rows of a WebSocket member and of a long-poll member.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, pgClient, uniqueRoom } from './lib.mjs';
+import { Client, http, pgClient, uniqueRoom } from './lib.mjs';
 import { Poller } from './lp_lib.mjs';
 
 async function until(check, ms, what) {
@@ -39,6 +39,12 @@ test('after a reconnect both daemons send their whole presence view: rows lost m
 
     await until(async () => (await members()).length === 2, 30000, 'both members back after the reconnect');
     assert.deepEqual(await members(), ['~pat', '~wes']);
+    // leave the stack as found: every daemon connection back (the next
+    // suites expect a listening long-poll worker and a healthy database)
+    await until(async () => {
+      const h = await http('health');
+      return h.status === 200 && h.json?.backends?.fcgi?.listen === true;
+    }, 30000, 'the stack healthy again');
   } finally {
     await lp.stop();
     ws.close();
