@@ -377,7 +377,7 @@ static void db_input(void)
         return;
     }
     while (db != NULL && (n = PQnotifies(db)) != NULL) {
-        if (strcmp(n->relname, "chat") == 0)
+        if (strcmp(n->relname, CHAT_CHANNEL) == 0)
             lp_rooms_news(n->extra, strlen(n->extra));
         PQfreemem(n);
     }

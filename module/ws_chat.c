@@ -576,7 +576,7 @@ int ws_chat_init(struct ws_server *srv)
              (unsigned)rand());
     srv->seen_names = json_array();
     srv->seen_auth = json_array();
-    srv->bus = pg_new(srv->loop, "listen", srv->cfg.db, "chat", &bus_h);
+    srv->bus = pg_new(srv->loop, "listen", srv->cfg.db, CHAT_CHANNEL, &bus_h);
     srv->reader = pg_new(srv->loop, "reader", srv->cfg.db, NULL, &reader_h);
     srv->writer = pg_new(srv->loop, "writer", srv->cfg.db, NULL, &reader_h);
     if (!srv->seen_names || !srv->seen_auth || !srv->bus || !srv->reader || !srv->writer)
