@@ -181,10 +181,10 @@ static void parse_args(int argc, char **argv)
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
-    enum chat_log_level level = CHAT_LOG_INFO;
     bool send_burst = false, req_burst = false;
     int c;
 
+    chat_log_init("chat-fcgi", CHAT_LOG_INFO);
     lp_cfg.db = getenv("DATABASE_URL") ? getenv("DATABASE_URL") : "";
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (number_option(c, optarg, &send_burst, &req_burst))
@@ -200,10 +200,8 @@ static void parse_args(int argc, char **argv)
             lp_cfg.ws_health = optarg;
             break;
         case O_LOG:
-            log_path = optarg;
-            break;
         case O_LEVEL:
-            if (chat_log_level_option("chat-fcgi", optarg, &level) < 0)
+            if (chat_log_option("chat-fcgi", c == O_LEVEL, optarg, &log_path) < 0)
                 exit(2);
             break;
         case O_HELP:
@@ -223,7 +221,6 @@ static void parse_args(int argc, char **argv)
         lp_cfg.send_burst = lp_cfg.send_rate * 3 < 1 ? 1 : lp_cfg.send_rate * 3;
     if (!req_burst)
         lp_cfg.req_burst = lp_cfg.req_rate * 2 < 1 ? 1 : lp_cfg.req_rate * 2;
-    chat_log_init("chat-fcgi", level);
     if (log_path && chat_log_open(log_path) < 0) {
         fprintf(stderr, "chat-fcgi: cannot open log %s: %s\n", log_path, strerror(errno));
         exit(1);

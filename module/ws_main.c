@@ -96,7 +96,6 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
                                          {"req-rate", 1, 0, O_REQRATE},
                                          {0, 0, 0, 0}};
     int o;
-    enum chat_log_level lvl;
 
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         long v = optarg ? strtol(optarg, NULL, 10) : 0;
@@ -149,12 +148,9 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
             cfg->echo = true;
             break;
         case O_LOG:
-            log_path = optarg;
-            break;
         case O_LEVEL:
-            if (chat_log_level_option("chat-ws", optarg, &lvl) < 0)
+            if (chat_log_option("chat-ws", o == O_LEVEL, optarg, &log_path) < 0)
                 return -1;
-            chat_log_set_level(lvl);
             break;
         case O_HELP:
             usage(stdout);
