@@ -28,7 +28,14 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lpq -lnettle)
 
 WARN := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes -Wpointer-arith
-BASE_CFLAGS = -std=c11 $(WARN) -MMD -MP -Imodule -Ifcgi $(PKG_CFLAGS)
+# Each folder compiles with only its own headers and core/'s: a daemon that
+# includes the other daemon's header fails to build. core/ sees only itself.
+BASE_CFLAGS = -std=c11 $(WARN) -MMD -MP $(PKG_CFLAGS)
+INC_core := -Icore
+INC_module := -Imodule -Icore
+INC_fcgi := -Ifcgi -Icore
+INC_tests := -Icore -Imodule -Ifcgi
+inc = $(INC_$(firstword $(subst /, ,$(1))))
 REL_CFLAGS := -O2 -g
 ASAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
                -fno-omit-frame-pointer
@@ -41,19 +48,22 @@ Q := @
 endif
 
 # ---- sources: explicit lists --------------------------------------------
-CORE_SRCS := module/chat_log.c module/chat_utf8.c module/chat_valid.c module/chat_policy.c \
-             module/chat_proto.c module/chat_db.c module/chat_sys.c module/chat_http.c
+CORE_SRCS := core/chat_log.c core/chat_utf8.c core/chat_valid.c core/chat_policy.c \
+             core/chat_proto.c core/chat_db.c core/chat_sys.c core/chat_http.c \
+             core/chat_notify.c core/chat_cursor.c core/chat_members.c core/chat_sql.c \
+             core/chat_backoff.c core/chat_typing.c core/chat_supervise.c
 WS_CODEC_SRCS := module/ws_frame.c module/ws_handshake.c
 WS_SRCS := module/ws_main.c module/ws_conn.c module/ws_chat.c module/ws_room.c module/ev.c module/pg.c
-LP_SRCS := fcgi/lp_main.c fcgi/lp_workers.c fcgi/lp_accept.c fcgi/lp_poll.c fcgi/lp_fcgi.c fcgi/lp_db.c fcgi/lp_query.c fcgi/lp_listener.c fcgi/lp_rooms.c fcgi/lp_seqcache.c fcgi/lp_writer.c fcgi/lp_presence.c fcgi/lp_health.c
-UNIT_TESTS := utf8 valid policy proto log frame handshake lp_query
-FUZZ_TARGETS := utf8 proto frame handshake query
+LP_SRCS := fcgi/lp_main.c fcgi/lp_accept.c fcgi/lp_rate.c fcgi/lp_poll.c fcgi/lp_fcgi.c fcgi/lp_db.c fcgi/lp_query.c fcgi/lp_listener.c fcgi/lp_rooms.c fcgi/lp_seqcache.c fcgi/lp_writer.c fcgi/lp_presence.c fcgi/lp_health.c fcgi/lp_state.c
+UNIT_TESTS := utf8 valid policy proto log notify cursor sql bus frame handshake lp_query
+FUZZ_TARGETS := utf8 proto notify frame handshake query
 
 REL := build/release
 ASAN := build/asan
 
-core_objs = $(patsubst %.c,$(1)/%.o,$(CORE_SRCS) $(WS_CODEC_SRCS))
-ws_objs = $(patsubst %.c,$(1)/%.o,$(WS_SRCS))
+core_objs = $(patsubst %.c,$(1)/%.o,$(CORE_SRCS))
+ws_objs = $(patsubst %.c,$(1)/%.o,$(WS_SRCS) $(WS_CODEC_SRCS))
+wscodec_objs = $(patsubst %.c,$(1)/%.o,$(WS_CODEC_SRCS))
 lp_objs = $(patsubst %.c,$(1)/%.o,$(LP_SRCS))
 
 # ---- build ---------------------------------------------------------------
@@ -64,12 +74,12 @@ asan: $(ASAN)/chat-ws $(ASAN)/chat-fcgi
 $(REL)/%.o: %.c | build-deps
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(BASE_CFLAGS) $(REL_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(BASE_CFLAGS) $(call inc,$<) $(REL_CFLAGS) -c $< -o $@
 
 $(ASAN)/%.o: %.c | build-deps
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(BASE_CFLAGS) $(ASAN_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(BASE_CFLAGS) $(call inc,$<) $(ASAN_CFLAGS) -c $< -o $@
 
 $(REL)/libchatcore.a: $(call core_objs,$(REL))
 	$(Q)rm -f $@ && ar rcs $@ $^
@@ -90,7 +100,8 @@ $(ASAN)/chat-fcgi: $(call lp_objs,$(ASAN)) $(ASAN)/libchatcore.a
 	$(Q)$(CC) $(ASAN_CFLAGS) $^ -o $@ -lfcgi $(LDLIBS_ALL)
 
 UNIT_BINS := $(patsubst %,$(ASAN)/tests/unit/test_%,$(UNIT_TESTS))
-$(ASAN)/tests/unit/test_%: $(ASAN)/tests/unit/test_%.o $(ASAN)/libchatcore.a
+# unit tests also link the WebSocket codecs (test_frame, test_handshake)
+$(ASAN)/tests/unit/test_%: $(ASAN)/tests/unit/test_%.o $(call wscodec_objs,$(ASAN)) $(ASAN)/libchatcore.a
 	$(Q)$(CC) $(ASAN_CFLAGS) $^ -o $@ -lcmocka $(LDLIBS_ALL)
 
 -include $(shell find build -name '*.d' 2>/dev/null)
@@ -121,14 +132,18 @@ migrate: deps
 	$(Q)VAR=$(VAR) scripts/stack.sh migrate
 
 # ---- tests -----------------------------------------------------------------
-.PHONY: check test e2e
+.PHONY: check test e2e cycles
 check: $(UNIT_BINS)
 	$(Q)scripts/run-unit.sh $(UNIT_BINS)
+
+# no dependency cycle between the .c files of a folder (nm on the objects)
+cycles: asan
+	$(Q)scripts/cycles.sh "$(call core_objs,$(ASAN))" "$(call ws_objs,$(ASAN))" "$(call lp_objs,$(ASAN))"
 
 # make test: unit tests, then the sanitizer-built stack under $(TEST_VAR) on
 # $(TEST_PORT) with the black-box suites against it; stopped afterwards.
 test: deps asan
-	$(Q)$(MAKE) --no-print-directory check
+	$(Q)$(MAKE) --no-print-directory check cycles
 	$(Q)VAR=$(TEST_VAR) PORT=$(TEST_PORT) BIN=$(CURDIR)/$(ASAN) scripts/stack.sh test
 
 # e2e against an already running `make start` stack (for quick iteration)
@@ -141,8 +156,8 @@ e2e:
 .PHONY: fuzz
 FUZZ_TIME ?= 60
 FUZZ_BINS := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
-FUZZ_CFLAGS = -std=c11 $(WARN) -Imodule -Ifcgi $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRCS) $(WS_CODEC_SRCS) $(wildcard module/*.h)
+FUZZ_CFLAGS = -std=c11 $(WARN) $(INC_tests) $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRCS) $(WS_CODEC_SRCS) $(wildcard core/*.h module/*.h)
 	@mkdir -p $(@D)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(CORE_SRCS) $(WS_CODEC_SRCS) -o $@ $(LDLIBS_ALL)
 $(FUZZ_BINS): | build-deps
@@ -163,9 +178,9 @@ bench: deps all
 clean:
 	rm -rf build
 format:
-	clang-format -i module/*.[ch] fcgi/*.[ch] tests/unit/*.c tests/fuzz/*.c
+	clang-format -i core/*.[ch] module/*.[ch] fcgi/*.[ch] tests/unit/*.c tests/fuzz/*.c
 format-check:
-	clang-format --dry-run --Werror module/*.[ch] fcgi/*.[ch] tests/unit/*.c tests/fuzz/*.c
+	clang-format --dry-run --Werror core/*.[ch] module/*.[ch] fcgi/*.[ch] tests/unit/*.c tests/fuzz/*.c
 help:
-	@echo "targets: deps all asan run start stop status migrate check test e2e fuzz bench clean format"
+	@echo "targets: deps all asan run start stop status migrate check cycles test e2e fuzz bench clean format format-check"
 	@echo "vars: PORT=$(PORT) VAR=$(VAR) DATABASE_URL=<libpq conninfo> V=1"

@@ -22,7 +22,6 @@
 #define LP_BODY_MAX (80 * 1024)            /* request body bytes */
 #define LP_QUERY_MAX 4096                  /* query string bytes */
 #define LP_BACKLOG 50                      /* messages of a room given without ":N" */
-#define LP_READ_LIMIT 500                  /* rows per catch-up read */
 #define LP_RESPONSE_SOFT_MAX (1024 * 1024) /* no more events once a poll answer is this big */
 #define LP_SEND_QUEUE_MAX 10000            /* sends waiting for the writer */
 #define LP_MAX_PARKED_DEFAULT 15000
@@ -45,7 +44,6 @@ struct lp_config {
     char node[128];               /* presence node name: fcgi-<host>-<pid>-<random> */
 };
 
-extern struct lp_config lp_cfg;
 extern atomic_bool lp_stopping;   /* SIGTERM seen */
 extern atomic_int lp_parked;      /* polls handed to the listener, not yet answered */
 extern atomic_uint lp_listen_gen; /* bumped whenever the listener (re)starts LISTEN */
@@ -66,7 +64,7 @@ struct lp_conn {
  * status 204 gets neither Content-Type nor Content-Length. Returns 0, or
  * -1 when the web server had gone (the connection is closed either way). */
 int lp_reply(struct lp_conn *c, int status, const char *body, size_t len);
-/* The error object of PROTOCOL.md with the status of its code. */
+/* The error object of docs/protocol.md with the status of its code. */
 int lp_reply_error(struct lp_conn *c, enum chat_err code, const char *message);
 /* Same object with another status (404, 405, 415, 500). */
 int lp_reply_error_status(struct lp_conn *c, int status, enum chat_err code, const char *message);
@@ -110,6 +108,8 @@ void lp_req_free(struct lp_req *r);
 /* ---- database helpers (lp_db.c) ----------------------------------------- */
 
 /* Connects with a 3 s timeout; NULL (and err) on failure. Blocking. */
+/* The conninfo to use (the configuration, for the life of the process). */
+void lp_db_init(const struct lp_config *cfg);
 PGconn *lp_db_connect(const char *what, char *err, size_t errlen);
 /* Runs a read-only statement; on a broken connection reconnects once and
  * retries. *conn may be NULL (connects first). NULL when the database is
@@ -125,7 +125,6 @@ const char *lp_db_msg(const char *s, char *buf, size_t cap);
 const char *lp_pgerr(const PGresult *res, const PGconn *conn);
 
 /* SELECT seq, chat_msg_json(...) of room past seq after, ascending, limit rows. */
-extern const char *const lp_sql_rows_after;
 
 /* ---- the listener: parked polls (lp_listener.c) ------------------------- */
 
@@ -173,22 +172,25 @@ struct lp_send {
  * 0, or -1 when the queue is full or the writer is stopping (s is still the
  * caller's). */
 int lp_writer_submit(struct lp_send *s);
+/* Sends waiting for the writer (not counting a batch in flight), for /health. */
+size_t lp_writer_queued(void);
 void lp_send_free(struct lp_send *s);
-int lp_writer_start(void);
-void lp_writer_stop(void); /* drains the queue, node down, joins */
+int lp_writer_start(const struct lp_config *cfg); /* cfg: for the life of the process */
+void lp_writer_stop(void);                        /* drains the queue, node down, joins */
 
 /* ---- presence of long-poll users (lp_presence.c) ------------------------ */
 
-int lp_presence_init(void);
+int lp_presence_init(const struct lp_config *cfg);
 void lp_presence_free(void);
 /* member polled room: online now, offline 2 * timeout_s after its last poll. */
 void lp_presence_touch(const char *room, const char *member, unsigned timeout_s);
 /* Writer thread: sends due transitions (one chat_presence call) and users
  * seen. 0, or -1 on a database error (nothing is lost: retried later). */
 int lp_presence_flush(PGconn *db);
-/* The node row was lost (reaped while the database was away): announce
- * every member again. */
-void lp_presence_reannounce(void);
+/* After a (re)connect, or when the node row was reaped: the next flush
+ * sends this node's whole view with chat_presence_sync(), as chat-ws does
+ * (one policy: docs/architecture.md, "Presence"). */
+void lp_presence_resync(void);
 /* Members this node holds online right now (for /health). */
 size_t lp_presence_count(void);
 
@@ -196,7 +198,7 @@ size_t lp_presence_count(void);
 
 /* Allocates the rate-limit table (nothing when both rates are 0). 0, or -1
  * out of memory. The table lives as long as the process. */
-int lp_rate_init(void);
+int lp_rate_init(const struct lp_config *cfg);
 /* Takes a request token (and a send token when send) of the client: who is
  * the speaker ("alice", "~bob", or "" for a guest without a name) at
  * r->addr. true when granted; false when refused, having answered 429
@@ -205,8 +207,10 @@ bool lp_rate_admit(struct lp_req *r, const char *who, bool send);
 /* Requests refused with 429 since start (for /health). */
 unsigned long lp_rate_refused(void);
 
+void lp_health_init(const struct lp_config *cfg);
 void lp_health(struct lp_req *r, PGconn **db);
 /* GET poll (lp_poll.c): answers at once or parks the poll. */
+void lp_poll_init(const struct lp_config *cfg);
 void lp_poll_handle(struct lp_req *r, PGconn **db);
 void *lp_acceptor_main(void *arg); /* arg: struct lp_acceptor */
 
@@ -214,13 +218,5 @@ struct lp_acceptor {
     int index;
     int listen_sock;
 };
-
-/* ---- --workers N (lp_workers.c) ------------------------------------------ */
-
-#include <signal.h>
-/* Forks n processes running run(set), restarts those that die, and passes
- * SIGTERM/SIGINT on; returns once they are gone. */
-int lp_supervise(int n, const sigset_t *set, int (*run)(const sigset_t *));
-bool lp_is_supervisor(void);
 
 #endif

@@ -2,8 +2,8 @@
  * request out of libfcgi (lp_req_read) and serves it: history, health and
  * polls with news at once over the thread's own blocking connection; sends
  * go to the writer, polls without news to the listener, and the thread is
- * free for the next request. Admission control lives here too: the token
- * buckets of every client (rate limits) and the typing throttle. */
+ * free for the next request. The typing throttle is applied here; the
+ * token buckets of every client are lp_rate.c's. */
 #define _GNU_SOURCE
 #include "lp.h"
 
@@ -18,14 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chat_typing.h"
+#include "chat_hash.h"
 #include "chat_log.h"
 #include "chat_sys.h"
-
-#define TYPING_SLOTS 4096
-#define TYPING_GAP_MS 2000
-#define RATE_WAYS 8           /* entries per set of the bucket table */
-#define RATE_LOCKS 64         /* sets are locked in stripes */
-#define RATE_LOG_GAP_MS 10000 /* at most one log line about refusals per 10 s */
+#include "chat_sql.h"
 
 /* ---- shared helpers ------------------------------------------------------ */
 
@@ -83,198 +80,6 @@ static int check_body(struct lp_req *r)
     return 0;
 }
 
-/* ---- rate limits ------------------------------------------------------------
- * Token buckets per client, with the WebSocket daemon's numbers: one for
- * every request (poll, send, typing, history), one for sends. A client is
- * an authenticated user (nginx vouches for the name: the name alone), or a
- * guest name at one client address ("~bob" at 192.0.2.7: a "~bob" elsewhere
- * has buckets of its own); docs/longpoll.md argues the key. The table is
- * fixed (--rate-table entries), set-associative, locked in stripes; a
- * newcomer takes a free entry of its set, else the least recently used one.
- * An entry unused for a refill time has full buckets, so forgetting it
- * loses nothing; a table too small forgets busier clients (fails open) and
- * counts it. Keys are 64-bit hashes seeded per process. */
-
-struct rate_entry {
-    uint64_t key;     /* 0: free */
-    int64_t at;       /* ms of the last refill */
-    double send, req; /* tokens */
-};
-
-enum rate_verdict { RATE_OK = 0, RATE_REQUESTS, RATE_SENDS };
-
-static struct rate_entry *rate_table; /* NULL: limits off */
-static size_t rate_sets;              /* a power of two */
-static uint64_t rate_seed;
-static int64_t rate_idle_ms; /* from empty to full */
-static pthread_mutex_t rate_locks[RATE_LOCKS];
-static atomic_ulong rate_refused_n, rate_forgot_busy;
-static atomic_llong rate_logged_at;
-
-int lp_rate_init(void)
-{
-    size_t n = RATE_WAYS;
-
-    if (lp_cfg.send_rate <= 0 && lp_cfg.req_rate <= 0)
-        return 0;
-    while (n * 2 <= (size_t)lp_cfg.rate_table)
-        n *= 2;
-    rate_table = calloc(n, sizeof(*rate_table));
-    if (rate_table == NULL) {
-        log_error("out of memory for %zu rate-limit entries", n);
-        return -1;
-    }
-    rate_sets = n / RATE_WAYS;
-    for (int i = 0; i < RATE_LOCKS; i++)
-        pthread_mutex_init(&rate_locks[i], NULL);
-    if (getentropy(&rate_seed, sizeof(rate_seed)) < 0)
-        rate_seed = (uint64_t)chat_now_ms() ^ ((uint64_t)getpid() << 32);
-    double idle = 0;
-    if (lp_cfg.send_rate > 0)
-        idle = lp_cfg.send_burst / lp_cfg.send_rate;
-    if (lp_cfg.req_rate > 0 && lp_cfg.req_burst / lp_cfg.req_rate > idle)
-        idle = lp_cfg.req_burst / lp_cfg.req_rate;
-    rate_idle_ms = (int64_t)(idle * 1000) + 1;
-    return 0;
-}
-
-unsigned long lp_rate_refused(void)
-{
-    return atomic_load(&rate_refused_n);
-}
-
-/* kind, who and addr, each followed by a separator, hashed with the seed
- * (FNV-1a, then the splitmix64 finalizer). Never 0 (a free entry). */
-static uint64_t rate_key(char kind, const char *who, const char *addr)
-{
-    uint64_t h = 1469598103934665603ULL ^ rate_seed;
-    const char *parts[2] = {who, addr};
-
-    h = (h ^ (unsigned char)kind) * 1099511628211ULL;
-    for (int k = 0; k < 2; k++) {
-        for (const char *p = parts[k]; *p; p++)
-            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-        h = (h ^ 0x1f) * 1099511628211ULL;
-    }
-    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    return h ? h : 1;
-}
-
-static size_t rate_set_of(uint64_t key)
-{
-    return (size_t)(key >> 7) & (rate_sets - 1);
-}
-
-/* The entry of key in its set (locked by the caller), made when missing. */
-static struct rate_entry *rate_entry_of(uint64_t key, int64_t now, double factor)
-{
-    struct rate_entry *set = &rate_table[rate_set_of(key) * RATE_WAYS];
-    struct rate_entry *lru = &set[0];
-
-    for (int i = 0; i < RATE_WAYS; i++) {
-        if (set[i].key == key) {
-            struct rate_entry *e = &set[i];
-            double dt = (double)(now - e->at) / 1000.0;
-            e->at = now;
-            e->send += dt * lp_cfg.send_rate * factor;
-            if (e->send > lp_cfg.send_burst * factor)
-                e->send = lp_cfg.send_burst * factor;
-            e->req += dt * lp_cfg.req_rate * factor;
-            if (e->req > lp_cfg.req_burst * factor)
-                e->req = lp_cfg.req_burst * factor;
-            return e;
-        }
-        if (set[i].at < lru->at)
-            lru = &set[i]; /* free entries have at 0: taken first */
-    }
-    if (lru->key != 0 && now - lru->at < rate_idle_ms)
-        atomic_fetch_add(&rate_forgot_busy, 1);
-    lru->key = key;
-    lru->at = now;
-    lru->send = lp_cfg.send_burst * factor;
-    lru->req = lp_cfg.req_burst * factor;
-    return lru;
-}
-
-static pthread_mutex_t *rate_lock_of(uint64_t key)
-{
-    return &rate_locks[rate_set_of(key) % RATE_LOCKS];
-}
-
-/* Takes a request token, and a send token when send, or nothing at all. */
-static enum rate_verdict rate_take(uint64_t key, double factor, bool send)
-{
-    pthread_mutex_t *m = rate_lock_of(key);
-    enum rate_verdict v = RATE_OK;
-
-    pthread_mutex_lock(m);
-    struct rate_entry *e = rate_entry_of(key, chat_now_ms(), factor);
-    if (lp_cfg.req_rate > 0 && e->req < 1.0)
-        v = RATE_REQUESTS;
-    else if (send && lp_cfg.send_rate > 0 && e->send < 1.0)
-        v = RATE_SENDS;
-    if (v == RATE_OK) {
-        e->req -= 1.0;
-        e->send -= send ? 1.0 : 0.0;
-    }
-    pthread_mutex_unlock(m);
-    return v;
-}
-
-/* Gives back what rate_take took (refused by the address's buckets). */
-static void rate_give(uint64_t key, double factor, bool send)
-{
-    pthread_mutex_t *m = rate_lock_of(key);
-
-    pthread_mutex_lock(m);
-    struct rate_entry *e = rate_entry_of(key, chat_now_ms(), factor);
-    if ((e->req += 1.0) > lp_cfg.req_burst * factor)
-        e->req = lp_cfg.req_burst * factor;
-    if (send && (e->send += 1.0) > lp_cfg.send_burst * factor)
-        e->send = lp_cfg.send_burst * factor;
-    pthread_mutex_unlock(m);
-}
-
-static void rate_log(const char *who, const char *addr)
-{
-    int64_t now = chat_now_ms();
-    long long last = atomic_load(&rate_logged_at);
-
-    if (now - last < RATE_LOG_GAP_MS ||
-        !atomic_compare_exchange_strong(&rate_logged_at, &last, (long long)now))
-        return;
-    log_warn("rate limits: %lu requests refused so far (latest: \"%s\" at %s); %lu busy clients"
-             " forgotten for want of room (--rate-table)",
-             atomic_load(&rate_refused_n), who, addr[0] ? addr : "no address",
-             atomic_load(&rate_forgot_busy));
-}
-
-bool lp_rate_admit(struct lp_req *r, const char *who, bool send)
-{
-    if (rate_table == NULL)
-        return true;
-    bool guest = r->policy.user[0] == '\0';
-    uint64_t key = guest ? rate_key('g', who, r->addr) : rate_key('u', who, "");
-    enum rate_verdict v = rate_take(key, 1.0, send);
-
-    if (v == RATE_OK && guest && lp_cfg.guest_addr_factor > 0) {
-        uint64_t all = rate_key('a', "", r->addr);
-        v = rate_take(all, lp_cfg.guest_addr_factor, send);
-        if (v != RATE_OK)
-            rate_give(key, 1.0, send);
-    }
-    if (v == RATE_OK)
-        return true;
-    atomic_fetch_add(&rate_refused_n, 1);
-    rate_log(who, r->addr);
-    lp_reply_error(&r->conn, CHAT_E_RATE_LIMITED,
-                   v == RATE_SENDS ? "too many messages: slow down"
-                                   : "too many requests: slow down");
-    return false;
-}
-
 /* ---- POST send ----------------------------------------------------------- */
 
 /* A POST that writes: a JSON body, on a location that is not read-only.
@@ -324,33 +129,14 @@ static void handle_send(struct lp_req *r)
 /* ---- POST typing ---------------------------------------------------------- */
 
 static pthread_mutex_t typing_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-    uint64_t key;
-    int64_t at;
-} typing_slots[TYPING_SLOTS];
+static struct chat_typing typing; /* the one throttle (core/chat_typing.h) */
 
-/* true when sender typed in room less than TYPING_GAP_MS ago (a collision
- * of two pairs in one slot only ever lets an extra event through). */
 static bool typing_too_soon(const char *room, const char *sender)
 {
-    uint64_t h = 1469598103934665603ULL;
-    int64_t now = chat_now_ms();
-    bool soon;
-
-    for (const char *s = room; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    h = (h ^ '/') * 1099511628211ULL;
-    for (const char *s = sender; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
     pthread_mutex_lock(&typing_lock);
-    size_t i = h % TYPING_SLOTS;
-    soon = typing_slots[i].key == h && now - typing_slots[i].at < TYPING_GAP_MS;
-    if (!soon) {
-        typing_slots[i].key = h;
-        typing_slots[i].at = now;
-    }
+    bool due = chat_typing_due(&typing, room, sender, chat_now_ms());
     pthread_mutex_unlock(&typing_lock);
-    return soon;
+    return !due;
 }
 
 static void handle_typing(struct lp_req *r, PGconn **db)
@@ -376,7 +162,7 @@ static void handle_typing(struct lp_req *r, PGconn **db)
         char *ev = typing_too_soon(room, sender) ? NULL : chat_encode_typing(room, sender, &len);
         if (ev) {
             const char *vals[1] = {ev};
-            PGresult *res = lp_db_query(db, "typing", "SELECT pg_notify('chat', $1)", 1, vals);
+            PGresult *res = lp_db_query(db, "typing", CHAT_SQL_NOTIFY, 1, vals);
             if (!res || !lp_db_ok(res))
                 log_warn("typing: notify failed");
             PQclear(res);
@@ -445,12 +231,7 @@ static void handle_history(struct lp_req *r, PGconn **db)
     snprintf(before_s, sizeof(before_s), "%" PRId64, before);
     snprintf(limit_s, sizeof(limit_s), "%" PRId64, limit);
     const char *vals[3] = {room, before_s, limit_s};
-    PGresult *res = lp_db_query(
-        db, "history",
-        "SELECT seq, j FROM (SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) AS j"
-        " FROM messages WHERE room = $1 AND ($2::bigint = 0 OR seq < $2::bigint)"
-        " ORDER BY seq DESC LIMIT $3::int) s ORDER BY seq",
-        3, vals);
+    PGresult *res = lp_db_query(db, "history", CHAT_SQL_HISTORY, 3, vals);
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "database unavailable; retry later");
     else

@@ -9,10 +9,6 @@
 
 #include "chat_log.h"
 
-const char *const lp_sql_rows_after =
-    "SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) FROM messages"
-    " WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3";
-
 const char *lp_db_msg(const char *s, char *buf, size_t cap)
 {
     size_t n = 0;
@@ -43,6 +39,8 @@ const char *lp_pgerr(const PGresult *res, const PGconn *conn)
     return lp_db_msg(m, buf, sizeof(buf));
 }
 
+static const struct lp_config *conf; /* given at init */
+
 /* Server messages that arrive outside a query (a FATAL as the server shuts
  * down, say): one log line instead of libpq's raw stderr output. */
 static void on_notice(void *arg, const char *message)
@@ -51,10 +49,15 @@ static void on_notice(void *arg, const char *message)
     log_warn("%s: PostgreSQL says: %s", (const char *)arg, lp_db_msg(message, buf, sizeof(buf)));
 }
 
+void lp_db_init(const struct lp_config *cfg)
+{
+    conf = cfg;
+}
+
 PGconn *lp_db_connect(const char *what, char *err, size_t errlen)
 {
     const char *const keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-    const char *const vals[] = {lp_cfg.db ? lp_cfg.db : "", "3", "chat-fcgi", NULL};
+    const char *const vals[] = {conf->db ? conf->db : "", "3", "chat-fcgi", NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
 
     if (c == NULL) {

@@ -18,9 +18,11 @@
 
 #include "chat_log.h"
 #include "chat_sys.h"
+#include "chat_sql.h"
 
 #define PROBE_MAX 16384
 
+static const struct lp_config *conf; /* given at init */
 static json_t *ws_down(const char *fmt, const char *arg)
 {
     char msg[256];
@@ -85,9 +87,9 @@ static json_t *probe_ws(int *status)
     int fd;
 
     *status = 0;
-    if (lp_cfg.ws_health == NULL)
+    if (conf->ws_health == NULL)
         return json_pack("{s:s}", "status", "unknown");
-    if ((fd = probe_connect(lp_cfg.ws_health)) < 0)
+    if ((fd = probe_connect(conf->ws_health)) < 0)
         return ws_down("cannot connect: %s", strerror(errno));
     if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1) {
         close(fd);
@@ -117,8 +119,7 @@ static json_t *probe_ws(int *status)
 
 static json_t *probe_db(PGconn **db, bool *up)
 {
-    PGresult *res = lp_db_query(db, "health",
-                                "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, NULL);
+    PGresult *res = lp_db_query(db, "health", CHAT_SQL_SCHEMA_VERSION, 0, NULL);
     json_t *out;
 
     *up = false;
@@ -135,18 +136,24 @@ static json_t *probe_db(PGconn **db, bool *up)
     return out;
 }
 
+void lp_health_init(const struct lp_config *cfg)
+{
+    conf = cfg;
+}
+
 void lp_health(struct lp_req *r, PGconn **db)
 {
     bool db_up;
     int ws_status;
     json_t *dbj = probe_db(db, &db_up);
     json_t *ws = probe_ws(&ws_status);
-    bool ws_ok = lp_cfg.ws_health == NULL || ws_status == 200;
+    bool ws_ok = conf->ws_health == NULL || ws_status == 200;
     bool ok = db_up && ws_ok;
-    json_t *fcgi = json_pack("{s:s, s:i, s:i, s:b, s:i, s:s, s:I}", "status", "ok", "pid",
-                             (int)getpid(), "parked", atomic_load(&lp_parked), "listen",
-                             atomic_load(&lp_listen_up), "present", (int)lp_presence_count(),
-                             "node", lp_cfg.node, "rate_limited", (json_int_t)lp_rate_refused());
+    json_t *fcgi =
+        json_pack("{s:s, s:i, s:i, s:b, s:i, s:s, s:I, s:I}", "status", "ok", "pid", (int)getpid(),
+                  "parked", atomic_load(&lp_parked), "listen", atomic_load(&lp_listen_up),
+                  "present", (int)lp_presence_count(), "node", conf->node, "rate_limited",
+                  (json_int_t)lp_rate_refused(), "queued", (json_int_t)lp_writer_queued());
     json_t *root = json_pack("{s:s, s:{s:o, s:o}, s:o}", "status", ok ? "ok" : "down", "backends",
                              "fcgi", fcgi, "ws", ws, "database", dbj);
     char *body = root ? json_dumps(root, JSON_COMPACT) : NULL;

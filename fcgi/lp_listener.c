@@ -21,8 +21,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "chat_backoff.h"
 #include "chat_log.h"
 #include "chat_sys.h"
+#include "chat_sql.h"
 #include "lp_rooms.h"
 
 /* ---- state (touched by the listener thread only, except the hand-off) --- */
@@ -33,7 +35,7 @@ static int epfd = -1;
 static int wakefd = -1;
 static PGconn *db;
 static int64_t db_retry_at;
-static int db_backoff_ms = 100;
+static struct chat_backoff db_backoff;
 static char tag_wake, tag_db; /* epoll data for the two non-poll fds */
 
 static pthread_mutex_t handoff_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -156,26 +158,20 @@ static void unpark(struct lp_poll *p)
 
 static void finish(struct lp_poll *p)
 {
-    struct chat_sbuf b = {0};
-    int bad = 0;
+    const char *rooms[LP_MAX_ROOMS];
+    int64_t cursors[LP_MAX_ROOMS];
+    size_t len;
 
-    bad |= chat_sbuf_add(&b, "{\"events\":[", 11);
-    if (p->events.len)
-        bad |= chat_sbuf_add(&b, p->events.p, p->events.len);
-    bad |= chat_sbuf_add(&b, "],\"cursor\":\"", 12);
     for (size_t k = 0; k < p->n; k++) {
-        char num[32];
-        int n =
-            snprintf(num, sizeof(num), ":%" PRId64 "%s", p->w[k].cursor, k + 1 < p->n ? "," : "");
-        bad |= chat_sbuf_add(&b, p->w[k].name, strlen(p->w[k].name));
-        bad |= chat_sbuf_add(&b, num, (size_t)n);
+        rooms[k] = p->w[k].name;
+        cursors[k] = p->w[k].cursor;
     }
-    bad |= chat_sbuf_add(&b, "\"}", 2);
-    if (bad)
+    char *body = chat_encode_poll(p->events.p, p->events.len, rooms, cursors, p->n, NULL, &len);
+    if (!body)
         lp_reply_error(&p->conn, CHAT_E_UNAVAILABLE, "out of memory");
     else
-        lp_reply(&p->conn, 200, b.p, b.len);
-    chat_sbuf_free(&b);
+        lp_reply(&p->conn, 200, body, len);
+    free(body);
     atomic_fetch_sub(&lp_parked, 1);
     lp_poll_free(p);
 }
@@ -186,7 +182,7 @@ static void complete(struct lp_poll *p)
     finish(p);
 }
 
-void lp_listener_mark_ready(struct lp_poll *p)
+static void mark_ready(struct lp_poll *p)
 {
     if (p->state != LP_POLL_PARKED)
         return;
@@ -306,7 +302,7 @@ static void db_drop(const char *why)
     db = NULL;
     atomic_store(&lp_listen_up, false);
     db_retry_at = chat_now_ms();
-    db_backoff_ms = 100;
+    chat_backoff_reset(&db_backoff);
 }
 
 static int db_connect(void)
@@ -318,7 +314,7 @@ static int db_connect(void)
         log_debug("listener: cannot connect: %s", err);
         return -1;
     }
-    PGresult *res = PQexec(c, "LISTEN chat");
+    PGresult *res = PQexec(c, CHAT_SQL_LISTEN);
     if (!lp_db_ok(res)) {
         log_warn("listener: LISTEN failed: %s", lp_pgerr(res, db));
         PQclear(res);
@@ -343,8 +339,7 @@ static void db_retry(int64_t now)
     if (db != NULL || now < db_retry_at)
         return;
     if (db_connect() < 0) {
-        db_retry_at = now + db_backoff_ms;
-        db_backoff_ms = db_backoff_ms * 2 > 5000 ? 5000 : db_backoff_ms * 2;
+        db_retry_at = now + chat_backoff_next(&db_backoff);
         return;
     }
     log_info("listener: connected to PostgreSQL, LISTEN chat; checking %zu parked polls", nparked);
@@ -352,7 +347,7 @@ static void db_retry(int64_t now)
 }
 
 /* Runs a catch-up read on the listener's connection (lp_rooms.c calls it). */
-PGresult *lp_listener_read(const char *room, int64_t after)
+static PGresult *read_after(const char *room, int64_t after)
 {
     char after_s[24], limit_s[16];
     const char *vals[3] = {room, after_s, limit_s};
@@ -360,8 +355,8 @@ PGresult *lp_listener_read(const char *room, int64_t after)
     if (db == NULL)
         return NULL;
     snprintf(after_s, sizeof(after_s), "%" PRId64, after);
-    snprintf(limit_s, sizeof(limit_s), "%d", LP_READ_LIMIT);
-    PGresult *res = PQexecParams(db, lp_sql_rows_after, 3, NULL, vals, NULL, NULL, 0);
+    snprintf(limit_s, sizeof(limit_s), "%d", CHAT_CATCHUP_PAGE);
+    PGresult *res = PQexecParams(db, CHAT_SQL_CATCHUP, 3, NULL, vals, NULL, NULL, 0);
     if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
         return res;
     log_warn("listener: reading room %s past %" PRId64 ": %s", room, after, lp_pgerr(res, db));
@@ -382,7 +377,7 @@ static void db_input(void)
         return;
     }
     while (db != NULL && (n = PQnotifies(db)) != NULL) {
-        if (strcmp(n->relname, "chat") == 0)
+        if (strcmp(n->relname, CHAT_CHANNEL) == 0)
             lp_rooms_news(n->extra, strlen(n->extra));
         PQfreemem(n);
     }
@@ -457,7 +452,9 @@ int lp_listener_start(void)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &tag_wake};
 
-    if (lp_rooms_init() < 0)
+    static const struct lp_rooms_ops ops = {.mark_ready = mark_ready, .read = read_after};
+
+    if (lp_rooms_init(&ops) < 0)
         return -1;
     epfd = epoll_create1(EPOLL_CLOEXEC);
     wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

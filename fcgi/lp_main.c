@@ -21,11 +21,14 @@
 #include <unistd.h>
 
 #include "chat_log.h"
+#include "chat_supervise.h"
 #include "chat_sys.h"
 
 #define THREADS_MAX 256
 
-struct lp_config lp_cfg = {
+/* Filled by the options, then passed down to each part (none reads it
+ * from here). */
+static struct lp_config lp_cfg = {
     .threads = 4,
     .max_parked = LP_MAX_PARKED_DEFAULT,
     .send_rate = 10,
@@ -34,10 +37,6 @@ struct lp_config lp_cfg = {
     .req_burst = 100,
     .rate_table = LP_RATE_TABLE_DEFAULT,
 };
-atomic_bool lp_stopping;
-atomic_int lp_parked;
-atomic_uint lp_listen_gen;
-atomic_bool lp_listen_up;
 
 static int listen_sock = -1;
 static int workers = 1;
@@ -182,10 +181,10 @@ static void parse_args(int argc, char **argv)
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
-    enum chat_log_level level = CHAT_LOG_INFO;
     bool send_burst = false, req_burst = false;
     int c;
 
+    chat_log_init("chat-fcgi", CHAT_LOG_INFO);
     lp_cfg.db = getenv("DATABASE_URL") ? getenv("DATABASE_URL") : "";
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (number_option(c, optarg, &send_burst, &req_burst))
@@ -201,13 +200,9 @@ static void parse_args(int argc, char **argv)
             lp_cfg.ws_health = optarg;
             break;
         case O_LOG:
-            log_path = optarg;
-            break;
         case O_LEVEL:
-            if (chat_log_parse_level(optarg, &level) < 0) {
-                fprintf(stderr, "chat-fcgi: bad --log-level %s\n", optarg);
+            if (chat_log_option("chat-fcgi", c == O_LEVEL, optarg, &log_path) < 0)
                 exit(2);
-            }
             break;
         case O_HELP:
             usage(stdout);
@@ -226,7 +221,6 @@ static void parse_args(int argc, char **argv)
         lp_cfg.send_burst = lp_cfg.send_rate * 3 < 1 ? 1 : lp_cfg.send_rate * 3;
     if (!req_burst)
         lp_cfg.req_burst = lp_cfg.req_rate * 2 < 1 ? 1 : lp_cfg.req_rate * 2;
-    chat_log_init("chat-fcgi", level);
     if (log_path && chat_log_open(log_path) < 0) {
         fprintf(stderr, "chat-fcgi: cannot open log %s: %s\n", log_path, strerror(errno));
         exit(1);
@@ -362,14 +356,24 @@ static int wait_for_stop(const sigset_t *set)
 }
 
 /* One worker process: threads up, serve until SIGTERM, clean exit. */
+static int run_worker(const sigset_t *set);
+
+static int run_worker_args(void *arg)
+{
+    return run_worker(arg);
+}
+
 static int run_worker(const sigset_t *set)
 {
     static struct acceptor_slot slots[THREADS_MAX];
     int started = 0, rc = 1;
 
     name_node();
-    if (lp_rate_init() < 0 || lp_presence_init() < 0 || lp_listener_start() < 0 ||
-        lp_writer_start() < 0)
+    lp_db_init(&lp_cfg);
+    lp_poll_init(&lp_cfg);
+    lp_health_init(&lp_cfg);
+    if (lp_rate_init(&lp_cfg) < 0 || lp_presence_init(&lp_cfg) < 0 || lp_listener_start() < 0 ||
+        lp_writer_start(&lp_cfg) < 0)
         goto out;
     for (; started < lp_cfg.threads; started++) {
         slots[started].a.index = started;
@@ -419,8 +423,10 @@ int main(int argc, char **argv)
     setup_signals(&set);
     if ((listen_sock = open_socket()) < 0)
         return 1;
-    int rc = workers > 1 ? lp_supervise(workers, &set, run_worker) : run_worker(&set);
-    if (lp_cfg.listen && lp_cfg.listen[0] == '/' && (workers == 1 || lp_is_supervisor()))
+    /* --workers: core/chat_supervise.c, the restart policy of both daemons;
+     * the workers exit inside it, so only the parent gets here */
+    int rc = workers > 1 ? chat_supervise(workers, run_worker_args, &set) : run_worker(&set);
+    if (lp_cfg.listen && lp_cfg.listen[0] == '/')
         unlink(lp_cfg.listen);
     return rc;
 }

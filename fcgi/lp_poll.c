@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "chat_log.h"
+#include "chat_members.h"
+#include "chat_sql.h"
 
 struct poll_ctx {
     struct lp_cursor rooms[LP_MAX_ROOMS]; /* seq: as asked (-1: none) */
@@ -24,17 +26,20 @@ struct poll_ctx {
     struct chat_sbuf events;
 };
 
+static const struct lp_config *conf; /* given at init */
 static const char *const sql_fast =
     "SELECT r.i, r.lo, m.seq, m.j FROM ("
     "  SELECT q.i, q.room, CASE WHEN q.cur >= 0 THEN q.cur"
-    "         ELSE greatest(coalesce(rm.last_seq, 0) - "
-    "50"
-    ", 0) END AS lo"
-    "  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS q(room, cur, i)"
-    "  LEFT JOIN rooms rm ON rm.name = q.room) r"
-    " LEFT JOIN LATERAL (SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) AS j"
-    "  FROM messages WHERE room = r.room AND seq > r.lo ORDER BY seq LIMIT 500) m ON true"
-    " ORDER BY r.i, m.seq";
+    "         ELSE greatest(coalesce(rm.last_seq, 0) - " CHAT_STR(
+        CHAT_BACKLOG_DEFAULT) ", 0) END AS lo"
+                              "  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS q(room, "
+                              "cur, i)"
+                              "  LEFT JOIN rooms rm ON rm.name = q.room) r"
+                              " LEFT JOIN LATERAL (SELECT seq, chat_msg_json(room, seq, sender, "
+                              "text, ts, cid) AS j"
+                              "  FROM messages WHERE room = r.room AND seq > r.lo ORDER BY seq "
+                              "LIMIT " CHAT_STR(CHAT_CATCHUP_PAGE) ") m ON true"
+                                                                   " ORDER BY r.i, m.seq";
 
 static int bad(struct lp_req *r, const char *why)
 {
@@ -133,27 +138,6 @@ out:
     return rc;
 }
 
-/* The poller itself is a member from its first poll on, like a WebSocket
- * client in its own "joined", even before presence reached the database. */
-static void add_self(json_t *list, json_int_t *count, const char *member)
-{
-    size_t i, n = json_array_size(list);
-
-    for (i = 0; i < n; i++) {
-        int cmp = strcmp(json_string_value(json_array_get(list, i)), member);
-        if (cmp == 0)
-            return;
-        if (cmp > 0)
-            break;
-    }
-    if (n < 1000 || i < n) {
-        json_array_insert_new(list, i, json_string(member));
-        if (json_array_size(list) > 1000)
-            json_array_remove(list, 1000);
-        (*count)++;
-    }
-}
-
 /* {"room":{"members":[...],"count":N},...} for the rooms without ":N". */
 static char *members_json(PGconn **db, struct poll_ctx *c)
 {
@@ -164,23 +148,27 @@ static char *members_json(PGconn **db, struct poll_ctx *c)
         if (c->rooms[i].seq >= 0)
             continue;
         const char *vals[1] = {c->rooms[i].room};
-        PGresult *res =
-            lp_db_query(db, "poll", "SELECT count, members FROM chat_members($1)", 1, vals);
-        json_t *list = NULL;
-        json_int_t count = 0;
-        if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-            count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-            list = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+        PGresult *res = lp_db_query(db, "poll", CHAT_SQL_MEMBERS, 1, vals);
+        const char **names = NULL;
+        size_t n = 0, count = 0;
+        json_t *list = json_array();
+        if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+            count = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        /* the poller is a member from its first poll on, as a WebSocket
+         * client is in its own "joined"; an unreadable answer is no one */
+        if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+            chat_members_parse(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1), c->member,
+                               &names, &n, &count) < 0) {
+            count = 0;
+            if (chat_members_parse("[]", 2, c->member, &names, &n, &count) < 0)
+                n = 0;
         }
         PQclear(res);
-        if (!json_is_array(list)) {
-            json_decref(list);
-            list = json_array();
-            count = 0;
-        }
-        add_self(list, &count, c->member);
+        for (size_t k = 0; list && k < n; k++)
+            json_array_append_new(list, json_string(names[k]));
+        chat_members_free(names, n);
         json_object_set_new(all, c->rooms[i].room,
-                            json_pack("{s:o, s:I}", "members", list, "count", count));
+                            json_pack("{s:o, s:I}", "members", list, "count", (json_int_t)count));
     }
     if (all)
         out = json_dumps(all, JSON_COMPACT);
@@ -190,31 +178,21 @@ static char *members_json(PGconn **db, struct poll_ctx *c)
 
 static void answer(struct lp_req *r, struct poll_ctx *c, PGconn **db)
 {
-    struct chat_sbuf b = {0};
     char *members = c->backlog ? members_json(db, c) : NULL;
-    int oom = chat_sbuf_add(&b, "{\"events\":[", 11);
+    const char *rooms[LP_MAX_ROOMS];
+    size_t len;
 
-    if (c->events.len)
-        oom |= chat_sbuf_add(&b, c->events.p, c->events.len);
-    oom |= chat_sbuf_add(&b, "],\"cursor\":\"", 12);
-    for (size_t i = 0; i < c->n; i++) {
-        char num[32];
-        int n = snprintf(num, sizeof(num), ":%" PRId64 "%s", c->cursor[i], i + 1 < c->n ? "," : "");
-        oom |= chat_sbuf_add(&b, c->rooms[i].room, strlen(c->rooms[i].room));
-        oom |= chat_sbuf_add(&b, num, (size_t)n);
-    }
-    oom |= chat_sbuf_add(&b, "\"", 1);
-    if (members) {
-        oom |= chat_sbuf_add(&b, ",\"members\":", 11);
-        oom |= chat_sbuf_add(&b, members, strlen(members));
-    }
-    oom |= chat_sbuf_add(&b, "}", 1);
-    if (oom || (c->backlog && members == NULL))
+    for (size_t i = 0; i < c->n; i++)
+        rooms[i] = c->rooms[i].room;
+    char *body = c->backlog && members == NULL ? NULL
+                                               : chat_encode_poll(c->events.p, c->events.len, rooms,
+                                                                  c->cursor, c->n, members, &len);
+    if (!body)
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
     else
-        lp_reply(&r->conn, 200, b.p, b.len);
+        lp_reply(&r->conn, 200, body, len);
+    free(body);
     free(members);
-    chat_sbuf_free(&b);
 }
 
 /* Parks the poll (or answers it at once when shutting down): true when the
@@ -224,9 +202,9 @@ static bool park(struct lp_req *r, struct poll_ctx *c, unsigned gen, enum lp_che
 {
     struct lp_cursor at[LP_MAX_ROOMS];
 
-    if (atomic_fetch_add(&lp_parked, 1) >= lp_cfg.max_parked) {
+    if (atomic_fetch_add(&lp_parked, 1) >= conf->max_parked) {
         atomic_fetch_sub(&lp_parked, 1);
-        log_warn("poll: %d polls parked already (--max-parked); refusing one", lp_cfg.max_parked);
+        log_warn("poll: %d polls parked already (--max-parked); refusing one", conf->max_parked);
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "too many waiting polls; retry later");
         return false;
     }
@@ -252,6 +230,11 @@ static bool covered(const struct poll_ctx *c, unsigned gen)
         if (!lp_seqcache_covers(c->rooms[i].room, c->rooms[i].seq, gen))
             return false;
     return true;
+}
+
+void lp_poll_init(const struct lp_config *cfg)
+{
+    conf = cfg;
 }
 
 void lp_poll_handle(struct lp_req *r, PGconn **db)

@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat_hash.h"
 #include "chat_log.h"
 #include "chat_sys.h"
+#include "chat_sql.h"
 
 #define PAIRS_MAX 200000 /* (room, member) pairs tracked */
 #define FLUSH_MAX 5000   /* transitions per chat_presence call */
@@ -30,26 +32,24 @@ struct pair {
     char member[CHAT_SENDER_MAX + 1];
 };
 
+static const struct lp_config *conf; /* given at init */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pair **buckets;
 static size_t nbuckets = 16384, npairs;
 static char (*seen)[CHAT_SENDER_MAX + 1];
 static size_t nseen;
 static bool full_logged;
+static bool resync; /* send the whole view (chat_presence_sync) on the next flush */
 
 static size_t hash_pair(const char *room, const char *member)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *s = room; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    h = (h ^ 0xff) * 1099511628211ULL;
-    for (const char *s = member; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    uint64_t h = chat_hash_field(chat_hash_field(CHAT_HASH_INIT, room), member);
     return (size_t)(h & (nbuckets - 1));
 }
 
-int lp_presence_init(void)
+int lp_presence_init(const struct lp_config *cfg)
 {
+    conf = cfg;
     buckets = calloc(nbuckets, sizeof(*buckets));
     seen = calloc(SEEN_MAX, sizeof(*seen));
     return buckets && seen ? 0 : -1;
@@ -110,14 +110,48 @@ void lp_presence_touch(const char *room, const char *member, unsigned timeout_s)
     pthread_mutex_unlock(&lock);
 }
 
-void lp_presence_reannounce(void)
+void lp_presence_resync(void)
 {
     pthread_mutex_lock(&lock);
-    for (size_t b = 0; b < nbuckets; b++)
-        for (struct pair *p = buckets[b]; p; p = p->hnext)
-            if (p->state == PAIR_ONLINE)
-                p->state = PAIR_NEW;
+    resync = true;
     pthread_mutex_unlock(&lock);
+}
+
+/* The whole view of this node (the pairs the database has taken online),
+ * as chat-ws does after a reconnect: the database's rows for this node
+ * become exactly these, whatever was lost or reaped meanwhile. */
+static int call_sync(PGconn *db)
+{
+    struct chat_presence_args a = {0};
+    const char *vals[4];
+    int bad = 0, rc = 0;
+
+    pthread_mutex_lock(&lock);
+    if (!resync) {
+        pthread_mutex_unlock(&lock);
+        return 0;
+    }
+    for (size_t b = 0; b < nbuckets && !bad; b++)
+        for (struct pair *p = buckets[b]; p && !bad; p = p->hnext)
+            if (p->state == PAIR_ONLINE)
+                bad |= chat_presence_args_add(&a, p->room, p->member, true);
+    resync = false;
+    pthread_mutex_unlock(&lock);
+    if (bad || chat_presence_args_end(&a, conf->node, vals) < 0) {
+        rc = -1;
+    } else {
+        PGresult *res = PQexecParams(db, CHAT_SQL_PRESENCE_SYNC, 3, NULL, vals, NULL, NULL, 0);
+        rc = lp_db_ok(res) ? 0 : -1;
+        if (rc < 0)
+            log_warn("presence: chat_presence_sync failed: %s", lp_pgerr(res, db));
+        else
+            log_info("presence: whole view sent (%zu pairs)", a.n);
+        PQclear(res);
+    }
+    if (rc < 0)
+        lp_presence_resync(); /* again on the next flush */
+    chat_presence_args_free(&a);
+    return rc;
 }
 
 size_t lp_presence_count(void)
@@ -185,63 +219,46 @@ static void settle(struct pair **v, size_t n, bool ok)
 
 static int call_presence(PGconn *db, struct pair **v, size_t n)
 {
-    struct chat_sbuf rooms = {0}, members = {0}, online = {0};
-    int bad = 0;
+    struct chat_presence_args a = {0};
+    const char *vals[4];
+    int bad = 0, rc = -1;
 
-    for (size_t i = 0; i < n; i++) {
-        bad |= chat_db_array_add(&rooms, v[i]->room, strlen(v[i]->room));
-        bad |= chat_db_array_add(&members, v[i]->member, strlen(v[i]->member));
-        bad |= chat_sbuf_add(&online, i ? "," : "{", 1);
-        bad |= chat_sbuf_add(&online, v[i]->state == PAIR_GOING_ON ? "t" : "f", 1);
-    }
-    bad |= chat_db_array_end(&rooms) | chat_db_array_end(&members) | chat_sbuf_add(&online, "}", 1);
-    int rc = -1;
-    if (!bad) {
-        const char *vals[4] = {lp_cfg.node, rooms.p, members.p, online.p};
-        PGresult *res = PQexecParams(db,
-                                     "SELECT chat_presence($1, $2::text[], $3::text[],"
-                                     " $4::boolean[])",
-                                     4, NULL, vals, NULL, NULL, 0);
+    for (size_t i = 0; i < n; i++)
+        bad |= chat_presence_args_add(&a, v[i]->room, v[i]->member, v[i]->state == PAIR_GOING_ON);
+    if (!bad && chat_presence_args_end(&a, conf->node, vals) == 0) {
+        PGresult *res = PQexecParams(db, CHAT_SQL_PRESENCE, 4, NULL, vals, NULL, NULL, 0);
         rc = lp_db_ok(res) ? 0 : -1;
         if (rc < 0)
             log_warn("presence: chat_presence failed: %s", lp_pgerr(res, db));
         PQclear(res);
     }
-    chat_sbuf_free(&rooms);
-    chat_sbuf_free(&members);
-    chat_sbuf_free(&online);
+    chat_presence_args_free(&a);
     return rc;
 }
 
 static int flush_seen(PGconn *db)
 {
-    struct chat_sbuf names = {0}, auth = {0};
+    struct chat_seen_args a = {0};
+    const char *vals[2];
     size_t n;
     int bad = 0, rc = 0;
 
     pthread_mutex_lock(&lock);
     n = nseen;
-    for (size_t i = 0; i < n; i++) {
-        bad |= chat_db_array_add(&names, seen[i], strlen(seen[i]));
-        bad |= chat_sbuf_add(&auth, i ? "," : "{", 1);
-        bad |= chat_sbuf_add(&auth, seen[i][0] == '~' ? "f" : "t", 1);
-    }
+    for (size_t i = 0; i < n; i++)
+        bad |= chat_seen_args_add(&a, seen[i], seen[i][0] != '~');
     nseen = 0;
     pthread_mutex_unlock(&lock);
-    if (n == 0 || bad)
+    if (n == 0 || bad || chat_seen_args_end(&a, vals) < 0)
         goto out;
-    bad |= chat_db_array_end(&names) | chat_sbuf_add(&auth, "}", 1);
-    const char *vals[2] = {names.p, auth.p};
-    PGresult *res = PQexecParams(db, "SELECT chat_users_seen($1::text[], $2::boolean[])", 2, NULL,
-                                 vals, NULL, NULL, 0);
+    PGresult *res = PQexecParams(db, CHAT_SQL_USERS_SEEN, 2, NULL, vals, NULL, NULL, 0);
     if (!lp_db_ok(res)) {
         log_warn("presence: chat_users_seen failed: %s", lp_pgerr(res, db));
         rc = -1;
     }
     PQclear(res);
 out:
-    chat_sbuf_free(&names);
-    chat_sbuf_free(&auth);
+    chat_seen_args_free(&a);
     return rc;
 }
 
@@ -250,6 +267,8 @@ int lp_presence_flush(PGconn *db)
     static struct pair *v[FLUSH_MAX];
     int rc = 0;
 
+    if (call_sync(db) < 0)
+        return -1;
     pthread_mutex_lock(&lock);
     size_t n = collect(v, chat_now_ms());
     pthread_mutex_unlock(&lock);

@@ -6,11 +6,15 @@
 #define _GNU_SOURCE
 #include "lp_rooms.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat_list.h"
+#include "chat_hash.h"
+#include "chat_cursor.h"
 #include "chat_log.h"
+#include "chat_notify.h"
+#include "chat_sql.h"
 #include "chat_sys.h"
 
 #define ITEMS_MAX 2000 /* NOTIFY lines kept per room per round */
@@ -45,18 +49,17 @@ struct lp_room {
 static struct lp_room **buckets;
 static size_t nbuckets, nrooms;
 static struct lp_room *dirty;
+static const struct lp_rooms_ops *ops;
 static int64_t next_sweep;
 
 static uint64_t hash_name(const char *s, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
+    return chat_hash(s, len);
 }
 
-int lp_rooms_init(void)
+int lp_rooms_init(const struct lp_rooms_ops *o)
 {
+    ops = o;
     nbuckets = 1024;
     buckets = calloc(nbuckets, sizeof(*buckets));
     return buckets ? 0 : -1;
@@ -165,11 +168,7 @@ int lp_rooms_link(struct lp_wait *w, enum lp_link mode)
     if (r == NULL)
         return -1;
     w->room = r;
-    w->prev = NULL;
-    w->next = r->waiters;
-    if (r->waiters)
-        r->waiters->prev = w;
-    r->waiters = w;
+    CHAT_LIST_LINK(r->waiters, w, prev, next);
     r->nwaiters++;
     r->touched = chat_now_ms();
     if (mode == LP_LINK_READ)
@@ -187,12 +186,7 @@ void lp_rooms_unlink(struct lp_wait *w)
 
     if (r == NULL)
         return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        r->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
+    CHAT_LIST_UNLINK(r->waiters, w, prev, next);
     r->nwaiters--;
     w->room = NULL;
     w->prev = w->next = NULL;
@@ -250,52 +244,39 @@ static void add_item(struct lp_room *r, enum item_kind kind, int64_t seq, const 
 
 static void news_line(const char *line, size_t len)
 {
-    json_error_t err;
-    json_t *o = json_loadb(line, len, 0, &err);
-    const char *op = json_string_value(json_object_get(o, "op"));
-    json_t *room = json_object_get(o, "room");
-    json_t *seq = json_object_get(o, "seq");
+    struct chat_line l;
 
-    if (op == NULL || !json_is_string(room)) {
-        log_warn("listener: ignoring a NOTIFY line that is not a chat event");
-        json_decref(o);
+    if (chat_line_parse(line, len, &l) < 0) {
+        log_warn("listener: ignoring a notification line that is not ours (%zu bytes)", len);
         return;
     }
-    const char *name = json_string_value(room);
-    size_t nlen = json_string_length(room);
-    bool is_msg = strcmp(op, "msg") == 0, is_hint = strcmp(op, "hint") == 0;
-    if ((is_msg || is_hint) && json_is_integer(seq)) {
-        struct lp_room *r = find(name, nlen, true);
-        int64_t s = (int64_t)json_integer_value(seq);
+    size_t nlen = strlen(l.room);
+    if (l.op == CHAT_LINE_MSG || l.op == CHAT_LINE_HINT) {
+        struct lp_room *r = find(l.room, nlen, true);
         if (r) {
-            if (s > r->known) {
-                r->known = s;
+            if (l.seq > r->known) {
+                r->known = l.seq;
                 publish(r);
             }
             r->touched = chat_now_ms();
             if (r->nwaiters > 0)
-                add_item(r, is_msg ? ITEM_MSG : ITEM_HINT, s, line, len, NULL);
+                add_item(r, l.op == CHAT_LINE_MSG ? ITEM_MSG : ITEM_HINT, l.seq, line, len, NULL);
         }
-    } else if (strcmp(op, "presence") == 0 || strcmp(op, "typing") == 0) {
-        struct lp_room *r = find(name, nlen, false);
+    } else {
+        struct lp_room *r = find(l.room, nlen, false);
         if (r && r->nwaiters > 0)
-            add_item(r, ITEM_EPHEMERAL, 0, line, len,
-                     json_string_value(json_object_get(o, "user")));
+            add_item(r, ITEM_EPHEMERAL, 0, line, len, l.op == CHAT_LINE_TYPING ? l.user : NULL);
     }
-    json_decref(o);
 }
 
 void lp_rooms_news(const char *payload, size_t len)
 {
-    size_t pos = 0;
+    const char *p = payload, *end = payload + len, *line;
+    size_t n;
 
-    while (pos < len) {
-        const char *nl = memchr(payload + pos, '\n', len - pos);
-        size_t n = nl ? (size_t)(nl - (payload + pos)) : len - pos;
+    while (chat_next_line(&p, end, &line, &n))
         if (n > 0)
-            news_line(payload + pos, n);
-        pos += n + 1;
-    }
+            news_line(line, n);
 }
 
 /* ---- waking ---------------------------------------------------------------- */
@@ -307,58 +288,40 @@ static bool append_event(struct lp_poll *p, const char *ev, size_t len)
     if ((p->events.len && chat_sbuf_add(&p->events, ",", 1) < 0) ||
         chat_sbuf_add(&p->events, ev, len) < 0)
         return false;
-    lp_listener_mark_ready(p);
+    ops->mark_ready(p);
     return true;
 }
 
-/* The round's last contiguous run of whole messages: seqs [*lo, *hi]
- * at items [*first, nitems). false when the round ends with a hint or has
- * no messages. */
-static bool verbatim_run(const struct lp_room *r, int64_t *lo, int64_t *hi, size_t *first)
-{
-    bool have = false;
-    int64_t prev = 0;
-
-    for (size_t i = 0; i < r->nitems; i++) {
-        const struct item *it = &r->items[i];
-        if (it->kind == ITEM_EPHEMERAL)
-            continue;
-        if (it->kind == ITEM_HINT) {
-            have = false;
-        } else if (!have || it->seq != prev + 1) {
-            have = true;
-            *lo = it->seq;
-            *first = i;
-        }
-        prev = it->seq;
-    }
-    *hi = prev;
-    return have;
-}
-
-/* First pass: whole messages from the NOTIFY bytes, or a read needed. */
+/* First pass, per waiter: the round's lines through its cursor
+ * (chat_cursor.h). Whole messages that come next are answered from the
+ * NOTIFY bytes; a hint, a gap, or the room known past what the round
+ * brought (a hint too) needs a read. true when some waiter needs one. */
 static bool serve_verbatim(struct lp_room *r)
 {
-    int64_t lo = 0, hi = 0;
-    size_t first = 0;
-    bool run = verbatim_run(r, &lo, &hi, &first), reads = false;
+    bool reads = false;
 
     for (struct lp_wait *w = r->waiters; w; w = w->next) {
-        w->need_read = false;
-        if (r->force_read) {
-            w->need_read = reads = true;
-        } else if (run && w->cursor >= lo - 1 && w->cursor < hi) {
-            for (size_t i = first; i < r->nitems; i++) {
-                const struct item *it = &r->items[i];
-                if (it->kind != ITEM_MSG || it->seq <= w->cursor)
-                    continue;
-                if (!append_event(w->poll, r->bytes.p + it->off, it->len))
-                    break;
+        struct chat_cursor c = chat_cursor_at(w->cursor, 0);
+        enum chat_step st = r->force_read ? CHAT_STEP_CATCHUP : CHAT_STEP_DROP;
+        bool full = false;
+
+        for (size_t i = 0; i < r->nitems && st != CHAT_STEP_CATCHUP && !full; i++) {
+            const struct item *it = &r->items[i];
+            if (it->kind == ITEM_EPHEMERAL)
+                continue;
+            st = chat_cursor_heard(&c, it->kind == ITEM_MSG, it->seq);
+            if (st != CHAT_STEP_DELIVER)
+                continue;
+            full = !append_event(w->poll, r->bytes.p + it->off, it->len);
+            if (!full) {
+                chat_cursor_delivered(&c, it->seq);
                 w->cursor = it->seq;
             }
-        } else if (r->known > w->cursor) {
-            w->need_read = reads = true;
         }
+        if (st != CHAT_STEP_CATCHUP && !full)
+            st = chat_cursor_heard(&c, false, r->known);
+        w->need_read = st == CHAT_STEP_CATCHUP && !full;
+        reads |= w->need_read;
     }
     return reads;
 }
@@ -384,7 +347,7 @@ static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
         size_t i = first_after(res, rows, w->cursor);
         if (i < (size_t)rows)
             w->need_read = false;
-        else if (rows < LP_READ_LIMIT)
+        else if (rows < CHAT_CATCHUP_PAGE)
             w->need_read = false; /* nothing past its cursor */
         for (; i < (size_t)rows; i++) {
             if (!append_event(w->poll, PQgetvalue(res, (int)i, 1),
@@ -396,14 +359,14 @@ static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
     int64_t last = rows > 0 ? strtoll(PQgetvalue(res, rows - 1, 0), NULL, 10) : from;
     if (last > r->known)
         r->known = last;
-    if (rows < LP_READ_LIMIT)
+    if (rows < CHAT_CATCHUP_PAGE)
         establish(r, last); /* the table ends at last: anything later is heard */
     else
         publish(r);
 }
 
 /* Second pass: one read from the lowest cursor that needs one (a few more
- * when some cursors are more than LP_READ_LIMIT apart). */
+ * when some cursors are more than CHAT_CATCHUP_PAGE apart). */
 static void serve_reads(struct lp_room *r)
 {
     for (int iter = 0; iter < 4; iter++) {
@@ -413,7 +376,7 @@ static void serve_reads(struct lp_room *r)
                 min = w->cursor;
         if (min == INT64_MAX)
             return;
-        PGresult *res = lp_listener_read(r->name, min);
+        PGresult *res = ops->read(r->name, min);
         if (res == NULL)
             return; /* database away: the reconnect checks every room */
         serve_rows(r, res, PQntuples(res), min);

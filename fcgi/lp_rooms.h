@@ -40,7 +40,13 @@ struct lp_poll {
     struct lp_wait w[];
 };
 
-int lp_rooms_init(void);
+/* What the rooms ask of the listener thread, given at init (the rooms do
+ * not call lp_listener.c by name). */
+struct lp_rooms_ops {
+    void (*mark_ready)(struct lp_poll *p);              /* has its answer: answer it this round */
+    PGresult *(*read)(const char *room, int64_t after); /* CHAT_SQL_CATCHUP; NULL: not now */
+};
+int lp_rooms_init(const struct lp_rooms_ops *ops);
 void lp_rooms_free(void);
 enum lp_link {
     LP_LINK_PLAIN = 0, /* wake it if the room is known past its cursor */
@@ -59,9 +65,5 @@ void lp_rooms_wake(void);
 void lp_rooms_check_all(void);
 /* Forgets idle rooms without waiters (every ~10 s). */
 void lp_rooms_sweep(int64_t now);
-
-/* Provided by lp_listener.c. */
-void lp_listener_mark_ready(struct lp_poll *p);
-PGresult *lp_listener_read(const char *room, int64_t after); /* NULL: not now */
 
 #endif

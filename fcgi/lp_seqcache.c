@@ -12,6 +12,8 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "chat_hash.h"
+
 #define SLOTS 16384
 #define STRIPES 64
 
@@ -33,10 +35,7 @@ static void init(void)
 
 static size_t slot_of(const char *room)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *s = room; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return (size_t)(h % SLOTS);
+    return (size_t)(chat_hash(room, strlen(room)) % SLOTS);
 }
 
 void lp_seqcache_put(const char *room, int64_t p, unsigned gen)

@@ -16,13 +16,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chat_backoff.h"
 #include "chat_log.h"
 #include "chat_sys.h"
+#include "chat_sql.h"
 
 #define BATCH_MAX 1000
 #define BEAT_MS 10000
 #define PRESENCE_MS 1000
 
+static const struct lp_config *conf; /* given at init */
 static pthread_t writer_thread;
 static bool writer_running;
 static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
@@ -33,7 +36,7 @@ static bool qclosed, wstop;
 
 static PGconn *db;
 static int64_t db_retry_at;
-static int db_backoff_ms = 100;
+static struct chat_backoff db_backoff;
 
 void lp_send_free(struct lp_send *s)
 {
@@ -63,6 +66,14 @@ int lp_writer_submit(struct lp_send *s)
     return 0;
 }
 
+size_t lp_writer_queued(void)
+{
+    pthread_mutex_lock(&qlock);
+    size_t n = qlen;
+    pthread_mutex_unlock(&qlock);
+    return n;
+}
+
 /* ---- the connection ----------------------------------------------------- */
 
 static PGresult *exec(const char *sql, int n, const char *const *vals)
@@ -75,19 +86,19 @@ static PGresult *exec(const char *sql, int n, const char *const *vals)
 static int node_up(void)
 {
     char pid[16];
-    const char *vals[3] = {lp_cfg.node, "fcgi", pid};
+    const char *vals[3] = {conf->node, "fcgi", pid};
     snprintf(pid, sizeof(pid), "%d", (int)getpid());
 
     PGresult *res = exec("SELECT EXISTS (SELECT 1 FROM nodes WHERE node = $1)", 1, vals);
     bool existed = lp_db_ok(res) && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
     PQclear(res);
-    res = exec("SELECT chat_node_up($1, $2, $3::int)", 3, vals);
+    res = exec(CHAT_SQL_NODE_UP, 3, vals);
     int rc = lp_db_ok(res) ? 0 : -1;
     if (rc < 0)
         log_warn("writer: chat_node_up failed: %s", lp_pgerr(res, db));
     PQclear(res);
     if (rc == 0 && !existed)
-        lp_presence_reannounce();
+        lp_presence_resync();
     return rc;
 }
 
@@ -103,7 +114,7 @@ static bool db_ready(void)
         PQfinish(db);
         db = NULL;
         db_retry_at = now;
-        db_backoff_ms = 100;
+        chat_backoff_reset(&db_backoff);
     }
     if (now < db_retry_at)
         return false;
@@ -113,21 +124,21 @@ static bool db_ready(void)
             log_debug("writer: cannot connect: %s", err);
         PQfinish(db);
         db = NULL;
-        db_retry_at = now + db_backoff_ms;
-        db_backoff_ms = db_backoff_ms * 2 > 5000 ? 5000 : db_backoff_ms * 2;
+        db_retry_at = now + chat_backoff_next(&db_backoff);
         return false;
     }
-    log_info("writer: connected to PostgreSQL as node %s", lp_cfg.node);
+    log_info("writer: connected to PostgreSQL as node %s", conf->node);
+    /* whatever was lost or reaped while away: the whole view, as chat-ws */
+    lp_presence_resync();
     return true;
 }
 
 /* ---- posting ------------------------------------------------------------ */
 
-static void answer_ack(struct lp_send *s, const char *seq, const char *ts)
+static void answer_ack(struct lp_send *s, int64_t n, const char *ts)
 {
     size_t len;
     char cid[CHAT_CID_MAX + 1];
-    int64_t n = strtoll(seq, NULL, 10);
 
     if (s->req.cid.p)
         snprintf(cid, sizeof(cid), "%.*s", (int)s->req.cid.len, s->req.cid.p);
@@ -147,60 +158,55 @@ static void answer_all(struct lp_send *v[], size_t n, enum chat_err e, const cha
             lp_reply_error(&v[i]->conn, e, why);
 }
 
-static int build_arrays(struct lp_send *v[], size_t n, struct chat_sbuf a[4])
+static int build_args(struct lp_send *v[], size_t n, struct chat_post_args *a,
+                      const char *params[4])
 {
-    int bad = 0;
     for (size_t i = 0; i < n; i++) {
         const struct chat_request *r = &v[i]->req;
-        bad |= chat_db_array_add(&a[0], v[i]->room, strlen(v[i]->room));
-        bad |= chat_db_array_add(&a[1], v[i]->sender, strlen(v[i]->sender));
-        bad |= chat_db_array_add(&a[2], r->text.p, r->text.len);
-        bad |= chat_db_array_add(&a[3], r->cid.p, r->cid.len);
+        if (chat_post_args_add(a, v[i]->room, v[i]->sender, r->text.p, r->text.len, r->cid.p,
+                               r->cid.len) < 0)
+            return -1;
     }
-    for (int k = 0; k < 4; k++)
-        bad |= chat_db_array_end(&a[k]);
-    return bad ? -1 : 0;
+    return chat_post_args_end(a, params);
 }
 
 /* Posts v[0..n) in one transaction. 0 when every send was answered; -1 when
- * the batch failed as a whole without a broken connection (bad data). */
+ * the batch is to be split (chat_post_failed: CHAT_POST_SPLIT). */
 static int post(struct lp_send *v[], size_t n)
 {
-    struct chat_sbuf a[4] = {{0}};
+    struct chat_post_args a = {0};
+    const char *vals[4];
     int rc = 0;
 
-    if (build_arrays(v, n, a) < 0) {
+    if (build_args(v, n, &a, vals) < 0) {
         answer_all(v, n, CHAT_E_UNAVAILABLE, "out of memory");
         goto out;
     }
-    const char *vals[4] = {a[0].p, a[1].p, a[2].p, a[3].p};
-    PGresult *res = exec("SELECT idx, seq, ts, dup FROM chat_post($1::text[], $2::text[],"
-                         " $3::text[], $4::text[])",
-                         4, vals);
+    PGresult *res = exec(CHAT_SQL_POST, 4, vals);
     if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-        for (int i = 0; i < PQntuples(res); i++) {
-            long idx = strtol(PQgetvalue(res, i, 0), NULL, 10);
-            if (idx >= 1 && (size_t)idx <= n)
-                answer_ack(v[idx - 1], PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
-        }
+        struct chat_post_ack ack;
+        for (size_t i = 0; i < n; i++)
+            if (chat_post_answer(res, i, &ack) == 0)
+                answer_ack(v[i], ack.seq, ack.ts);
         answer_all(v, n, CHAT_E_UNAVAILABLE, "not stored; retry"); /* none, normally */
-    } else if (PQstatus(db) != CONNECTION_OK) {
-        log_warn("writer: batch of %zu lost with the connection: %s", n, lp_pgerr(res, db));
-        answer_all(v, n, CHAT_E_UNAVAILABLE, "database unavailable; retry with the same cid");
     } else {
-        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         log_warn("writer: chat_post of %zu failed: %s", n, lp_pgerr(res, db));
-        if (n == 1 && state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0))
-            answer_all(v, n, CHAT_E_BAD_REQUEST, "rejected by the database");
-        else if (n == 1)
-            answer_all(v, n, CHAT_E_UNAVAILABLE, "database error; retry");
-        else
+        switch (chat_post_failed(n, PQstatus(db) == CONNECTION_OK,
+                                 PQresultErrorField(res, PG_DIAG_SQLSTATE))) {
+        case CHAT_POST_SPLIT:
             rc = -1;
+            break;
+        case CHAT_POST_REJECTED:
+            answer_all(v, n, CHAT_E_BAD_REQUEST, "rejected by the database");
+            break;
+        case CHAT_POST_UNAVAILABLE:
+            answer_all(v, n, CHAT_E_UNAVAILABLE, "database unavailable; retry with the same cid");
+            break;
+        }
     }
     PQclear(res);
 out:
-    for (int k = 0; k < 4; k++)
-        chat_sbuf_free(&a[k]);
+    chat_post_args_free(&a);
     return rc;
 }
 
@@ -231,8 +237,8 @@ static void housekeeping(int64_t now, int64_t *next_presence, int64_t *next_beat
     if (now >= *next_beat) {
         *next_beat = now + BEAT_MS;
         if (db_ready()) {
-            const char *vals[1] = {lp_cfg.node};
-            PGresult *res = exec("SELECT chat_node_beat($1, '30 seconds')", 1, vals);
+            const char *vals[1] = {conf->node};
+            PGresult *res = exec(CHAT_SQL_NODE_BEAT, 1, vals);
             if (!lp_db_ok(res))
                 log_warn("writer: heartbeat failed: %s", lp_pgerr(res, db));
             PQclear(res);
@@ -289,8 +295,8 @@ static void *writer_main(void *arg)
             break;
     }
     if (db_ready()) {
-        const char *vals[1] = {lp_cfg.node};
-        PGresult *res = exec("SELECT chat_node_down($1)", 1, vals);
+        const char *vals[1] = {conf->node};
+        PGresult *res = exec(CHAT_SQL_NODE_DOWN, 1, vals);
         if (!lp_db_ok(res))
             log_warn("writer: chat_node_down failed: %s", lp_pgerr(res, db));
         PQclear(res);
@@ -300,8 +306,9 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int lp_writer_start(void)
+int lp_writer_start(const struct lp_config *cfg)
 {
+    conf = cfg;
     pthread_condattr_t ca;
 
     pthread_condattr_init(&ca);

@@ -11,11 +11,10 @@
 #include <string.h>
 #include <sys/epoll.h>
 
+#include "chat_backoff.h"
 #include "chat_log.h"
 #include "ev.h"
 
-#define PG_BACKOFF_MIN 100
-#define PG_BACKOFF_MAX 5000
 #define PG_CONNECT_TIMEOUT_MS 10000
 
 struct pg_query {
@@ -40,7 +39,7 @@ struct pg {
     struct ev_timer deadline; /* connect timeout */
     struct ev_timer fail;     /* deferred loss (see pg_fail) */
     char fail_why[160];
-    int backoff;
+    struct chat_backoff backoff;
     bool broken;    /* a failure is pending on the fail timer */
     bool flushing;  /* output left to send: EPOLLOUT wanted */
     bool in_flight; /* head of the queue has been sent */
@@ -102,9 +101,7 @@ static void pg_lost(struct pg *pg, const char *why)
     }
     if (was_up && pg->h.state)
         pg->h.state(pg, false, pg->h.data);
-    int jitter = rand() % (pg->backoff / 2 + 1);
-    ev_timer_start(pg->loop, &pg->retry, pg->backoff / 2 + jitter);
-    pg->backoff = pg->backoff * 2 > PG_BACKOFF_MAX ? PG_BACKOFF_MAX : pg->backoff * 2;
+    ev_timer_start(pg->loop, &pg->retry, chat_backoff_next(&pg->backoff));
 }
 
 static void fail_cb(struct ev_loop *loop, struct ev_timer *t)
@@ -159,8 +156,8 @@ static void send_head(struct pg *pg)
 
     if (pg->state != PG_UP || pg->broken || pg->in_flight || !q)
         return;
-    if (!PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, (const char *const *)q->params,
-                           NULL, NULL, 0)) {
+    if (!PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, (const char *const *)q->params, NULL,
+                           NULL, 0)) {
         pg_fail(pg, PQerrorMessage(pg->conn));
         return;
     }
@@ -177,7 +174,7 @@ static void send_head(struct pg *pg)
 static void became_up(struct pg *pg)
 {
     pg->state = PG_UP;
-    pg->backoff = PG_BACKOFF_MIN;
+    chat_backoff_reset(&pg->backoff);
     ev_timer_stop(pg->loop, &pg->deadline);
     log_info("pg %s: connected%s%s", pg->name, pg->channel ? ", listening on " : "",
              pg->channel ? pg->channel : "");
@@ -371,7 +368,7 @@ struct pg *pg_new(struct ev_loop *loop, const char *name, const char *conninfo,
     pg->deadline.data = pg;
     pg->fail.cb = fail_cb;
     pg->fail.data = pg;
-    pg->backoff = PG_BACKOFF_MIN;
+    chat_backoff_reset(&pg->backoff);
     pg_start_connect(pg);
     return pg;
 }

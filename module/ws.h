@@ -15,25 +15,26 @@
 
 #include "chat_policy.h"
 #include "chat_proto.h"
+#include "chat_typing.h"
 #include "ev.h"
 #include "pg.h"
 #include "ws_frame.h"
 
 struct ws_config {
-    const char *db;              /* libpq conninfo ("" = PG* environment) */
-    const char *listen;          /* "unix:/path" or "host:port" */
-    int workers;                 /* processes sharing the socket */
-    bool echo;                   /* conformance mode: echo, no database */
-    int heartbeat;               /* seconds between server pings */
-    size_t max_conns;            /* per process; 503 before upgrade past it */
-    int handshake_timeout;       /* ms for the request head */
-    size_t max_message;          /* bytes of one client message (1009) */
-    size_t outbox_max;           /* bytes queued to one client (1008) */
-    int max_rooms;               /* joined rooms per connection */
+    const char *db;               /* libpq conninfo ("" = PG* environment) */
+    const char *listen;           /* "unix:/path" or "host:port" */
+    int workers;                  /* processes sharing the socket */
+    bool echo;                    /* conformance mode: echo, no database */
+    int heartbeat;                /* seconds between server pings */
+    size_t max_conns;             /* per process; 503 before upgrade past it */
+    int handshake_timeout;        /* ms for the request head */
+    size_t max_message;           /* bytes of one client message (1009) */
+    size_t outbox_max;            /* bytes queued to one client (1008) */
+    int max_rooms;                /* joined rooms per connection */
     double send_rate, send_burst; /* token bucket for send, per connection */
-    double req_rate, req_burst;  /* token bucket for every request */
-    int backlog_max;             /* messages replayed on join */
-    int batch_max;               /* sends per group commit */
+    double req_rate, req_burst;   /* token bucket for every request */
+    int backlog_max;              /* messages replayed on join */
+    int batch_max;                /* sends per group commit */
 };
 
 /* A complete server frame (header + payload), shared by every outbox it is
@@ -66,18 +67,18 @@ struct ws_server;
 struct ws_conn {
     struct ws_server *srv;
     struct ev_io io;
-    struct ev_timer timer; /* handshake deadline, then heartbeat, then close wait */
-    struct ws_conn *prev, *next;      /* srv->conns */
-    struct ws_conn *pending_next;     /* srv->pending (output to flush) */
-    struct ws_conn *reap_next;        /* srv->reap */
+    struct ev_timer timer;        /* handshake deadline, then heartbeat, then close wait */
+    struct ws_conn *prev, *next;  /* srv->conns */
+    struct ws_conn *pending_next; /* srv->pending (output to flush) */
+    struct ws_conn *reap_next;    /* srv->reap */
     uint64_t id;
-    uint32_t refs;         /* async operations holding it; freed at 0 once dead */
-    uint8_t state;         /* enum ws_conn_state */
-    bool pending;          /* on srv->pending */
+    uint32_t refs; /* async operations holding it; freed at 0 once dead */
+    uint8_t state; /* enum ws_conn_state */
+    bool pending;  /* on srv->pending */
     bool close_sent, close_received;
-    bool full;             /* accepted past --max-conns: answered 503 */
-    bool chatting;         /* opened in chat mode: leaves its rooms when reaped */
-    bool paused;           /* outbox over its bound: not reading */
+    bool full;     /* accepted past --max-conns: answered 503 */
+    bool chatting; /* opened in chat mode: leaves its rooms when reaped */
+    bool paused;   /* outbox over its bound: not reading */
     uint8_t missed_pongs;
     /* handshake bytes, freed once open */
     char *hs;
@@ -97,19 +98,30 @@ struct ws_conn {
     int nsubs;
     double send_tokens, req_tokens;
     int64_t tokens_at;
-    int64_t typing_at; /* last typing forwarded: at most one a second */
 };
 
 struct ws_room;
 
+/* What the connection layer calls in the layer above it (wslay's callback
+ * shape): ws_conn.c knows nothing of the chat, ws_chat.c registers these.
+ * In --echo mode open, message and closed are not called. */
+struct ws_handlers {
+    void (*open)(struct ws_conn *c); /* after the 101: hello */
+    void (*message)(struct ws_conn *c, const char *text, size_t len);
+    void (*closed)(struct ws_conn *c); /* leaving every room, once, when reaped */
+    void (*health)(struct ws_server *srv, char *out, size_t size); /* GET /health */
+};
+
 struct ws_server {
+    const struct ws_handlers *h;
     struct ws_config cfg;
     struct ev_loop *loop;
     int listen_fd;
     struct ev_io listen_io;
     struct ev_timer accept_pause; /* out of file descriptors: retry soon */
     bool accepting;
-    struct ws_conn *conns; /* doubly linked */
+    struct chat_typing typing; /* one typing event per (room, sender) a second */
+    struct ws_conn *conns;     /* doubly linked */
     size_t nconns;
     uint64_t next_id;
     struct ws_conn *pending, *reap;
@@ -134,21 +146,6 @@ struct ws_server {
     uint64_t stat_msgs_in, stat_frames_out, stat_commits;
 };
 
-/* The lines of a newline-joined text (NOTIFY payloads, string_agg of
- * message events: JSON never holds a raw newline). Puts the next line in
- * *line, *len and moves *p past it; false when none is left. */
-static inline bool ws_next_line(const char **p, const char *end, const char **line, size_t *len)
-{
-    if (*p >= end)
-        return false;
-    const char *nl = memchr(*p, '\n', (size_t)(end - *p));
-    const char *e = nl ? nl : end;
-    *line = *p;
-    *len = (size_t)(e - *p);
-    *p = e + 1;
-    return true;
-}
-
 /* ---- ws_conn.c ---- */
 int ws_server_listen(struct ws_server *srv);
 void ws_server_before_sleep(struct ev_loop *loop, void *data);
@@ -159,8 +156,7 @@ void ws_server_shutdown(struct ws_server *srv); /* close every client with 1001 
 void ws_conn_queue(struct ws_conn *c, struct ws_buf *b, bool urgent);
 /* Frames and queues a text reply; takes ownership of json (malloc'd). */
 void ws_conn_reply(struct ws_conn *c, char *json, const size_t *len);
-void ws_conn_error(struct ws_conn *c, enum chat_err code, const char *message,
-                   const json_t *ref);
+void ws_conn_error(struct ws_conn *c, enum chat_err code, const char *message, const json_t *ref);
 void ws_conn_close(struct ws_conn *c, unsigned code, const char *reason);
 static inline bool ws_conn_alive(const struct ws_conn *c)
 {
@@ -172,16 +168,9 @@ void ws_conn_unref(struct ws_conn *c);
 /* ---- ws_chat.c ---- */
 int ws_chat_init(struct ws_server *srv);
 void ws_chat_free(struct ws_server *srv);
-void ws_chat_open(struct ws_conn *c);  /* after the 101: hello */
-void ws_chat_message(struct ws_conn *c, const char *text, size_t len);
-void ws_chat_closed(struct ws_conn *c); /* leaving every room, once, when reaped */
+/* The chat layer's entries: ws_main puts them in ws_server.h. */
+extern const struct ws_handlers ws_chat_handlers;
 void ws_chat_tick(struct ws_server *srv);
-void ws_chat_health(struct ws_server *srv, char *out, size_t size);
-/* A members JSON array (from chat_members) as sorted C strings, with self
- * added (and *count raised) when absent; capped at 1000 names. */
-int ws_members_parse(const char *json, size_t len, const char *self, const char ***names,
-                     size_t *n, size_t *count);
-void ws_members_free(const char **names, size_t n);
 
 /* ---- ws_room.c ---- */
 struct ws_room *ws_room_get(struct ws_server *srv, const char *name, bool create);

@@ -1,8 +1,10 @@
 /* ws_chat: the chat protocol of one WebSocket worker process: requests in,
  * replies out, sends group-committed through the writer connection (one
- * chat_post per batch, acked at commit), history, members and typing
- * through the bus connection, users seen and the node heartbeat once a
- * second. Rooms, fan-out and presence are in ws_room.c. */
+ * chat_post per batch, acked at commit; a batch the database refuses is
+ * posted again send by send: core/chat_sql.h chat_post_failed), history,
+ * members, typing, users seen and the node heartbeat through the reader
+ * connection (the LISTEN connection only listens). Rooms, fan-out and
+ * presence are in ws_room.c. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,12 +13,13 @@
 
 #include "chat_db.h"
 #include "chat_log.h"
+#include "chat_members.h"
 #include "chat_sys.h"
 #include "chat_valid.h"
+#include "chat_sql.h"
 #include "ws.h"
 
 #define NODE_BEAT_EVERY 10 /* ticks */
-#define WS_TYPING_EVERY_MS 1000
 #define WS_SENDS_QUEUED_BATCHES 8
 
 /* A send waiting for (or in) a group commit. */
@@ -29,6 +32,7 @@ struct ws_send {
     bool has_cid;
     char *text;
     size_t text_len;
+    bool alone; /* its batch failed: posted on its own (chat_post_failed) */
 };
 
 /* An asynchronous read made for one connection. */
@@ -77,31 +81,77 @@ static void send_free(struct ws_send *s)
 
 static void writer_kick(struct ws_server *srv);
 
+/* A failed batch goes back to the head of the queue, each send alone. */
+static void requeue_alone(struct ws_server *srv, struct ws_send *batch)
+{
+    struct ws_send *last = batch;
+    size_t n = 1;
+
+    for (; last->next; last = last->next, n++)
+        last->alone = true;
+    last->alone = true;
+    last->next = srv->send_head;
+    srv->send_head = batch;
+    if (!srv->send_tail)
+        srv->send_tail = last;
+    srv->nsends += n;
+}
+
+/* The policy of core/chat_sql.h for a batch that failed: SPLIT requeues it
+ * (true: nothing to answer now); REJECTED and UNAVAILABLE set *e. */
+static bool post_failed(struct pg *pg, PGresult *res, struct ws_send *batch, enum chat_err *e)
+{
+    size_t n = 0;
+
+    for (struct ws_send *s = batch; s; s = s->next)
+        n++;
+    switch (chat_post_failed(n, res && pg_is_up(pg),
+                             res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL)) {
+    case CHAT_POST_SPLIT:
+        requeue_alone(batch->conn->srv, batch);
+        return true;
+    case CHAT_POST_REJECTED:
+        *e = CHAT_E_BAD_REQUEST;
+        return false;
+    case CHAT_POST_UNAVAILABLE:
+        break;
+    }
+    *e = CHAT_E_UNAVAILABLE;
+    return false;
+}
+
 static void post_done(struct pg *pg, PGresult *res, void *data)
 {
     struct ws_send *batch = data, *s;
     struct ws_server *srv = batch ? batch->conn->srv : NULL;
     bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK;
-    int rows = ok ? PQntuples(res) : 0;
-    int i = 0;
-    (void)pg;
+    enum chat_err e = CHAT_E_UNAVAILABLE;
+    struct chat_post_ack a;
+    size_t i = 0;
 
     if (res && !ok)
         log_error("chat_post failed: %s", PQresultErrorMessage(res));
+    if (!ok && batch && post_failed(pg, res, batch, &e)) {
+        srv->writer_busy = false;
+        writer_kick(srv);
+        return;
+    }
     for (s = batch; s; s = s->next, i++) {
         if (!ws_conn_alive(s->conn))
             continue;
-        if (!ok || i >= rows || atoi(PQgetvalue(res, i, 0)) != i + 1) {
+        if (!ok && e == CHAT_E_BAD_REQUEST) {
+            ws_conn_error(s->conn, e, "rejected by the database", s->ref);
+            continue;
+        }
+        if (!ok || chat_post_answer(res, i, &a) < 0) {
             ws_conn_error(s->conn, CHAT_E_UNAVAILABLE,
                           "the database is unavailable; nothing was stored: retry with the same "
                           "cid",
                           s->ref);
             continue;
         }
-        int64_t seq = strtoll(PQgetvalue(res, i, 1), NULL, 10);
         size_t len;
-        char *ack = chat_encode_ack(s->room, s->has_cid ? s->cid : NULL, seq,
-                                    PQgetvalue(res, i, 2), s->ref, &len);
+        char *ack = chat_encode_ack(s->room, s->has_cid ? s->cid : NULL, a.seq, a.ts, s->ref, &len);
         ws_conn_reply(s->conn, ack, &len);
     }
     if (ok)
@@ -121,34 +171,29 @@ static void post_done(struct pg *pg, PGresult *res, void *data)
  * sends arriving meanwhile wait for its commit and go together. */
 static void writer_kick(struct ws_server *srv)
 {
-    struct chat_sbuf rooms = {0}, senders = {0}, texts = {0}, cids = {0};
+    struct chat_post_args a = {0};
+    const char *params[4];
     struct ws_send *batch, *s, *last = NULL;
     int n = 0;
 
     if (srv->writer_busy || !srv->send_head)
         return;
     batch = srv->send_head;
-    for (s = batch; s && n < srv->cfg.batch_max; s = s->next, n++) {
-        if (chat_db_array_add(&rooms, s->room, strlen(s->room)) < 0 ||
-            chat_db_array_add(&senders, s->conn->user, strlen(s->conn->user)) < 0 ||
-            chat_db_array_add(&texts, s->text, s->text_len) < 0 ||
-            chat_db_array_add(&cids, s->has_cid ? s->cid : NULL, strlen(s->cid)) < 0)
+    int max = batch->alone ? 1 : srv->cfg.batch_max; /* a split batch: one by one */
+    for (s = batch; s && n < max && (n == 0 || !s->alone); s = s->next, n++) {
+        if (chat_post_args_add(&a, s->room, s->conn->user, s->text, s->text_len,
+                               s->has_cid ? s->cid : NULL, strlen(s->cid)) < 0)
             goto oom;
         last = s;
     }
-    if (chat_db_array_end(&rooms) < 0 || chat_db_array_end(&senders) < 0 ||
-        chat_db_array_end(&texts) < 0 || chat_db_array_end(&cids) < 0)
+    if (chat_post_args_end(&a, params) < 0)
         goto oom;
     srv->send_head = last->next;
     if (!srv->send_head)
         srv->send_tail = NULL;
     srv->nsends -= (size_t)n;
     last->next = NULL;
-    const char *params[4] = {rooms.p, senders.p, texts.p, cids.p};
-    if (pg_query(srv->writer,
-                 "SELECT idx, seq, ts, dup FROM chat_post($1::text[], $2::text[], $3::text[], "
-                 "$4::text[]) ORDER BY idx",
-                 4, params, post_done, batch) < 0) {
+    if (pg_query(srv->writer, CHAT_SQL_POST, 4, params, post_done, batch) < 0) {
         /* down: fail the batch at once */
         post_done(srv->writer, NULL, batch);
     } else {
@@ -158,10 +203,7 @@ static void writer_kick(struct ws_server *srv)
 oom:
     log_error("out of memory building a batch of %d sends", n);
 out:
-    chat_sbuf_free(&rooms);
-    chat_sbuf_free(&senders);
-    chat_sbuf_free(&texts);
-    chat_sbuf_free(&cids);
+    chat_post_args_free(&a);
 }
 
 static void chat_send(struct ws_conn *c, const struct chat_request *r)
@@ -226,10 +268,9 @@ static void history_done(struct pg *pg, PGresult *res, void *data)
         ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "the database is unavailable", op->ref);
         goto out;
     }
-    if (!PQgetisnull(res, 0, 0)) {
-        const char *p = PQgetvalue(res, 0, 0), *end = p + PQgetlength(res, 0, 0);
-        while (n < CHAT_HISTORY_MAX && ws_next_line(&p, end, &msgs[n].p, &msgs[n].len))
-            n++;
+    for (int i = 0; i < PQntuples(res) && n < CHAT_HISTORY_MAX; i++, n++) {
+        msgs[n].p = PQgetvalue(res, i, 1);
+        msgs[n].len = (size_t)PQgetlength(res, i, 1);
     }
     ws_conn_reply(op->conn, chat_encode_history(op->room, msgs, n, op->ref, &len), &len);
 out:
@@ -248,64 +289,10 @@ static void chat_history(struct ws_conn *c, const struct chat_request *r)
     snprintf(before, sizeof(before), "%lld", (long long)r->before);
     snprintf(limit, sizeof(limit), "%d", r->limit);
     const char *params[3] = {op->room, before, limit};
-    if (pg_query(c->srv->reader,
-                 "SELECT string_agg(j, E'\\n' ORDER BY seq) FROM (SELECT seq, "
-                 "chat_msg_json(room, seq, sender, text, ts, cid) AS j FROM messages "
-                 "WHERE room = $1 AND ($2::bigint = 0 OR seq < $2::bigint) "
-                 "ORDER BY seq DESC LIMIT $3::int) s",
-                 3, params, history_done, op) < 0) {
+    if (pg_query(c->srv->reader, CHAT_SQL_HISTORY, 3, params, history_done, op) < 0) {
         ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable", r->ref);
         op_free(op);
     }
-}
-
-
-int ws_members_parse(const char *json, size_t len, const char *self, const char ***names,
-                     size_t *n, size_t *count)
-{
-    json_t *arr = json_loadb(json, len, 0, NULL);
-    size_t i, k = 0, m = arr ? json_array_size(arr) : 0;
-    bool have_self = self == NULL;
-    const char **v = calloc(m + 2, sizeof(char *));
-
-    if (!arr || !v) {
-        json_decref(arr);
-        free(v);
-        return -1;
-    }
-    for (i = 0; i < m; i++) {
-        const char *s = json_string_value(json_array_get(arr, i));
-        if (!s)
-            continue;
-        if (self && strcmp(s, self) == 0)
-            have_self = true;
-        v[k++] = strdup(s);
-    }
-    json_decref(arr);
-    /* the joiner itself is online even before this second's presence flush */
-    if (!have_self) {
-        size_t pos = 0;
-        while (pos < k && strcmp(v[pos], self) < 0)
-            pos++;
-        if (k < 1000 || pos < k) {
-            memmove(v + pos + 1, v + pos, (k - pos) * sizeof(char *));
-            v[pos] = strdup(self);
-            k++;
-            if (k > 1000)
-                free((void *)v[--k]);
-        }
-        (*count)++;
-    }
-    *names = v;
-    *n = k;
-    return 0;
-}
-
-void ws_members_free(const char **names, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free((void *)names[i]);
-    free(names);
 }
 
 static void members_done(struct pg *pg, PGresult *res, void *data)
@@ -322,14 +309,14 @@ static void members_done(struct pg *pg, PGresult *res, void *data)
         goto out;
     }
     count = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-    if (ws_members_parse(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1),
-                         ws_room_joined(op->conn, op->room) ? op->conn->user : NULL, &names,
-                         &n, &count) < 0) {
+    if (chat_members_parse(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1),
+                           ws_room_joined(op->conn, op->room) ? op->conn->user : NULL, &names, &n,
+                           &count) < 0) {
         ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "out of memory", op->ref);
         goto out;
     }
     ws_conn_reply(op->conn, chat_encode_members(op->room, names, n, count, op->ref, &len), &len);
-    ws_members_free(names, n);
+    chat_members_free(names, n);
 out:
     op_free(op);
 }
@@ -343,8 +330,7 @@ static void chat_members(struct ws_conn *c, const struct chat_request *r)
         return;
     }
     const char *params[1] = {op->room};
-    if (pg_query(c->srv->reader, "SELECT count, members FROM chat_members($1)", 1, params,
-                 members_done, op) < 0) {
+    if (pg_query(c->srv->reader, CHAT_SQL_MEMBERS, 1, params, members_done, op) < 0) {
         ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable", r->ref);
         op_free(op);
     }
@@ -354,20 +340,17 @@ static void chat_typing(struct ws_conn *c, const struct chat_request *r)
 {
     char room[CHAT_ROOM_MAX + 1];
     size_t len;
-    int64_t now = ev_now(c->srv->loop);
 
     /* a typist sends one per keystroke; the others need one a second */
-    if (c->typing_at && now - c->typing_at < WS_TYPING_EVERY_MS)
-        return;
-    c->typing_at = now;
-
     cstr(room, &r->room);
+    if (!chat_typing_due(&c->srv->typing, room, c->user, ev_now(c->srv->loop)))
+        return;
     char *ev = chat_encode_typing(room, c->user, &len);
     if (!ev)
         return;
     const char *params[1] = {ev};
     /* not persisted: a hint to the others, lost if the database is down */
-    pg_query(c->srv->reader, "SELECT pg_notify('chat', $1)", 1, params, NULL, NULL);
+    pg_query(c->srv->reader, CHAT_SQL_NOTIFY, 1, params, NULL, NULL);
     free(ev);
 }
 
@@ -451,7 +434,7 @@ static void dispatch(struct ws_conn *c, const struct chat_request *r)
     }
 }
 
-void ws_chat_message(struct ws_conn *c, const char *text, size_t len)
+static void ws_chat_message(struct ws_conn *c, const char *text, size_t len)
 {
     struct chat_request r;
     const char *why = NULL;
@@ -481,7 +464,7 @@ static void seen(struct ws_conn *c)
     }
 }
 
-void ws_chat_open(struct ws_conn *c)
+static void ws_chat_open(struct ws_conn *c)
 {
     size_t len;
 
@@ -489,7 +472,7 @@ void ws_chat_open(struct ws_conn *c)
     seen(c);
 }
 
-void ws_chat_closed(struct ws_conn *c)
+static void ws_chat_closed(struct ws_conn *c)
 {
     ws_room_leave_all(c);
     seen(c);
@@ -499,7 +482,8 @@ void ws_chat_closed(struct ws_conn *c)
 
 static void flush_seen(struct ws_server *srv)
 {
-    struct chat_sbuf names = {0}, auth = {0};
+    struct chat_seen_args a = {0};
+    const char *params[2];
     size_t i;
     json_t *v;
 
@@ -507,22 +491,18 @@ static void flush_seen(struct ws_server *srv)
         return;
     json_array_foreach(srv->seen_names, i, v)
     {
-        const char *s = json_string_value(v);
-        const char *a = json_is_true(json_array_get(srv->seen_auth, i)) ? "t" : "f";
-        if (chat_db_array_add(&names, s, strlen(s)) < 0 || chat_db_array_add(&auth, a, 1) < 0)
+        if (chat_seen_args_add(&a, json_string_value(v),
+                               json_is_true(json_array_get(srv->seen_auth, i))) < 0)
             goto out;
     }
-    if (chat_db_array_end(&names) < 0 || chat_db_array_end(&auth) < 0)
+    if (chat_seen_args_end(&a, params) < 0)
         goto out;
-    const char *params[2] = {names.p, auth.p};
-    if (pg_query(srv->reader, "SELECT chat_users_seen($1::text[], $2::boolean[])", 2, params, NULL,
-                 NULL) == 0) {
+    if (pg_query(srv->reader, CHAT_SQL_USERS_SEEN, 2, params, NULL, NULL) == 0) {
         json_array_clear(srv->seen_names);
         json_array_clear(srv->seen_auth);
     }
 out:
-    chat_sbuf_free(&names);
-    chat_sbuf_free(&auth);
+    chat_seen_args_free(&a);
 }
 
 /* Another node may have taken us for dead (our beats were late) and reaped
@@ -537,7 +517,7 @@ static void beat_done(struct pg *pg, PGresult *res, void *data)
     log_warn("node %s was reaped while alive: announcing it again", srv->node);
     snprintf(pid, sizeof(pid), "%d", (int)getpid());
     const char *params[3] = {srv->node, "ws", pid};
-    pg_query(pg, "SELECT chat_node_up($1, $2, $3::int)", 3, params, NULL, NULL);
+    pg_query(pg, CHAT_SQL_NODE_UP, 3, params, NULL, NULL);
     ws_room_bus_up(srv); /* resyncs presence, catches rooms up */
 }
 
@@ -551,10 +531,7 @@ static void tick_cb(struct ev_loop *loop, struct ev_timer *t)
     flush_seen(srv);
     if (++ticks % NODE_BEAT_EVERY == 0 && pg_is_up(srv->reader)) {
         const char *params[1] = {srv->node};
-        pg_query(srv->reader,
-                 "SELECT chat_node_beat($1, interval '30 seconds'), "
-                 "EXISTS (SELECT 1 FROM nodes WHERE node = $1)",
-                 1, params, beat_done, srv);
+        pg_query(srv->reader, CHAT_SQL_NODE_BEAT, 1, params, beat_done, srv);
     }
 }
 
@@ -584,7 +561,7 @@ static void db_state(struct pg *pg, bool up, void *data)
     char pid[16];
     snprintf(pid, sizeof(pid), "%d", (int)getpid());
     const char *params[3] = {srv->node, "ws", pid};
-    pg_query(srv->reader, "SELECT chat_node_up($1, $2, $3::int)", 3, params, NULL, NULL);
+    pg_query(srv->reader, CHAT_SQL_NODE_UP, 3, params, NULL, NULL);
     ws_room_bus_up(srv);
 }
 
@@ -599,7 +576,7 @@ int ws_chat_init(struct ws_server *srv)
              (unsigned)rand());
     srv->seen_names = json_array();
     srv->seen_auth = json_array();
-    srv->bus = pg_new(srv->loop, "listen", srv->cfg.db, "chat", &bus_h);
+    srv->bus = pg_new(srv->loop, "listen", srv->cfg.db, CHAT_CHANNEL, &bus_h);
     srv->reader = pg_new(srv->loop, "reader", srv->cfg.db, NULL, &reader_h);
     srv->writer = pg_new(srv->loop, "writer", srv->cfg.db, NULL, &reader_h);
     if (!srv->seen_names || !srv->seen_auth || !srv->bus || !srv->reader || !srv->writer)
@@ -627,15 +604,25 @@ void ws_chat_free(struct ws_server *srv)
     json_decref(srv->seen_auth);
 }
 
-void ws_chat_health(struct ws_server *srv, char *out, size_t size)
+static void ws_chat_health(struct ws_server *srv, char *out, size_t size)
 {
-    bool db = srv->cfg.echo || (srv->bus && pg_is_up(srv->bus) && pg_is_up(srv->reader) &&
-                                pg_is_up(srv->writer));
+    bool db = srv->cfg.echo ||
+              (srv->bus && pg_is_up(srv->bus) && pg_is_up(srv->reader) && pg_is_up(srv->writer));
 
     snprintf(out, size,
              "{\"status\":\"%s\",\"backend\":\"ws\",\"pid\":%d,\"mode\":\"%s\","
              "\"connections\":%zu,\"rooms\":%zu,\"database\":\"%s\",\"rss_kib\":%ld}",
-             db ? "ok" : "degraded", (int)getpid(), srv->cfg.echo ? "echo" : "chat",
-             srv->nconns, srv->nrooms, srv->cfg.echo ? "unused" : db ? "up" : "down",
+             db ? "ok" : "degraded", (int)getpid(), srv->cfg.echo ? "echo" : "chat", srv->nconns,
+             srv->nrooms,
+             srv->cfg.echo ? "unused"
+             : db          ? "up"
+                           : "down",
              chat_sys_rss_kib());
 }
+
+const struct ws_handlers ws_chat_handlers = {
+    .open = ws_chat_open,
+    .message = ws_chat_message,
+    .closed = ws_chat_closed,
+    .health = ws_chat_health,
+};

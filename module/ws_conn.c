@@ -18,6 +18,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "chat_list.h"
 #include "chat_log.h"
 #include "ws.h"
 #include "ws_handshake.h"
@@ -162,7 +163,7 @@ static void conn_reap(struct ws_conn *c)
      * loop that may be walking them */
     if (c->chatting) {
         c->chatting = false;
-        ws_chat_closed(c);
+        srv->h->closed(c);
     }
     close(c->io.fd);
     c->io.fd = -1;
@@ -174,12 +175,7 @@ static void conn_reap(struct ws_conn *c)
     c->cur = NULL;
     ring_clear(&c->urgent, &c->out_bytes);
     ring_clear(&c->normal, &c->out_bytes);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    CHAT_LIST_UNLINK(srv->conns, c, prev, next);
     srv->nconns--;
     if (c->refs == 0)
         conn_free(c);
@@ -239,8 +235,7 @@ void ws_conn_reply(struct ws_conn *c, char *json, const size_t *lenp)
     free(json);
 }
 
-void ws_conn_error(struct ws_conn *c, enum chat_err code, const char *message,
-                   const json_t *ref)
+void ws_conn_error(struct ws_conn *c, enum chat_err code, const char *message, const json_t *ref)
 {
     size_t len;
     ws_conn_reply(c, chat_encode_error(code, message, ref, &len), &len);
@@ -381,16 +376,16 @@ static int read_policy(struct ws_conn *c, const struct ws_request *req, struct c
         if (key < 0)
             continue;
         if (chat_policy_set(p, key, h->value, h->value_len, why) < 0) {
-            log_error("conn %llu: bad policy header %.*s from nginx: %s",
-                      (unsigned long long)c->id, (int)h->name_len, h->name, *why);
+            log_error("conn %llu: bad policy header %.*s from nginx: %s", (unsigned long long)c->id,
+                      (int)h->name_len, h->name, *why);
             return -1;
         }
     }
     return 0;
 }
 
-static void upgrade(struct ws_conn *c, const struct ws_request *req,
-                    const struct ws_hs_result *res, size_t head_len)
+static void upgrade(struct ws_conn *c, const struct ws_request *req, const struct ws_hs_result *res,
+                    size_t head_len)
 {
     struct ws_server *srv = c->srv;
     char out[256], name[CHAT_USER_MAX + 8];
@@ -403,8 +398,7 @@ static void upgrade(struct ws_conn *c, const struct ws_request *req,
             return;
         }
         int nl = ws_query_param(req->target, req->target_len, "name", name, sizeof(name));
-        int id = chat_policy_identity(&p, nl >= 0 ? name : NULL, nl >= 0 ? (size_t)nl : 0,
-                                      c->user);
+        int id = chat_policy_identity(&p, nl >= 0 ? name : NULL, nl >= 0 ? (size_t)nl : 0, c->user);
         if (id == -1) {
             http_error(c, 401, "sign in first: guests are not allowed here");
             return;
@@ -435,7 +429,7 @@ static void upgrade(struct ws_conn *c, const struct ws_request *req,
     ev_timer_start(srv->loop, &c->timer, (int64_t)srv->cfg.heartbeat * 1000);
     if (!srv->cfg.echo) {
         c->chatting = true;
-        ws_chat_open(c);
+        srv->h->open(c);
     }
     /* frames the client sent right behind its handshake */
     size_t rest = c->hs_len - head_len;
@@ -489,7 +483,7 @@ static void handshake(struct ws_conn *c)
     case WS_HS_NOT_UPGRADE:
         if (target_is_health(&req)) {
             char body[1024];
-            ws_chat_health(c->srv, body, sizeof(body));
+            c->srv->h->health(c->srv, body, sizeof(body));
             http_answer(c, 200, NULL, "application/json", body);
             return;
         }
@@ -522,7 +516,7 @@ static void on_frame_event(struct ws_conn *c, const struct ws_event *ev)
         } else if (ev->type == WS_EV_BINARY) {
             ws_conn_close(c, WS_CLOSE_UNSUPPORTED, "binary messages are not spoken here");
         } else {
-            ws_chat_message(c, (const char *)ev->data, ev->len);
+            srv->h->message(c, (const char *)ev->data, ev->len);
         }
         return;
     case WS_EV_PING:
@@ -539,8 +533,7 @@ static void on_frame_event(struct ws_conn *c, const struct ws_event *ev)
         conn_mark_pending(c);
         return;
     case WS_EV_ERROR:
-        log_info("conn %llu: protocol error, closing with %u", (unsigned long long)c->id,
-                 ev->code);
+        log_info("conn %llu: protocol error, closing with %u", (unsigned long long)c->id, ev->code);
         ws_conn_close(c, ev->code, NULL);
         c->close_received = true; /* nothing more will be read */
         conn_mark_pending(c);
@@ -658,7 +651,7 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
                 ev_io_set(loop, &srv->listen_io, 0);
                 ev_timer_start(loop, &srv->accept_pause, WS_ACCEPT_PAUSE_MS);
             } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                     errno != ECONNABORTED)
+                       errno != ECONNABORTED)
                 log_warn("accept: %s", strerror(errno));
             return;
         }
@@ -687,10 +680,7 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
             free(c);
             continue;
         }
-        c->next = srv->conns;
-        if (srv->conns)
-            srv->conns->prev = c;
-        srv->conns = c;
+        CHAT_LIST_LINK(srv->conns, c, prev, next);
         srv->nconns++;
         ev_timer_start(loop, &c->timer, srv->cfg.handshake_timeout);
     }

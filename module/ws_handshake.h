@@ -121,5 +121,4 @@ int ws_http_response(char *out, size_t out_size, int status, const char *reason,
                      const char *extra_header, const char *content_type, const char *body,
                      size_t body_len);
 
-
 #endif

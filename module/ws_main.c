@@ -1,7 +1,7 @@
 /* chat-ws: the WebSocket daemon. Parses options, checks the database
  * schema, binds the listening socket, then runs --workers processes that
  * share it, each with its own event loop and database connections. The
- * parent restarts a worker that dies and passes SIGTERM/SIGHUP on. */
+ * parent is core/chat_supervise.c (the restart policy of both daemons). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
@@ -21,7 +21,9 @@
 
 #include "chat_db.h"
 #include "chat_log.h"
+#include "chat_supervise.h"
 #include "chat_sys.h"
+#include "chat_sql.h"
 #include "ws.h"
 
 #define WS_LISTEN_BACKLOG 65535
@@ -54,63 +56,114 @@ static void usage(FILE *f)
 
 static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned *mode)
 {
-    enum { O_DB = 256, O_LISTEN, O_WORKERS, O_MODE, O_HB, O_CONNS, O_MSG, O_OUTBOX, O_ROOMS,
-           O_RATE, O_BACKLOG, O_HS, O_ECHO, O_LOG, O_LEVEL, O_HELP, O_BATCH, O_REQRATE };
-    static const struct option opts[] = {
-        {"db", 1, 0, O_DB},           {"listen", 1, 0, O_LISTEN},
-        {"workers", 1, 0, O_WORKERS}, {"socket-mode", 1, 0, O_MODE},
-        {"heartbeat", 1, 0, O_HB},    {"max-conns", 1, 0, O_CONNS},
-        {"max-message", 1, 0, O_MSG}, {"outbox", 1, 0, O_OUTBOX},
-        {"max-rooms", 1, 0, O_ROOMS}, {"send-rate", 1, 0, O_RATE},
-        {"backlog", 1, 0, O_BACKLOG}, {"handshake-timeout", 1, 0, O_HS},
-        {"echo", 0, 0, O_ECHO},       {"log", 1, 0, O_LOG},
-        {"log-level", 1, 0, O_LEVEL}, {"help", 0, 0, O_HELP},
-        {"batch", 1, 0, O_BATCH},     {"req-rate", 1, 0, O_REQRATE},
-        {0, 0, 0, 0}};
+    enum {
+        O_DB = 256,
+        O_LISTEN,
+        O_WORKERS,
+        O_MODE,
+        O_HB,
+        O_CONNS,
+        O_MSG,
+        O_OUTBOX,
+        O_ROOMS,
+        O_RATE,
+        O_BACKLOG,
+        O_HS,
+        O_ECHO,
+        O_LOG,
+        O_LEVEL,
+        O_HELP,
+        O_BATCH,
+        O_REQRATE
+    };
+    static const struct option opts[] = {{"db", 1, 0, O_DB},
+                                         {"listen", 1, 0, O_LISTEN},
+                                         {"workers", 1, 0, O_WORKERS},
+                                         {"socket-mode", 1, 0, O_MODE},
+                                         {"heartbeat", 1, 0, O_HB},
+                                         {"max-conns", 1, 0, O_CONNS},
+                                         {"max-message", 1, 0, O_MSG},
+                                         {"outbox", 1, 0, O_OUTBOX},
+                                         {"max-rooms", 1, 0, O_ROOMS},
+                                         {"send-rate", 1, 0, O_RATE},
+                                         {"backlog", 1, 0, O_BACKLOG},
+                                         {"handshake-timeout", 1, 0, O_HS},
+                                         {"echo", 0, 0, O_ECHO},
+                                         {"log", 1, 0, O_LOG},
+                                         {"log-level", 1, 0, O_LEVEL},
+                                         {"help", 0, 0, O_HELP},
+                                         {"batch", 1, 0, O_BATCH},
+                                         {"req-rate", 1, 0, O_REQRATE},
+                                         {0, 0, 0, 0}};
     int o;
-    enum chat_log_level lvl;
 
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         long v = optarg ? strtol(optarg, NULL, 10) : 0;
         switch (o) {
-        case O_DB: cfg->db = optarg; break;
-        case O_LISTEN: cfg->listen = optarg; break;
-        case O_WORKERS: cfg->workers = (int)v; break;
-        case O_MODE: *mode = (unsigned)strtoul(optarg, NULL, 8); break;
-        case O_HB: cfg->heartbeat = (int)v; break;
-        case O_CONNS: cfg->max_conns = (size_t)v; break;
-        case O_MSG: cfg->max_message = (size_t)v; break;
-        case O_OUTBOX: cfg->outbox_max = (size_t)v; break;
-        case O_ROOMS: cfg->max_rooms = (int)v; break;
+        case O_DB:
+            cfg->db = optarg;
+            break;
+        case O_LISTEN:
+            cfg->listen = optarg;
+            break;
+        case O_WORKERS:
+            cfg->workers = (int)v;
+            break;
+        case O_MODE:
+            *mode = (unsigned)strtoul(optarg, NULL, 8);
+            break;
+        case O_HB:
+            cfg->heartbeat = (int)v;
+            break;
+        case O_CONNS:
+            cfg->max_conns = (size_t)v;
+            break;
+        case O_MSG:
+            cfg->max_message = (size_t)v;
+            break;
+        case O_OUTBOX:
+            cfg->outbox_max = (size_t)v;
+            break;
+        case O_ROOMS:
+            cfg->max_rooms = (int)v;
+            break;
         case O_RATE:
             cfg->send_rate = strtod(optarg, NULL);
             cfg->send_burst = 3 * cfg->send_rate;
             break;
-        case O_BACKLOG: cfg->backlog_max = (int)v; break;
-        case O_BATCH: cfg->batch_max = (int)v; break;
+        case O_BACKLOG:
+            cfg->backlog_max = (int)v;
+            break;
+        case O_BATCH:
+            cfg->batch_max = (int)v;
+            break;
         case O_REQRATE:
             cfg->req_rate = strtod(optarg, NULL);
             cfg->req_burst = 2 * cfg->req_rate;
             break;
-        case O_HS: cfg->handshake_timeout = (int)v; break;
-        case O_ECHO: cfg->echo = true; break;
-        case O_LOG: log_path = optarg; break;
-        case O_LEVEL:
-            if (chat_log_parse_level(optarg, &lvl) < 0) {
-                fprintf(stderr, "chat-ws: bad --log-level %s\n", optarg);
-                return -1;
-            }
-            chat_log_set_level(lvl);
+        case O_HS:
+            cfg->handshake_timeout = (int)v;
             break;
-        case O_HELP: usage(stdout); exit(0);
-        default: usage(stderr); return -1;
+        case O_ECHO:
+            cfg->echo = true;
+            break;
+        case O_LOG:
+        case O_LEVEL:
+            if (chat_log_option("chat-ws", o == O_LEVEL, optarg, &log_path) < 0)
+                return -1;
+            break;
+        case O_HELP:
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (optind < argc || cfg->workers < 1 || cfg->workers > 64 || cfg->heartbeat < 1 ||
         cfg->max_conns < 1 || cfg->max_message < 1024 || cfg->outbox_max < 4096 ||
         cfg->max_rooms < 1 || cfg->send_rate <= 0 || cfg->req_rate <= 0 || cfg->backlog_max < 0 ||
-        cfg->batch_max < 1 || cfg->batch_max > 10000 ||
-        cfg->handshake_timeout < 100) {
+        cfg->batch_max < 1 || cfg->batch_max > 10000 || cfg->handshake_timeout < 100) {
         fprintf(stderr, "chat-ws: bad option value (see --help)\n");
         return -1;
     }
@@ -219,7 +272,7 @@ static void node_down(const struct ws_config *cfg, const char *node)
     const char *params[1] = {node};
 
     if (PQstatus(c) == CONNECTION_OK) {
-        PGresult *r = PQexecParams(c, "SELECT chat_node_down($1)", 1, NULL, params, NULL, NULL, 0);
+        PGresult *r = PQexecParams(c, CHAT_SQL_NODE_DOWN, 1, NULL, params, NULL, NULL, 0);
         PQclear(r);
     }
     PQfinish(c);
@@ -238,6 +291,7 @@ static int run_worker(const struct ws_config *cfg, int listen_fd)
     sigaddset(&set, SIGHUP);
     sigprocmask(SIG_BLOCK, &set, NULL);
     w.srv.cfg = *cfg;
+    w.srv.h = &ws_chat_handlers;
     w.srv.listen_fd = listen_fd;
     w.srv.loop = ev_loop_new();
     w.srv.rbuf_size = 64 * 1024;
@@ -274,84 +328,17 @@ out:
     return rc;
 }
 
-/* ---- the parent of several workers ---- */
+/* ---- the parent of several workers: core/chat_supervise.c ---- */
 
-static volatile sig_atomic_t got_signal;
+struct worker_args {
+    const struct ws_config *cfg;
+    int fd;
+};
 
-static void on_signal(int sig)
+static int run_worker_args(void *arg)
 {
-    got_signal = sig;
-}
-
-static pid_t spawn(const struct ws_config *cfg, int fd)
-{
-    pid_t pid = fork();
-
-    if (pid == 0)
-        _exit(run_worker(cfg, fd));
-    if (pid < 0)
-        log_error("fork: %s", strerror(errno));
-    return pid;
-}
-
-static int run_parent(const struct ws_config *cfg, int fd)
-{
-    pid_t *pids = calloc((size_t)cfg->workers, sizeof(pid_t));
-    struct sigaction sa = {.sa_handler = on_signal};
-    int alive = 0, restarts = 0;
-    bool gave_up = false;
-    time_t window = time(NULL);
-
-    if (!pids)
-        return 1;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    for (int i = 0; i < cfg->workers; i++)
-        if ((pids[i] = spawn(cfg, fd)) > 0)
-            alive++;
-    while (alive > 0) {
-        int st;
-        pid_t pid = waitpid(-1, &st, 0);
-        if (pid < 0) {
-            if (errno != EINTR)
-                break;
-            int sig = got_signal;
-            got_signal = 0;
-            for (int i = 0; sig && i < cfg->workers; i++)
-                if (pids[i] > 0)
-                    kill(pids[i], sig);
-            if (sig == SIGTERM || sig == SIGINT)
-                restarts = -1; /* no more restarts */
-            continue;
-        }
-        for (int i = 0; i < cfg->workers; i++) {
-            if (pids[i] != pid)
-                continue;
-            pids[i] = 0;
-            alive--;
-            if (restarts < 0)
-                break;
-            log_warn("worker %d exited (status %d); restarting it", (int)pid, st);
-            if (time(NULL) - window > 60) {
-                window = time(NULL);
-                restarts = 0;
-            }
-            if (++restarts > 10) {
-                log_error("workers keep dying; giving up");
-                gave_up = true;
-                restarts = -1;
-                for (int k = 0; k < cfg->workers; k++)
-                    if (pids[k] > 0)
-                        kill(pids[k], SIGTERM);
-                break;
-            }
-            if ((pids[i] = spawn(cfg, fd)) > 0)
-                alive++;
-        }
-    }
-    free(pids);
-    return gave_up ? 1 : 0;
+    const struct worker_args *a = arg;
+    return run_worker(a->cfg, a->fd);
 }
 
 int main(int argc, char **argv)
@@ -403,7 +390,9 @@ int main(int argc, char **argv)
     log_info("listening on %s: %d worker(s), open files %ld, heartbeat %d s, %zu connections "
              "per worker",
              cfg.listen, cfg.workers, nofile, cfg.heartbeat, cfg.max_conns);
-    int rc = cfg.workers == 1 ? run_worker(&cfg, fd) : run_parent(&cfg, fd);
+    struct worker_args wa = {&cfg, fd};
+    int rc =
+        cfg.workers == 1 ? run_worker(&cfg, fd) : chat_supervise(cfg.workers, run_worker_args, &wa);
     close(fd);
     if (strncmp(cfg.listen, "unix:", 5) == 0)
         unlink(cfg.listen + 5);

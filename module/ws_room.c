@@ -14,12 +14,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat_list.h"
+#include "chat_hash.h"
+#include "chat_cursor.h"
 #include "chat_db.h"
 #include "chat_log.h"
+#include "chat_members.h"
+#include "chat_notify.h"
 #include "chat_valid.h"
+#include "chat_sql.h"
 #include "ws.h"
 
-#define CATCHUP_LIMIT 500
 #define PRESENCE_LIST_MAX 50
 #define PRESENCE_CHANGES_MAX 100000
 #define WS_MEMBERS_TTL_MS 1000
@@ -70,16 +75,15 @@ struct ws_room {
     struct ws_room *hnext;
     struct ws_server *srv;
     uint32_t refs; /* subscribers + queries in flight */
-    bool loaded, loading, catching;
+    bool loading, catching;
     bool retry_catchup; /* a catch-up failed: try again on the next tick */
     /* the last chat_members answer (see members_remember) */
     char *members_json;
     size_t members_len;
     long long members_count;
     int64_t members_at;
-    uint64_t members_gen; /* presence lines heard: a member list older than one is stale */
-    int64_t seq;    /* delivered to subscribers (valid when loaded) */
-    int64_t target; /* highest seq heard of */
+    uint64_t members_gen;   /* presence lines heard: a member list older than one is stale */
+    struct chat_cursor cur; /* delivered to subscribers, heard of, loaded */
     struct ws_sub *subs;
     size_t nsubs;
     struct ws_member *members; /* local connections per member */
@@ -95,12 +99,9 @@ static struct ws_pres_change *pres_head, **pres_tail = &pres_head;
 static bool pres_in_flight, pres_resync;
 static size_t pres_count;
 
-static uint32_t hash_name(const char *s)
+static size_t hash_name(const char *s)
 {
-    uint32_t h = 2166136261u;
-    while (*s)
-        h = (h ^ (uint8_t)*s++) * 16777619u;
-    return h;
+    return (size_t)chat_hash(s, strlen(s));
 }
 
 static struct ws_room *room_find(struct ws_server *srv, const char *name)
@@ -273,12 +274,7 @@ static void sub_remove(struct ws_sub *s, bool in_query)
         pp = &(*pp)->cnext;
     *pp = s->cnext;
     c->nsubs--;
-    if (s->rprev)
-        s->rprev->rnext = s->rnext;
-    else
-        r->subs = s->rnext;
-    if (s->rnext)
-        s->rnext->rprev = s->rprev;
+    CHAT_LIST_UNLINK(r->subs, s, rprev, rnext);
     r->nsubs--;
     member_del(r, c->user);
     sub_release(s);
@@ -329,20 +325,18 @@ static void hold(struct ws_sub *s, struct ws_buf *b, int64_t seq)
 
 /* ---- delivery ---- */
 
-/* Delivers message seq (the room's next) to every subscriber: framed once. */
-static void deliver(struct ws_room *r, int64_t seq, const char *json, size_t len)
+/* Delivers message seq (the room's next) to every subscriber: framed once.
+ * false when it could not (the room stays behind and reads it again). */
+static bool deliver(struct ws_room *r, int64_t seq, const char *json, size_t len)
 {
     struct ws_buf *b = ws_buf_frame(WS_OP_TEXT, json, len);
 
     if (!b) {
-        /* not delivered: the room stays behind and reads it again later */
         log_error("room %s: out of memory framing seq %lld", r->name, (long long)seq);
         r->retry_catchup = true;
-        return;
+        return false;
     }
-    r->seq = seq;
-    if (r->target < seq)
-        r->target = seq;
+    chat_cursor_delivered(&r->cur, seq);
     for (struct ws_sub *s = r->subs; s; s = s->rnext) {
         if (s->state == SUB_LIVE && seq > s->after)
             ws_conn_queue(s->c, b, false);
@@ -350,6 +344,7 @@ static void deliver(struct ws_room *r, int64_t seq, const char *json, size_t len
             hold(s, b, seq);
     }
     ws_buf_unref(b);
+    return true;
 }
 
 static void catchup(struct ws_room *r);
@@ -365,16 +360,18 @@ static void catchup_done(struct pg *pg, PGresult *res, void *data)
         rows = PQntuples(res);
         for (int i = 0; i < rows; i++) {
             int64_t seq = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-            if (seq == r->seq + 1)
-                deliver(r, seq, PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1));
+            if (chat_cursor_row(&r->cur, seq) == CHAT_STEP_DELIVER &&
+                !deliver(r, seq, PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1)))
+                break; /* nothing past a message not delivered */
         }
-        if (rows == 0 && r->target > r->seq) {
-            log_warn("room %s: heard of seq %lld, table ends at %lld", r->name,
-                     (long long)r->target, (long long)r->seq);
-            r->target = r->seq;
-        }
-        if (rows == CATCHUP_LIMIT || r->target > r->seq)
+        bool bogus;
+        int64_t heard = r->cur.target;
+        if (chat_cursor_read_end(&r->cur, (size_t)rows, CHAT_CATCHUP_PAGE, &bogus) ==
+            CHAT_STEP_CATCHUP)
             catchup(r);
+        if (bogus)
+            log_warn("room %s: heard of seq %lld, table ends at %lld", r->name, (long long)heard,
+                     (long long)r->cur.seq);
     } else {
         if (res)
             log_error("room %s: catch-up: %s", r->name, PQresultErrorMessage(res));
@@ -388,16 +385,14 @@ static void catchup(struct ws_room *r)
 {
     char after[24], limit[16];
 
-    if (r->catching || !r->loaded || !pg_is_up(r->srv->reader))
+    if (r->catching || !r->cur.loaded || !pg_is_up(r->srv->reader))
         return;
-    snprintf(after, sizeof(after), "%lld", (long long)r->seq);
-    snprintf(limit, sizeof(limit), "%d", CATCHUP_LIMIT);
+    snprintf(after, sizeof(after), "%lld", (long long)r->cur.seq);
+    snprintf(limit, sizeof(limit), "%d", CHAT_CATCHUP_PAGE);
     const char *params[3] = {r->name, after, limit};
-    if (pg_query(r->srv->reader,
-                 "SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) FROM messages "
-                 "WHERE room = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::int",
-                 3, params, catchup_done, r) == 0) {
+    if (pg_query(r->srv->reader, CHAT_SQL_CATCHUP, 3, params, catchup_done, r) == 0) {
         r->catching = true;
+        chat_cursor_asked(&r->cur);
         r->refs++;
     }
 }
@@ -460,18 +455,18 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
         if (bf->members_gen == r->members_gen)
             members_remember(r, (long long)count, members, members_len);
     }
-    if (ws_members_parse(members ? members : "[]", members ? members_len : 2, c->user, &names, &n,
-                         &count) < 0) {
+    if (chat_members_parse(members ? members : "[]", members ? members_len : 2, c->user, &names, &n,
+                           &count) < 0) {
         sub_fail(s, false);
         goto out;
     }
     queue_ordered(c, chat_encode_joined(s->r->name, bf->n, names, n, count, s->ref, &len), &len);
-    ws_members_free(names, n);
+    chat_members_free(names, n);
     /* the backlog: message texts separated by newlines (JSON has none raw) */
     if (!PQgetisnull(res, 0, 2)) {
         const char *p = PQgetvalue(res, 0, 2), *end = p + PQgetlength(res, 0, 2), *line;
         size_t n;
-        while (ws_conn_alive(c) && ws_next_line(&p, end, &line, &n)) {
+        while (ws_conn_alive(c) && chat_next_line(&p, end, &line, &n)) {
             struct ws_buf *b = ws_buf_frame(WS_OP_TEXT, line, n);
             if (b) {
                 ws_conn_queue(c, b, false);
@@ -493,7 +488,7 @@ static void backfill(struct ws_sub *s)
 {
     struct ws_room *r = s->r;
     struct ws_server *srv = r->srv;
-    int64_t n = r->seq, from;
+    int64_t n = r->cur.seq, from;
     char sfrom[24], sto[24], sbytes[24];
     struct backfill *bf = calloc(1, sizeof(*bf));
 
@@ -501,7 +496,7 @@ static void backfill(struct ws_sub *s)
         sub_fail(s, false);
         return;
     }
-    from = s->since < 0 ? n - 50 : s->since;
+    from = s->since < 0 ? n - CHAT_BACKLOG_DEFAULT : s->since;
     if (from < n - srv->cfg.backlog_max)
         from = n - srv->cfg.backlog_max;
     if (from < 0)
@@ -543,14 +538,13 @@ static void load_done(struct pg *pg, PGresult *res, void *data)
 
     r->loading = false;
     if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
-        r->seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        r->loaded = true;
+        enum chat_step st = chat_cursor_load(&r->cur, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
         for (struct ws_sub *s = r->subs, *next; s; s = next) {
             next = s->rnext;
             if (s->state == SUB_WAIT)
                 backfill(s);
         }
-        if (r->target > r->seq)
+        if (st == CHAT_STEP_CATCHUP)
             catchup(r);
     } else {
         if (res)
@@ -568,7 +562,7 @@ static void load(struct ws_room *r)
 {
     const char *params[1] = {r->name};
 
-    if (r->loading || r->loaded)
+    if (r->loading || r->cur.loaded)
         return;
     if (pg_query(r->srv->reader, "SELECT coalesce((SELECT last_seq FROM rooms WHERE name = $1), 0)",
                  1, params, load_done, r) == 0) {
@@ -590,8 +584,7 @@ void ws_room_join(struct ws_conn *c, const char *name, int64_t since, const json
         return;
     }
     if (!pg_is_up(srv->reader)) {
-        ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable: join again later",
-                      ref);
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable: join again later", ref);
         return;
     }
     r = ws_room_get(srv, name, true);
@@ -607,17 +600,14 @@ void ws_room_join(struct ws_conn *c, const char *name, int64_t since, const json
     s->since = since;
     s->ref = ref ? json_deep_copy(ref) : NULL;
     s->state = SUB_WAIT;
-    s->rnext = r->subs;
-    if (r->subs)
-        r->subs->rprev = s;
-    r->subs = s;
+    CHAT_LIST_LINK(r->subs, s, rprev, rnext);
     r->nsubs++;
     r->refs++;
     s->cnext = c->subs;
     c->subs = s;
     c->nsubs++;
     member_add(r, c->user);
-    if (r->loaded)
+    if (r->cur.loaded)
         backfill(s);
     else
         load(r);
@@ -641,49 +631,23 @@ void ws_room_leave_all(struct ws_conn *c)
 
 /* ---- NOTIFY lines ---- */
 
-/* Our own format, rendered by SQL: {"op":"msg","room":"R","seq":N,... or
- * {"op":"hint","room":"R","seq":N}. Room names need no escaping. */
-static int parse_head(const char *p, size_t len, const char *op, char *room, int64_t *seq)
+static void on_msg_line(struct ws_server *srv, const struct chat_line *l)
 {
-    char prefix[32];
-    int pl = snprintf(prefix, sizeof(prefix), "{\"op\":\"%s\",\"room\":\"", op);
-    const char *end = p + len, *q;
+    struct ws_room *r = room_find(srv, l->room);
 
-    if (len < (size_t)pl || memcmp(p, prefix, (size_t)pl) != 0)
-        return -1;
-    p += pl;
-    q = memchr(p, '"', (size_t)(end - p));
-    if (!q || q - p > CHAT_ROOM_MAX || q - p == 0)
-        return -1;
-    memcpy(room, p, (size_t)(q - p));
-    room[q - p] = '\0';
-    p = q + 1;
-    if (end - p < 8 || memcmp(p, ",\"seq\":", 7) != 0)
-        return -1;
-    *seq = strtoll(p + 7, NULL, 10);
-    return *seq > 0 ? 0 : -1;
-}
-
-static void on_msg_line(struct ws_server *srv, const char *line, size_t len, bool whole)
-{
-    char name[CHAT_ROOM_MAX + 1];
-    int64_t seq;
-
-    if (parse_head(line, len, whole ? "msg" : "hint", name, &seq) < 0) {
-        log_warn("unparsable notification line (%zu bytes)", len);
-        return;
-    }
-    struct ws_room *r = room_find(srv, name);
     if (!r)
         return; /* nobody here is in that room */
-    if (seq > r->target)
-        r->target = seq;
-    if (!r->loaded || seq <= r->seq)
-        return;
-    if (whole && seq == r->seq + 1)
-        deliver(r, seq, line, len);
-    else
+    switch (chat_cursor_heard(&r->cur, l->op == CHAT_LINE_MSG, l->seq)) {
+    case CHAT_STEP_DELIVER:
+        deliver(r, l->seq, l->raw, l->len);
+        break;
+    case CHAT_STEP_CATCHUP:
         catchup(r);
+        break;
+    case CHAT_STEP_HOLD: /* read once loaded */
+    case CHAT_STEP_DROP:
+        break;
+    }
 }
 
 static void json_list_toggle(json_t **add_to, json_t **remove_from, const char *name)
@@ -691,6 +655,8 @@ static void json_list_toggle(json_t **add_to, json_t **remove_from, const char *
     size_t i;
     json_t *v;
 
+    if (!name)
+        return; /* not a string: a line that is ours in its head only */
     if (*remove_from) {
         json_array_foreach(*remove_from, i, v)
         {
@@ -710,44 +676,47 @@ static void json_list_toggle(json_t **add_to, json_t **remove_from, const char *
     json_array_append_new(*add_to, json_string(name));
 }
 
-static void on_presence_line(struct ws_server *srv, json_t *ev)
+static void on_presence_line(struct ws_server *srv, const struct chat_line *l)
 {
-    struct ws_room *r = room_find(srv, json_string_value(json_object_get(ev, "room")));
-    json_t *on = json_object_get(ev, "online"), *off = json_object_get(ev, "offline"), *v;
+    struct ws_room *r = room_find(srv, l->room);
+    json_t *ev, *on, *off, *v;
     size_t i;
 
-    if (!r)
+    if (!r || !(ev = json_loadb(l->raw, l->len, 0, NULL)))
         return;
+    on = json_object_get(ev, "online");
+    off = json_object_get(ev, "offline");
     /* membership changed: a remembered member list is stale now, and so is
      * any answer still on its way */
     free(r->members_json);
     r->members_json = NULL;
     r->members_gen++;
-    if (!r->loaded)
-        return;
+    if (!r->cur.loaded)
+        goto out;
     r->pres_dirty = true;
     r->pres_count = json_integer_value(json_object_get(ev, "count"));
     if (!json_is_array(on) || !json_is_array(off))
         r->pres_no_lists = true;
     if (r->pres_no_lists)
-        return;
+        goto out;
     json_array_foreach(on, i, v) json_list_toggle(&r->pres_on, &r->pres_off, json_string_value(v));
     json_array_foreach(off, i, v) json_list_toggle(&r->pres_off, &r->pres_on, json_string_value(v));
     if (json_array_size(r->pres_on) + json_array_size(r->pres_off) > PRESENCE_LIST_MAX)
         r->pres_no_lists = true;
+out:
+    json_decref(ev);
 }
 
-static void on_typing_line(struct ws_server *srv, const char *line, size_t len, json_t *ev)
+static void on_typing_line(struct ws_server *srv, const struct chat_line *l)
 {
-    struct ws_room *r = room_find(srv, json_string_value(json_object_get(ev, "room")));
-    const char *user = json_string_value(json_object_get(ev, "user"));
+    struct ws_room *r = room_find(srv, l->room);
     struct ws_buf *b;
 
-    if (!r || !user || !(b = ws_buf_frame(WS_OP_TEXT, line, len)))
+    if (!r || !(b = ws_buf_frame(WS_OP_TEXT, l->raw, l->len)))
         return;
     for (struct ws_sub *s = r->subs, *next; s; s = next) {
         next = s->rnext;
-        if (s->state == SUB_LIVE && strcmp(s->c->user, user) != 0)
+        if (s->state == SUB_LIVE && strcmp(s->c->user, l->user) != 0)
             ws_conn_queue(s->c, b, false);
     }
     ws_buf_unref(b);
@@ -755,24 +724,26 @@ static void on_typing_line(struct ws_server *srv, const char *line, size_t len, 
 
 void ws_room_notify(struct ws_server *srv, const char *payload, size_t len)
 {
-    const char *p = payload, *end = payload + len, *line;
+    const char *p = payload, *end = payload + len, *raw;
+    struct chat_line l;
     size_t n;
 
-    while (ws_next_line(&p, end, &line, &n)) {
-        if (n >= 11 && memcmp(line, "{\"op\":\"msg\"", 11) == 0) {
-            on_msg_line(srv, line, n, true);
-        } else if (n >= 12 && memcmp(line, "{\"op\":\"hint\"", 12) == 0) {
-            on_msg_line(srv, line, n, false);
-        } else {
-            json_t *ev = json_loadb(line, n, 0, NULL);
-            const char *op = json_string_value(json_object_get(ev, "op"));
-            if (op && strcmp(op, "presence") == 0)
-                on_presence_line(srv, ev);
-            else if (op && strcmp(op, "typing") == 0)
-                on_typing_line(srv, line, n, ev);
-            else
-                log_warn("unknown notification line (%zu bytes)", n);
-            json_decref(ev);
+    while (chat_next_line(&p, end, &raw, &n)) {
+        if (chat_line_parse(raw, n, &l) < 0) {
+            log_warn("ignoring a notification line that is not ours (%zu bytes)", n);
+            continue;
+        }
+        switch (l.op) {
+        case CHAT_LINE_MSG:
+        case CHAT_LINE_HINT:
+            on_msg_line(srv, &l);
+            break;
+        case CHAT_LINE_PRESENCE:
+            on_presence_line(srv, &l);
+            break;
+        case CHAT_LINE_TYPING:
+            on_typing_line(srv, &l);
+            break;
         }
     }
 }
@@ -784,7 +755,7 @@ void ws_room_bus_up(struct ws_server *srv)
     pres_resync = true;
     for (size_t i = 0; i < srv->room_buckets; i++) {
         for (struct ws_room *r = srv->rooms[i]; r; r = r->hnext) {
-            if (r->loaded) {
+            if (chat_cursor_reconnected(&r->cur) == CHAT_STEP_CATCHUP) {
                 /* whatever committed while we were away */
                 catchup(r);
             } else if (r->subs) {
@@ -814,19 +785,11 @@ static void pres_done(struct pg *pg, PGresult *res, void *data)
     }
 }
 
-static int add_member_pair(struct chat_sbuf *rooms, struct chat_sbuf *members, const char *room,
-                           const char *member)
-{
-    return chat_db_array_add(rooms, room, strlen(room)) < 0 ||
-                   chat_db_array_add(members, member, strlen(member)) < 0
-               ? -1
-               : 0;
-}
-
 /* Sends local transitions (or, after trouble, the whole local view). */
 static void pres_flush(struct ws_server *srv)
 {
-    struct chat_sbuf rooms = {0}, members = {0}, online = {0};
+    struct chat_presence_args a = {0};
+    const char *params[4];
     struct ws_pres_change *ch;
     int rc = 0;
 
@@ -836,29 +799,19 @@ static void pres_flush(struct ws_server *srv)
         for (size_t i = 0; i < srv->room_buckets && rc == 0; i++)
             for (struct ws_room *r = srv->rooms[i]; r && rc == 0; r = r->hnext)
                 for (struct ws_member *m = r->members; m && rc == 0; m = m->next)
-                    rc = add_member_pair(&rooms, &members, r->name, m->name);
-        if (rc == 0 && chat_db_array_end(&rooms) == 0 && chat_db_array_end(&members) == 0) {
-            const char *params[3] = {srv->node, rooms.p, members.p};
-            if (pg_query(srv->reader, "SELECT chat_presence_sync($1, $2::text[], $3::text[])", 3,
-                         params, pres_done, NULL) == 0) {
-                pres_in_flight = true;
-                pres_resync = false;
-                goto sent;
-            }
+                    rc = chat_presence_args_add(&a, r->name, m->name, true);
+        if (rc == 0 && chat_presence_args_end(&a, srv->node, params) == 0 &&
+            pg_query(srv->reader, CHAT_SQL_PRESENCE_SYNC, 3, params, pres_done, NULL) == 0) {
+            pres_in_flight = true;
+            pres_resync = false;
+            goto sent;
         }
         goto out;
     }
-    for (ch = pres_head; ch && rc == 0; ch = ch->next) {
-        rc = add_member_pair(&rooms, &members, ch->room, ch->member);
-        if (rc == 0)
-            rc = chat_db_array_add(&online, ch->online ? "t" : "f", 1);
-    }
-    if (rc < 0 || chat_db_array_end(&rooms) < 0 || chat_db_array_end(&members) < 0 ||
-        chat_db_array_end(&online) < 0)
-        goto out;
-    const char *params[4] = {srv->node, rooms.p, members.p, online.p};
-    if (pg_query(srv->reader, "SELECT chat_presence($1, $2::text[], $3::text[], $4::boolean[])", 4,
-                 params, pres_done, NULL) < 0)
+    for (ch = pres_head; ch && rc == 0; ch = ch->next)
+        rc = chat_presence_args_add(&a, ch->room, ch->member, ch->online);
+    if (rc < 0 || chat_presence_args_end(&a, srv->node, params) < 0 ||
+        pg_query(srv->reader, CHAT_SQL_PRESENCE, 4, params, pres_done, NULL) < 0)
         goto out;
     pres_in_flight = true;
 sent:
@@ -869,9 +822,7 @@ sent:
     pres_tail = &pres_head;
     pres_count = 0;
 out:
-    chat_sbuf_free(&rooms);
-    chat_sbuf_free(&members);
-    chat_sbuf_free(&online);
+    chat_presence_args_free(&a);
 }
 
 static const char **names_of(json_t *arr, size_t *n)

@@ -130,8 +130,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(r.since >= -1 && r.before >= 0 && r.limit >= 1 && r.limit <= CHAT_HISTORY_MAX);
         encode_ok(&r);
     } else {
-        check(e == CHAT_E_BAD_JSON || e == CHAT_E_BAD_REQUEST || e == CHAT_E_UNKNOWN_OP
-              || e == CHAT_E_TOO_LARGE);
+        check(e == CHAT_E_BAD_JSON || e == CHAT_E_BAD_REQUEST || e == CHAT_E_UNKNOWN_OP ||
+              e == CHAT_E_TOO_LARGE);
         if (e == CHAT_E_BAD_JSON)
             check(r.ref == NULL);
         j = reparse(chat_encode_error(e, why, r.ref, &len), len, "error", r.ref);

@@ -1,5 +1,5 @@
 /* Unit tests for chat_valid: the user, room, cid and text rules of
- * PROTOCOL.md, including their length limits exactly at the edge. */
+ * docs/protocol.md, including their length limits exactly at the edge. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* chat_valid: the naming and text rules of PROTOCOL.md ("Names"). Pure
+/* chat_valid: the naming and text rules of docs/protocol.md ("Names"). Pure
  * functions over (ptr, len); no allocation, no NUL terminator needed. */
 #ifndef CHAT_VALID_H
 #define CHAT_VALID_H
@@ -6,10 +6,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define CHAT_USER_MAX 32       /* user names: 1..32 of [A-Za-z0-9_.-] */
-#define CHAT_ROOM_MAX 64       /* rooms: ^[a-z0-9][a-z0-9_-]{0,63}$ */
-#define CHAT_CID_MAX 64        /* cids: 1..64 printable ASCII (0x20..0x7e) */
-#define CHAT_TEXT_DEFAULT 4096 /* default max text bytes */
+#define CHAT_USER_MAX 32         /* user names: 1..32 of [A-Za-z0-9_.-] */
+#define CHAT_ROOM_MAX 64         /* rooms: ^[a-z0-9][a-z0-9_-]{0,63}$ */
+#define CHAT_CID_MAX 64          /* cids: 1..64 printable ASCII (0x20..0x7e) */
+#define CHAT_TEXT_DEFAULT 4096   /* default max text bytes */
 #define CHAT_TEXT_HARD_MAX 65536 /* no policy may raise max text above this */
 
 /* A guest's display name is "~" + name, so buffers for a sender need

@@ -9,9 +9,9 @@
 #include <stdint.h>
 
 enum {
-    CHAT_UTF8_OK = 0,          /* valid, and ends on a code point boundary */
-    CHAT_UTF8_INCOMPLETE = 1,  /* valid so far, ends inside a code point */
-    CHAT_UTF8_BAD = -1,        /* invalid; stays bad until re-initialized */
+    CHAT_UTF8_OK = 0,         /* valid, and ends on a code point boundary */
+    CHAT_UTF8_INCOMPLETE = 1, /* valid so far, ends inside a code point */
+    CHAT_UTF8_BAD = -1,       /* invalid; stays bad until re-initialized */
 };
 
 struct chat_utf8 {

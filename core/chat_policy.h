@@ -1,5 +1,5 @@
 /* chat_policy: the per-location policy nginx passes with every request
- * (PROTOCOL.md, "Identity and policy"): as X-Chat-* headers to the
+ * (docs/protocol.md, "Identity and policy"): as X-Chat-* headers to the
  * WebSocket daemon, as CHAT_* fastcgi_params to the FastCGI workers. The
  * values are trusted (only nginx reaches the backends) but still checked:
  * a bad value is an admin error, reported, never guessed around. */
@@ -26,15 +26,15 @@ enum chat_policy_key {
 };
 
 struct chat_policy {
-    char user[CHAT_USER_MAX + 1]; /* "" = no authenticated user (guest) */
-    bool guests;                  /* default true */
-    bool readonly;                /* default false */
-    size_t max_text;              /* default CHAT_TEXT_DEFAULT */
-    unsigned poll_timeout;        /* seconds, default 25 */
+    char user[CHAT_USER_MAX + 1];        /* "" = no authenticated user (guest) */
+    bool guests;                         /* default true */
+    bool readonly;                       /* default false */
+    size_t max_text;                     /* default CHAT_TEXT_DEFAULT */
+    unsigned poll_timeout;               /* seconds, default 25 */
     char rooms[CHAT_ROOMS_SPEC_MAX + 1]; /* space-separated patterns, default "*" */
 };
 
-/* Defaults of PROTOCOL.md. */
+/* Defaults of docs/protocol.md. */
 void chat_policy_init(struct chat_policy *p);
 
 /* Header name (case-insensitive, e.g. "x-chat-user") or fastcgi param

@@ -1,4 +1,4 @@
-/* chat_valid: the naming and text rules of PROTOCOL.md ("Names"). Byte
+/* chat_valid: the naming and text rules of docs/protocol.md ("Names"). Byte
  * tests are spelled out rather than taken from <ctype.h>, whose answers
  * depend on the locale. */
 #include "chat_valid.h"

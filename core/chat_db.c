@@ -1,5 +1,6 @@
 /* chat_db: schema check and array literals (see chat_db.h). */
 #include "chat_db.h"
+#include "chat_sql.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,14 +8,15 @@
 
 int chat_db_check_schema(PGconn *conn, char *err, size_t errlen)
 {
-    PGresult *res = PQexec(conn, "SELECT coalesce(max(version), 0) FROM schema_migrations");
+    PGresult *res = PQexec(conn, CHAT_SQL_SCHEMA_VERSION);
     int rc = -1;
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (state && strcmp(state, "42P01") == 0)
-            snprintf(err, errlen, "database is not migrated (no schema_migrations table): "
-                                  "run `make migrate`");
+            snprintf(err, errlen,
+                     "database is not migrated (no schema_migrations table): "
+                     "run `make migrate`");
         else
             snprintf(err, errlen, "schema check failed: %s", PQerrorMessage(conn));
     } else {
@@ -22,11 +24,15 @@ int chat_db_check_schema(PGconn *conn, char *err, size_t errlen)
         if (v == CHAT_SCHEMA_VERSION)
             rc = 0;
         else if (v < CHAT_SCHEMA_VERSION)
-            snprintf(err, errlen, "database schema is at version %ld, this build needs %d: "
-                                  "run `make migrate`", v, CHAT_SCHEMA_VERSION);
+            snprintf(err, errlen,
+                     "database schema is at version %ld, this build needs %d: "
+                     "run `make migrate`",
+                     v, CHAT_SCHEMA_VERSION);
         else
-            snprintf(err, errlen, "database schema version %ld is newer than this build "
-                                  "knows (%d): upgrade the daemons", v, CHAT_SCHEMA_VERSION);
+            snprintf(err, errlen,
+                     "database schema version %ld is newer than this build "
+                     "knows (%d): upgrade the daemons",
+                     v, CHAT_SCHEMA_VERSION);
     }
     PQclear(res);
     return rc;

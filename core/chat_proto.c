@@ -1,7 +1,7 @@
 /* chat_proto: client requests in (jansson tree, validated field by field)
  * and server events out. Encoders write the JSON text by hand through a
  * small growable buffer with a sticky out-of-memory flag, so the key order
- * is exactly PROTOCOL.md's and message texts from PostgreSQL can be
+ * is exactly docs/protocol.md's and message texts from PostgreSQL can be
  * spliced into "history" verbatim. */
 #include "chat_proto.h"
 
@@ -153,8 +153,8 @@ static enum chat_err parse_send(struct chat_request *r, size_t max_text, const c
     case CHAT_TEXT_CONTROL:
         return fail(CHAT_E_BAD_REQUEST, "text contains control characters", why);
     }
-    if (get_str(r->root, "cid", &r->cid) < 0
-        || (r->cid.p != NULL && !chat_valid_cid(r->cid.p, r->cid.len)))
+    if (get_str(r->root, "cid", &r->cid) < 0 ||
+        (r->cid.p != NULL && !chat_valid_cid(r->cid.p, r->cid.len)))
         return fail(CHAT_E_BAD_REQUEST, "invalid cid", why);
     if (get_str(r->root, "name", &r->name) < 0)
         return fail(CHAT_E_BAD_REQUEST, "invalid name", why);
@@ -167,8 +167,8 @@ static enum chat_err parse_fields(struct chat_request *r, size_t max_text, const
 
     if (r->op == CHAT_OP_PING)
         return CHAT_OK;
-    if (get_str(r->root, "room", &r->room) < 0 || r->room.p == NULL
-        || !chat_valid_room(r->room.p, r->room.len))
+    if (get_str(r->root, "room", &r->room) < 0 || r->room.p == NULL ||
+        !chat_valid_room(r->room.p, r->room.len))
         return fail(CHAT_E_BAD_REQUEST, "missing or invalid room", why);
     switch (r->op) {
     case CHAT_OP_JOIN:
@@ -266,7 +266,7 @@ static void out_reserve(struct out *o, size_t more)
 static void out_mem(struct out *o, const char *s, size_t n)
 {
     out_reserve(o, n);
-    if (o->oom)
+    if (o->oom || n == 0)
         return;
     memcpy(o->p + o->len, s, n);
     o->len += n;
@@ -464,6 +464,26 @@ char *chat_encode_history(const char *room, const struct chat_str *msgs, size_t 
     out_mem(&o, "]", 1);
     out_ref(&o, ref);
     return out_finish(&o, len);
+}
+
+char *chat_encode_poll(const char *events, size_t events_len, const char *const *rooms,
+                       const int64_t *cursors, size_t n, const char *members, size_t *len)
+{
+    struct out o = {0};
+
+    out_lit(&o, "{\"events\":[");
+    out_mem(&o, events, events_len);
+    out_lit(&o, "],\"cursor\":\"");
+    for (size_t i = 0; i < n; i++) {
+        out_lit(&o, rooms[i]); /* valid room names need no escaping */
+        out_fmt(&o, ":%lld%s", (long long)cursors[i], i + 1 < n ? "," : "");
+    }
+    out_lit(&o, "\"");
+    if (members) {
+        out_lit(&o, ",\"members\":");
+        out_lit(&o, members);
+    }
+    return out_finish(&o, len); /* closes the object */
 }
 
 char *chat_encode_typing(const char *room, const char *user, size_t *len)

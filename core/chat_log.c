@@ -67,6 +67,22 @@ int chat_log_parse_level(const char *s, enum chat_log_level *out)
     return -1;
 }
 
+int chat_log_option(const char *prog, bool level, const char *arg, const char **path)
+{
+    enum chat_log_level l;
+
+    if (!level) {
+        *path = arg;
+        return 0;
+    }
+    if (chat_log_parse_level(arg, &l) == 0) {
+        chat_log_set_level(l);
+        return 0;
+    }
+    fprintf(stderr, "%s: bad --log-level %s (error, warn, info, debug)\n", prog, arg);
+    return -1;
+}
+
 int chat_log_open(const char *path)
 {
     int cur = atomic_load(&log_fd);

@@ -5,6 +5,8 @@
 #ifndef CHAT_LOG_H
 #define CHAT_LOG_H
 
+#include <stdbool.h>
+
 enum chat_log_level {
     CHAT_LOG_ERROR = 0,
     CHAT_LOG_WARN = 1,
@@ -20,6 +22,12 @@ enum chat_log_level chat_log_get_level(void);
 
 /* "error", "warn", "info", "debug" -> 0 and *out; else -1. */
 int chat_log_parse_level(const char *s, enum chat_log_level *out);
+/* The logging options of both daemons, as they are parsed: --log-level L
+ * (level true: applied at once) or --log FILE (level false: *path = arg,
+ * opened by the caller once the options are read). 0, or -1 for a bad
+ * level, said on stderr ("prog: bad --log-level x (error, warn, info,
+ * debug)"). */
+int chat_log_option(const char *prog, bool level, const char *arg, const char **path);
 
 /* Send log lines to path (appending), or back to stderr when path is NULL.
  * Safe to call again on SIGHUP (from the main loop, not the handler):

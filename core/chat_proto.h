@@ -1,4 +1,4 @@
-/* chat_proto: the events of PROTOCOL.md as bytes. Decodes client requests
+/* chat_proto: the events of docs/protocol.md as bytes. Decodes client requests
  * (a WebSocket text message or an HTTP body) with jansson, validating every
  * field, and encodes every server event as compact JSON with a fixed key
  * order ("op" first, "ref" last). Message events ("op":"msg") are not
@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CHAT_REF_MAX 128         /* bytes of a string ref */
+#define CHAT_REF_MAX 128 /* bytes of a string ref */
 #define CHAT_HISTORY_DEFAULT 50
 #define CHAT_HISTORY_MAX 200
 
@@ -85,6 +85,12 @@ char *chat_encode_ack(const char *room, const char *cid, int64_t seq, const char
 /* msgs: n message event texts (as rendered by chat_msg_json), ascending. */
 char *chat_encode_history(const char *room, const struct chat_str *msgs, size_t n,
                           const json_t *ref, size_t *len);
+/* The long-poll answer: {"events":[events],"cursor":"room:N,...",
+ * "members":members}. events: event objects joined by ","; cursor: one
+ * room:seq per room polled, in the poll's order; members: a JSON object
+ * (NULL: left out). */
+char *chat_encode_poll(const char *events, size_t events_len, const char *const *rooms,
+                       const int64_t *cursors, size_t n, const char *members, size_t *len);
 char *chat_encode_typing(const char *room, const char *user, size_t *len);
 char *chat_encode_members(const char *room, const char *const *members, size_t n, size_t count,
                           const json_t *ref, size_t *len);

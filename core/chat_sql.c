@@ -1,0 +1,132 @@
+/* chat_sql: the array parameters of the statements both daemons send and
+ * the decoding of chat_post's answer (see chat_sql.h). */
+#include "chat_sql.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int add_str(struct chat_sbuf *b, const char *s)
+{
+    return chat_db_array_add(b, s, strlen(s));
+}
+
+static int add_bool(struct chat_sbuf *b, bool v)
+{
+    return chat_db_array_add(b, v ? "t" : "f", 1);
+}
+
+int chat_post_args_add(struct chat_post_args *a, const char *room, const char *sender,
+                       const char *text, size_t text_len, const char *cid, size_t cid_len)
+{
+    if (add_str(&a->room, room) < 0 || add_str(&a->sender, sender) < 0 ||
+        chat_db_array_add(&a->text, text, text_len) < 0 ||
+        chat_db_array_add(&a->cid, cid, cid ? cid_len : 0) < 0)
+        return -1;
+    a->n++;
+    return 0;
+}
+
+int chat_post_args_end(struct chat_post_args *a, const char *params[4])
+{
+    if (chat_db_array_end(&a->room) < 0 || chat_db_array_end(&a->sender) < 0 ||
+        chat_db_array_end(&a->text) < 0 || chat_db_array_end(&a->cid) < 0)
+        return -1;
+    params[0] = a->room.p;
+    params[1] = a->sender.p;
+    params[2] = a->text.p;
+    params[3] = a->cid.p;
+    return 0;
+}
+
+void chat_post_args_free(struct chat_post_args *a)
+{
+    chat_sbuf_free(&a->room);
+    chat_sbuf_free(&a->sender);
+    chat_sbuf_free(&a->text);
+    chat_sbuf_free(&a->cid);
+    a->n = 0;
+}
+
+int chat_post_answer(const PGresult *res, size_t k, struct chat_post_ack *out)
+{
+    /* one row per send, ORDER BY idx: row k is send k when idx says so */
+    if (k >= (size_t)PQntuples(res) || PQnfields(res) < 4 ||
+        strtoll(PQgetvalue(res, (int)k, 0), NULL, 10) != (long long)k + 1)
+        return -1;
+    out->seq = strtoll(PQgetvalue(res, (int)k, 1), NULL, 10);
+    out->ts = PQgetvalue(res, (int)k, 2);
+    out->dup = PQgetvalue(res, (int)k, 3)[0] == 't';
+    return out->seq > 0 ? 0 : -1;
+}
+
+static bool class_of(const char *sqlstate, const char *cls)
+{
+    return sqlstate && sqlstate[0] == cls[0] && sqlstate[1] == cls[1];
+}
+
+enum chat_post_fail chat_post_failed(size_t n, bool connected, const char *sqlstate)
+{
+    /* 08 connection, 53 resources, 57 shutdown or cancel, 58 system: not
+     * the data's fault, and a split would only fail n times */
+    if (!connected || !sqlstate || class_of(sqlstate, "08") || class_of(sqlstate, "53") ||
+        class_of(sqlstate, "57") || class_of(sqlstate, "58"))
+        return CHAT_POST_UNAVAILABLE;
+    if (n > 1)
+        return CHAT_POST_SPLIT;
+    return class_of(sqlstate, "22") || class_of(sqlstate, "23") ? CHAT_POST_REJECTED
+                                                                : CHAT_POST_UNAVAILABLE;
+}
+
+int chat_presence_args_add(struct chat_presence_args *a, const char *room, const char *member,
+                           bool online)
+{
+    if (add_str(&a->room, room) < 0 || add_str(&a->member, member) < 0 ||
+        add_bool(&a->online, online) < 0)
+        return -1;
+    a->n++;
+    return 0;
+}
+
+int chat_presence_args_end(struct chat_presence_args *a, const char *node, const char *params[4])
+{
+    if (chat_db_array_end(&a->room) < 0 || chat_db_array_end(&a->member) < 0 ||
+        chat_db_array_end(&a->online) < 0)
+        return -1;
+    params[0] = node;
+    params[1] = a->room.p;
+    params[2] = a->member.p;
+    params[3] = a->online.p;
+    return 0;
+}
+
+void chat_presence_args_free(struct chat_presence_args *a)
+{
+    chat_sbuf_free(&a->room);
+    chat_sbuf_free(&a->member);
+    chat_sbuf_free(&a->online);
+    a->n = 0;
+}
+
+int chat_seen_args_add(struct chat_seen_args *a, const char *name, bool authenticated)
+{
+    if (add_str(&a->name, name) < 0 || add_bool(&a->auth, authenticated) < 0)
+        return -1;
+    a->n++;
+    return 0;
+}
+
+int chat_seen_args_end(struct chat_seen_args *a, const char *params[2])
+{
+    if (chat_db_array_end(&a->name) < 0 || chat_db_array_end(&a->auth) < 0)
+        return -1;
+    params[0] = a->name.p;
+    params[1] = a->auth.p;
+    return 0;
+}
+
+void chat_seen_args_free(struct chat_seen_args *a)
+{
+    chat_sbuf_free(&a->name);
+    chat_sbuf_free(&a->auth);
+    a->n = 0;
+}

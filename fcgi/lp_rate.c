@@ -1,0 +1,211 @@
+/* lp_rate: the rate limits of the long-poll endpoints (token buckets per
+ * client, the WebSocket daemon's numbers), asked by the acceptors before
+ * they serve a request (lp_rate_admit) and counted for /health. Its own
+ * file: the acceptors, the poll handler and the health probe all use it,
+ * and it uses none of them. */
+#define _GNU_SOURCE
+#include "lp.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chat_hash.h"
+#include "chat_log.h"
+#include "chat_sys.h"
+
+#define RATE_WAYS 8           /* entries per set of the bucket table */
+#define RATE_LOCKS 64         /* sets are locked in stripes */
+#define RATE_LOG_GAP_MS 10000 /* at most one log line about refusals per 10 s */
+
+/* ---- rate limits ------------------------------------------------------------
+ * Token buckets per client, with the WebSocket daemon's numbers: one for
+ * every request (poll, send, typing, history), one for sends. A client is
+ * an authenticated user (nginx vouches for the name: the name alone), or a
+ * guest name at one client address ("~bob" at 192.0.2.7: a "~bob" elsewhere
+ * has buckets of its own); docs/longpoll.md argues the key. The table is
+ * fixed (--rate-table entries), set-associative, locked in stripes; a
+ * newcomer takes a free entry of its set, else the least recently used one.
+ * An entry unused for a refill time has full buckets, so forgetting it
+ * loses nothing; a table too small forgets busier clients (fails open) and
+ * counts it. Keys are 64-bit hashes seeded per process. */
+
+struct rate_entry {
+    uint64_t key;     /* 0: free */
+    int64_t at;       /* ms of the last refill */
+    double send, req; /* tokens */
+};
+
+enum rate_verdict { RATE_OK = 0, RATE_REQUESTS, RATE_SENDS };
+
+static const struct lp_config *conf;  /* given at init */
+static struct rate_entry *rate_table; /* NULL: limits off */
+static size_t rate_sets;              /* a power of two */
+static uint64_t rate_seed;
+static int64_t rate_idle_ms; /* from empty to full */
+static pthread_mutex_t rate_locks[RATE_LOCKS];
+static atomic_ulong rate_refused_n, rate_forgot_busy;
+static atomic_llong rate_logged_at;
+
+int lp_rate_init(const struct lp_config *cfg)
+{
+    conf = cfg;
+    size_t n = RATE_WAYS;
+
+    if (conf->send_rate <= 0 && conf->req_rate <= 0)
+        return 0;
+    while (n * 2 <= (size_t)conf->rate_table)
+        n *= 2;
+    rate_table = calloc(n, sizeof(*rate_table));
+    if (rate_table == NULL) {
+        log_error("out of memory for %zu rate-limit entries", n);
+        return -1;
+    }
+    rate_sets = n / RATE_WAYS;
+    for (int i = 0; i < RATE_LOCKS; i++)
+        pthread_mutex_init(&rate_locks[i], NULL);
+    if (getentropy(&rate_seed, sizeof(rate_seed)) < 0)
+        rate_seed = (uint64_t)chat_now_ms() ^ ((uint64_t)getpid() << 32);
+    double idle = 0;
+    if (conf->send_rate > 0)
+        idle = conf->send_burst / conf->send_rate;
+    if (conf->req_rate > 0 && conf->req_burst / conf->req_rate > idle)
+        idle = conf->req_burst / conf->req_rate;
+    rate_idle_ms = (int64_t)(idle * 1000) + 1;
+    return 0;
+}
+
+unsigned long lp_rate_refused(void)
+{
+    return atomic_load(&rate_refused_n);
+}
+
+/* kind, who and addr, each followed by a separator, hashed with the seed
+ * (FNV-1a, then the splitmix64 finalizer). Never 0 (a free entry). */
+static uint64_t rate_key(char kind, const char *who, const char *addr)
+{
+    uint64_t h = chat_hash_more(CHAT_HASH_INIT ^ rate_seed, &kind, 1);
+
+    h = chat_hash_field(chat_hash_field(h, who), addr);
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return h ? h : 1;
+}
+
+static size_t rate_set_of(uint64_t key)
+{
+    return (size_t)(key >> 7) & (rate_sets - 1);
+}
+
+/* The entry of key in its set (locked by the caller), made when missing. */
+static struct rate_entry *rate_entry_of(uint64_t key, int64_t now, double factor)
+{
+    struct rate_entry *set = &rate_table[rate_set_of(key) * RATE_WAYS];
+    struct rate_entry *lru = &set[0];
+
+    for (int i = 0; i < RATE_WAYS; i++) {
+        if (set[i].key == key) {
+            struct rate_entry *e = &set[i];
+            double dt = (double)(now - e->at) / 1000.0;
+            e->at = now;
+            e->send += dt * conf->send_rate * factor;
+            if (e->send > conf->send_burst * factor)
+                e->send = conf->send_burst * factor;
+            e->req += dt * conf->req_rate * factor;
+            if (e->req > conf->req_burst * factor)
+                e->req = conf->req_burst * factor;
+            return e;
+        }
+        if (set[i].at < lru->at)
+            lru = &set[i]; /* free entries have at 0: taken first */
+    }
+    if (lru->key != 0 && now - lru->at < rate_idle_ms)
+        atomic_fetch_add(&rate_forgot_busy, 1);
+    lru->key = key;
+    lru->at = now;
+    lru->send = conf->send_burst * factor;
+    lru->req = conf->req_burst * factor;
+    return lru;
+}
+
+static pthread_mutex_t *rate_lock_of(uint64_t key)
+{
+    return &rate_locks[rate_set_of(key) % RATE_LOCKS];
+}
+
+/* Takes a request token, and a send token when send, or nothing at all. */
+static enum rate_verdict rate_take(uint64_t key, double factor, bool send)
+{
+    pthread_mutex_t *m = rate_lock_of(key);
+    enum rate_verdict v = RATE_OK;
+
+    pthread_mutex_lock(m);
+    struct rate_entry *e = rate_entry_of(key, chat_now_ms(), factor);
+    if (conf->req_rate > 0 && e->req < 1.0)
+        v = RATE_REQUESTS;
+    else if (send && conf->send_rate > 0 && e->send < 1.0)
+        v = RATE_SENDS;
+    if (v == RATE_OK) {
+        e->req -= 1.0;
+        e->send -= send ? 1.0 : 0.0;
+    }
+    pthread_mutex_unlock(m);
+    return v;
+}
+
+/* Gives back what rate_take took (refused by the address's buckets). */
+static void rate_give(uint64_t key, double factor, bool send)
+{
+    pthread_mutex_t *m = rate_lock_of(key);
+
+    pthread_mutex_lock(m);
+    struct rate_entry *e = rate_entry_of(key, chat_now_ms(), factor);
+    if ((e->req += 1.0) > conf->req_burst * factor)
+        e->req = conf->req_burst * factor;
+    if (send && (e->send += 1.0) > conf->send_burst * factor)
+        e->send = conf->send_burst * factor;
+    pthread_mutex_unlock(m);
+}
+
+static void rate_log(const char *who, const char *addr)
+{
+    int64_t now = chat_now_ms();
+    long long last = atomic_load(&rate_logged_at);
+
+    if (now - last < RATE_LOG_GAP_MS ||
+        !atomic_compare_exchange_strong(&rate_logged_at, &last, (long long)now))
+        return;
+    log_warn("rate limits: %lu requests refused so far (latest: \"%s\" at %s); %lu busy clients"
+             " forgotten for want of room (--rate-table)",
+             atomic_load(&rate_refused_n), who, addr[0] ? addr : "no address",
+             atomic_load(&rate_forgot_busy));
+}
+
+bool lp_rate_admit(struct lp_req *r, const char *who, bool send)
+{
+    if (rate_table == NULL)
+        return true;
+    bool guest = r->policy.user[0] == '\0';
+    uint64_t key = guest ? rate_key('g', who, r->addr) : rate_key('u', who, "");
+    enum rate_verdict v = rate_take(key, 1.0, send);
+
+    if (v == RATE_OK && guest && conf->guest_addr_factor > 0) {
+        uint64_t all = rate_key('a', "", r->addr);
+        v = rate_take(all, conf->guest_addr_factor, send);
+        if (v != RATE_OK)
+            rate_give(key, 1.0, send);
+    }
+    if (v == RATE_OK)
+        return true;
+    atomic_fetch_add(&rate_refused_n, 1);
+    rate_log(who, r->addr);
+    lp_reply_error(&r->conn, CHAT_E_RATE_LIMITED,
+                   v == RATE_SENDS ? "too many messages: slow down"
+                                   : "too many requests: slow down");
+    return false;
+}
