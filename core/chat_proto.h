@@ -2,7 +2,7 @@
  * (a WebSocket text message or an HTTP body) with jansson, validating every
  * field, and encodes every server event as compact JSON with a fixed key
  * order ("op" first, "ref" last). Message events ("op":"msg") are not
- * encoded here: PostgreSQL renders them once (sql/, chat_msg_json) and the
+ * encoded here: PostgreSQL renders them once (sql/, chat_msg_json and chat_row_json) and the
  * daemons pass those bytes through. */
 #ifndef CHAT_PROTO_H
 #define CHAT_PROTO_H
@@ -82,7 +82,7 @@ char *chat_encode_joined(const char *room, int64_t seq, const char *const *membe
 char *chat_encode_left(const char *room, const json_t *ref, size_t *len);
 char *chat_encode_ack(const char *room, const char *cid, int64_t seq, const char *ts,
                       const json_t *ref, size_t *len); /* cid NULL: no "cid" */
-/* msgs: n message event texts (as rendered by chat_msg_json), ascending. */
+/* msgs: n message event texts (as rendered by chat_row_json), ascending. */
 char *chat_encode_history(const char *room, const struct chat_str *msgs, size_t n,
                           const json_t *ref, size_t *len);
 /* The long-poll answer: {"events":[events],"cursor":"room:N,...",

@@ -46,14 +46,14 @@
 /* $1 room, $2 after, $3 page: the message events past after, ascending:
  * seq, event. */
 #define CHAT_SQL_CATCHUP                                                                           \
-    "SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) FROM messages "                   \
+    "SELECT seq, chat_row_json(m) FROM messages m "                                                \
     "WHERE room = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::int"
 
 /* $1 room, $2 before (0: the newest), $3 limit: the page of message events
  * before it, ascending: seq, event. */
 #define CHAT_SQL_HISTORY                                                                           \
-    "SELECT seq, j FROM (SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) AS j "        \
-    "FROM messages WHERE room = $1 AND ($2::bigint = 0 OR seq < $2::bigint) "                      \
+    "SELECT seq, j FROM (SELECT seq, chat_row_json(m) AS j "                                       \
+    "FROM messages m WHERE room = $1 AND ($2::bigint = 0 OR seq < $2::bigint) "                    \
     "ORDER BY seq DESC LIMIT $3::int) s ORDER BY seq"
 
 /* $1 room: count, members (a JSON array of names, sorted, capped). */

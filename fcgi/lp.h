@@ -124,7 +124,7 @@ const char *lp_db_msg(const char *s, char *buf, size_t cap);
  * in a buffer of the calling thread valid until its next call. */
 const char *lp_pgerr(const PGresult *res, const PGconn *conn);
 
-/* SELECT seq, chat_msg_json(...) of room past seq after, ascending, limit rows. */
+/* SELECT seq, chat_row_json(m) of room past seq after, ascending, limit rows. */
 
 /* ---- the listener: parked polls (lp_listener.c) ------------------------- */
 

@@ -35,9 +35,8 @@ static const char *const sql_fast =
                               "  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS q(room, "
                               "cur, i)"
                               "  LEFT JOIN rooms rm ON rm.name = q.room) r"
-                              " LEFT JOIN LATERAL (SELECT seq, chat_msg_json(room, seq, sender, "
-                              "text, ts, cid) AS j"
-                              "  FROM messages WHERE room = r.room AND seq > r.lo ORDER BY seq "
+                              " LEFT JOIN LATERAL (SELECT seq, chat_row_json(mm) AS j"
+                              "  FROM messages mm WHERE room = r.room AND seq > r.lo ORDER BY seq "
                               "LIMIT " CHAT_STR(CHAT_CATCHUP_PAGE) ") m ON true"
                                                                    " ORDER BY r.i, m.seq";
 

@@ -34,7 +34,7 @@
 #define BACKLOG_SQL                                                                                \
     "(SELECT string_agg(j, E'\\n' ORDER BY seq) FROM "                                             \
     "(SELECT seq, j, sum(octet_length(j)) OVER (ORDER BY seq DESC) AS size FROM "                  \
-    "(SELECT seq, chat_msg_json(room, seq, sender, text, ts, cid) AS j FROM messages "             \
+    "(SELECT seq, chat_row_json(m) AS j FROM messages m "                                          \
     "WHERE room = $1 AND seq > $2::bigint AND seq <= $3::bigint) b) c WHERE size <= $4::bigint)"
 
 enum sub_state { SUB_WAIT, SUB_BACKFILL, SUB_LIVE };
