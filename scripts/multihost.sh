@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# `make multihost`: several chat hosts and a PostgreSQL pair that fails
+# over, all on this one machine, in network namespaces made here and
+# removed on the way out (docs/operations.md, docs/ha.md).
+#
+#   mh-net         the "switch": bridge brf (front, 10.213.1.0/24) and
+#                  bridge brb (back, 10.213.2.0/24)
+#   mh-lb          the load-balancing nginx (front .10); the test's clients
+#                  run here and reach it at 127.0.0.1:80; also on the back
+#                  net (.10), to check the database as an operator would
+#   mh-h1..h3      chat hosts: nginx (front .11-.13) + chat-ws + chat-fcgi,
+#                  database on the back net (.11-.13)
+#   mh-db1, mh-db2 PostgreSQL under pg_auto_failover (back .21, .22):
+#                  a primary and a synchronous standby
+#   mh-mon         the pg_auto_failover monitor (back .30)
+#
+# Usage: multihost.sh run          up, the fault run (tests/multihost/), down
+#        multihost.sh up | down    for iteration (down also cleans a crash)
+#        multihost.sh kill-db NODE | start-db NODE | primary | db-state
+#        multihost.sh partition H on|off | kill-host H | start-host H
+#        multihost.sh stop-host H | health H
+# Environment: VAR (default var/multihost) BIN (default build/release)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VAR=${VAR:-$ROOT/var/multihost}
+BIN=${BIN:-$ROOT/build/release}
+mkdir -p "$VAR"
+VAR=$(cd "$VAR" && pwd)
+P=mh                       # namespace prefix
+HOSTS=(h1 h2 h3)
+DBS=(db1 db2)
+FRONT=10.213.1
+BACK=10.213.2
+declare -A FADDR=([lb]=$FRONT.10 [h1]=$FRONT.11 [h2]=$FRONT.12 [h3]=$FRONT.13)
+declare -A BADDR=([lb]=$BACK.10 [h1]=$BACK.11 [h2]=$BACK.12 [h3]=$BACK.13
+    [db1]=$BACK.21 [db2]=$BACK.22 [mon]=$BACK.30)
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+# The conninfo every daemon uses: both database hosts, the writable one
+# wins; keepalives and a TCP user timeout so that a dead peer is noticed.
+DB="host=${BADDR[db1]},${BADDR[db2]} port=5432 user=chat dbname=chat target_session_attrs=read-write connect_timeout=2 keepalives_idle=5 keepalives_interval=2 keepalives_count=2 tcp_user_timeout=5000"
+MONITOR="postgres://autoctl_node@${BADDR[mon]}:5432/pg_auto_failover?sslmode=disable"
+PGHOME=/var/tmp/chat-mh-$(printf '%s' "$VAR" | md5sum | cut -c1-12)
+
+say() { printf 'multihost: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+in_ns() { local ns=$1; shift; ip netns exec "$P-$ns" "$@"; }
+as_pg() { runuser -u postgres -- "$@"; }
+
+# Waits until "$@" succeeds, every 0.2 s, at most $1 seconds (what: $2).
+wait_for() {
+    local secs=$1 what=$2 end
+    shift 2
+    end=$((SECONDS + secs))
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -lt $end ] || { say "timed out after ${secs} s waiting for $what"; return 1; }
+        sleep 0.2
+    done
+}
+
+# ---- the network ---------------------------------------------------------
+net_up() {
+    local n
+    ip netns add "$P-net"
+    in_ns net ip link set lo up
+    for br in brf brb; do
+        in_ns net ip link add $br type bridge
+        in_ns net ip link set $br up
+    done
+    for n in lb mon "${HOSTS[@]}" "${DBS[@]}"; do
+        ip netns add "$P-$n"
+        in_ns "$n" ip link set lo up
+        if [ -n "${FADDR[$n]:-}" ]; then     # front: eth0
+            in_ns net ip link add "f-$n" type veth peer name eth0 netns "$P-$n"
+            in_ns net ip link set "f-$n" master brf up
+            in_ns "$n" ip addr add "${FADDR[$n]}/24" dev eth0
+            in_ns "$n" ip link set eth0 up
+        fi
+        in_ns net ip link add "b-$n" type veth peer name eth1 netns "$P-$n"
+        in_ns net ip link set "b-$n" master brb up
+        in_ns "$n" ip addr add "${BADDR[$n]}/24" dev eth1
+        in_ns "$n" ip link set eth1 up
+    done
+}
+
+# Every process of every namespace of ours, then the namespaces.
+net_down() {
+    local ns pids
+    for ns in $(ip netns list | awk '{print $1}' | grep "^$P-" || true); do
+        pids=$(ip netns pids "$ns" 2>/dev/null || true)
+        [ -n "$pids" ] && kill -KILL $pids 2>/dev/null || true
+    done
+    for ns in $(ip netns list | awk '{print $1}' | grep "^$P-" || true); do
+        for _ in $(seq 1 50); do
+            [ -z "$(ip netns pids "$ns" 2>/dev/null)" ] && break
+            sleep 0.1
+        done
+        ip netns del "$ns" 2>/dev/null || say "could not remove namespace $ns"
+    done
+}
+
+# ---- PostgreSQL under pg_auto_failover ------------------------------------
+# pg_autoctl as postgres in NODE's namespace, with a /var/run/postgresql of
+# its own (a private mount): the nodes' sockets never meet each other's, nor
+# the system's. PGDATA and the configuration are NODE's.
+autoctl() {  # autoctl NODE ARGS...
+    local n=$1
+    shift
+    in_ns "$n" unshare -m --propagation private bash -c \
+        'mount --bind "$1" /var/run/postgresql && shift && exec runuser -u postgres -- "$@"' \
+        - "$PGHOME/sock-$n" env PGDATA="$PGHOME/$n" XDG_CONFIG_HOME="$PGHOME/cfg-$n" \
+        XDG_DATA_HOME="$PGHOME/share-$n" pg_autoctl "$@"
+}
+
+# Starts `pg_autoctl run` of NODE in the background (it supervises its
+# PostgreSQL, and re-joins a node that was primary as a standby).
+autoctl_run() {
+    local n=$1
+    setsid bash -c "$(declare -f in_ns autoctl); P=$P PGHOME=$PGHOME autoctl $n run" \
+        >>"$VAR/log/pg-$n.log" 2>&1 </dev/null &
+}
+
+mon_sql() { in_ns lb psql "postgres://autoctl_node@${BADDR[mon]}:5432/pg_auto_failover" -qAtc "$1"; }
+node_state() {  # the monitor's view of NODE: reported state
+    mon_sql "SELECT reportedstate FROM pgautofailover.node WHERE nodename = '$1'"
+}
+node_is() { [ "$(node_state "$1")" = "$2" ]; }
+pair_healthy() { node_is "$(primary)" primary && node_is "$(standby)" secondary; }
+primary() { mon_sql "SELECT nodename FROM pgautofailover.node WHERE reportedstate IN ('primary','wait_primary','single') AND goalstate = reportedstate"; }
+standby() { mon_sql "SELECT nodename FROM pgautofailover.node WHERE reportedstate = 'secondary'"; }
+
+db_up() {
+    local n
+    rm -rf "$PGHOME"
+    mkdir -p "$PGHOME"
+    for n in mon "${DBS[@]}"; do mkdir -p "$PGHOME/sock-$n"; done
+    chown -R postgres: "$PGHOME"
+    say "pg_auto_failover: monitor"
+    autoctl mon create monitor --pgdata "$PGHOME/mon" --pgport 5432 --pgctl "$PGBIN/pg_ctl" \
+        --hostname "${BADDR[mon]}" --auth trust --no-ssl >>"$VAR/log/pg-mon.log" 2>&1
+    # fail over within seconds rather than the default ~20 s
+    as_pg tee -a "$PGHOME/mon/postgresql.conf" >/dev/null <<EOF
+pgautofailover.health_check_period = 1000
+pgautofailover.health_check_timeout = 1000
+pgautofailover.health_check_max_retries = 1
+pgautofailover.health_check_retry_delay = 500
+pgautofailover.node_considered_unhealthy_timeout = 3000
+pgautofailover.primary_demote_timeout = 5000
+EOF
+    autoctl_run mon
+    wait_for 60 "the monitor" mon_sql "SELECT 1"
+    for n in "${DBS[@]}"; do
+        say "pg_auto_failover: $n"
+        autoctl "$n" create postgres --pgdata "$PGHOME/$n" --pgport 5432 --pgctl "$PGBIN/pg_ctl" \
+            --hostname "${BADDR[$n]}" --name "$n" --monitor "$MONITOR" --auth trust --no-ssl \
+            --username chat --dbname chat --pg-hba-lan >>"$VAR/log/pg-$n.log" 2>&1 ||
+            { tail -n 30 "$VAR/log/pg-$n.log" >&2; die "pg_autoctl create postgres $n failed"; }
+        as_pg tee -a "$PGHOME/$n/postgresql.conf" >/dev/null <<EOF
+max_connections = 200
+shared_buffers = 128MB
+EOF
+        autoctl_run "$n"
+        if [ "$n" = db1 ]; then
+            wait_for 90 "db1 as primary" node_is db1 single
+        fi
+    done
+    wait_for 120 "the pair (primary + secondary)" pair_healthy
+    say "pg_auto_failover: primary $(primary), standby $(standby)"
+    in_ns lb env DATABASE_URL="$DB" VAR="$VAR/migrate" "$ROOT/scripts/stack.sh" migrate
+}
+
+# kill -9 every process of NODE's pg_auto_failover (pg_autoctl and its
+# PostgreSQL): the database server is gone as if its machine crashed,
+# except that its address still answers (with a refusal).
+kill_db() {
+    local n=$1 pids
+    pids=$(ip netns pids "$P-$n")
+    [ -n "$pids" ] && kill -KILL $pids 2>/dev/null || true
+    wait_for 10 "$n's processes to die" bash -c "[ -z \"\$(ip netns pids $P-$n)\" ]"
+}
+
+# ---- chat hosts ------------------------------------------------------------
+host_dir() { echo "$VAR/$1"; }
+
+start_host() {
+    local h=$1 d
+    d=$(host_dir "$h")
+    mkdir -p "$d/run" "$d/log" "$d/nginx/tmp"
+    rm -f "$d/run/ws.sock" "$d/run/fcgi.sock"
+    ln -sfn "$ROOT/conf" "$d/nginx/chat"
+    sed -e "s|@DIR@|$d|g" -e "s|@ADDR@|${FADDR[$h]}|g" -e "s|@ROOT@|$ROOT|g" \
+        "$ROOT/tests/multihost/host-nginx.conf" >"$d/nginx/nginx.conf"
+    in_ns "$h" setsid "$BIN/chat-ws" --db "$DB" --listen "unix:$d/run/ws.sock" --workers 1 \
+        >>"$d/log/chat-ws.log" 2>&1 </dev/null &
+    in_ns "$h" setsid "$BIN/chat-fcgi" --db "$DB" --listen "$d/run/fcgi.sock" --threads 2 \
+        --ws-health "$d/run/ws.sock" >>"$d/log/chat-fcgi.log" 2>&1 </dev/null &
+    in_ns "$h" setsid nginx -p "$d/nginx/" -c "$d/nginx/nginx.conf" -e "$d/log/nginx-error.log" \
+        >>"$d/log/nginx.out" 2>&1 </dev/null &
+}
+
+health() { in_ns lb curl -fsS -m 2 -o /dev/null "http://${FADDR[$1]}/chat/health"; }
+
+# Graceful: nginx first (SIGQUIT: finish requests), then the daemons
+# (SIGTERM: parked polls answered, WebSocket clients closed with 1001).
+stop_host() {
+    local h=$1 d pid
+    d=$(host_dir "$h")
+    pid=$(cat "$d/run/nginx.pid" 2>/dev/null || true)
+    [ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null || true
+    for pid in $(ip netns pids "$P-$h"); do
+        case $(cat /proc/$pid/comm 2>/dev/null) in
+            chat-ws | chat-fcgi) kill -TERM "$pid" 2>/dev/null || true ;;
+        esac
+    done
+    wait_for 15 "$h to stop" bash -c "[ -z \"\$(ip netns pids $P-$h)\" ]" || {
+        pids=$(ip netns pids "$P-$h")
+        [ -n "$pids" ] && kill -KILL $pids 2>/dev/null || true
+    }
+}
+
+# The machine is gone: every process killed, both links down.
+kill_host() {
+    local h=$1 pids
+    in_ns net ip link set "f-$h" down
+    in_ns net ip link set "b-$h" down
+    pids=$(ip netns pids "$P-$h")
+    [ -n "$pids" ] && kill -KILL $pids 2>/dev/null || true
+    wait_for 10 "$h's processes to die" bash -c "[ -z \"\$(ip netns pids $P-$h)\" ]"
+}
+
+revive_host() {
+    local h=$1
+    in_ns net ip link set "f-$h" up
+    in_ns net ip link set "b-$h" up
+    start_host "$h"
+    wait_for 60 "$h healthy" health "$h"
+}
+
+# The host's link to the database network goes down (inside its namespace)
+partition() {
+    in_ns "$1" ip link set eth1 "$2"
+    if [ "$2" = up ]; then
+        in_ns "$1" ip route replace "$BACK.0/24" dev eth1 2>/dev/null || true
+    fi
+}
+
+lb_start() {
+    local d=$VAR/lb hosts="" h
+    mkdir -p "$d/run" "$d/log" "$d/nginx/tmp"
+    for h in "${HOSTS[@]}"; do
+        hosts+="        server ${FADDR[$h]}:80 max_fails=1 fail_timeout=5s;"$'\n'
+    done
+    sed -e "s|@DIR@|$d|g" "$ROOT/tests/multihost/lb-nginx.conf" |
+        awk -v hosts="$hosts" '{ if ($1 == "@HOSTS@") printf "%s", hosts; else print }' \
+            >"$d/nginx/nginx.conf"
+    in_ns lb nginx -p "$d/nginx/" -c "$d/nginx/nginx.conf" -e "$d/log/nginx-error.log" -t -q ||
+        die "nginx rejected the load balancer's configuration"
+    in_ns lb setsid nginx -p "$d/nginx/" -c "$d/nginx/nginx.conf" -e "$d/log/nginx-error.log" \
+        >>"$d/log/nginx.out" 2>&1 </dev/null &
+    wait_for 10 "the load balancer" in_ns lb curl -fsS -m 2 -o /dev/null http://127.0.0.1/chat/health
+}
+
+# ---- the whole thing -------------------------------------------------------
+lock() {
+    exec 9>"$VAR/lock"
+    flock -n 9 || die "another multihost run holds $VAR/lock"
+}
+
+cmd_up() {
+    local h
+    [ -n "$PGBIN" ] || die "PostgreSQL server binaries not found"
+    command -v pg_autoctl >/dev/null || die "pg_autoctl not found (postgresql-15-auto-failover)"
+    for b in chat-ws chat-fcgi; do [ -x "$BIN/$b" ] || die "$BIN/$b not built"; done
+    cmd_down 2>/dev/null || true
+    rm -rf "$VAR/log" "$VAR"/h? "$VAR/lb" "$VAR/migrate"
+    mkdir -p "$VAR/log"
+    say "network namespaces"
+    net_up
+    db_up
+    for h in "${HOSTS[@]}"; do start_host "$h"; done
+    for h in "${HOSTS[@]}"; do wait_for 60 "$h healthy" health "$h" || {
+        tail -n 20 "$(host_dir "$h")"/log/* >&2
+        return 1
+    }; done
+    lb_start
+    say "up: 3 chat hosts behind the load balancer, database primary $(primary)"
+}
+
+cmd_down() {
+    net_down
+    rm -rf "$PGHOME"
+}
+
+cmd_run() {
+    local rc=0 t0=$SECONDS
+    lock
+    trap 'cmd_down; say "stopped, namespaces removed ($((SECONDS - t0)) s)"' EXIT
+    trap 'exit 130' INT TERM
+    cmd_up
+    in_ns lb env MH_SCRIPT="$0" MH_VAR="$VAR" MH_DB="$DB" \
+        timeout --foreground 900 "$ROOT/scripts/node" "$ROOT/tests/multihost/faults.mjs" || rc=$?
+    exit $rc
+}
+
+case "${1:-}" in
+    run) cmd_run ;;
+    up) lock; cmd_up ;;
+    down) cmd_down ;;
+    kill-db) kill_db "$2" ;;
+    start-db) autoctl_run "$2" ;;
+    primary) primary ;;
+    standby) standby ;;
+    db-state) mon_sql "SELECT nodename, reportedstate, goalstate FROM pgautofailover.node ORDER BY nodeid" ;;
+    pair-healthy) pair_healthy ;;
+    partition) partition "$2" "$3" ;;
+    kill-host) kill_host "$2" ;;
+    revive-host) revive_host "$2" ;;
+    stop-host) stop_host "$2" ;;
+    start-host) start_host "$2"; wait_for 60 "$2 healthy" health "$2" ;;
+    health) health "$2" ;;
+    *) sed -n '2,22p' "$0" >&2; exit 2 ;;
+esac
