@@ -117,7 +117,7 @@ autoctl() {  # autoctl NODE ARGS...
 autoctl_run() {
     local n=$1
     setsid bash -c "$(declare -f in_ns autoctl); P=$P PGHOME=$PGHOME autoctl $n run" \
-        >>"$VAR/log/pg-$n.log" 2>&1 </dev/null &
+        >>"$VAR/log/pg-$n.log" 2>&1 </dev/null 9>&- &
 }
 
 mon_sql() { in_ns lb psql "postgres://autoctl_node@${BADDR[mon]}:5432/pg_auto_failover" -qAtc "$1"; }
@@ -191,11 +191,11 @@ start_host() {
     sed -e "s|@DIR@|$d|g" -e "s|@ADDR@|${FADDR[$h]}|g" -e "s|@ROOT@|$ROOT|g" \
         "$ROOT/tests/multihost/host-nginx.conf" >"$d/nginx/nginx.conf"
     in_ns "$h" setsid "$BIN/chat-ws" --db "$DB" --listen "unix:$d/run/ws.sock" --workers 1 \
-        >>"$d/log/chat-ws.log" 2>&1 </dev/null &
+        >>"$d/log/chat-ws.log" 2>&1 </dev/null 9>&- &
     in_ns "$h" setsid "$BIN/chat-fcgi" --db "$DB" --listen "$d/run/fcgi.sock" --threads 2 \
-        --ws-health "$d/run/ws.sock" >>"$d/log/chat-fcgi.log" 2>&1 </dev/null &
+        --ws-health "$d/run/ws.sock" >>"$d/log/chat-fcgi.log" 2>&1 </dev/null 9>&- &
     in_ns "$h" setsid nginx -p "$d/nginx/" -c "$d/nginx/nginx.conf" -e "$d/log/nginx-error.log" \
-        >>"$d/log/nginx.out" 2>&1 </dev/null &
+        >>"$d/log/nginx.out" 2>&1 </dev/null 9>&- &
 }
 
 health() { in_ns lb curl -fsS -m 2 -o /dev/null "http://${FADDR[$1]}/chat/health"; }
@@ -256,7 +256,7 @@ lb_start() {
     in_ns lb nginx -p "$d/nginx/" -c "$d/nginx/nginx.conf" -e "$d/log/nginx-error.log" -t -q ||
         die "nginx rejected the load balancer's configuration"
     in_ns lb setsid nginx -p "$d/nginx/" -c "$d/nginx/nginx.conf" -e "$d/log/nginx-error.log" \
-        >>"$d/log/nginx.out" 2>&1 </dev/null &
+        >>"$d/log/nginx.out" 2>&1 </dev/null 9>&- &
     wait_for 10 "the load balancer" in_ns lb curl -fsS -m 2 -o /dev/null http://127.0.0.1/chat/health
 }
 
@@ -297,7 +297,7 @@ cmd_run() {
     trap 'cmd_down; say "stopped, namespaces removed ($((SECONDS - t0)) s)"' EXIT
     trap 'exit 130' INT TERM
     cmd_up
-    in_ns lb env MH_SCRIPT="$0" MH_VAR="$VAR" MH_DB="$DB" \
+    in_ns lb env MH_SCRIPT="$ROOT/scripts/multihost.sh" MH_VAR="$VAR" MH_DB="$DB" \
         timeout --foreground 900 "$ROOT/scripts/node" "$ROOT/tests/multihost/faults.mjs" || rc=$?
     exit $rc
 }
