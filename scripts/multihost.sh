@@ -19,6 +19,7 @@
 #        multihost.sh kill-db NODE | start-db NODE | primary | db-state
 #        multihost.sh partition H on|off | kill-host H | start-host H
 #        multihost.sh stop-host H | health H
+#        multihost.sh bench        pgbench of chat_post() on the running pair
 # Environment: VAR (default var/multihost) BIN (default build/release)
 set -euo pipefail
 
@@ -182,6 +183,17 @@ kill_db() {
 # ---- chat hosts ------------------------------------------------------------
 host_dir() { echo "$VAR/$1"; }
 
+# Runs CMD in host H's namespace and starts it again a second after it
+# exits, as a service manager would (Restart=always): a daemon refuses to
+# start while the database is unreachable. SIGTERM to the loop stops CMD
+# (SIGTERM) and the loop.
+supervised() {  # H LOG CMD...
+    local h=$1 log=$2
+    shift 2
+    in_ns "$h" setsid bash -c 'trap "kill -TERM \$c 2>/dev/null; wait \$c; exit 0" TERM
+        while :; do "$@" & c=$!; wait $c; sleep 1; done' - "$@" >>"$log" 2>&1 </dev/null 9>&- &
+}
+
 start_host() {
     local h=$1 d
     d=$(host_dir "$h")
@@ -190,10 +202,10 @@ start_host() {
     ln -sfn "$ROOT/conf" "$d/nginx/chat"
     sed -e "s|@DIR@|$d|g" -e "s|@ADDR@|${FADDR[$h]}|g" -e "s|@ROOT@|$ROOT|g" \
         "$ROOT/tests/multihost/host-nginx.conf" >"$d/nginx/nginx.conf"
-    in_ns "$h" setsid "$BIN/chat-ws" --db "$DB" --listen "unix:$d/run/ws.sock" --workers 1 \
-        >>"$d/log/chat-ws.log" 2>&1 </dev/null 9>&- &
-    in_ns "$h" setsid "$BIN/chat-fcgi" --db "$DB" --listen "$d/run/fcgi.sock" --threads 2 \
-        --ws-health "$d/run/ws.sock" >>"$d/log/chat-fcgi.log" 2>&1 </dev/null 9>&- &
+    supervised "$h" "$d/log/chat-ws.log" "$BIN/chat-ws" --db "$DB" --listen "unix:$d/run/ws.sock" \
+        --workers 1
+    supervised "$h" "$d/log/chat-fcgi.log" "$BIN/chat-fcgi" --db "$DB" --listen "$d/run/fcgi.sock" \
+        --threads 2 --ws-health "$d/run/ws.sock"
     in_ns "$h" setsid nginx -p "$d/nginx/" -c "$d/nginx/nginx.conf" -e "$d/log/nginx-error.log" \
         >>"$d/log/nginx.out" 2>&1 </dev/null 9>&- &
 }
@@ -201,16 +213,15 @@ start_host() {
 health() { in_ns lb curl -fsS -m 2 -o /dev/null "http://${FADDR[$1]}/chat/health"; }
 
 # Graceful: nginx first (SIGQUIT: finish requests), then the daemons
-# (SIGTERM: parked polls answered, WebSocket clients closed with 1001).
+# (SIGTERM through their loops: parked polls answered, WebSocket clients
+# closed with 1001).
 stop_host() {
     local h=$1 d pid
     d=$(host_dir "$h")
     pid=$(cat "$d/run/nginx.pid" 2>/dev/null || true)
     [ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null || true
-    for pid in $(ip netns pids "$P-$h"); do
-        case $(cat /proc/$pid/comm 2>/dev/null) in
-            chat-ws | chat-fcgi) kill -TERM "$pid" 2>/dev/null || true ;;
-        esac
+    for pid in $(ip netns pids "$P-$h"); do   # the supervising loops
+        [ "$(cat /proc/$pid/comm 2>/dev/null)" = bash ] && kill -TERM "$pid" 2>/dev/null || true
     done
     wait_for 15 "$h to stop" bash -c "[ -z \"\$(ip netns pids $P-$h)\" ]" || {
         pids=$(ip netns pids "$P-$h")
@@ -260,7 +271,58 @@ lb_start() {
     wait_for 10 "the load balancer" in_ns lb curl -fsS -m 2 -o /dev/null http://127.0.0.1/chat/health
 }
 
+# ---- capacity: messages/s of the primary (docs/operations.md) --------------
+# pgbench on chat_post() from the load balancer's namespace (the network
+# hop of a chat host), one message per call and 32 per call, with the
+# synchronous standby and then with the standby stopped (no replica waits).
+bench_one() {
+    local file=$1 per=$2 clients=$3 tps
+    tps=$(in_ns lb "$PGBIN/pgbench" -n -f "$ROOT/tests/multihost/$file" -c "$clients" -j 2 \
+        -T "${BENCH_TIME:-15}" "$DB" 2>&1 | awk '/^tps/ {print int($3)}')
+    printf '| %s | %s | %s | %s | %s |\n' "$4" "$per" "$clients" "$tps" "$((tps * per))"
+}
+cmd_bench() {
+    local sb
+    echo '| replication | messages per call | clients | calls/s | messages/s |'
+    echo '|---|---|---|---|---|'
+    for c in 1 8; do bench_one post1.sql 1 $c "synchronous standby"; done
+    bench_one post32.sql 32 8 "synchronous standby"
+    sb=$(standby)
+    kill_db "$sb"
+    wait_for 60 "the primary alone" bash -c "[ \"\$(mon_sql \"SELECT reportedstate FROM pgautofailover.node WHERE nodename = '$(primary)'\")\" = wait_primary ]" ||
+        true
+    for c in 1 8; do bench_one post1.sql 1 $c "none (standby down)"; done
+    bench_one post32.sql 32 8 "none (standby down)"
+    autoctl_run "$sb"
+    wait_for 180 "$sb back as the standby" pair_healthy
+    in_ns lb psql "$DB" -qc "DELETE FROM messages WHERE room LIKE 'bench-%'; DELETE FROM rooms WHERE name LIKE 'bench-%'"
+}
+
 # ---- the whole thing -------------------------------------------------------
+# Debian's packages this needs beyond `make deps`, installed with apt as
+# scripts/deps.sh does (services held off meanwhile).
+need_packages() {
+    local major p missing=()
+    [ "$(id -u)" -eq 0 ] || die "network namespaces need root"
+    major=$(basename "$(dirname "$PGBIN")")
+    for p in "postgresql-$major-auto-failover" pg-auto-failover-cli iproute2 util-linux curl; do
+        [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" = installed ] || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || true
+        rm -f /usr/sbin/policy-rc.d
+    else
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || true
+    fi
+    command -v pg_autoctl >/dev/null || die "could not install ${missing[*]}"
+}
+
 lock() {
     exec 9>"$VAR/lock"
     flock -n 9 || die "another multihost run holds $VAR/lock"
@@ -268,6 +330,7 @@ lock() {
 
 cmd_up() {
     local h
+    need_packages
     [ -n "$PGBIN" ] || die "PostgreSQL server binaries not found"
     command -v pg_autoctl >/dev/null || die "pg_autoctl not found (postgresql-15-auto-failover)"
     for b in chat-ws chat-fcgi; do [ -x "$BIN/$b" ] || die "$BIN/$b not built"; done
@@ -297,6 +360,7 @@ cmd_run() {
     trap 'cmd_down; say "stopped, namespaces removed ($((SECONDS - t0)) s)"' EXIT
     trap 'exit 130' INT TERM
     cmd_up
+    say "the fault run (about 4 minutes; bounded at 15)"
     in_ns lb env MH_SCRIPT="$ROOT/scripts/multihost.sh" MH_VAR="$VAR" MH_DB="$DB" \
         timeout --foreground 900 "$ROOT/scripts/node" "$ROOT/tests/multihost/faults.mjs" || rc=$?
     exit $rc
@@ -318,5 +382,6 @@ case "${1:-}" in
     stop-host) stop_host "$2" ;;
     start-host) start_host "$2"; wait_for 60 "$2 healthy" health "$2" ;;
     health) health "$2" ;;
+    bench) cmd_bench ;;
     *) sed -n '2,22p' "$0" >&2; exit 2 ;;
 esac
