@@ -110,13 +110,15 @@ autoctl() {  # autoctl NODE ARGS...
     in_ns "$n" unshare -m --propagation private bash -c \
         'mount --bind "$1" /var/run/postgresql && shift && exec runuser -u postgres -- "$@"' \
         - "$PGHOME/sock-$n" env PGDATA="$PGHOME/$n" XDG_CONFIG_HOME="$PGHOME/cfg-$n" \
-        XDG_DATA_HOME="$PGHOME/share-$n" pg_autoctl "$@"
+        XDG_DATA_HOME="$PGHOME/share-$n" XDG_RUNTIME_DIR="$PGHOME/rt-$n" pg_autoctl "$@"
 }
 
 # Starts `pg_autoctl run` of NODE in the background (it supervises its
 # PostgreSQL, and re-joins a node that was primary as a standby).
 autoctl_run() {
     local n=$1
+    # pid files of a node that was killed -9 (their pids may be reused)
+    [ -z "$(ip netns pids "$P-$n")" ] && find "$PGHOME/rt-$n" -name '*.pid' -delete 2>/dev/null
     setsid bash -c "$(declare -f in_ns autoctl); P=$P PGHOME=$PGHOME autoctl $n run" \
         >>"$VAR/log/pg-$n.log" 2>&1 </dev/null 9>&- &
 }
@@ -135,7 +137,7 @@ db_up() {
     local n
     rm -rf "$PGHOME"
     mkdir -p "$PGHOME"
-    for n in mon "${DBS[@]}"; do mkdir -p "$PGHOME/sock-$n"; done
+    for n in mon "${DBS[@]}"; do mkdir -p "$PGHOME/sock-$n" "$PGHOME/rt-$n"; done
     chown -R postgres: "$PGHOME"
     say "pg_auto_failover: monitor"
     autoctl mon create monitor --pgdata "$PGHOME/mon" --pgport 5432 --pgctl "$PGBIN/pg_ctl" \
@@ -356,9 +358,9 @@ cmd_down() {
 }
 
 cmd_run() {
-    local rc=0 t0=$SECONDS
+    local rc=0
     lock
-    trap 'cmd_down; say "stopped, namespaces removed ($((SECONDS - t0)) s)"' EXIT
+    trap 'cmd_down; say "stopped, namespaces removed (run took $SECONDS s)"' EXIT
     trap 'exit 130' INT TERM
     cmd_up
     say "the fault run (about 4 minutes; bounded at 15)"
