@@ -17,8 +17,8 @@
 # Usage: multihost.sh run          up, the fault run (tests/multihost/), down
 #        multihost.sh up | down    for iteration (down also cleans a crash)
 #        multihost.sh kill-db NODE | start-db NODE | primary | db-state
-#        multihost.sh partition H on|off | kill-host H | start-host H
-#        multihost.sh stop-host H | health H
+#        multihost.sh partition H down|up | kill-host H | revive-host H
+#        multihost.sh stop-host H | start-host H | health H | drain H | undrain H
 #        multihost.sh bench        pgbench of chat_post() on the running pair
 # Environment: VAR (default var/multihost) BIN (default build/release)
 set -euo pipefail
@@ -258,20 +258,46 @@ partition() {
     fi
 }
 
-lb_start() {
-    local d=$VAR/lb hosts="" h
+# The load balancer's nginx.conf, with the hosts listed in $VAR/lb/drained
+# marked `down` (no new requests; connections already open stay).
+lb_render() {
+    local d=$VAR/lb hosts="" h flag
     mkdir -p "$d/run" "$d/log" "$d/nginx/tmp"
+    touch "$d/drained"
     for h in "${HOSTS[@]}"; do
-        hosts+="        server ${FADDR[$h]}:80 max_fails=1 fail_timeout=5s;"$'\n'
+        flag=""
+        grep -qx "$h" "$d/drained" && flag=" down"
+        hosts+="        server ${FADDR[$h]}:80 max_fails=1 fail_timeout=5s$flag;"$'\n'
     done
     sed -e "s|@DIR@|$d|g" "$ROOT/tests/multihost/lb-nginx.conf" |
         awk -v hosts="$hosts" '{ if ($1 == "@HOSTS@") printf "%s", hosts; else print }' \
             >"$d/nginx/nginx.conf"
     in_ns lb nginx -p "$d/nginx/" -c "$d/nginx/nginx.conf" -e "$d/log/nginx-error.log" -t -q ||
         die "nginx rejected the load balancer's configuration"
+}
+
+lb_start() {
+    local d=$VAR/lb
+    rm -f "$d/drained"
+    lb_render
     in_ns lb setsid nginx -p "$d/nginx/" -c "$d/nginx/nginx.conf" -e "$d/log/nginx-error.log" \
         >>"$d/log/nginx.out" 2>&1 </dev/null 9>&- &
     wait_for 10 "the load balancer" in_ns lb curl -fsS -m 2 -o /dev/null http://127.0.0.1/chat/health
+}
+
+# Takes host H out of the balancer (drain) or puts it back (undrain):
+# rewrite, then reload (new workers; the old ones keep their WebSocket
+# connections until they close or worker_shutdown_timeout).
+lb_drain() {
+    local d=$VAR/lb
+    if [ "$2" = on ]; then
+        echo "$1" >>"$d/drained"
+    else
+        grep -vx "$1" "$d/drained" >"$d/drained.new" || true
+        mv "$d/drained.new" "$d/drained"
+    fi
+    lb_render
+    kill -HUP "$(cat "$d/run/nginx.pid")"
 }
 
 # ---- capacity: messages/s of the primary (docs/operations.md) --------------
@@ -364,13 +390,19 @@ cmd_run() {
     trap 'exit 130' INT TERM
     cmd_up
     say "the fault run (about 4 minutes; bounded at 15)"
-    in_ns lb env MH_SCRIPT="$ROOT/scripts/multihost.sh" MH_VAR="$VAR" MH_DB="$DB" \
+    in_ns lb env MH_SCRIPT="$ROOT/scripts/multihost.sh" MH_VAR="$VAR" MH_DB="$DB" MH_ONLY="${MH_ONLY:-}" \
         timeout --foreground 900 "$ROOT/scripts/node" "$ROOT/tests/multihost/faults.mjs" || rc=$?
     exit $rc
 }
 
+faults() {  # the fault run against a stack that is up (for iteration)
+    in_ns lb env MH_SCRIPT="$ROOT/scripts/multihost.sh" MH_VAR="$VAR" MH_DB="$DB" MH_ONLY="${MH_ONLY:-}" \
+        timeout --foreground 900 "$ROOT/scripts/node" "$ROOT/tests/multihost/faults.mjs"
+}
+
 case "${1:-}" in
     run) cmd_run ;;
+    faults) faults ;;
     up) lock; cmd_up ;;
     down) cmd_down ;;
     kill-db) kill_db "$2" ;;
@@ -386,5 +418,7 @@ case "${1:-}" in
     start-host) start_host "$2"; wait_for 60 "$2 healthy" health "$2" ;;
     health) health "$2" ;;
     bench) cmd_bench ;;
+    drain) lb_drain "$2" on ;;
+    undrain) lb_drain "$2" off ;;
     *) sed -n '2,22p' "$0" >&2; exit 2 ;;
 esac

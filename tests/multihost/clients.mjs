@@ -80,7 +80,7 @@ export class Sender {
     this.sent = []; // {room, cid, text, t0, tAck, seq, tries}
     this.stopped = false;
     this.sock = null;
-    this.stats = { unavailable: 0, reconnects: 0, errors: 0 };
+    this.stats = { unavailable: 0, reconnects: 0, errors: 0, codes: {} };
   }
 
   async run() {
@@ -108,6 +108,7 @@ export class Sender {
       }
       if (r.code === 'unavailable') this.stats.unavailable++;
       else this.stats.errors++;
+      this.stats.codes[r.code] = (this.stats.codes[r.code] || 0) + 1;
       await pause(backoff(fail));
     }
   }
