@@ -214,6 +214,11 @@ start_host() {
 }
 
 health() { in_ns lb curl -fsS -m 2 -o /dev/null "http://${FADDR[$1]}/chat/health"; }
+# "STATUS SECONDS" of one /chat/health of host H (000: no answer in 5 s)
+health_time() {
+    in_ns lb curl -s -m 5 -o /dev/null -w '%{http_code} %{time_total}\n' \
+        "http://${FADDR[$1]}/chat/health" || true
+}
 
 # Graceful: nginx first (SIGQUIT: finish requests), then the daemons
 # (SIGTERM through their loops: parked polls answered, WebSocket clients
@@ -417,6 +422,7 @@ case "${1:-}" in
     stop-host) stop_host "$2" ;;
     start-host) start_host "$2"; wait_for 60 "$2 healthy" health "$2" ;;
     health) health "$2" ;;
+    health-time) health_time "$2" ;;
     bench) cmd_bench ;;
     drain) lb_drain "$2" on ;;
     undrain) lb_drain "$2" off ;;

@@ -160,12 +160,23 @@ const faults = [
       p.tFault = Date.now();
       await mh('partition', 'h2', 'down');
       log('h2: link to the database network down');
-      await pause(20000); // the length of the fault, not a synchronization
+      // the fault lasts 20 s (a duration, not a synchronization); meanwhile
+      // how h2's /chat/health answers, once a second
+      const probes = [];
+      while (Date.now() - p.tFault < 20000) {
+        const t = Date.now();
+        probes.push((await mh('health-time', 'h2')).split(' '));
+        await pause(Math.max(0, 1000 - (Date.now() - t)));
+      }
+      const codes = [...new Set(probes.map(([c]) => c))].join('/');
+      const worst = Math.max(...probes.map(([, s]) => Number(s)));
+      p.health = `h2 /chat/health during it: ${codes}, slowest answer ${worst.toFixed(2)} s`;
+      log(p.health);
       p.tHealed = Date.now();
       await mh('partition', 'h2', 'up');
       log('h2: link up');
       await until(() => mhOk('health', 'h2'), 60000, 'h2 healthy');
-      p.note = `h2 healthy ${secs(Date.now() - p.tHealed)} s after the link came back`;
+      p.note = `${p.health}; healthy ${secs(Date.now() - p.tHealed)} s after the link came back`;
     },
   },
   {
