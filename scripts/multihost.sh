@@ -159,6 +159,9 @@ EOF
             --hostname "${BADDR[$n]}" --name "$n" --monitor "$MONITOR" --auth trust --no-ssl \
             --username chat --dbname chat --pg-hba-lan >>"$VAR/log/pg-$n.log" 2>&1 ||
             { tail -n 30 "$VAR/log/pg-$n.log" >&2; die "pg_autoctl create postgres $n failed"; }
+        # a primary cut off from the monitor and its standby demotes itself
+        # after 3 s, well within the monitor's primary_demote_timeout (5 s)
+        autoctl "$n" config set timeout.network_partition_timeout 3 >>"$VAR/log/pg-$n.log" 2>&1
         as_pg tee -a "$PGHOME/$n/postgresql.conf" >/dev/null <<EOF
 max_connections = 200
 shared_buffers = 128MB

@@ -106,7 +106,7 @@ function measure(t0, t1) {
   const msgs = acked().filter((m) => m.tAck >= t0 && m.t0 <= t1);
   const stalled = msgs.filter((m) => m.tAck - m.t0 > 1000);
   const acks = msgs.map((m) => m.tAck).sort((a, b) => a - b);
-  let outage = 0;
+  let outage = acks.length ? acks[0] - t0 : t1 - t0; // from the fault to the first ack, then between acks
   for (let i = 1; i < acks.length; i++) outage = Math.max(outage, acks[i] - acks[i - 1]);
   const seen = new Map();
   for (const r of receivers) {
