@@ -360,9 +360,10 @@ need_packages() {
     command -v pg_autoctl >/dev/null || die "could not install ${missing[*]}"
 }
 
+# One run per machine: the namespaces' names are the machine's.
 lock() {
-    exec 9>"$VAR/lock"
-    flock -n 9 || die "another multihost run holds $VAR/lock"
+    exec 9>/run/lock/chat-multihost.lock
+    flock -n 9 || die "another multihost run is going on (it holds /run/lock/chat-multihost.lock)"
 }
 
 cmd_up() {
