@@ -398,7 +398,7 @@ cmd_run() {
     trap 'cmd_down; say "stopped, namespaces removed (run took $SECONDS s)"' EXIT
     trap 'exit 130' INT TERM
     cmd_up
-    say "the fault run (about 4 minutes; bounded at 15)"
+    say "the fault run (about 80 s; bounded at 15 minutes)"
     in_ns lb env MH_SCRIPT="$ROOT/scripts/multihost.sh" MH_VAR="$VAR" MH_DB="$DB" MH_ONLY="${MH_ONLY:-}" \
         timeout --foreground 900 "$ROOT/scripts/node" "$ROOT/tests/multihost/faults.mjs" || rc=$?
     exit $rc
