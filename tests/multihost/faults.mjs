@@ -277,7 +277,7 @@ const rows = results.map((p) => `| ${p.name} | ${p.tHealed && p.tFault ? secs(p.
   `${secs(p.outage)} | ${secs(p.stall)} | ${secs(p.recovered)} | ${secs(p.lag)} | ${p.n} | ${p.retried} | ` +
   `${p.ok ? 'ok' : `**FAILED** (${(p.error ? [p.error] : []).concat(p.fails).slice(0, 2).join('; ')})`} |`);
 const table = [
-  '| fault (traffic flowing) | fault lasted s | longest time without any ack s | longest send wait s | recovered after s | slowest delivery s | sends | retried | acked stored once, receivers gap-free once |',
+  '| fault (traffic flowing) | fault window s | longest time without any ack s | longest send wait s | recovered after s | slowest delivery s | sends | retried | acked stored once, receivers gap-free once |',
   '|---|---|---|---|---|---|---|---|---|',
   ...rows,
   `| **whole run**: ${senders.length} senders (3 WebSocket, 3 long-poll), ${receivers.length} receivers (2+2, 1 switching), ${ROOMS.length} rooms | ${secs(Date.now() - T0)} | | | | | ${fin.acked} | | ${fin.fails.length ? '**FAILED**' : `ok: ${fin.stored} stored once`} |`,
