@@ -3,16 +3,16 @@
 # over, all on this one machine, in network namespaces made here and
 # removed on the way out (docs/operations.md, docs/ha.md).
 #
-#   mh-net         the "switch": bridge brf (front, 10.213.1.0/24) and
+#   chatmh-net     the "switch": bridge brf (front, 10.213.1.0/24) and
 #                  bridge brb (back, 10.213.2.0/24)
-#   mh-lb          the load-balancing nginx (front .10); the test's clients
+#   chatmh-lb      the load-balancing nginx (front .10); the test's clients
 #                  run here and reach it at 127.0.0.1:80; also on the back
 #                  net (.10), to check the database as an operator would
-#   mh-h1..h3      chat hosts: nginx (front .11-.13) + chat-ws + chat-fcgi,
+#   chatmh-h1..h3  chat hosts: nginx (front .11-.13) + chat-ws + chat-fcgi,
 #                  database on the back net (.11-.13)
-#   mh-db1, mh-db2 PostgreSQL under pg_auto_failover (back .21, .22):
+#   chatmh-db1, -db2 PostgreSQL under pg_auto_failover (back .21, .22):
 #                  a primary and a synchronous standby
-#   mh-mon         the pg_auto_failover monitor (back .30)
+#   chatmh-mon     the pg_auto_failover monitor (back .30)
 #
 # Usage: multihost.sh run          up, the fault run (tests/multihost/), down
 #        multihost.sh up | down    for iteration (down also cleans a crash)
@@ -28,7 +28,7 @@ VAR=${VAR:-$ROOT/var/multihost}
 BIN=${BIN:-$ROOT/build/release}
 mkdir -p "$VAR"
 VAR=$(cd "$VAR" && pwd)
-P=mh                       # namespace prefix
+P=chatmh                   # namespace prefix (down removes every chatmh-*)
 HOSTS=(h1 h2 h3)
 DBS=(db1 db2)
 FRONT=10.213.1
