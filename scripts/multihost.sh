@@ -17,7 +17,8 @@
 # Usage: multihost.sh run          up, the fault run (tests/multihost/), down
 #        multihost.sh up | down    for iteration (down also cleans a crash)
 #        multihost.sh kill-db NODE | start-db NODE | primary | db-state
-#        multihost.sh partition H down|up | kill-host H | revive-host H
+#        multihost.sh partition H down|up | blackhole H down|up
+#        multihost.sh kill-host H | revive-host H
 #        multihost.sh stop-host H | start-host H | health H | drain H | undrain H
 #        multihost.sh bench        pgbench of chat_post() on the running pair
 # Environment: VAR (default var/multihost) BIN (default build/release)
@@ -258,6 +259,12 @@ revive_host() {
     wait_for 60 "$h healthy" health "$h"
 }
 
+# The switch's port of the host's database link goes down: the host's own
+# link stays up without carrier, its packets go nowhere (a black hole)
+blackhole() {
+    in_ns net ip link set "b-$1" "$2"
+}
+
 # The host's link to the database network goes down (inside its namespace)
 partition() {
     in_ns "$1" ip link set eth1 "$2"
@@ -421,6 +428,7 @@ case "${1:-}" in
     db-state) mon_sql "SELECT nodename, reportedstate, goalstate FROM pgautofailover.node ORDER BY nodeid" ;;
     pair-healthy) pair_healthy ;;
     partition) partition "$2" "$3" ;;
+    blackhole) blackhole "$2" "$3" ;;
     kill-host) kill_host "$2" ;;
     revive-host) revive_host "$2" ;;
     stop-host) stop_host "$2" ;;

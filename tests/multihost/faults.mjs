@@ -136,6 +136,37 @@ function measure(t0, t1) {
 }
 
 // ---- the faults ------------------------------------------------------------
+// h2 loses the database for 20 s: `partition` takes its own link down (the
+// kernel then refuses at once: no route), `blackhole` the switch's side
+// (its link stays up without carrier: packets go nowhere, connects wait
+// for ARP). Meanwhile h2's /chat/health is probed once a second.
+function cutOff(name, cmd, what) {
+  return {
+    name,
+    async run(p) {
+      p.tFault = Date.now();
+      await mh(cmd, 'h2', 'down');
+      log(`h2: ${what}`);
+      // the fault lasts 20 s (a duration, not a synchronization)
+      const probes = [];
+      while (Date.now() - p.tFault < 20000) {
+        const t = Date.now();
+        probes.push((await mh('health-time', 'h2')).split(' '));
+        await pause(Math.max(0, 1000 - (Date.now() - t)));
+      }
+      const codes = [...new Set(probes.map(([c]) => c))].join('/');
+      const worst = Math.max(...probes.map(([, x]) => Number(x)));
+      p.health = `h2 /chat/health during it: ${codes}, slowest answer ${worst.toFixed(2)} s`;
+      log(p.health);
+      p.tHealed = Date.now();
+      await mh(cmd, 'h2', 'up');
+      log('h2: database link back');
+      await until(() => mhOk('health', 'h2'), 60000, 'h2 healthy');
+      p.note = `${p.health}; healthy ${secs(Date.now() - p.tHealed)} s after the link came back`;
+    },
+  };
+}
+
 const faults = [
   {
     name: 'kill -9 the database primary',
@@ -156,31 +187,8 @@ const faults = [
       log(`${old} is the synchronous standby again`);
     },
   },
-  {
-    name: 'partition chat host h2 from the database, 20 s',
-    async run(p) {
-      p.tFault = Date.now();
-      await mh('partition', 'h2', 'down');
-      log('h2: link to the database network down');
-      // the fault lasts 20 s (a duration, not a synchronization); meanwhile
-      // how h2's /chat/health answers, once a second
-      const probes = [];
-      while (Date.now() - p.tFault < 20000) {
-        const t = Date.now();
-        probes.push((await mh('health-time', 'h2')).split(' '));
-        await pause(Math.max(0, 1000 - (Date.now() - t)));
-      }
-      const codes = [...new Set(probes.map(([c]) => c))].join('/');
-      const worst = Math.max(...probes.map(([, s]) => Number(s)));
-      p.health = `h2 /chat/health during it: ${codes}, slowest answer ${worst.toFixed(2)} s`;
-      log(p.health);
-      p.tHealed = Date.now();
-      await mh('partition', 'h2', 'up');
-      log('h2: link up');
-      await until(() => mhOk('health', 'h2'), 60000, 'h2 healthy');
-      p.note = `${p.health}; healthy ${secs(Date.now() - p.tHealed)} s after the link came back`;
-    },
-  },
+  cutOff('partition chat host h2 from the database, 20 s', 'partition', 'link to the database network down'),
+  cutOff('black-hole h2\'s database link, 20 s', 'blackhole', 'database link black-holed (switch port down)'),
   {
     name: 'kill chat host h3 (processes -9, links down)',
     async run(p) {
