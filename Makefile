@@ -172,7 +172,7 @@ help:
 
 # ---- several hosts (issue 13; not part of `make test`) ----------------------
 # 3 chat hosts, a load balancer and a PostgreSQL pair under pg_auto_failover,
-# in network namespaces on this machine; four faults with traffic flowing;
+# in network namespaces on this machine; five faults with traffic flowing;
 # prints the table of docs/operations.md. Needs root; about 2 minutes.
 .PHONY: multihost
 MULTIHOST_VAR ?= $(CURDIR)/var/multihost

@@ -1,6 +1,6 @@
 // The fault run of `make multihost` (scripts/multihost.sh starts it in the
 // load balancer's namespace, with everything up). Traffic flows on both
-// transports through the load balancer the whole time; four faults come
+// transports through the load balancer the whole time; five faults come
 // one after another; after each, every acked message must be stored once
 // with the seq of its ack, and every receiver must have every message of
 // every room exactly once, in order. Prints the table of docs/operations.md.
