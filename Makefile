@@ -184,3 +184,12 @@ format-check:
 help:
 	@echo "targets: deps all asan run start stop status migrate check cycles test e2e fuzz bench clean format format-check"
 	@echo "vars: PORT=$(PORT) VAR=$(VAR) DATABASE_URL=<libpq conninfo> V=1"
+
+# ---- several hosts (issue 13; not part of `make test`) ----------------------
+# 3 chat hosts, a load balancer and a PostgreSQL pair under pg_auto_failover,
+# in network namespaces on this machine; five faults with traffic flowing;
+# prints the table of docs/operations.md. Needs root; about 2 minutes.
+.PHONY: multihost
+MULTIHOST_VAR ?= $(CURDIR)/var/multihost
+multihost: deps all
+	$(Q)VAR=$(MULTIHOST_VAR) BIN=$(CURDIR)/$(REL) scripts/multihost.sh run
