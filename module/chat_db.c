@@ -14,7 +14,7 @@ int chat_db_check_schema(PGconn *conn, char *err, size_t errlen)
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (state && strcmp(state, "42P01") == 0)
             snprintf(err, errlen, "database is not migrated (no schema_migrations table): "
-                                  "run `make migrate`");
+                                  "run chat-migrate (dev: make migrate)");
         else
             snprintf(err, errlen, "schema check failed: %s", PQerrorMessage(conn));
     } else {
@@ -23,13 +23,29 @@ int chat_db_check_schema(PGconn *conn, char *err, size_t errlen)
             rc = 0;
         else if (v < CHAT_SCHEMA_VERSION)
             snprintf(err, errlen, "database schema is at version %ld, this build needs %d: "
-                                  "run `make migrate`", v, CHAT_SCHEMA_VERSION);
+                                  "run chat-migrate (dev: make migrate)", v, CHAT_SCHEMA_VERSION);
         else
             snprintf(err, errlen, "database schema version %ld is newer than this build "
                                   "knows (%d): upgrade the daemons", v, CHAT_SCHEMA_VERSION);
     }
     PQclear(res);
     return rc;
+}
+
+const char *chat_db_conninfo(const char *opt, const char **source)
+{
+    const char *env = getenv("DATABASE_URL");
+
+    if (opt && *opt) {
+        *source = "--db";
+        return opt;
+    }
+    if (env && *env) {
+        *source = "DATABASE_URL";
+        return env;
+    }
+    *source = "PG* environment";
+    return "";
 }
 
 PGconn *chat_db_open(const char *conninfo, char *err, size_t errlen)
