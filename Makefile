@@ -117,7 +117,7 @@ stop:
 	$(Q)VAR=$(TEST_VAR) scripts/stack.sh stop
 status:
 	$(Q)VAR=$(VAR) PORT=$(PORT) scripts/stack.sh status
-migrate: deps
+migrate:
 	$(Q)VAR=$(VAR) scripts/stack.sh migrate
 
 # ---- tests -----------------------------------------------------------------
