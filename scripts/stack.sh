@@ -103,9 +103,13 @@ migrate() {
 declare -A PIDS=()
 declare -A STARTS=()
 
+# --max-conns 19000: the workers share one socket and the kernel does not
+# spread accepts evenly between them, so with the default 10,000 per worker
+# one of them refuses (503) while the other has room; 19,000 fits under the
+# 20,000 open-files limit and lets 20,000 idle WebSockets in (docs/install.md).
 start_ws() {
     setsid "$BIN/chat-ws" --db "$DB" --listen "unix:$RUN/ws.sock" --workers "$WS_WORKERS" \
-        ${CHAT_WS_ARGS:-} >>"$LOG/chat-ws.log" 2>&1 8>&- 9>&- &
+        --max-conns 19000 ${CHAT_WS_ARGS:-} >>"$LOG/chat-ws.log" 2>&1 8>&- 9>&- &
     PIDS[ws]=$!
 }
 start_fcgi() {
