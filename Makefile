@@ -233,5 +233,5 @@ deb:
 	    { tail -n 40 ../build.log; exit 1; }
 	$(Q)ls -l build/deb/*.deb
 
-install-test:
+install-test: deb
 	$(Q)tests/install/run.sh
