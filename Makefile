@@ -230,7 +230,8 @@ deb:
 	$(Q)tar -c Makefile README.md module fcgi sql conf web scripts packaging debian docs | \
 	    tar -x -C build/deb/nginx-chat
 	$(Q)cd build/deb/nginx-chat && dpkg-buildpackage -b -us -uc >../build.log 2>&1 || \
-	    { tail -n 40 ../build.log; exit 1; }
+	    { tail -n 40 ../build.log; rm -rf ../nginx-chat; exit 1; }
+	$(Q)rm -rf build/deb/nginx-chat   # (its *.d files would be read by this Makefile)
 	$(Q)ls -l build/deb/*.deb
 
 install-test: deb
