@@ -150,7 +150,9 @@ start_unit() { # unit: runs ExecStart as User/Group with UMask and EnvironmentFi
         setpriv --reuid="$user" --regid="${group:-$user}" --init-groups \
         sh -c "set -a; [ -r '$envf' ] && . '$envf'; set +a; umask $umask; exec $exec" \
         >>"$W/logs/$1.log" 2>&1 </dev/null &
+    UNIT_PID[$1]=$!
 }
+declare -A UNIT_PID=()
 start_unit chat-ws
 start_unit chat-fcgi
 for _ in $(seq 1 100); do [ -S "$R/run/chat/ws.sock" ] && [ -S "$R/run/chat/fcgi.sock" ] && break; sleep 0.1; done
@@ -215,3 +217,20 @@ say "Chromium from the host: tests/install/browser.test.mjs"
 if grep -E ' (error|warn): ' "$W"/logs/chat-*.log | grep -v 'handshake refused' | grep .; then
     die "errors in the daemons' logs (above)"
 fi
+
+# ---- health tells a load balancer when a part is down ---------------------------
+health_until() { # status-code regex: waits (20 s at most) for /chat/health to match
+    local i body
+    for i in $(seq 1 200); do
+        body=$(curl -s -m 2 -w ' %{http_code} %{content_type}' "http://127.0.0.1:$PORT/chat/health" || true)
+        if [[ $body =~ $1 ]]; then echo "$body"; return 0; fi
+        sleep 0.1
+    done
+    die "/chat/health never matched '$1'; last: $body"
+}
+kill -TERM "${UNIT_PID[chat-ws]}"
+health_until '"ws":\{"status":"down".* 503 application/json' >/dev/null
+say "chat-ws stopped: /chat/health 503, ws down"
+kill -TERM "${UNIT_PID[chat-fcgi]}"
+health_until '^\{"status":"down","backends":\{"fcgi":\{"status":"down"\}\}\}.* 503 application/json' >/dev/null
+say "chat-fcgi stopped: /chat/health 503 JSON from nginx, not an HTML 502"
