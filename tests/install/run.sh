@@ -129,14 +129,8 @@ in_root runuser -u postgres -- createdb --owner=chat chat
 grep -Eq '^local[[:space:]]+all[[:space:]]+all[[:space:]]+peer' "$R/etc/postgresql/15/main/pg_hba.conf" ||
     die "Debian's pg_hba.conf has no 'local all all peer' line (docs/install.md assumes it)"
 
-# ---- migration (docs/install.md, "3. The schema") ------------------------------
-in_root chat-migrate >/dev/null 2>&1 && die "chat-migrate without --db ran"
-in_root runuser -u chat -- chat-migrate --db dbname=chat | tee "$W/logs/migrate.log" >&2
-grep -q 'applied 001_init' "$W/logs/migrate.log" || die "chat-migrate applied nothing"
-in_root runuser -u chat -- chat-migrate --db dbname=chat | grep -q 'up to date' || die "second chat-migrate not 'up to date'"
-
 # ---- the daemons, as their units start them (docs/install.md, "4. The daemons") ----------
-start_unit() { # unit: runs ExecStart as User/Group with UMask and EnvironmentFile
+start_unit() { # unit [fg]: runs ExecStart as User/Group with UMask and EnvironmentFile
     local u=/lib/systemd/system/$1.service key val exec="" user="" group="" umask=0022 envf=""
     while IFS='=' read -r key val; do
         case $key in
@@ -146,13 +140,35 @@ start_unit() { # unit: runs ExecStart as User/Group with UMask and EnvironmentFi
     done <"$R$u"
     [ -n "$exec" ] && [ -n "$user" ] || die "$u: no ExecStart or User"
     # systemd expands $VAR words from the environment file; sh does the same
-    chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin LANG=C.UTF-8 \
-        setpriv --reuid="$user" --regid="${group:-$user}" --init-groups \
-        sh -c "set -a; [ -r '$envf' ] && . '$envf'; set +a; umask $umask; exec $exec" \
-        >>"$W/logs/$1.log" 2>&1 </dev/null &
+    local cmd=(chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin LANG=C.UTF-8
+        setpriv --reuid="$user" --regid="${group:-$user}" --init-groups
+        sh -c "set -a; [ -r '$envf' ] && . '$envf'; set +a; umask $umask; exec $exec")
+    if [ "${2:-}" = fg ]; then
+        timeout 30 "${cmd[@]}" >>"$W/logs/$1.log" 2>&1 </dev/null
+        return
+    fi
+    "${cmd[@]}" >>"$W/logs/$1.log" 2>&1 </dev/null &
     UNIT_PID[$1]=$!
 }
 declare -A UNIT_PID=()
+# Before the schema exists each daemon exits with a failure status and says
+# why: with Restart=on-failure and no start limit, systemd keeps starting it
+# until chat-migrate has run (docs/install.md, "4. The daemons").
+for u in chat-ws chat-fcgi; do
+    rc=0; start_unit $u fg || rc=$?
+    [ "$rc" != 0 ] && [ "$rc" != 124 ] || die "$u before migration: exit $rc, want a failure"
+    grep -q 'not migrated.*chat-migrate' "$W/logs/$u.log" || { cat "$W/logs/$u.log"; die "$u did not say 'not migrated'"; }
+    : >"$W/logs/$u.log"
+done
+say "before chat-migrate both daemons exit with a failure status, saying 'not migrated'"
+
+# ---- migration (docs/install.md, "3. The schema") ------------------------------
+in_root chat-migrate >/dev/null 2>&1 && die "chat-migrate without --db ran"
+in_root runuser -u chat -- chat-migrate --db dbname=chat | tee "$W/logs/migrate.log" >&2
+grep -q 'applied 001_init' "$W/logs/migrate.log" || die "chat-migrate applied nothing"
+in_root runuser -u chat -- chat-migrate --db dbname=chat | grep -q 'up to date' || die "second chat-migrate not 'up to date'"
+
+# ---- the daemons, started (docs/install.md, "4. The daemons") ------------------
 start_unit chat-ws
 start_unit chat-fcgi
 for _ in $(seq 1 100); do [ -S "$R/run/chat/ws.sock" ] && [ -S "$R/run/chat/fcgi.sock" ] && break; sleep 0.1; done
