@@ -225,7 +225,7 @@ install: all
 # source tree, and the work tree keeps its own builds).
 deb:
 	$(Q)command -v dpkg-buildpackage >/dev/null && dpkg-checkbuilddeps 2>/dev/null || \
-	    { apt-get update -qq && apt-get install -y dpkg-dev debhelper && apt-get build-dep -y ./; }
+	    { apt-get update -qq && apt-get install -y --no-install-recommends dpkg-dev debhelper && apt-get build-dep -y --no-install-recommends ./; }
 	$(Q)rm -rf build/deb && mkdir -p build/deb/nginx-chat
 	$(Q)tar -c Makefile README.md module fcgi sql conf web scripts packaging debian docs | \
 	    tar -x -C build/deb/nginx-chat
