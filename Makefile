@@ -234,5 +234,5 @@ deb:
 	$(Q)rm -rf build/deb/nginx-chat   # (its *.d files would be read by this Makefile)
 	$(Q)ls -l build/deb/*.deb
 
-install-test: deb
+install-test: deps deb
 	$(Q)tests/install/run.sh
