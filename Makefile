@@ -167,7 +167,7 @@ format:
 format-check:
 	clang-format --dry-run --Werror module/*.[ch] fcgi/*.[ch] tests/unit/*.c tests/fuzz/*.c
 help:
-	@echo "targets: deps all asan run start stop status migrate check test e2e fuzz bench clean format"
+	@echo "targets: deps all asan run start stop status migrate check test e2e fuzz bench clean format install deb install-test"
 	@echo "vars: PORT=$(PORT) VAR=$(VAR) DATABASE_URL=<libpq conninfo> V=1"
 
 # ---- install and the Debian package ---------------------------------------
