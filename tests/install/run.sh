@@ -250,3 +250,22 @@ say "chat-ws stopped: /chat/health 503, ws down"
 kill -TERM "${UNIT_PID[chat-fcgi]}"
 health_until '^\{"status":"down","backends":\{"fcgi":\{"status":"down"\}\}\}.* 503 application/json' >/dev/null
 say "chat-fcgi stopped: /chat/health 503 JSON from nginx, not an HTML 502"
+
+# ---- backup and restore, as docs/install.md says ("7. Backup and restore") ----
+# (both daemons are stopped now, as the doc's restore begins)
+in_root sh -c 'runuser -u postgres -- pg_dump --format=custom chat >/var/backups/chat-$(date +%F).dump'
+dump=$(cd "$R/var/backups" && ls chat-*.dump)
+in_root runuser -u postgres -- dropdb chat
+in_root runuser -u postgres -- createdb --owner=chat chat
+in_root runuser -u postgres -- pg_restore --no-owner --role=chat -d chat "/var/backups/$dump" ||
+    die "pg_restore as the doc says"
+in_root runuser -u chat -- chat-migrate --db dbname=chat | grep -q 'up to date at version' ||
+    die "chat-migrate after the restore"
+start_unit chat-ws
+start_unit chat-fcgi
+health_until '^\{"status":"ok".* 200 application/json' >/dev/null
+room=$(in_root runuser -u chat -- psql -d chat -Atc "SELECT room FROM messages WHERE text = 'and back over long-poll'")
+[ -n "$room" ] || die "the chat's messages are not in the restored database"
+curl -s -u alice:secret "http://127.0.0.1:$PORT/chat/history?room=$room" | grep -q '"and back over long-poll"' ||
+    die "the restored history is not served"
+say "backup, drop, restore, chat-migrate: the daemons start again and serve the old history"
