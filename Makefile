@@ -128,7 +128,7 @@ stop:
 	$(Q)VAR=$(TEST_VAR) scripts/stack.sh stop
 status:
 	$(Q)VAR=$(VAR) PORT=$(PORT) scripts/stack.sh status
-migrate: deps
+migrate:
 	$(Q)VAR=$(VAR) scripts/stack.sh migrate
 
 # ---- tests -----------------------------------------------------------------
@@ -182,7 +182,7 @@ format:
 format-check:
 	clang-format --dry-run --Werror core/*.[ch] module/*.[ch] fcgi/*.[ch] tests/unit/*.c tests/fuzz/*.c
 help:
-	@echo "targets: deps all asan run start stop status migrate check cycles test e2e fuzz bench clean format format-check"
+	@echo "targets: deps all asan run start stop status migrate check cycles test e2e fuzz bench multihost clean format format-check install deb install-test"
 	@echo "vars: PORT=$(PORT) VAR=$(VAR) DATABASE_URL=<libpq conninfo> V=1"
 
 # ---- several hosts (issue 13; not part of `make test`) ----------------------
@@ -193,3 +193,70 @@ help:
 MULTIHOST_VAR ?= $(CURDIR)/var/multihost
 multihost: deps all
 	$(Q)VAR=$(MULTIHOST_VAR) BIN=$(CURDIR)/$(REL) scripts/multihost.sh run
+
+# ---- install and the Debian package ---------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=]: the daemons, chat-migrate, chat-export, the
+# migrations, the browser client, the nginx snippets in /etc/nginx/chat/, the
+# systemd units and tmpfiles entry, /etc/default/nginx-chat. An existing
+# chat-upstreams.conf or /etc/default/nginx-chat (the files an admin edits)
+# is kept; the new one is put next to it as .new. docs/install.md says the
+# rest (the chat user, the database, nginx).
+# make deb: build/deb/nginx-chat_VERSION_ARCH.deb with dpkg-buildpackage
+# (debian/), installing debhelper and the Build-Depends first if missing.
+# make install-test: docs/install.md followed in a bare Debian 12 chroot
+# (tests/install/run.sh; about 1.5 minutes, 1 more the first time: debootstrap).
+.PHONY: install deb install-test
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share/chat
+DOCDIR ?= $(PREFIX)/share/doc/nginx-chat
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+NGINX_SNIPPETS := chat.conf chat-defaults.conf chat-locations.conf chat-http.conf \
+                  chat-proxy.conf chat-fastcgi.conf
+INSTALL_SED = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+                  -e 's|@DOCDIR@|$(DOCDIR)|g' -e 's|@TMPFILESDIR@|$(TMPFILESDIR)|g'
+
+# installs $(1) as $(2) unless $(2) exists with other contents: then as $(2).new
+define install_keep
+	$(Q)if [ -e "$(2)" ] && ! cmp -s "$(1)" "$(2)"; then \
+	    install -m 644 "$(1)" "$(2).new"; echo "install: kept $(2), the new one is $(2).new"; \
+	else install -m 644 "$(1)" "$(2)"; fi
+endef
+
+install: all
+	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/web \
+	    $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/nginx/chat $(DESTDIR)$(SYSCONFDIR)/default \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) build/install
+	$(Q)install -m 755 $(REL)/chat-ws $(REL)/chat-fcgi scripts/chat-migrate scripts/chat-export $(DESTDIR)$(BINDIR)/
+	$(Q)install -m 644 sql/[0-9][0-9][0-9]_*.sql $(DESTDIR)$(DATADIR)/sql/
+	$(Q)cp -R web/. $(DESTDIR)$(DATADIR)/web/ && chmod -R u=rwX,go=rX $(DESTDIR)$(DATADIR)/web
+	$(Q)install -m 644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	$(Q)for f in $(NGINX_SNIPPETS); do \
+	    sed -e 's|^set $$chat_web .*|set $$chat_web $(DATADIR)/web;|' conf/$$f >build/install/$$f; \
+	    install -m 644 build/install/$$f $(DESTDIR)$(SYSCONFDIR)/nginx/chat/$$f; done
+	$(call install_keep,conf/chat-upstreams.conf,$(DESTDIR)$(SYSCONFDIR)/nginx/chat/chat-upstreams.conf)
+	$(Q)$(INSTALL_SED) packaging/default.in >build/install/nginx-chat.default
+	$(call install_keep,build/install/nginx-chat.default,$(DESTDIR)$(SYSCONFDIR)/default/nginx-chat)
+	$(Q)for u in chat-ws chat-fcgi; do \
+	    $(INSTALL_SED) packaging/$$u.service.in >build/install/$$u.service; \
+	    install -m 644 build/install/$$u.service $(DESTDIR)$(UNITDIR)/$$u.service; done
+	$(Q)install -m 644 packaging/tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/nginx-chat.conf
+	@echo "installed under $(DESTDIR)$(PREFIX) and $(DESTDIR)$(SYSCONFDIR); next: docs/install.md"
+
+# Built in a copy under build/deb/ (dpkg-buildpackage writes next to the
+# source tree, and the work tree keeps its own builds).
+deb:
+	$(Q)command -v dpkg-buildpackage >/dev/null && dpkg-checkbuilddeps 2>/dev/null || \
+	    { apt-get update -qq && apt-get install -y --no-install-recommends dpkg-dev debhelper && apt-get build-dep -y --no-install-recommends ./; }
+	$(Q)rm -rf build/deb && mkdir -p build/deb/nginx-chat
+	$(Q)tar -c Makefile README.md core module fcgi sql conf web scripts packaging debian docs | \
+	    tar -x -C build/deb/nginx-chat
+	$(Q)cd build/deb/nginx-chat && dpkg-buildpackage -b -us -uc >../build.log 2>&1 || \
+	    { tail -n 40 ../build.log; rm -rf ../nginx-chat; exit 1; }
+	$(Q)rm -rf build/deb/nginx-chat   # (its *.d files would be read by this Makefile)
+	$(Q)ls -l build/deb/*.deb
+
+install-test: deps deb
+	$(Q)tests/install/run.sh

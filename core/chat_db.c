@@ -16,7 +16,7 @@ int chat_db_check_schema(PGconn *conn, char *err, size_t errlen)
         if (state && strcmp(state, "42P01") == 0)
             snprintf(err, errlen,
                      "database is not migrated (no schema_migrations table): "
-                     "run `make migrate`");
+                     "run chat-migrate (dev: make migrate)");
         else
             snprintf(err, errlen, "schema check failed: %s", PQerrorMessage(conn));
     } else {
@@ -26,7 +26,7 @@ int chat_db_check_schema(PGconn *conn, char *err, size_t errlen)
         else if (v < CHAT_SCHEMA_VERSION)
             snprintf(err, errlen,
                      "database schema is at version %ld, this build needs %d: "
-                     "run `make migrate`",
+                     "run chat-migrate (dev: make migrate)",
                      v, CHAT_SCHEMA_VERSION);
         else
             snprintf(err, errlen,
@@ -36,6 +36,22 @@ int chat_db_check_schema(PGconn *conn, char *err, size_t errlen)
     }
     PQclear(res);
     return rc;
+}
+
+const char *chat_db_conninfo(const char *opt, const char **source)
+{
+    const char *env = getenv("DATABASE_URL");
+
+    if (opt && *opt) {
+        *source = "--db";
+        return opt;
+    }
+    if (env && *env) {
+        *source = "DATABASE_URL";
+        return env;
+    }
+    *source = "PG* environment";
+    return "";
 }
 
 PGconn *chat_db_open(const char *conninfo, char *err, size_t errlen)

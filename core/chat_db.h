@@ -12,9 +12,15 @@
 
 /* Blocking; start-up only. 0 when the schema is exactly CHAT_SCHEMA_VERSION;
  * -1 otherwise, with a message for the operator in err ("not migrated: run
- * make migrate", "schema version 3 is newer than this build (1)", or the
+ * chat-migrate", "schema version 3 is newer than this build (1)", or the
  * server's error). */
 int chat_db_check_schema(PGconn *conn, char *err, size_t errlen);
+
+/* The database both daemons use, chosen the same way: opt (--db) when
+ * non-empty, else $DATABASE_URL when non-empty, else "" (libpq's PG*
+ * variables and defaults). *source names the choice for the start-up log:
+ * "--db", "DATABASE_URL" or "PG* environment". */
+const char *chat_db_conninfo(const char *opt, const char **source);
 
 /* Connects (blocking; start-up only) and checks the schema. NULL with err
  * set on failure. conninfo may be "" to use the PG* environment. */

@@ -41,7 +41,7 @@ static struct lp_config lp_cfg = {
 static int listen_sock = -1;
 static int workers = 1;
 static int backlog = 4096;
-static mode_t socket_mode = 0666;
+static mode_t socket_mode = 0660;
 static const char *log_path;
 
 static void usage(FILE *f)
@@ -51,7 +51,8 @@ static void usage(FILE *f)
             "  --db CONNINFO      libpq connection string (default: the PG* environment)\n"
             "  --listen ADDR      unix socket path or [host]:port to bind; without it the\n"
             "                     FastCGI socket is fd 0 (spawn-fcgi, or a FastCGI web server)\n"
-            "  --socket-mode OCT  permissions of a unix socket it binds (default 0666)\n"
+            "  --socket-mode OCT  permissions of a unix socket it binds (default 0660; never\n"
+            "                     writable by others)\n"
             "  --backlog N        listen backlog (default 4096, capped by net.core.somaxconn)\n"
             "  --threads N        acceptor threads per process (default 4)\n"
             "  --workers N        processes sharing the socket (default 1)\n"
@@ -132,6 +133,11 @@ static bool number_option(int c, const char *v, bool *send_burst, bool *req_burs
         break;
     case O_MODE:
         socket_mode = (mode_t)int_arg("--socket-mode", v, 0, 0777, 8);
+        if (socket_mode & 0002) {
+            /* anyone who can connect can speak as any user: only nginx may */
+            fprintf(stderr, "chat-fcgi: --socket-mode %s is writable by others; use 0660\n", v);
+            exit(2);
+        }
         break;
     case O_SEND_RATE:
         lp_cfg.send_rate = num_arg("--send-rate", v, 0, 1e6);
@@ -185,7 +191,6 @@ static void parse_args(int argc, char **argv)
     int c;
 
     chat_log_init("chat-fcgi", CHAT_LOG_INFO);
-    lp_cfg.db = getenv("DATABASE_URL") ? getenv("DATABASE_URL") : "";
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (number_option(c, optarg, &send_burst, &req_burst))
             continue;
@@ -410,11 +415,15 @@ int main(int argc, char **argv)
 
     parse_args(argc, argv);
     chat_sys_raise_nofile();
+    const char *db_source;
+    lp_cfg.db = chat_db_conninfo(lp_cfg.db, &db_source);
     PGconn *check = chat_db_open(lp_cfg.db, err, sizeof(err));
     if (check == NULL) {
-        log_error("refusing to start: %s", err);
+        log_error("refusing to start: %s (database from %s)", err, db_source);
         return 1;
     }
+    log_info("database %s as %s on %s (from %s)", PQdb(check), PQuser(check), PQhost(check),
+             db_source);
     PQfinish(check);
     if (FCGX_Init() != 0) {
         log_error("FCGX_Init failed");

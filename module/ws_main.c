@@ -35,10 +35,10 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: chat-ws [options]\n"
-            "  --db CONNINFO          libpq conninfo (default: PG* environment)\n"
+            "  --db CONNINFO          libpq conninfo (default $DATABASE_URL, else PG*)\n"
             "  --listen ADDR          unix:/path or host:port (default unix:/run/chat/ws.sock)\n"
             "  --workers N            processes sharing the socket (default: cores)\n"
-            "  --socket-mode OCTAL    mode of a unix socket (default 0660)\n"
+            "  --socket-mode OCTAL    unix socket mode (default 0660; never o+w)\n"
             "  --heartbeat S          seconds between pings (default 30)\n"
             "  --max-conns N          connections per process (default 10000)\n"
             "  --max-message BYTES    largest client message (default 262144)\n"
@@ -52,6 +52,21 @@ static void usage(FILE *f)
             "  --echo                 conformance mode: echo every message, no database\n"
             "  --log FILE             log to FILE (reopened on SIGHUP; default stderr)\n"
             "  --log-level L          error|warn|info|debug (default info)\n");
+}
+
+/* A unix socket's mode: octal, at most 0777, never writable by others
+ * (whoever can connect can speak as any user: only nginx may). */
+static int parse_socket_mode(const char *s, unsigned *mode)
+{
+    char *end;
+    unsigned long m = strtoul(s, &end, 8);
+
+    if (*s == '\0' || *end != '\0' || m > 0777 || (m & 0002)) {
+        fprintf(stderr, "chat-ws: bad --socket-mode %s: octal, never writable by others\n", s);
+        return -1;
+    }
+    *mode = (unsigned)m;
+    return 0;
 }
 
 static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned *mode)
@@ -110,7 +125,8 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
             cfg->workers = (int)v;
             break;
         case O_MODE:
-            *mode = (unsigned)strtoul(optarg, NULL, 8);
+            if (parse_socket_mode(optarg, mode) < 0)
+                return -1;
             break;
         case O_HB:
             cfg->heartbeat = (int)v;
@@ -377,11 +393,14 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     long nofile = chat_sys_raise_nofile();
     if (!cfg.echo) {
+        const char *db_source;
+        cfg.db = chat_db_conninfo(cfg.db, &db_source);
         PGconn *c = chat_db_open(cfg.db, err, sizeof(err));
         if (!c) {
-            log_error("%s", err);
+            log_error("%s (database from %s)", err, db_source);
             return 1;
         }
+        log_info("database %s as %s on %s (from %s)", PQdb(c), PQuser(c), PQhost(c), db_source);
         PQfinish(c);
     }
     int fd = open_listener(cfg.listen, mode);

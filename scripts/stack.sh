@@ -93,32 +93,23 @@ pg_stop() {
     as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w -t 60 stop >/dev/null
 }
 
+# The one migration tool (the package installs it as chat-migrate). An
+# empty $DB means the PG* variables: a conninfo that names nothing more.
 migrate() {
-    local f base v name
-    psql "$DB" -qAt -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning;
-        CREATE TABLE IF NOT EXISTS schema_migrations (
-            version int PRIMARY KEY, name text NOT NULL,
-            applied timestamptz NOT NULL DEFAULT now())" >/dev/null
-    for f in "$ROOT"/sql/[0-9][0-9][0-9]_*.sql; do
-        base=$(basename "$f" .sql)
-        v=$((10#${base%%_*}))
-        name=${base#*_}
-        if [ -z "$(psql "$DB" -qAtc "SELECT 1 FROM schema_migrations WHERE version = $v")" ]; then
-            say "migrating: $base"
-            psql "$DB" -q -v ON_ERROR_STOP=1 --single-transaction \
-                -c "SET client_min_messages = warning" -f "$f" \
-                -c "INSERT INTO schema_migrations (version, name) VALUES ($v, '$name')" >/dev/null
-        fi
-    done
+    "$ROOT/scripts/chat-migrate" --db "${DB:-application_name=chat-migrate}" >&2
 }
 
 # ---- backends and nginx --------------------------------------------------
 declare -A PIDS=()
 declare -A STARTS=()
 
+# --max-conns 19000: the workers share one socket and the kernel does not
+# spread accepts evenly between them, so with the default 10,000 per worker
+# one of them refuses (503) while the other has room; 19,000 fits under the
+# 20,000 open-files limit and lets 20,000 idle WebSockets in (docs/install.md).
 start_ws() {
     setsid "$BIN/chat-ws" --db "$DB" --listen "unix:$RUN/ws.sock" --workers "$WS_WORKERS" \
-        ${CHAT_WS_ARGS:-} >>"$LOG/chat-ws.log" 2>&1 8>&- 9>&- &
+        --max-conns 19000 ${CHAT_WS_ARGS:-} >>"$LOG/chat-ws.log" 2>&1 8>&- 9>&- &
     PIDS[ws]=$!
 }
 start_fcgi() {
@@ -331,6 +322,11 @@ case "${1:-}" in
     stop) cmd_stop ;;
     status) cmd_status ;;
     migrate)
+        # the private stack's database only, unless told which one: never
+        # create a throwaway cluster and report success for it
+        if [ "$PRIVATE_PG" = 1 ] && [ ! -f "$PGDATA/PG_VERSION" ]; then
+            die "no private cluster in $VAR to migrate (make start creates one). For a server's database: chat-migrate --db CONNINFO, or DATABASE_URL=CONNINFO make migrate"
+        fi
         mkdir -p "$RUN" "$LOG"
         was_up=0
         [ "$PRIVATE_PG" = 1 ] && pg_running && was_up=1
