@@ -10,6 +10,11 @@ import { tmpdir } from 'node:os';
 import { BIN, DATABASE_URL, ROOT, VAR, pgClient, withTimeout } from './lib.mjs';
 
 const MIGRATE = `${ROOT}/scripts/chat-migrate`;
+// the migrations of this tree: names ("001_init") and versions, in order
+const NAMES = readdirSync(`${ROOT}/sql`).filter((f) => /^\d{3}_\w+\.sql$/.test(f)).sort().map((f) => f.slice(0, -4));
+const VERSIONS = NAMES.map((n) => Number(n.slice(0, 3)));
+const LAST = VERSIONS[VERSIONS.length - 1];
+const pad = (v) => String(v).padStart(3, '0');
 const scratch = (n) => `chat_install_${process.pid}_${n}`;
 const conninfo = (db) => DATABASE_URL.replace(/dbname=\S+/, `dbname=${db}`);
 const migrate = (args, env = {}) =>
@@ -53,15 +58,15 @@ test('chat-migrate applies every migration once, in order, says so, then is up t
   const db = await freshDb('a');
   const dry = migrate(['--db', conninfo(db), '--dry-run']);
   assert.equal(dry.status, 0, dry.stderr);
-  assert.match(dry.stdout, /pending 001_init\n.*pending 002_presence\n/s);
+  assert.match(dry.stdout, new RegExp(NAMES.map((n) => `pending ${n}\n`).join('.*'), 's'));
   assert.deepEqual(await versions(db), [], 'a dry run applies nothing');
   const r = migrate(['--db', conninfo(db)]);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /applied 001_init\n.*applied 002_presence\n.*now at version 2/s);
-  assert.deepEqual(await versions(db), [1, 2]);
+  assert.match(r.stdout, new RegExp(`${NAMES.map((n) => `applied ${n}\n`).join('.*')}.*now at version ${LAST}`, 's'));
+  assert.deepEqual(await versions(db), VERSIONS);
   const again = migrate(['--db', conninfo(db)]);
   assert.equal(again.status, 0, again.stderr);
-  assert.match(again.stdout, /up to date at version 2/);
+  assert.match(again.stdout, new RegExp(`up to date at version ${LAST}`));
   assert.doesNotMatch(again.stdout, /applied/);
   // and a daemon accepts the result
   const log = await runUntil('chat-ws', ['--db', conninfo(db), '--listen', `unix:${VAR}/run/inst-${process.pid}.sock`,
@@ -82,8 +87,8 @@ test('two chat-migrate at once: each migration applied exactly once', async () =
   assert.equal(a.code, 0, a.out);
   assert.equal(b.code, 0, b.out);
   const applied = `${a.out}${b.out}`.match(/applied \d{3}_\w+/g).sort();
-  assert.deepEqual(applied, ['applied 001_init', 'applied 002_presence']);
-  assert.deepEqual(await versions(db), [1, 2]);
+  assert.deepEqual(applied, NAMES.map((n) => `applied ${n}`));
+  assert.deepEqual(await versions(db), VERSIONS);
 });
 
 test('a failing migration keeps nothing of itself, names itself, and stops', async () => {
@@ -91,12 +96,12 @@ test('a failing migration keeps nothing of itself, names itself, and stops', asy
   const dir = mkdtempSync(`${tmpdir()}/chat-sql-`);
   try {
     for (const f of readdirSync(`${ROOT}/sql`)) copyFileSync(`${ROOT}/sql/${f}`, `${dir}/${f}`);
-    writeFileSync(`${dir}/003_broken.sql`, 'CREATE TABLE half_done (x int);\nSELECT no_such_function();\n');
-    writeFileSync(`${dir}/004_after.sql`, 'CREATE TABLE after_broken (x int);\n');
+    writeFileSync(`${dir}/${pad(LAST + 1)}_broken.sql`, 'CREATE TABLE half_done (x int);\nSELECT no_such_function();\n');
+    writeFileSync(`${dir}/${pad(LAST + 2)}_after.sql`, 'CREATE TABLE after_broken (x int);\n');
     const r = migrate(['--db', conninfo(db), '--sql', dir]);
     assert.equal(r.status, 1);
-    assert.match(r.stderr, /003_broken failed; nothing of it was kept \(the database is at version 2\)/);
-    assert.deepEqual(await versions(db), [1, 2]);
+    assert.match(r.stderr, new RegExp(`${pad(LAST + 1)}_broken failed; nothing of it was kept \\(the database is at version ${LAST}\\)`));
+    assert.deepEqual(await versions(db), VERSIONS);
     const c = await pgClient(db);
     await c.connect();
     const t = await c.query("SELECT to_regclass('half_done') AS a, to_regclass('after_broken') AS b");
@@ -116,7 +121,7 @@ test('a database newer than the migrations: chat-migrate refuses', async () => {
   await c.end();
   const r = migrate(['--db', conninfo(db)]);
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /schema version 99, newer than these migrations \(2/);
+  assert.match(r.stderr, new RegExp(`schema version 99, newer than these migrations \\(${LAST}`));
 });
 
 test('a wrong conninfo: chat-migrate says it cannot connect and did nothing', () => {
