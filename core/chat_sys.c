@@ -1,8 +1,10 @@
-/* chat_sys: rlimits, clocks, memory readings (see chat_sys.h). */
+/* chat_sys: rlimits, clocks, memory readings, the end of option loops
+ * (see chat_sys.h). */
 #define _GNU_SOURCE
 #include "chat_sys.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,4 +40,10 @@ long chat_sys_rss_kib(void)
     int n = fscanf(f, "%ld %ld", &size, &rss);
     fclose(f);
     return n == 2 ? rss * (sysconf(_SC_PAGESIZE) / 1024) : -1;
+}
+
+void chat_sys_usage_exit(void (*usage)(FILE *), int help)
+{
+    usage(help ? stdout : stderr);
+    exit(help ? 0 : 2);
 }

@@ -209,12 +209,8 @@ static void parse_args(int argc, char **argv)
             if (chat_log_option("chat-fcgi", c == O_LEVEL, optarg, &log_path) < 0)
                 exit(2);
             break;
-        case O_HELP:
-            usage(stdout);
-            exit(0);
         default:
-            usage(stderr);
-            exit(2);
+            chat_sys_usage_exit(usage, c == O_HELP);
         }
     }
     if (optind < argc) {

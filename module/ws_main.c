@@ -168,12 +168,8 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
             if (chat_log_option("chat-ws", o == O_LEVEL, optarg, &log_path) < 0)
                 return -1;
             break;
-        case O_HELP:
-            usage(stdout);
-            exit(0);
         default:
-            usage(stderr);
-            return -1;
+            chat_sys_usage_exit(usage, o == O_HELP);
         }
     }
     if (optind < argc || cfg->workers < 1 || cfg->workers > 64 || cfg->heartbeat < 1 ||
