@@ -268,6 +268,9 @@ static void dispatch(struct lp_req *r, PGconn **db)
     case LP_EP_HISTORY:
         handle_history(r, db);
         break;
+    case LP_EP_EVENTS: /* Server-Sent Events (lp_sse.c) */
+        lp_sse_handle(r, db);
+        break;
     default:
         handle_typing(r, db);
         break;
