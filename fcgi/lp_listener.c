@@ -205,7 +205,7 @@ static void complete(struct lp_poll *p)
             lp_poll_free(p);
             return;
         }
-        p->events.len = 0;
+        chat_sbuf_free(&p->events); /* a quiet stream holds no buffer */
         p->state = LP_POLL_NEW;
         p->deadline = chat_now_ms() + lp_stream_heartbeat_ms(p->stream);
         p->gen = atomic_load(&lp_listen_gen);

@@ -20,21 +20,19 @@
 
 struct lp_stream {
     size_t n;
-    struct lp_cursor at[LP_MAX_ROOMS]; /* what the client has been sent */
     char member[CHAT_SENDER_MAX + 1];
     unsigned heartbeat_s;
-    int64_t touched; /* last presence touch, ms */
+    int64_t touched;       /* last presence touch, ms */
+    struct lp_cursor at[]; /* n: what the client has been sent */
 };
 
 struct lp_stream *lp_stream_new(const char *member, const struct lp_cursor *rooms, size_t n,
                                 unsigned heartbeat_s)
 {
-    struct lp_stream *s = calloc(1, sizeof(*s));
+    struct lp_stream *s = n <= LP_MAX_ROOMS ? calloc(1, sizeof(*s) + n * sizeof(s->at[0])) : NULL;
 
-    if (s == NULL || n > LP_MAX_ROOMS) {
-        free(s);
+    if (s == NULL)
         return NULL;
-    }
     s->n = n;
     memcpy(s->at, rooms, n * sizeof(rooms[0]));
     snprintf(s->member, sizeof(s->member), "%s", member);
