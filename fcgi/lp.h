@@ -85,6 +85,7 @@ enum lp_endpoint {
     LP_EP_TYPING,
     LP_EP_HEALTH,
     LP_EP_EVENTS, /* GET events: Server-Sent Events (lp_sse.c) */
+    LP_EP_BASIC,  /* basic/...: the HTML mode without JavaScript (lp_basic.c) */
 };
 
 /* Everything an acceptor needs of one request, copied out of libfcgi so
@@ -100,6 +101,11 @@ struct lp_req {
     bool accept_sse;          /* Accept names text/event-stream */
     char last_event_id[1024]; /* "" when none */
     bool last_event_id_too_long;
+    /* basic/... (lp_basic.c): the page, and what a form check needs */
+    char basic_page[16]; /* after "basic/": "", "room", "post"; "?" other */
+    char base[128];      /* DOCUMENT_URI up to and with "basic/" */
+    bool form;           /* Content-Type application/x-www-form-urlencoded */
+    char cookie[1024], origin[256], referer[512], host[256];
     char query[LP_QUERY_MAX + 1];
     size_t query_len;
     bool query_too_long;
@@ -255,6 +261,8 @@ bool lp_poll_covered(const struct lp_poll_ctx *c, unsigned gen);
 #define LP_SSE_HEARTBEAT_MAX 300
 
 void lp_sse_handle(struct lp_req *r, PGconn **db);
+/* basic/: the HTML pages and the form post (lp_basic.c). */
+void lp_basic_handle(struct lp_req *r, PGconn **db);
 
 struct lp_stream;
 /* A stream of member over rooms (cursors: what the client has). NULL out of memory. */

@@ -195,6 +195,8 @@ static enum lp_endpoint endpoint_of(const char *uri)
 
     if (uri == NULL)
         return LP_EP_UNKNOWN;
+    if (strstr(uri, "/basic/") != NULL)
+        return LP_EP_BASIC;
     slash = strrchr(uri, '/');
     const char *last = slash ? slash + 1 : uri;
     for (size_t k = 0; k < sizeof(eps) / sizeof(eps[0]); k++)
@@ -275,6 +277,37 @@ static void read_body(FCGX_Request *fr, struct lp_req *r, long declared)
     }
 }
 
+static void copy_param(FCGX_Request *fr, const char *name, char *out, size_t cap)
+{
+    const char *v = FCGX_GetParam(name, fr->envp);
+    if (v == NULL || strlen(v) >= cap)
+        v = ""; /* absent, or too long to be ours */
+    memcpy(out, v, strlen(v) + 1);
+}
+
+/* basic/...: the page name, the base path, and the headers a form check needs. */
+static void read_basic(FCGX_Request *fr, struct lp_req *r, const char *uri)
+{
+    const char *b = strstr(uri, "/basic/") + 7;
+    const char *ct = FCGX_GetParam("CONTENT_TYPE", fr->envp);
+    size_t blen = (size_t)(b - uri);
+
+    if (strlen(b) < sizeof(r->basic_page) && strchr(b, '/') == NULL)
+        memcpy(r->basic_page, b, strlen(b) + 1);
+    else
+        memcpy(r->basic_page, "?", 2);
+    if (blen >= sizeof(r->base))
+        blen = 0;
+    memcpy(r->base, uri, blen);
+    r->base[blen] = '\0';
+    r->form = ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0 &&
+              (ct[33] == '\0' || ct[33] == ';');
+    copy_param(fr, "HTTP_COOKIE", r->cookie, sizeof(r->cookie));
+    copy_param(fr, "HTTP_ORIGIN", r->origin, sizeof(r->origin));
+    copy_param(fr, "HTTP_REFERER", r->referer, sizeof(r->referer));
+    copy_param(fr, "HTTP_HOST", r->host, sizeof(r->host));
+}
+
 void lp_req_read(FCGX_Request *fr, struct lp_req *r)
 {
     const char *method = FCGX_GetParam("REQUEST_METHOD", fr->envp);
@@ -314,6 +347,8 @@ void lp_req_read(FCGX_Request *fr, struct lp_req *r)
     /* GET events: Accept and Last-Event-ID (nginx passes request headers as HTTP_*) */
     const char *acc = FCGX_GetParam("HTTP_ACCEPT", fr->envp);
     r->accept_sse = acc && strcasestr(acc, "text/event-stream") != NULL;
+    if (r->ep == LP_EP_BASIC)
+        read_basic(fr, r, uri);
     const char *lei = FCGX_GetParam("HTTP_LAST_EVENT_ID", fr->envp);
     r->last_event_id[0] = '\0';
     r->last_event_id_too_long = lei && strlen(lei) >= sizeof(r->last_event_id);
