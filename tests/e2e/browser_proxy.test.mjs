@@ -2,7 +2,7 @@
 // WebSocket: the upgrade is refused (403), accepted but never passes a
 // frame, or closed right after the 101 (tests/nginx.test.conf, servers at
 // PORT + 3, 4, 5, through tests/e2e/browser_proxy_box.mjs). In each case
-// the page falls back to long-poll and chats within 5 s; when the proxy
+// the page falls back to SSE (chat-poll.js's stream) and chats within 5 s; when the proxy
 // starts passing WebSocket, the page moves back by itself, and every
 // message is shown exactly once, in the server's order.
 import { describe, test, before, after } from 'node:test';
@@ -48,7 +48,7 @@ describe('behind a proxy that blocks WebSocket', { skip: SKIP }, () => {
   });
 
   for (const [which, offset, what] of CASES) {
-    test(`the proxy ${what}: long-poll chats within 5 s, WebSocket comes back later, nothing lost or doubled`,
+    test(`the proxy ${what}: SSE chats within 5 s, WebSocket comes back later, nothing lost or doubled`,
       (t) => scene(`proxy-${which}`, async (pages) => {
         box.mode[which] = which;
         const room = uniqueRoom(`p${which}`);
