@@ -69,6 +69,13 @@ int lp_reply_error(struct lp_conn *c, enum chat_err code, const char *message);
 /* Same object with another status (404, 405, 415, 500). */
 int lp_reply_error_status(struct lp_conn *c, int status, enum chat_err code, const char *message);
 void lp_conn_drop(struct lp_conn *c);
+/* A streamed answer (lp_sse.c, lp_stream.c): writes data (the header block
+ * first, then SSE bytes) as STDOUT records, and with end the end of STDOUT
+ * and END_REQUEST too; the connection stays open either way (lp_conn_drop
+ * closes it). wait: blocking with a 5 s send timeout (acceptors); else one
+ * non-blocking send that must take everything (the listener never waits on
+ * a slow reader). 0, or -1 when not all was written. */
+int lp_stream_records(struct lp_conn *c, const char *data, size_t len, bool end, bool wait);
 
 enum lp_endpoint {
     LP_EP_UNKNOWN = 0,
@@ -77,6 +84,8 @@ enum lp_endpoint {
     LP_EP_HISTORY,
     LP_EP_TYPING,
     LP_EP_HEALTH,
+    LP_EP_EVENTS, /* GET events: Server-Sent Events (lp_sse.c) */
+    LP_EP_BASIC,  /* basic/...: the HTML mode without JavaScript (lp_basic.c) */
 };
 
 /* Everything an acceptor needs of one request, copied out of libfcgi so
@@ -88,6 +97,15 @@ struct lp_req {
     struct chat_policy policy;
     char addr[64];          /* REMOTE_ADDR as nginx passed it; "" when none */
     const char *policy_err; /* non-NULL: nginx passed a bad CHAT_* value */
+    /* GET events (lp_sse.c): the Accept and Last-Event-ID headers */
+    bool accept_sse;          /* Accept names text/event-stream */
+    char last_event_id[1024]; /* "" when none */
+    bool last_event_id_too_long;
+    /* basic/... (lp_basic.c): the page, and what a form check needs */
+    char basic_page[16]; /* after "basic/": "", "room", "post"; "?" other */
+    char base[128];      /* DOCUMENT_URI up to and with "basic/" */
+    bool form;           /* Content-Type application/x-www-form-urlencoded */
+    char cookie[1024], origin[256], referer[512], host[256];
     char query[LP_QUERY_MAX + 1];
     size_t query_len;
     bool query_too_long;
@@ -212,6 +230,63 @@ void lp_health(struct lp_req *r, PGconn **db);
 /* GET poll (lp_poll.c): answers at once or parks the poll. */
 void lp_poll_init(const struct lp_config *cfg);
 void lp_poll_handle(struct lp_req *r, PGconn **db);
+
+/* What GET poll and GET events share (lp_poll.c): the rooms asked, the
+ * cursors reached, and the events read so far, separated by sep. */
+struct lp_poll_ctx {
+    struct lp_cursor rooms[LP_MAX_ROOMS]; /* seq: as asked (-1: none) */
+    int64_t cursor[LP_MAX_ROOMS];         /* seq: as answered */
+    size_t n;
+    bool backlog; /* a room without ":N" */
+    char member[CHAT_SENDER_MAX + 1];
+    unsigned timeout;
+    char sep; /* between events: ',' (poll) or '\n' (events); 0 is ',' */
+    struct chat_sbuf events;
+};
+/* rooms, name, timeout of the query; 0, or -1 with the error answered. */
+int lp_poll_parse(struct lp_req *r, struct lp_poll_ctx *c);
+/* Reads every room past its cursor. 0, or -1 when the database cannot be asked. */
+int lp_poll_read(PGconn **db, struct lp_poll_ctx *c);
+/* {"room":{"members":[...],"count":N},...} of the rooms without ":N"; malloc'd or NULL. */
+char *lp_poll_members(PGconn **db, struct lp_poll_ctx *c);
+/* --max-parked: polls and streams one process holds */
+int lp_poll_max_parked(void);
+/* Every cursor at or past what the listener vouches for (lp_seqcache.c). */
+bool lp_poll_covered(const struct lp_poll_ctx *c, unsigned gen);
+
+/* ---- Server-Sent Events (lp_sse.c: the acceptor's side; lp_stream.c: a
+ * stream's state and bytes, used by the acceptor and the listener) ------- */
+
+#define LP_SSE_HEARTBEAT_DEFAULT 15 /* seconds between heartbeat comments */
+#define LP_SSE_HEARTBEAT_MAX 300
+
+void lp_sse_handle(struct lp_req *r, PGconn **db);
+/* basic/: the HTML pages and the form post (lp_basic.c). */
+void lp_basic_handle(struct lp_req *r, PGconn **db);
+
+struct lp_stream;
+/* A stream of member over rooms (cursors: what the client has). NULL out of memory. */
+struct lp_stream *lp_stream_new(const char *member, const struct lp_cursor *rooms, size_t n,
+                                unsigned heartbeat_s);
+void lp_stream_free(struct lp_stream *s);
+/* The acceptor's read reached cursor[i] of each room (nothing to send before). */
+void lp_stream_reached(struct lp_stream *s, const int64_t *cursor);
+int64_t lp_stream_heartbeat_ms(const struct lp_stream *s);
+/* Appends events (JSON lines joined by "\n") to out as SSE: one event per
+ * line, a message carrying the full cursor list after it as its id
+ * ("lobby:13,dev:4"), which moves the stream's cursors; a message at or
+ * below its room's cursor is dropped. 0, or -1 out of memory. */
+int lp_stream_format(struct lp_stream *s, struct chat_sbuf *out, const char *events, size_t len);
+/* The cursor list "room:seq,..." (NUL-terminated) into out. */
+int lp_stream_cursor(const struct lp_stream *s, struct chat_sbuf *out);
+/* Listener: sends the round's events (or, with none, a heartbeat comment),
+ * refreshes the member's presence when due. 0, or -1: drop the stream
+ * (gone, or too slow to take it at once: the client resumes by its id). */
+int lp_stream_flush(struct lp_stream *s, struct lp_conn *c, const char *events, size_t len);
+/* Ends the response (end of STDOUT, END_REQUEST) and closes the connection. */
+void lp_stream_end(struct lp_conn *c);
+/* Listener: p streams (freed with it); it is answered with SSE and parked again. */
+void lp_poll_set_stream(struct lp_poll *p, struct lp_stream *s);
 void *lp_acceptor_main(void *arg); /* arg: struct lp_acceptor */
 
 struct lp_acceptor {

@@ -248,6 +248,8 @@ static void dispatch(struct lp_req *r, PGconn **db)
                                            "server misconfigured (see its log)");
     if (r->ep == LP_EP_UNKNOWN)
         return (void)lp_reply_error_status(&r->conn, 404, CHAT_E_BAD_REQUEST, "no such endpoint");
+    if (r->ep == LP_EP_BASIC) /* the HTML mode: pages and a form (lp_basic.c) */
+        return lp_basic_handle(r, db);
     bool want_post = r->ep == LP_EP_SEND || r->ep == LP_EP_TYPING;
     if ((want_post && !r->post) || (!want_post && !r->get))
         return (void)lp_reply_error_status(&r->conn, 405, CHAT_E_BAD_REQUEST,
@@ -267,6 +269,9 @@ static void dispatch(struct lp_req *r, PGconn **db)
         break;
     case LP_EP_HISTORY:
         handle_history(r, db);
+        break;
+    case LP_EP_EVENTS: /* Server-Sent Events (lp_sse.c) */
+        lp_sse_handle(r, db);
         break;
     default:
         handle_typing(r, db);

@@ -112,6 +112,46 @@ int lp_reply(struct lp_conn *c, int status, const char *body, size_t len)
     return rc;
 }
 
+int lp_stream_records(struct lp_conn *c, const char *data, size_t len, bool end, bool wait)
+{
+    size_t nrec = len / LP_RECORD_MAX + 1;
+    unsigned char *buf = malloc(len + 8 * (nrec + 2) + 8);
+    unsigned char *w = buf;
+    size_t done = 0;
+    int rc = 0;
+
+    if (buf == NULL)
+        return -1;
+    while (done < len) {
+        size_t n = len - done < LP_RECORD_MAX ? len - done : LP_RECORD_MAX;
+        w = put_record_header(w, FCGI_STDOUT, c->id, n);
+        memcpy(w, data + done, n);
+        w += n;
+        done += n;
+    }
+    if (end) {
+        w = put_record_header(w, FCGI_STDOUT, c->id, 0);
+        w = put_record_header(w, FCGI_END_REQUEST, c->id, 8);
+        memset(w, 0, 8);
+        w[4] = FCGI_REQUEST_COMPLETE;
+        w += 8;
+    }
+    size_t total = (size_t)(w - buf);
+    if (wait) {
+        struct timeval tv = {5, 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        rc = write_all(c->fd, buf, total);
+    } else if (total > 0) {
+        ssize_t n;
+        do
+            n = send(c->fd, buf, total, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        rc = n == (ssize_t)total ? 0 : -1;
+    }
+    free(buf);
+    return rc;
+}
+
 int lp_reply_error_status(struct lp_conn *c, int status, enum chat_err code, const char *message)
 {
     size_t len;
@@ -149,12 +189,14 @@ static enum lp_endpoint endpoint_of(const char *uri)
         enum lp_endpoint ep;
     } eps[] = {
         {"poll", LP_EP_POLL},     {"send", LP_EP_SEND},     {"history", LP_EP_HISTORY},
-        {"typing", LP_EP_TYPING}, {"health", LP_EP_HEALTH},
+        {"typing", LP_EP_TYPING}, {"health", LP_EP_HEALTH}, {"events", LP_EP_EVENTS},
     };
     const char *slash;
 
     if (uri == NULL)
         return LP_EP_UNKNOWN;
+    if (strstr(uri, "/basic/") != NULL)
+        return LP_EP_BASIC;
     slash = strrchr(uri, '/');
     const char *last = slash ? slash + 1 : uri;
     for (size_t k = 0; k < sizeof(eps) / sizeof(eps[0]); k++)
@@ -235,6 +277,37 @@ static void read_body(FCGX_Request *fr, struct lp_req *r, long declared)
     }
 }
 
+static void copy_param(FCGX_Request *fr, const char *name, char *out, size_t cap)
+{
+    const char *v = FCGX_GetParam(name, fr->envp);
+    if (v == NULL || strlen(v) >= cap)
+        v = ""; /* absent, or too long to be ours */
+    memcpy(out, v, strlen(v) + 1);
+}
+
+/* basic/...: the page name, the base path, and the headers a form check needs. */
+static void read_basic(FCGX_Request *fr, struct lp_req *r, const char *uri)
+{
+    const char *b = strstr(uri, "/basic/") + 7;
+    const char *ct = FCGX_GetParam("CONTENT_TYPE", fr->envp);
+    size_t blen = (size_t)(b - uri);
+
+    if (strlen(b) < sizeof(r->basic_page) && strchr(b, '/') == NULL)
+        memcpy(r->basic_page, b, strlen(b) + 1);
+    else
+        memcpy(r->basic_page, "?", 2);
+    if (blen >= sizeof(r->base))
+        blen = 0;
+    memcpy(r->base, uri, blen);
+    r->base[blen] = '\0';
+    r->form = ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0 &&
+              (ct[33] == '\0' || ct[33] == ';');
+    copy_param(fr, "HTTP_COOKIE", r->cookie, sizeof(r->cookie));
+    copy_param(fr, "HTTP_ORIGIN", r->origin, sizeof(r->origin));
+    copy_param(fr, "HTTP_REFERER", r->referer, sizeof(r->referer));
+    copy_param(fr, "HTTP_HOST", r->host, sizeof(r->host));
+}
+
 void lp_req_read(FCGX_Request *fr, struct lp_req *r)
 {
     const char *method = FCGX_GetParam("REQUEST_METHOD", fr->envp);
@@ -271,6 +344,16 @@ void lp_req_read(FCGX_Request *fr, struct lp_req *r)
         }
     }
     r->json = is_json_type(FCGX_GetParam("CONTENT_TYPE", fr->envp));
+    /* GET events: Accept and Last-Event-ID (nginx passes request headers as HTTP_*) */
+    const char *acc = FCGX_GetParam("HTTP_ACCEPT", fr->envp);
+    r->accept_sse = acc && strcasestr(acc, "text/event-stream") != NULL;
+    if (r->ep == LP_EP_BASIC)
+        read_basic(fr, r, uri);
+    const char *lei = FCGX_GetParam("HTTP_LAST_EVENT_ID", fr->envp);
+    r->last_event_id[0] = '\0';
+    r->last_event_id_too_long = lei && strlen(lei) >= sizeof(r->last_event_id);
+    if (lei && !r->last_event_id_too_long)
+        memcpy(r->last_event_id, lei, strlen(lei) + 1);
     if (cl && *cl) {
         char *end;
         errno = 0;

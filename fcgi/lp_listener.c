@@ -75,8 +75,15 @@ void lp_poll_free(struct lp_poll *p)
 {
     if (p == NULL)
         return;
+    lp_stream_free(p->stream);
     chat_sbuf_free(&p->events);
     free(p);
+}
+
+void lp_poll_set_stream(struct lp_poll *p, struct lp_stream *s)
+{
+    p->stream = s;
+    p->deadline = chat_now_ms() + lp_stream_heartbeat_ms(s);
 }
 
 /* ---- deadline heap ------------------------------------------------------ */
@@ -162,6 +169,12 @@ static void finish(struct lp_poll *p)
     int64_t cursors[LP_MAX_ROOMS];
     size_t len;
 
+    if (p->stream) { /* shutting down, or out of memory: the client resumes elsewhere */
+        lp_stream_end(&p->conn);
+        atomic_fetch_sub(&lp_parked, 1);
+        lp_poll_free(p);
+        return;
+    }
     for (size_t k = 0; k < p->n; k++) {
         rooms[k] = p->w[k].name;
         cursors[k] = p->w[k].cursor;
@@ -176,9 +189,30 @@ static void finish(struct lp_poll *p)
     lp_poll_free(p);
 }
 
+static void adopt(struct lp_poll *p);
+
+/* A stream is answered with the round's events (or a heartbeat) and parked
+ * again with its cursors moved; a stream that cannot take them is dropped. */
 static void complete(struct lp_poll *p)
 {
     unpark(p);
+    if (p->stream && !atomic_load(&lp_stopping)) {
+        if (lp_stream_flush(p->stream, &p->conn, p->events.p, p->events.len) < 0) {
+            log_debug("stream %d: gone or too slow; dropping it (it resumes by its id)",
+                      p->conn.id);
+            lp_conn_drop(&p->conn);
+            atomic_fetch_sub(&lp_parked, 1);
+            lp_poll_free(p);
+            return;
+        }
+        chat_sbuf_free(&p->events); /* a quiet stream holds no buffer */
+        p->state = LP_POLL_NEW;
+        p->deadline = chat_now_ms() + lp_stream_heartbeat_ms(p->stream);
+        p->gen = atomic_load(&lp_listen_gen);
+        p->how = LP_CHECKED_CACHE; /* it was linked all along: plain */
+        adopt(p);
+        return;
+    }
     finish(p);
 }
 

@@ -16,16 +16,6 @@
 #include "chat_members.h"
 #include "chat_sql.h"
 
-struct poll_ctx {
-    struct lp_cursor rooms[LP_MAX_ROOMS]; /* seq: as asked (-1: none) */
-    int64_t cursor[LP_MAX_ROOMS];         /* seq: as answered */
-    size_t n;
-    bool backlog; /* a room without ":N" */
-    char member[CHAT_SENDER_MAX + 1];
-    unsigned timeout;
-    struct chat_sbuf events;
-};
-
 static const struct lp_config *conf; /* given at init */
 static const char *const sql_fast =
     "SELECT r.i, r.lo, m.seq, m.j FROM ("
@@ -46,7 +36,7 @@ static int bad(struct lp_req *r, const char *why)
     return -1;
 }
 
-static int parse(struct lp_req *r, struct poll_ctx *c)
+int lp_poll_parse(struct lp_req *r, struct lp_poll_ctx *c)
 {
     char list[LP_QUERY_MAX + 1], num[32], name[CHAT_USER_MAX + 2];
     int n = chat_query_get(r->query, r->query_len, "rooms", list, sizeof(list));
@@ -86,17 +76,18 @@ static int parse(struct lp_req *r, struct poll_ctx *c)
     return 0;
 }
 
-static int add_event(struct poll_ctx *c, const char *ev, size_t len)
+static int add_event(struct lp_poll_ctx *c, const char *ev, size_t len)
 {
     if (c->events.len >= LP_RESPONSE_SOFT_MAX)
         return -1;
-    if (c->events.len && chat_sbuf_add(&c->events, ",", 1) < 0)
+    const char sep = c->sep ? c->sep : ',';
+    if (c->events.len && chat_sbuf_add(&c->events, &sep, 1) < 0)
         return -1;
     return chat_sbuf_add(&c->events, ev, len);
 }
 
 /* Reads past every cursor. 0, or -1 when the database cannot be asked. */
-static int fast_path(PGconn **db, struct poll_ctx *c)
+int lp_poll_read(PGconn **db, struct lp_poll_ctx *c)
 {
     struct chat_sbuf rooms = {0}, curs = {0};
     int bad_mem = 0, rc = -1;
@@ -138,7 +129,7 @@ out:
 }
 
 /* {"room":{"members":[...],"count":N},...} for the rooms without ":N". */
-static char *members_json(PGconn **db, struct poll_ctx *c)
+char *lp_poll_members(PGconn **db, struct lp_poll_ctx *c)
 {
     json_t *all = json_object();
     char *out = NULL;
@@ -175,9 +166,9 @@ static char *members_json(PGconn **db, struct poll_ctx *c)
     return out;
 }
 
-static void answer(struct lp_req *r, struct poll_ctx *c, PGconn **db)
+static void answer(struct lp_req *r, struct lp_poll_ctx *c, PGconn **db)
 {
-    char *members = c->backlog ? members_json(db, c) : NULL;
+    char *members = c->backlog ? lp_poll_members(db, c) : NULL;
     const char *rooms[LP_MAX_ROOMS];
     size_t len;
 
@@ -196,7 +187,7 @@ static void answer(struct lp_req *r, struct poll_ctx *c, PGconn **db)
 
 /* Parks the poll (or answers it at once when shutting down): true when the
  * poller is being served, false when refused. */
-static bool park(struct lp_req *r, struct poll_ctx *c, unsigned gen, enum lp_checked how,
+static bool park(struct lp_req *r, struct lp_poll_ctx *c, unsigned gen, enum lp_checked how,
                  PGconn **db)
 {
     struct lp_cursor at[LP_MAX_ROOMS];
@@ -223,7 +214,7 @@ static bool park(struct lp_req *r, struct poll_ctx *c, unsigned gen, enum lp_che
 }
 
 /* Every cursor at or past what the listener vouches for (lp_seqcache.c). */
-static bool covered(const struct poll_ctx *c, unsigned gen)
+bool lp_poll_covered(const struct lp_poll_ctx *c, unsigned gen)
 {
     for (size_t i = 0; i < c->n; i++)
         if (!lp_seqcache_covers(c->rooms[i].room, c->rooms[i].seq, gen))
@@ -236,18 +227,23 @@ void lp_poll_init(const struct lp_config *cfg)
     conf = cfg;
 }
 
+int lp_poll_max_parked(void)
+{
+    return conf->max_parked;
+}
+
 void lp_poll_handle(struct lp_req *r, PGconn **db)
 {
-    struct poll_ctx c;
+    struct lp_poll_ctx c;
     bool served = true;
 
     memset(&c, 0, sizeof(c));
-    if (parse(r, &c) < 0 || !lp_rate_admit(r, c.member, false))
+    if (lp_poll_parse(r, &c) < 0 || !lp_rate_admit(r, c.member, false))
         return;
     unsigned gen = atomic_load(&lp_listen_gen);
-    if (!c.backlog && c.timeout > 0 && covered(&c, gen)) {
+    if (!c.backlog && c.timeout > 0 && lp_poll_covered(&c, gen)) {
         served = park(r, &c, gen, LP_CHECKED_CACHE, db); /* the listener says: nothing to read */
-    } else if (fast_path(db, &c) < 0) {
+    } else if (lp_poll_read(db, &c) < 0) {
         if (c.backlog) {
             lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "database unavailable; retry later");
             served = false;

@@ -28,4 +28,11 @@ struct lp_cursor {
  * name or number, a room twice) or LP_CURSOR_TOO_MANY. */
 int lp_cursor_parse(const char *s, size_t len, struct lp_cursor *out, size_t max);
 
+/* The value of cookie name in a Cookie header ("a=1; b=2"), copied into
+ * out (NUL-terminated, not decoded). Only values of printable ASCII without
+ * space, quote, comma, semicolon or backslash are taken. Returns its
+ * length, CHAT_QUERY_ABSENT, or CHAT_QUERY_BAD (a bad value, or longer than
+ * cap - 1). The first cookie of that name wins. */
+int lp_cookie_get(const char *s, size_t len, const char *name, char *out, size_t cap);
+
 #endif

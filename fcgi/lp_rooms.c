@@ -285,7 +285,7 @@ static bool append_event(struct lp_poll *p, const char *ev, size_t len)
 {
     if (p->events.len >= LP_RESPONSE_SOFT_MAX)
         return false;
-    if ((p->events.len && chat_sbuf_add(&p->events, ",", 1) < 0) ||
+    if ((p->events.len && chat_sbuf_add(&p->events, p->stream ? "\n" : ",", 1) < 0) ||
         chat_sbuf_add(&p->events, ev, len) < 0)
         return false;
     ops->mark_ready(p);

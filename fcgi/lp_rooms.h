@@ -35,7 +35,8 @@ struct lp_poll {
     size_t heap_i;
     unsigned gen;
     enum lp_checked how;
-    struct chat_sbuf events; /* the answer's events, comma-separated */
+    struct chat_sbuf events;  /* the answer's events, comma-separated ("\n" for a stream) */
+    struct lp_stream *stream; /* GET events: answered as SSE and parked again; else NULL */
     size_t n;
     struct lp_wait w[];
 };

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 build_pkgs=(gcc make pkg-config libfcgi-dev libjansson-dev libpq-dev libcmocka-dev nettle-dev)
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-}" != build ]; then
-    pkgs+=(postgresql nginx clang libclang-rt-dev spawn-fcgi curl openssl chromium)
+    pkgs+=(postgresql nginx clang libclang-rt-dev spawn-fcgi curl openssl chromium w3m)
     # Debian's npm (it brings Debian's nodejs) installs the test packages,
     # the pinned Node.js among them; the system's node is never replaced.
     command -v npm >/dev/null 2>&1 || pkgs+=(npm)

@@ -32,7 +32,7 @@ const store = {
 };
 
 const params = new URLSearchParams(location.search);
-const TRANSPORTS = { websocket: ['websocket'], longpoll: ['longpoll'] }[params.get('transport')];
+const TRANSPORTS = { websocket: ['websocket'], sse: ['sse'], longpoll: ['longpoll'] }[params.get('transport')];
 
 let chat = null;
 let me = { name: null, user: null };
@@ -579,7 +579,7 @@ function renderTyping() {
 
 // ---- connection indicator --------------------------------------------------------------
 
-const TRANSPORT_NAMES = { websocket: 'WebSocket', longpoll: 'Long-poll' };
+const TRANSPORT_NAMES = { websocket: 'WebSocket', sse: 'SSE', longpoll: 'Long-poll' };
 
 function renderConn({ state, transport, retryIn }) {
   const el = $('conn');

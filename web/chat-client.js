@@ -1,6 +1,8 @@
 // chat-client.js: the chat's client library. One event API whatever the
-// transport: WebSocket when it works, long-poll (chat-poll.js) when it is
-// missing or fails to connect, WebSocket again later. Reconnects with
+// transport: WebSocket when it works, Server-Sent Events, then long-poll
+// (both in chat-poll.js) when it is missing or fails to connect, WebSocket
+// again later; the transport that worked is remembered (localStorage) and
+// tried first next time. Reconnects with
 // exponential backoff and jitter, resumes every room from the last seq it
 // delivered, re-sends unacknowledged messages with the same cid (the server
 // acks a repeated cid once), and drops duplicates by (room, seq): whatever
@@ -18,7 +20,9 @@ export const ROOM_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 export const NAME_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 
 const DEFAULTS = {
-  transports: ['websocket', 'longpoll'],
+  transports: ['websocket', 'sse', 'longpoll'],
+  sseTimeout: 5000, // ms for an event stream to say "ready" before long-poll
+  remember: true, // keep the transport that worked in localStorage
   pollTimeout: 25, // seconds a long-poll may park
   connectTimeout: 8000, // ms for a WebSocket to open and say hello
   fallbackAfter: 2500, // ms without hello before long-poll starts alongside
@@ -66,7 +70,7 @@ export class ChatClient {
    * @param {object} options
    *   url: base URL of the chat (default: the folder this file is served from)
    *   name: guest name (ignored when nginx authenticates the user)
-   *   transports: ['websocket', 'longpoll'] (order is preference)
+   *   transports: ['websocket', 'sse', 'longpoll'] (order is preference)
    *   plus the timing knobs in DEFAULTS
    */
   constructor(options = {}) {
@@ -82,7 +86,7 @@ export class ChatClient {
   }
 
   get state() { return this.#state; } // idle connecting connected reconnecting offline closed
-  get transport() { return this.#transport; } // 'websocket' | 'longpoll' | null
+  get transport() { return this.#transport; } // 'websocket' | 'sse' | 'longpoll' | null
 
   // ---- events -----------------------------------------------------------------
 
@@ -114,8 +118,13 @@ export class ChatClient {
     this.#setState('connecting');
     this.#timers.set('watchdog', setInterval(() => this.#checkAlive(), 5000));
     this.#tick = Date.now();
-    if (this.#wsAllowed()) this.#openWs(false);
-    else this.#startPoll();
+    // what worked last time goes first: a page behind a proxy that blocks
+    // WebSocket does not wait for it again (it is probed in the background)
+    const known = this.#remembered();
+    if (this.#wsAllowed() && known !== 'sse' && known !== 'longpoll') this.#openWs(false);
+    else if (this.#wsAllowed() && this.#pollAllowed()) this.#wsFailed(false);
+    else if (this.#pollAllowed()) this.#startPoll();
+    else this.#openWs(false);
     return this;
   }
 
@@ -134,7 +143,7 @@ export class ChatClient {
   reconnectNow() {
     if (this.#state !== 'reconnecting' && this.#state !== 'offline') return;
     this.#fails = 0;
-    if (this.#transport === 'longpoll' && this.#poller) {
+    if (this.#overHttp() && this.#poller) {
       this.#poller.kick();
       if (this.#wsAllowed()) this.#schedule('probe', 0, () => this.#openWs(true));
     } else if (this.#wsAllowed()) {
@@ -203,7 +212,7 @@ export class ChatClient {
     if (now - (this.#typingAt.get(room) || 0) < this.#o.typingEvery) return;
     this.#typingAt.set(room, now);
     if (this.#ws) this.#wsSend({ op: 'typing', room });
-    else if (this.#transport === 'longpoll') {
+    else if (this.#overHttp()) {
       this.#http('POST', 'typing', { room, name: this.name ?? undefined }).catch(() => {});
     }
   }
@@ -260,7 +269,29 @@ export class ChatClient {
       typeof (this.#o.WebSocket ?? globalThis.WebSocket) === 'function';
   }
 
-  #pollAllowed() { return this.#o.transports.includes('longpoll'); }
+  #pollAllowed() { return this.#o.transports.includes('longpoll') || this.#sseAllowed(); }
+
+  #sseAllowed() {
+    return this.#o.transports.includes('sse') &&
+      typeof (this.#o.EventSource ?? globalThis.EventSource) === 'function';
+  }
+
+  // Sends, typing and history go over HTTP (SSE and long-poll alike).
+  #overHttp() { return this.#transport === 'sse' || this.#transport === 'longpoll'; }
+
+  // ---- what worked last time (localStorage, per chat URL) -----------------
+
+  #rememberKey() { return `chat-transport|${this.base}`; }
+
+  #remembered() {
+    if (!this.#o.remember) return null;
+    try { return globalThis.localStorage?.getItem(this.#rememberKey()) ?? null; } catch { return null; }
+  }
+
+  #remember(transport) {
+    if (!this.#o.remember) return;
+    try { globalThis.localStorage?.setItem(this.#rememberKey(), transport); } catch { /* private mode */ }
+  }
 
   // ---- WebSocket ---------------------------------------------------------------------
 
@@ -349,6 +380,7 @@ export class ChatClient {
     this.#probes = 0;
     this.#pingAt = 0;
     this.#transport = 'websocket';
+    this.#remember('websocket');
     for (const r of this.rooms.values()) r.synced = false;
     for (const room of this.rooms.keys()) this.#wsJoin(room);
     this.#setState('connected', { transport: 'websocket' });
@@ -469,18 +501,31 @@ export class ChatClient {
 
   #startPoll() {
     if (this.#poller || this.#state === 'closed') return;
-    this.#transport = 'longpoll';
+    // SSE unless it is off, missing, or failed here before (remembered)
+    const sse = this.#sseAllowed() &&
+      (this.#remembered() !== 'longpoll' || !this.#o.transports.includes('longpoll'));
+    this.#transport = sse ? 'sse' : 'longpoll';
     for (const r of this.rooms.values()) r.synced = false;
-    this.#setState(this.#state === 'connecting' ? 'connecting' : this.#lostState(), { transport: 'longpoll' });
-    this.#poller = new Poller({
+    this.#setState(this.#state === 'connecting' ? 'connecting' : this.#lostState(), { transport: this.#transport });
+    const poller = this.#poller = new Poller({
       base: this.base,
       name: this.name,
       timeout: this.#o.pollTimeout,
       fetch: this.#o.fetch,
       share: this.#o.sharePoll,
+      sse,
+      sseTimeout: this.#o.sseTimeout,
+      EventSource: this.#o.EventSource,
+      fallback: this.#o.transports.includes('longpoll'),
       backoff: (n) => this.#backoff(n),
       onResponse: (resp) => this.#onPoll(resp),
       onStatus: (ok, err, retryIn) => this.#onPollStatus(ok, err, retryIn),
+      onMode: (mode) => {
+        if (this.#poller !== poller) return;
+        this.#transport = mode; // the stream never worked here: long-poll
+        this.#remember(mode);
+        this.#setState(this.#state, { transport: mode });
+      },
     });
     this.#poller.update(this.#cursors());
     this.#poller.start();
@@ -496,7 +541,8 @@ export class ChatClient {
     if (ok) {
       const was = this.#state;
       this.#fails = 0;
-      this.#setState('connected', was === 'connected' ? {} : { transport: 'longpoll' });
+      if (was !== 'connected') this.#remember(this.#transport);
+      this.#setState('connected', was === 'connected' ? {} : { transport: this.#transport });
       if (was !== 'connected') this.#pump();
       return;
     }
@@ -513,7 +559,7 @@ export class ChatClient {
     for (const [room, m] of Object.entries(resp.members)) {
       this.#applyMembers(room, m.members, m.count, true);
     }
-    for (const ev of resp.events) this.#onEvent(ev, 'longpoll');
+    for (const ev of resp.events) this.#onEvent(ev, this.#transport);
     for (const [room, seq] of resp.cursor) {
       const r = this.rooms.get(room);
       if (!r) continue;
@@ -639,7 +685,7 @@ export class ChatClient {
       for (const item of this.outbox.values()) {
         if (item.status === 'pending') this.#wsSendItem(item);
       }
-    } else if (this.#transport === 'longpoll' && !this.#httpSending) {
+    } else if (this.#overHttp() && !this.#httpSending) {
       const item = [...this.outbox.values()].find((i) => i.status === 'pending');
       if (item) this.#httpSendItem(item);
     }
@@ -675,7 +721,7 @@ export class ChatClient {
       // connection sends it again with the same cid.
       item.status = 'pending';
       if (code === 'timeout') this.#pump();
-      else if (this.#transport === 'longpoll') {
+      else if (this.#overHttp()) {
         item.status = 'waiting';
         this.#schedule(`send:${item.cid}`, this.#backoff(++item.tries), () => {
           if (item.status === 'waiting') { item.status = 'pending'; this.#pump(); }

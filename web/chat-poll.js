@@ -12,6 +12,13 @@
 // navigator.locks (plain http on a non-local host), each tab polls alone.
 //
 // Sends, history and typing are short requests made by each tab itself.
+//
+// With `sse: true` the leader reads GET events (Server-Sent Events) instead
+// of polling: one EventSource for the same rooms, whose events are handed
+// on exactly like poll answers (the id of each message is the full cursor
+// list). A stream that fails before its first "ready" event (a proxy that
+// buffers or refuses it) turns this Poller to long-poll for good, and
+// onMode('longpoll') says so.
 
 const BEAT_MS = 15000; // the leader says it is alive at least this often
 
@@ -53,12 +60,17 @@ export class Poller {
   #timers = [];
   #lastStatus = null;
 
+  #sse = false; // reading GET events rather than polling
+  #sseWorked = false; // a stream said "ready" once
+
   constructor(options) {
     this.#o = options;
+    this.#sse = Boolean(options.sse) && typeof (options.EventSource ?? globalThis.EventSource) === 'function';
     this.key = `chat-poll|${options.base}|${options.name || ''}`;
   }
 
   get leading() { return this.#leading; }
+  get mode() { return this.#sse ? 'sse' : 'longpoll'; }
   get shared() { return this.#channel !== null; }
 
   start() {
@@ -156,7 +168,11 @@ export class Poller {
       beat = setInterval(() => this.#post({ t: 'beat' }), BEAT_MS);
     }
     try {
-      await this.#loop();
+      while (this.#running && this.#leading) {
+        if (this.#sse) await this.#streamLoop();
+        else await this.#loop();
+        if (this.#sse) break; // stopped leading; else: turned to long-poll
+      }
     } finally {
       clearInterval(beat);
       this.#leading = false;
@@ -195,11 +211,84 @@ export class Poller {
     });
   }
 
+  // GET events: one stream for the rooms of every tab, reopened from the
+  // cursors when the rooms change or it breaks (after a backoff). Returns
+  // when the Poller stops leading, or turns to long-poll (#sse false).
+  async #streamLoop() {
+    let fails = 0;
+    while (this.#running && this.#leading && this.#sse) {
+      const rooms = this.#rooms();
+      if (!rooms) {
+        await this.#idle(0);
+        continue;
+      }
+      const url = new URL('events', this.#o.base);
+      url.searchParams.set('rooms', rooms);
+      if (this.#o.name) url.searchParams.set('name', this.#o.name);
+      const ES = this.#o.EventSource ?? globalThis.EventSource;
+      const flight = this.#inflight = { rooms, restart: false, ready: false };
+      const ended = await new Promise((resolve) => {
+        let es;
+        try { es = new ES(url.href); } catch { resolve('error'); return; }
+        const finish = (why) => { clearTimeout(timer); es.onmessage = es.onerror = null; es.close(); resolve(why); };
+        flight.ctl = { abort: () => finish('aborted') };
+        // no "ready" in time: a proxy holds the stream back (buffering it)
+        const timer = setTimeout(() => finish('silent'), this.#o.sseTimeout || 5000);
+        es.onmessage = (e) => {
+          let ev;
+          try { ev = JSON.parse(e.data); } catch { return; }
+          if (!ev || typeof ev !== 'object') return;
+          const resp = ev.op === 'ready'
+            ? { events: [], cursor: ev.cursor, members: ev.members || {}, user: ev.user }
+            : { events: [ev], cursor: e.lastEventId, members: {} };
+          if (ev.op === 'ready') {
+            clearTimeout(timer);
+            flight.ready = true;
+            this.#sseWorked = true;
+            fails = 0;
+            this.#status(true);
+          }
+          if (!flight.ready) return;
+          this.#answer(resp);
+        };
+        // the browser would reconnect by itself (with Last-Event-ID); we
+        // reopen from our cursors instead, after a backoff, so that a
+        // refusal (4xx, 503) is seen and reported
+        es.onerror = () => finish('error');
+      });
+      if (this.#inflight === flight) this.#inflight = null;
+      if (ended === 'aborted' && (flight.restart || !this.#running || !this.#leading)) continue;
+      if (!this.#sseWorked && this.#o.fallback !== false) {
+        this.#sse = false; // never worked here: long-poll from now on
+        this.#o.onMode?.('longpoll');
+        return;
+      }
+      fails++;
+      const delay = this.#o.backoff(fails);
+      this.#status(false, new HttpError(0, { code: 'network', message: `event stream ${ended}` }), delay);
+      await this.#idle(delay);
+    }
+  }
+
+  // An answer (of a poll, or one event of a stream): every tab gets it.
+  #answer(resp) {
+    const cursor = parseCursor(resp.cursor);
+    for (const tabRooms of this.#tabs.values()) {
+      for (const [room, seq] of cursor) {
+        if (tabRooms.has(room) && (tabRooms.get(room) === null || tabRooms.get(room) < seq)) {
+          tabRooms.set(room, seq);
+        }
+      }
+    }
+    this.#post({ t: 'resp', resp });
+    this.#deliver(resp, cursor);
+  }
+
   async #loop() {
     let fails = 0;
     let quick = true; // the first poll (and the first after a failure) does
     // not park: it answers at once, which tells that we are connected.
-    while (this.#running && this.#leading) {
+    while (this.#running && this.#leading && !this.#sse) {
       const rooms = this.#rooms();
       if (!rooms) {
         await this.#idle(0);

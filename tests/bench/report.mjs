@@ -71,6 +71,12 @@ const wake = get('lp-wake-all', 'chat');
 if (wake) out.push(`| wake-up, send to long-poll answer, 10,000 polls in 100 rooms: p50 / p99 / max | ${wake.latency_ms.median} / ${wake.latency_ms.p99} / ${wake.latency_ms.max} ms | (information) |`);
 const light = get('lp-light', 'chat');
 if (light) out.push(`| wake-up, send to long-poll answer, ${light.polls_per_send} polls, ${light.sends} sends: p50 / p99 / max | ${light.latency_ms.median} / ${light.latency_ms.p99} / ${light.latency_ms.max} ms | (information) |`);
+for (const t of ['sse', 'longpoll']) {
+  const r = get(`sse-rate-${t}`, 'chat');
+  if (r) out.push(`| ${r.rate} msg/s to ${r.readers} readers over ${t === 'sse' ? 'SSE' : 'long-poll'}: deliveries/s, latency p50 / p99 / max (lost, dups) | ${fmt(r.deliveries_per_s)}, ${r.latency_ms.p50} / ${r.latency_ms.p99} / ${r.latency_ms.max} ms (${r.lost}, ${r.dups}) | ${t === 'sse' ? 'SSE p99 <= long-poll p99' : '(the reference)'} |`);
+}
+const sm = get('sse-sse-memory', 'chat');
+if (sm) out.push(`| ${fmt(sm.streams)} open SSE streams: worker RSS | ${fmt(sm.rss_open_kib / 1024, 1)} MiB (${fmt(sm.rss_before_kib / 1024, 1)} before; ${fmt(sm.rss_per_stream_bytes)} bytes/stream; ${sm.threads} threads) | (information) |`);
 const g = get('sends-group', 'chat');
 const one = get('sends-one-per-tx', 'pgbench');
 const batch = get('sends-batch-100', 'pgbench');

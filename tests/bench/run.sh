@@ -7,7 +7,7 @@
 #
 #   make bench                         everything (about 10 minutes)
 #   BENCH_ONLY="fanout latency" make bench     some scenarios: fanout latency
-#                                      idle buffers lp sends
+#                                      idle buffers lp sse sends
 #   BENCH_SYSTEMS="chat bare" ...      some systems: chat sio siopg nchan bare
 #   BENCH_SCALE=0.5 ...                shorter windows (quick look)
 #
@@ -26,7 +26,7 @@ VAR=$(cd "$VAR" && pwd)
 PORT=${PORT:-28080}
 BIN=${BIN:-$ROOT/build/release}
 export VAR PORT BIN
-ONLY=${BENCH_ONLY:-fanout latency idle buffers lp sends moderation}
+ONLY=${BENCH_ONLY:-fanout latency idle buffers lp sse sends moderation}
 SYSTEMS=${BENCH_SYSTEMS:-chat sio siopg nchan bare}
 SCALE=${BENCH_SCALE:-1}
 # The request limit of chat-ws (50/s, burst 100 per connection) is not an
@@ -372,6 +372,20 @@ scn_lp() {
     done <<<"$out"
 }
 
+# Server-Sent Events against long-poll: 200 readers of one room, 20 msg/s
+# for 10 s on each; then 2,000 open streams in one worker (tests/bench/sse_bench.mjs)
+scn_sse() {
+    has_sys chat || return 0
+    local out line
+    out=$(cd "$ROOT/tests" && ulimit -n 20000 && CHAT_URL="http://127.0.0.1:$PORT/chat/" \
+        timeout 300 "$NODE" bench/sse_bench.mjs --readers 200 --rate 20 --seconds "$(secs 10)" --streams 2000 \
+        2>>"$B/sse_bench.err") || say "sse_bench failed (see $B/sse_bench.err)"
+    while read -r line; do
+        [ -n "$line" ] || continue
+        record "sse-$("$NODE" -e 'console.log(JSON.parse(process.argv[1]).phase)' "$line")" chat "$line"
+    done <<<"$out"
+}
+
 # persisted sends/s, 100 concurrent senders: ours (group commit) through
 # nginx, and one transaction per message (pgbench calling chat_post once per
 # message, 100 clients, straight to PostgreSQL: no nginx, no daemon)
@@ -444,7 +458,7 @@ say "starting our stack: VAR=$VAR PORT=$PORT CHAT_WS_ARGS=\"$CHAT_WS_ARGS\" (per
 "$ROOT/scripts/stack.sh" start
 stack_up=1
 
-for s in fanout latency idle buffers lp sends moderation; do
+for s in fanout latency idle buffers lp sse sends moderation; do
     want "$s" || continue
     say "== $s"
     "scn_$s"

@@ -224,7 +224,7 @@ describe('browser client', { skip: SKIP }, () => {
       const room = uniqueRoom('a');
       const open = async (username, noWebSocket) => {
         const context = await browser.newContext({ httpCredentials: { username, password: 'secret' } });
-        if (noWebSocket) await context.addInitScript(() => { delete window.WebSocket; });
+        if (noWebSocket) await context.addInitScript(() => { delete window.WebSocket; delete window.EventSource; }); // long-poll
         const page = await context.newPage();
         pages.push(page);
         await page.goto(`${auth}#${room}`);

@@ -144,6 +144,7 @@ describe('chat-client.js against a scripted server', { skip: SKIP }, () => {
         };
         const chat = new ChatClient({
           WebSocket: FakeWS, fetch, name: 'tess', probeMin: 100, probeMax: 200, backoffMin: 10, sharePoll: false,
+          transports: ['websocket', 'longpoll'], // long-poll through the fake fetch
         });
         const got = { messages: [], acks: [], states: [], presence: [] };
         chat.on('message', (m) => got.messages.push(m.seq));

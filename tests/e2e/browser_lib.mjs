@@ -23,10 +23,15 @@ export async function launch() {
 // connections of their own). Page errors are collected so a test can assert
 // that nothing went wrong (and that no injected script ran).
 // base: the chat's URL on another test server (portBase(n)); BASE by default.
-export async function openUser(browser, name, { room = 'lobby', noWebSocket = false, viewport, base = BASE } = {}) {
+// noWebSocket: a browser without WebSocket, and without EventSource too
+// (long-poll) unless sse is set (then it chats over Server-Sent Events).
+export async function openUser(browser, name, { room = 'lobby', noWebSocket = false, sse = false, viewport, base = BASE } = {}) {
   const context = await browser.newContext({ viewport: viewport || { width: 1180, height: 780 } });
   if (noWebSocket) {
     await context.addInitScript(() => { delete window.WebSocket; });
+  }
+  if (noWebSocket && !sse) {
+    await context.addInitScript(() => { delete window.EventSource; });
   }
   const page = await context.newPage();
   const errors = [];

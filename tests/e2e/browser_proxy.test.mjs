@@ -2,7 +2,7 @@
 // WebSocket: the upgrade is refused (403), accepted but never passes a
 // frame, or closed right after the 101 (tests/nginx.test.conf, servers at
 // PORT + 3, 4, 5, through tests/e2e/browser_proxy_box.mjs). In each case
-// the page falls back to long-poll and chats within 5 s; when the proxy
+// the page falls back to SSE (chat-poll.js's stream) and chats within 5 s; when the proxy
 // starts passing WebSocket, the page moves back by itself, and every
 // message is shown exactly once, in the server's order.
 import { describe, test, before, after } from 'node:test';
@@ -48,7 +48,7 @@ describe('behind a proxy that blocks WebSocket', { skip: SKIP }, () => {
   });
 
   for (const [which, offset, what] of CASES) {
-    test(`the proxy ${what}: long-poll chats within 5 s, WebSocket comes back later, nothing lost or doubled`,
+    test(`the proxy ${what}: SSE chats within 5 s, WebSocket comes back later, nothing lost or doubled`,
       (t) => scene(`proxy-${which}`, async (pages) => {
         box.mode[which] = which;
         const room = uniqueRoom(`p${which}`);
@@ -70,15 +70,15 @@ describe('behind a proxy that blocks WebSocket', { skip: SKIP }, () => {
         await page.locator('#login-form button[type=submit]').click();
 
         // Falls back and chats both ways within 5 s of starting.
-        await waitConnected(page, 'longpoll');
+        await waitConnected(page, 'sse'); // WebSocket, then Server-Sent Events
         web.send({ op: 'send', room, text: 'can you read me?', cid: 'w1' });
         await waitText(page, 'can you read me?', FALLBACK_MS);
         await say(page, 'yes, through the proxy');
-        await web.next((e) => e.op === 'msg' && e.text === 'yes, through the proxy', FALLBACK_MS, 'reply over long-poll');
+        await web.next((e) => e.op === 'msg' && e.text === 'yes, through the proxy', FALLBACK_MS, 'reply over SSE');
         const took = Date.now() - t0;
         assert.ok(took < FALLBACK_MS, `chatting took ${took} ms`);
         assert.ok(box.upgrades[which] >= 1, 'WebSocket was tried through the proxy');
-        assert.match(await page.locator('#conn').innerText(), /Long-poll/);
+        assert.match(await page.locator('#conn').innerText(), /SSE/);
 
         // The proxy lets WebSocket through now. Both keep talking while the
         // page moves back by itself.
@@ -88,7 +88,7 @@ describe('behind a proxy that blocks WebSocket', { skip: SKIP }, () => {
         web.send({ op: 'send', room, text: 'during 2', cid: 'w2' });
         await page.waitForFunction(() => document.getElementById('conn').dataset.transport === 'websocket' &&
           document.getElementById('conn').dataset.state === 'connected', null, { timeout: BACK_MS });
-        t.diagnostic(`${which}: chatting over long-poll ${took} ms after start; back on WebSocket ` +
+        t.diagnostic(`${which}: chatting over SSE ${took} ms after start; back on WebSocket ` +
           `${Date.now() - t1} ms after the proxy let it through; ${box.upgrades[which]} upgrades tried`);
         await say(page, 'after 1');
         web.send({ op: 'send', room, text: 'after 2', cid: 'w3' });
@@ -99,7 +99,7 @@ describe('behind a proxy that blocks WebSocket', { skip: SKIP }, () => {
         }, texts, { timeout: WAIT });
         for (const t of ['during 1', 'after 1']) await web.next((e) => e.op === 'msg' && e.text === t, WAIT, t);
         const conn = await page.evaluate(() => window.__conn);
-        assert.ok(conn.indexOf('connected/longpoll') < conn.lastIndexOf('connected/websocket'), `states: ${conn}`);
+        assert.ok(conn.indexOf('connected/sse') < conn.lastIndexOf('connected/websocket'), `states: ${conn}`);
 
         // Exactly once, gap-free, in the server's order, on the page and on the server.
         const stored = await history(room);

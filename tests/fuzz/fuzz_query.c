@@ -38,6 +38,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (out == NULL)
         return 0;
+    /* the same bytes as a Cookie header (the basic HTML mode) */
+    for (size_t cap = 1; cap <= 65; cap += 32) {
+        int n = lp_cookie_get(qs, size, "chat_csrf", out, cap);
+        if (n != CHAT_QUERY_ABSENT && n != CHAT_QUERY_BAD &&
+            (n < 0 || (size_t)n >= cap || out[n] != '\0' || memchr(out, ';', (size_t)n)))
+            abort();
+    }
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
         size_t cap = k == 0 ? 4097 : 34;
         int n = chat_query_get(qs, size, names[k], out, cap);
