@@ -29,6 +29,8 @@ static const struct {
     [CHAT_E_TOO_LARGE] = {"too_large", 413, "too large"},
     [CHAT_E_RATE_LIMITED] = {"rate_limited", 429, "too many requests, slow down"},
     [CHAT_E_UNAVAILABLE] = {"unavailable", 503, "service unavailable, retry later"},
+    [CHAT_E_NOT_FOUND] = {"not_found", 404, "no such message"},
+    [CHAT_E_TOO_LATE] = {"too_late", 403, "the time to change this message has passed"},
 };
 
 const char *chat_err_name(enum chat_err e)
@@ -46,7 +48,8 @@ int chat_err_http_status(enum chat_err e)
 static const char *const op_names[] = {
     [CHAT_OP_NONE] = NULL,         [CHAT_OP_JOIN] = "join",       [CHAT_OP_LEAVE] = "leave",
     [CHAT_OP_SEND] = "send",       [CHAT_OP_HISTORY] = "history", [CHAT_OP_TYPING] = "typing",
-    [CHAT_OP_MEMBERS] = "members", [CHAT_OP_PING] = "ping",
+    [CHAT_OP_MEMBERS] = "members", [CHAT_OP_PING] = "ping",       [CHAT_OP_EDIT] = "edit",
+    [CHAT_OP_DELETE] = "delete",
 };
 #define N_OPS (sizeof(op_names) / sizeof(op_names[0]))
 
@@ -139,6 +142,15 @@ static enum chat_err parse_op(struct chat_request *r, enum chat_op want_op, cons
 
 static enum chat_err parse_send(struct chat_request *r, size_t max_text, const char **why)
 {
+    if (r->op == CHAT_OP_EDIT || r->op == CHAT_OP_DELETE) {
+        if (get_int(r->root, "seq", 1, INT64_MAX, &r->seq) < 0 || r->seq == 0)
+            return fail(CHAT_E_BAD_REQUEST, "seq must be an integer >= 1", why);
+    }
+    if (r->op == CHAT_OP_DELETE) {
+        if (json_object_get(r->root, "text") != NULL)
+            return fail(CHAT_E_BAD_REQUEST, "a delete has no text", why);
+        goto cid;
+    }
     if (get_str(r->root, "text", &r->text) < 0 || r->text.p == NULL)
         return fail(CHAT_E_BAD_REQUEST, "missing or invalid text", why);
     switch (chat_valid_text(r->text.p, r->text.len, max_text)) {
@@ -153,6 +165,7 @@ static enum chat_err parse_send(struct chat_request *r, size_t max_text, const c
     case CHAT_TEXT_CONTROL:
         return fail(CHAT_E_BAD_REQUEST, "text contains control characters", why);
     }
+cid:
     if (get_str(r->root, "cid", &r->cid) < 0 ||
         (r->cid.p != NULL && !chat_valid_cid(r->cid.p, r->cid.len)))
         return fail(CHAT_E_BAD_REQUEST, "invalid cid", why);
@@ -176,6 +189,8 @@ static enum chat_err parse_fields(struct chat_request *r, size_t max_text, const
             return fail(CHAT_E_BAD_REQUEST, "since must be an integer >= 0", why);
         return CHAT_OK;
     case CHAT_OP_SEND:
+    case CHAT_OP_EDIT:
+    case CHAT_OP_DELETE:
         return parse_send(r, max_text, why);
     case CHAT_OP_HISTORY:
         if (get_int(r->root, "before", 1, INT64_MAX, &r->before) < 0)

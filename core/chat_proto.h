@@ -26,11 +26,13 @@ enum chat_err {
     CHAT_E_TOO_LARGE,    /* 413 "too_large" */
     CHAT_E_RATE_LIMITED, /* 429 "rate_limited" */
     CHAT_E_UNAVAILABLE,  /* 503 "unavailable": database down, nothing stored */
+    CHAT_E_NOT_FOUND,    /* 404 "not_found": no such message (or not changeable) */
+    CHAT_E_TOO_LATE,     /* 403 "too_late": the author's edit window has passed */
     CHAT_E_NERR
 };
 
 const char *chat_err_name(enum chat_err e); /* "bad_json", ...; "ok" for 0 */
-int chat_err_http_status(enum chat_err e);  /* 400, 401, 403, 413, 429, 503; 200 for 0 */
+int chat_err_http_status(enum chat_err e);  /* 400, 401, 403, 404, 413, 429, 503; 200 for 0 */
 
 enum chat_op {
     CHAT_OP_NONE = 0,
@@ -41,6 +43,8 @@ enum chat_op {
     CHAT_OP_TYPING,
     CHAT_OP_MEMBERS,
     CHAT_OP_PING,
+    CHAT_OP_EDIT,   /* room, seq, text, cid (optional) */
+    CHAT_OP_DELETE, /* room, seq, cid (optional) */
 };
 
 /* A borrowed string: points into the request's JSON tree; p == NULL when
@@ -55,11 +59,12 @@ struct chat_request {
     json_t *root;         /* owned */
     json_t *ref;          /* borrowed from root; NULL when absent */
     struct chat_str room; /* join leave send history typing members: valid room */
-    struct chat_str text; /* send: checked against max_text */
-    struct chat_str cid;  /* send: optional, valid cid */
+    struct chat_str text; /* send edit: checked against max_text */
+    struct chat_str cid;  /* send edit delete: optional, valid cid */
     struct chat_str name; /* send: optional guest name (HTTP); not validated here */
     int64_t since;        /* join: -1 when absent ("the last 50") */
     int64_t before;       /* history: 0 when absent ("latest") */
+    int64_t seq;          /* edit delete: the message changed, >= 1 */
     int limit;            /* history: 1..CHAT_HISTORY_MAX, default 50 */
 };
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "chat_db.h"
+#include "chat_proto.h"
 
 #define CHAT_STR_(x) #x
 #define CHAT_STR(x) CHAT_STR_(x)
@@ -55,6 +56,14 @@
     "SELECT seq, j FROM (SELECT seq, chat_row_json(m) AS j "                                       \
     "FROM messages m WHERE room = $1 AND ($2::bigint = 0 OR seq < $2::bigint) "                    \
     "ORDER BY seq DESC LIMIT $3::int) s ORDER BY seq"
+
+/* $1 room, $2 actor, $3 seq, $4 "edit"|"delete", $5 text (NULL for a
+ * delete), $6 cid (NULL: none), $7 moderator, $8 the author's window in
+ * seconds (chat_change_params): one row, seq, ts, dup, err, message
+ * (chat_change_answer). */
+#define CHAT_SQL_CHANGE                                                                            \
+    "SELECT seq, ts, dup, err, message FROM chat_change($1, $2, $3::bigint, $4, $5, $6, "          \
+    "$7::boolean, make_interval(secs => $8::int))"
 
 /* $1 room: count, members (a JSON array of names, sorted, capped). */
 #define CHAT_SQL_MEMBERS "SELECT count, members FROM chat_members($1)"
@@ -120,6 +129,25 @@ enum chat_post_fail {
     CHAT_POST_UNAVAILABLE,
 };
 enum chat_post_fail chat_post_failed(size_t n, bool connected, const char *sqlstate);
+
+/* chat_change (edit or delete, sql/003_moderation.sql): the parameters of
+ * CHAT_SQL_CHANGE from a parsed CHAT_OP_EDIT or CHAT_OP_DELETE request
+ * (its strings are NUL-terminated: jansson's) and the location's policy.
+ * params point into r, actor and a; valid while they are. */
+struct chat_change_params {
+    char seq[24], window[16];
+    const char *params[8];
+};
+struct chat_policy;
+void chat_change_params(struct chat_change_params *a, const struct chat_request *r,
+                        const char *actor, const struct chat_policy *p);
+
+/* One mapping of chat_change's answer for both transports: CHAT_OK with
+ * *out (seq and ts of the change row; ts borrowed from res), or the error
+ * the client gets (not_found, forbidden, too_late, bad_request) with *why
+ * (borrowed from res, or static). A result that is not chat_change's
+ * (an error, no row) is CHAT_E_UNAVAILABLE. */
+enum chat_err chat_change_answer(const PGresult *res, struct chat_post_ack *out, const char **why);
 
 /* chat_presence / chat_presence_sync: (room, member) pairs; online is
  * what the member became (unused by the sync, which sends the whole view). */

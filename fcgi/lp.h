@@ -77,6 +77,8 @@ enum lp_endpoint {
     LP_EP_HISTORY,
     LP_EP_TYPING,
     LP_EP_HEALTH,
+    LP_EP_EDIT,   /* POST edit (moderation) */
+    LP_EP_DELETE, /* POST delete (moderation) */
 };
 
 /* Everything an acceptor needs of one request, copied out of libfcgi so

@@ -126,6 +126,52 @@ static void handle_send(struct lp_req *r)
     lp_send_free(s);
 }
 
+/* ---- POST edit, POST delete ----------------------------------------------- */
+
+/* One chat_change on the acceptor's own connection: the same statement and
+ * the same mapping of its answer as chat-ws (core/chat_sql.h). */
+static void handle_change(struct lp_req *r, PGconn **db, enum chat_op op)
+{
+    char room[CHAT_ROOM_MAX + 1], sender[CHAT_SENDER_MAX + 1];
+    struct chat_change_params a;
+    struct chat_request q;
+    struct chat_post_ack ack;
+    const char *why;
+    enum chat_err e;
+
+    if (check_writable(r) < 0)
+        return;
+    e = chat_request_parse(&q, r->body, r->body_len, op, r->policy.max_text, &why);
+    if (e != CHAT_OK) {
+        lp_reply_error(&r->conn, e, why);
+        chat_request_free(&q);
+        return;
+    }
+    json_t *name = json_object_get(q.root, "name");
+    snprintf(room, sizeof(room), "%.*s", (int)q.room.len, q.room.p);
+    if (identity(r, json_string_value(name), json_string_length(name), sender) == 0 &&
+        room_allowed(r, room) && lp_rate_admit(r, sender, true)) {
+        chat_change_params(&a, &q, sender, &r->policy);
+        PGresult *res = lp_db_query(db, "change", CHAT_SQL_CHANGE, 8, a.params);
+        if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
+            log_error("chat_change failed: %s", PQresultErrorMessage(res));
+        e = chat_change_answer(res, &ack, &why);
+        if (e != CHAT_OK) {
+            lp_reply_error(&r->conn, e, why);
+        } else {
+            size_t len;
+            char *body = chat_encode_ack(room, q.cid.p, ack.seq, ack.ts, NULL, &len);
+            if (body)
+                lp_reply(&r->conn, 200, body, len);
+            else
+                lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
+            free(body);
+        }
+        PQclear(res);
+    }
+    chat_request_free(&q);
+}
+
 /* ---- POST typing ---------------------------------------------------------- */
 
 static pthread_mutex_t typing_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -248,7 +294,8 @@ static void dispatch(struct lp_req *r, PGconn **db)
                                            "server misconfigured (see its log)");
     if (r->ep == LP_EP_UNKNOWN)
         return (void)lp_reply_error_status(&r->conn, 404, CHAT_E_BAD_REQUEST, "no such endpoint");
-    bool want_post = r->ep == LP_EP_SEND || r->ep == LP_EP_TYPING;
+    bool want_post = r->ep == LP_EP_SEND || r->ep == LP_EP_TYPING || r->ep == LP_EP_EDIT ||
+                     r->ep == LP_EP_DELETE;
     if ((want_post && !r->post) || (!want_post && !r->get))
         return (void)lp_reply_error_status(&r->conn, 405, CHAT_E_BAD_REQUEST,
                                            want_post ? "use POST" : "use GET");
@@ -267,6 +314,12 @@ static void dispatch(struct lp_req *r, PGconn **db)
         break;
     case LP_EP_HISTORY:
         handle_history(r, db);
+        break;
+    case LP_EP_EDIT:
+        handle_change(r, db, CHAT_OP_EDIT);
+        break;
+    case LP_EP_DELETE:
+        handle_change(r, db, CHAT_OP_DELETE);
         break;
     default:
         handle_typing(r, db);

@@ -40,6 +40,7 @@ struct ws_op {
     struct ws_conn *conn; /* referenced */
     json_t *ref;          /* owned, may be NULL */
     char room[CHAT_ROOM_MAX + 1];
+    char cid[CHAT_CID_MAX + 1]; /* edit, delete: "" when none */
 };
 
 static struct ws_op *op_new(struct ws_conn *c, const json_t *ref, const struct chat_str *room)
@@ -251,6 +252,52 @@ static void chat_send(struct ws_conn *c, const struct chat_request *r)
     writer_kick(srv);
 }
 
+/* ---- edit and delete: one chat_change each, on the writer connection ---- */
+
+static void change_done(struct pg *pg, PGresult *res, void *data)
+{
+    struct ws_op *op = data;
+    struct chat_post_ack a;
+    const char *why;
+    size_t len;
+    (void)pg;
+
+    if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
+        log_error("chat_change failed: %s", PQresultErrorMessage(res));
+    if (!ws_conn_alive(op->conn))
+        goto out;
+    enum chat_err e = chat_change_answer(res, &a, &why);
+    if (e != CHAT_OK) {
+        ws_conn_error(op->conn, e, why, op->ref);
+        goto out;
+    }
+    ws_conn_reply(
+        op->conn,
+        chat_encode_ack(op->room, op->cid[0] ? op->cid : NULL, a.seq, a.ts, op->ref, &len), &len);
+out:
+    op_free(op);
+}
+
+static void chat_change(struct ws_conn *c, const struct chat_request *r)
+{
+    struct chat_change_params a;
+    struct ws_op *op = op_new(c, r->ref, &r->room);
+
+    if (!op) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", r->ref);
+        return;
+    }
+    if (r->cid.p)
+        cstr(op->cid, &r->cid);
+    chat_change_params(&a, r, c->user, c->policy);
+    if (pg_query(c->srv->writer, CHAT_SQL_CHANGE, 8, a.params, change_done, op) < 0) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE,
+                      "the database is unavailable; nothing was changed: retry with the same cid",
+                      r->ref);
+        op_free(op);
+    }
+}
+
 /* ---- reads: history, members, typing ---- */
 
 static void history_done(struct pg *pg, PGresult *res, void *data)
@@ -411,6 +458,21 @@ static void dispatch(struct ws_conn *c, const struct chat_request *r)
         }
         c->send_tokens -= 1.0;
         chat_send(c, r);
+        return;
+    case CHAT_OP_EDIT:
+    case CHAT_OP_DELETE:
+        if (c->policy->readonly) {
+            ws_conn_error(c, CHAT_E_FORBIDDEN, "this location is read-only", r->ref);
+            return;
+        }
+        if (!room_allowed(c, r))
+            return;
+        if (c->send_tokens < 1.0) {
+            ws_conn_error(c, CHAT_E_RATE_LIMITED, "too many changes: slow down", r->ref);
+            return;
+        }
+        c->send_tokens -= 1.0;
+        chat_change(c, r);
         return;
     case CHAT_OP_HISTORY:
         if (room_allowed(c, r))
