@@ -378,6 +378,41 @@ static void test_free_is_idempotent(void **state)
     chat_request_free(NULL);
 }
 
+/* edit and delete: a seq >= 1, edit's text checked like send's, no text
+ * on a delete, an optional cid. */
+static void test_parse_edit_delete(void **state)
+{
+    (void)state;
+    assert_int_equal(
+        parse("{\"op\":\"edit\",\"room\":\"r\",\"seq\":12,\"text\":\"fixed\",\"cid\":\"e1\"}"),
+        CHAT_OK);
+    assert_int_equal(req.op, CHAT_OP_EDIT);
+    assert_int_equal(req.seq, 12);
+    assert_str(req.text, "fixed");
+    assert_str(req.cid, "e1");
+    assert_int_equal(parse("{\"op\":\"delete\",\"room\":\"r\",\"seq\":1}"), CHAT_OK);
+    assert_int_equal(req.op, CHAT_OP_DELETE);
+    assert_int_equal(req.seq, 1);
+    assert_null(req.text.p);
+    assert_null(req.cid.p);
+
+    assert_int_equal(parse("{\"op\":\"delete\",\"room\":\"r\"}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"delete\",\"room\":\"r\",\"seq\":0}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"delete\",\"room\":\"r\",\"seq\":\"3\"}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"delete\",\"room\":\"r\",\"seq\":3,\"text\":\"x\"}"),
+                     CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"edit\",\"room\":\"r\",\"seq\":3}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"edit\",\"room\":\"r\",\"seq\":3,\"text\":\"\"}"),
+                     CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"edit\",\"room\":\"r\",\"seq\":3,\"text\":\"a\\u0001\"}"),
+                     CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse_as("{\"room\":\"r\",\"seq\":3,\"text\":\"abcdef\"}", CHAT_OP_EDIT, 5),
+                     CHAT_E_TOO_LARGE);
+    assert_int_equal(
+        parse("{\"op\":\"edit\",\"room\":\"r\",\"seq\":3,\"text\":\"x\",\"cid\":\"\"}"),
+        CHAT_E_BAD_REQUEST);
+}
+
 static void test_err_names(void **state)
 {
     static const struct {
@@ -394,6 +429,8 @@ static void test_err_names(void **state)
         {CHAT_E_TOO_LARGE, "too_large", 413},
         {CHAT_E_RATE_LIMITED, "rate_limited", 429},
         {CHAT_E_UNAVAILABLE, "unavailable", 503},
+        {CHAT_E_NOT_FOUND, "not_found", 404},
+        {CHAT_E_TOO_LATE, "too_late", 403},
     };
     size_t i;
 
@@ -493,7 +530,8 @@ static void test_encode_presence(void **state)
 static void test_encode_error(void **state)
 {
     static const char *const codes[] = {"bad_json",  "bad_request", "unknown_op",   "unauthorized",
-                                        "forbidden", "too_large",   "rate_limited", "unavailable"};
+                                        "forbidden", "too_large",   "rate_limited", "unavailable",
+                                        "not_found", "too_late"};
     json_t *ref = json_real(2.25);
     char want[256];
     size_t len;
@@ -532,6 +570,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_parse_join_leave, teardown),
         cmocka_unit_test_teardown(test_parse_send, teardown),
+        cmocka_unit_test_teardown(test_parse_edit_delete, teardown),
         cmocka_unit_test_teardown(test_parse_history_and_others, teardown),
         cmocka_unit_test_teardown(test_ranges, teardown),
         cmocka_unit_test_teardown(test_bad_json, teardown),
