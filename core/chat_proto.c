@@ -31,6 +31,7 @@ static const struct {
     [CHAT_E_UNAVAILABLE] = {"unavailable", 503, "service unavailable, retry later"},
     [CHAT_E_NOT_FOUND] = {"not_found", 404, "no such message"},
     [CHAT_E_TOO_LATE] = {"too_late", 403, "the time to change this message has passed"},
+    [CHAT_E_BANNED] = {"banned", 403, "you are banned from this chat"},
 };
 
 const char *chat_err_name(enum chat_err e)
@@ -557,6 +558,23 @@ char *chat_encode_error(enum chat_err code, const char *message, const json_t *r
     out_op(&o, "error");
     out_key_str(&o, "code", chat_err_name(code));
     out_key_str(&o, "message", message != NULL ? message : err_info[code].message);
+    out_ref(&o, ref);
+    return out_finish(&o, len);
+}
+
+char *chat_encode_banned(const char *until, const char *reason, const json_t *ref, size_t *len)
+{
+    struct out o = {0};
+    bool timed = until != NULL && until[0] != '\0';
+
+    out_op(&o, "error");
+    out_key_str(&o, "code", "banned");
+    out_key_str(&o, "message",
+                timed ? "you are banned from this chat for a while"
+                      : "you are banned from this chat until a moderator lifts it");
+    if (timed)
+        out_key_str(&o, "until", until);
+    out_key_str(&o, "reason", reason ? reason : "");
     out_ref(&o, ref);
     return out_finish(&o, len);
 }

@@ -28,6 +28,7 @@ enum chat_err {
     CHAT_E_UNAVAILABLE,  /* 503 "unavailable": database down, nothing stored */
     CHAT_E_NOT_FOUND,    /* 404 "not_found": no such message (or not changeable) */
     CHAT_E_TOO_LATE,     /* 403 "too_late": the author's edit window has passed */
+    CHAT_E_BANNED,       /* 403 "banned": with until and reason (chat_encode_banned) */
     CHAT_E_NERR
 };
 
@@ -103,6 +104,9 @@ char *chat_encode_pong(const json_t *ref, size_t *len);
 /* online/offline NULL: the key is left out (more than 50 changes). */
 char *chat_encode_presence(const char *room, const char *const *online, size_t n_on,
                            const char *const *offline, size_t n_off, size_t count, size_t *len);
+/* {"op":"error","code":"banned","message":…,"until":…,"reason":…,"ref":…}:
+ * until "" or NULL: until lifted (then no "until" key). */
+char *chat_encode_banned(const char *until, const char *reason, const json_t *ref, size_t *len);
 /* message: human-readable; NULL uses a default for the code. */
 char *chat_encode_error(enum chat_err code, const char *message, const json_t *ref, size_t *len);
 

@@ -128,11 +128,25 @@ const char *lp_pgerr(const PGresult *res, const PGconn *conn);
 
 /* SELECT seq, chat_row_json(m) of room past seq after, ascending, limit rows. */
 
+/* ---- bans (lp_bans.c, core/chat_bans.h) ---------------------------------- */
+
+/* Listener: loads the active bans over db. 0, or -1 (logged; list kept). */
+int lp_bans_reload(PGconn *db);
+/* Is who (may be NULL) or addr banned now? */
+bool lp_bans_match(const char *who, const char *addr);
+/* The 403 "banned" body for who/addr (malloc'd), or NULL when not banned. */
+char *lp_bans_answer(const char *who, const char *addr, size_t *len);
+/* Acceptors: answers 403 "banned" and returns true when who (may be NULL:
+ * the address alone) or r's address is banned. */
+bool lp_bans_refuse(struct lp_req *r, const char *who);
+void lp_bans_free(void);
+
 /* ---- the listener: parked polls (lp_listener.c) ------------------------- */
 
 struct lp_poll;
 
-/* A poll to park: member (who polls; for typing self-filter), its rooms and
+/* A poll to park: member (who polls; for typing self-filter and bans), addr
+ * (REMOTE_ADDR, for bans), its rooms and
  * cursors (all >= 0), how long it may wait. gen: lp_listen_gen read before
  * the acceptor looked at the table or at lp_seqcache; how: what it saw.
  * NULL when out of memory. */
@@ -141,7 +155,7 @@ enum lp_checked {
     LP_CHECKED_CACHE,     /* lp_seqcache covered every cursor */
     LP_CHECKED_NOT,       /* the database could not be asked */
 };
-struct lp_poll *lp_poll_new(const struct lp_conn *c, const char *member,
+struct lp_poll *lp_poll_new(const struct lp_conn *c, const char *member, const char *addr,
                             const struct lp_cursor *rooms, size_t n, unsigned timeout_s,
                             unsigned gen, enum lp_checked how);
 void lp_poll_free(struct lp_poll *p);

@@ -113,7 +113,8 @@ static void handle_send(struct lp_req *r)
         lp_reply_error(&r->conn, e, why);
     } else if (identity(r, s->req.name.p, s->req.name.len, s->sender) == 0) {
         snprintf(s->room, sizeof(s->room), "%.*s", (int)s->req.room.len, s->req.room.p);
-        if (room_allowed(r, s->room) && lp_rate_admit(r, s->sender, true)) {
+        if (!lp_bans_refuse(r, s->sender) && room_allowed(r, s->room) &&
+            lp_rate_admit(r, s->sender, true)) {
             s->conn = r->conn;
             if (lp_writer_submit(s) == 0) {
                 r->conn.fd = -1; /* the writer answers it */
@@ -150,7 +151,7 @@ static void handle_change(struct lp_req *r, PGconn **db, enum chat_op op)
     json_t *name = json_object_get(q.root, "name");
     snprintf(room, sizeof(room), "%.*s", (int)q.room.len, q.room.p);
     if (identity(r, json_string_value(name), json_string_length(name), sender) == 0 &&
-        room_allowed(r, room) && lp_rate_admit(r, sender, true)) {
+        !lp_bans_refuse(r, sender) && room_allowed(r, room) && lp_rate_admit(r, sender, true)) {
         chat_change_params(&a, &q, sender, &r->policy);
         PGresult *res = lp_db_query(db, "change", CHAT_SQL_CHANGE, 8, a.params);
         if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -203,7 +204,7 @@ static void handle_typing(struct lp_req *r, PGconn **db)
     json_t *name = json_object_get(q.root, "name");
     snprintf(room, sizeof(room), "%.*s", (int)q.room.len, q.room.p);
     if (identity(r, json_string_value(name), json_string_length(name), sender) == 0 &&
-        room_allowed(r, room) && lp_rate_admit(r, sender, false)) {
+        !lp_bans_refuse(r, sender) && room_allowed(r, room) && lp_rate_admit(r, sender, false)) {
         size_t len;
         char *ev = typing_too_soon(room, sender) ? NULL : chat_encode_typing(room, sender, &len);
         if (ev) {

@@ -211,7 +211,7 @@ static bool park(struct lp_req *r, struct poll_ctx *c, unsigned gen, enum lp_che
         at[i] = c->rooms[i];
         at[i].seq = c->cursor[i];
     }
-    struct lp_poll *p = lp_poll_new(&r->conn, c->member, at, c->n, c->timeout, gen, how);
+    struct lp_poll *p = lp_poll_new(&r->conn, c->member, r->addr, at, c->n, c->timeout, gen, how);
     if (p && lp_listener_park(p) == 0) {
         r->conn.fd = -1; /* the listener answers it */
         return true;
@@ -242,7 +242,7 @@ void lp_poll_handle(struct lp_req *r, PGconn **db)
     bool served = true;
 
     memset(&c, 0, sizeof(c));
-    if (parse(r, &c) < 0 || !lp_rate_admit(r, c.member, false))
+    if (parse(r, &c) < 0 || lp_bans_refuse(r, c.member) || !lp_rate_admit(r, c.member, false))
         return;
     unsigned gen = atomic_load(&lp_listen_gen);
     if (!c.backlog && c.timeout > 0 && covered(&c, gen)) {

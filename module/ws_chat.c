@@ -7,6 +7,7 @@
  * presence are in ws_room.c. */
 #define _GNU_SOURCE
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -298,6 +299,99 @@ static void chat_change(struct ws_conn *c, const struct chat_request *r)
     }
 }
 
+/* ---- bans and kicks: the list in memory, kept fresh by chat_admin ---- */
+
+#define WS_CLOSE_KICKED 4001 /* kicked: may come back (close codes 4000-4999: ours) */
+#define WS_CLOSE_BANNED 4003 /* banned: the error before it says until when and why */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const struct chat_ban *conn_ban(struct ws_conn *c)
+{
+    return chat_bans_match(&c->srv->bans, c->user, c->addr, wall_ms());
+}
+
+/* Answers "banned" (with until and reason) and closes. */
+static void conn_banned(struct ws_conn *c, const struct chat_ban *ban, const json_t *ref)
+{
+    size_t len;
+
+    log_info("conn %llu: %s (%s) is banned (ban %lld): closing", (unsigned long long)c->id, c->user,
+             c->addr, (long long)ban->id);
+    ws_conn_reply(c, chat_encode_banned(ban->until, ban->reason, ref, &len), &len);
+    ws_conn_close(c, WS_CLOSE_BANNED, "banned");
+}
+
+/* Every open chat connection a ban (or a kick of user) names is closed. */
+static void sweep(struct ws_server *srv, const char *kicked)
+{
+    for (struct ws_conn *c = srv->conns; c; c = c->next) {
+        const struct chat_ban *ban;
+        if (!ws_conn_alive(c) || !c->policy)
+            continue;
+        if (kicked && strcmp(c->user, kicked) == 0) {
+            log_info("conn %llu: %s kicked: closing", (unsigned long long)c->id, c->user);
+            ws_conn_close(c, WS_CLOSE_KICKED, "kicked");
+        } else if (!kicked && (ban = conn_ban(c)) != NULL) {
+            conn_banned(c, ban, NULL);
+        }
+    }
+}
+
+static void bans_done(struct pg *pg, PGresult *res, void *data)
+{
+    struct ws_server *srv = data;
+    (void)pg;
+
+    if (chat_bans_load(&srv->bans, res) < 0) {
+        log_error("cannot load the bans: %s", res ? PQresultErrorMessage(res) : "connection lost");
+        return;
+    }
+    log_info("bans: %zu active", srv->bans.n);
+    sweep(srv, NULL);
+}
+
+static void bans_reload(struct ws_server *srv)
+{
+    if (pg_query(srv->reader, CHAT_SQL_BANS, 0, NULL, bans_done, srv) < 0)
+        log_warn("bans: the reader is down; reloading when it is back");
+}
+
+static void admin_listening(struct pg *pg, PGresult *res, void *data)
+{
+    (void)pg;
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+        log_error("LISTEN " CHAT_ADMIN_CHANNEL " failed: bans and kicks of other processes "
+                  "are not heard until the next reconnect");
+    bans_reload(data); /* after LISTEN: no ban falls between the list and the news */
+}
+
+/* A line of channel chat_admin: a ban or an unban reloads the list (then
+ * closes whom it names), a kick closes that user's connections. */
+static void admin_notify(struct ws_server *srv, const char *payload, size_t len)
+{
+    char user[CHAT_SENDER_MAX + 1];
+
+    switch (chat_admin_parse(payload, len, user)) {
+    case CHAT_ADMIN_BAN:
+    case CHAT_ADMIN_UNBAN:
+        bans_reload(srv);
+        return;
+    case CHAT_ADMIN_KICK:
+        sweep(srv, user);
+        return;
+    default:
+        log_warn("ignoring a bad line on channel " CHAT_ADMIN_CHANNEL);
+        return;
+    }
+}
+
 /* ---- reads: history, members, typing ---- */
 
 static void history_done(struct pg *pg, PGresult *res, void *data)
@@ -429,7 +523,14 @@ static bool room_allowed(struct ws_conn *c, const struct chat_request *r)
 static void dispatch(struct ws_conn *c, const struct chat_request *r)
 {
     char room[CHAT_ROOM_MAX + 1];
+    const struct chat_ban *ban;
     size_t len;
+
+    /* a ban that expired or arrived since: joins and writes are refused */
+    if (r->op != CHAT_OP_PING && r->op != CHAT_OP_LEAVE && (ban = conn_ban(c)) != NULL) {
+        conn_banned(c, ban, r->ref);
+        return;
+    }
 
     switch (r->op) {
     case CHAT_OP_PING:
@@ -530,6 +631,12 @@ static void ws_chat_open(struct ws_conn *c)
 {
     size_t len;
 
+    const struct chat_ban *ban = conn_ban(c);
+
+    if (ban) {
+        conn_banned(c, ban, NULL);
+        return;
+    }
     ws_conn_reply(c, chat_encode_hello(c->user, c->srv->cfg.heartbeat, &len), &len);
     seen(c);
 }
@@ -601,8 +708,10 @@ static void bus_notify(struct pg *pg, const char *channel, const char *payload, 
                        void *data)
 {
     (void)pg;
-    (void)channel;
-    ws_room_notify(data, payload, len);
+    if (channel && strcmp(channel, CHAT_ADMIN_CHANNEL) == 0)
+        admin_notify(data, payload, len);
+    else
+        ws_room_notify(data, payload, len);
 }
 
 /* The listener, the reader and the writer come and go separately; rooms
@@ -624,6 +733,8 @@ static void db_state(struct pg *pg, bool up, void *data)
     snprintf(pid, sizeof(pid), "%d", (int)getpid());
     const char *params[3] = {srv->node, "ws", pid};
     pg_query(srv->reader, CHAT_SQL_NODE_UP, 3, params, NULL, NULL);
+    if (pg_query(srv->bus, CHAT_SQL_LISTEN_ADMIN, 0, NULL, admin_listening, srv) < 0)
+        bans_reload(srv);
     ws_room_bus_up(srv);
 }
 
@@ -664,6 +775,7 @@ void ws_chat_free(struct ws_server *srv)
     srv->bus = srv->reader = srv->writer = NULL;
     json_decref(srv->seen_names);
     json_decref(srv->seen_auth);
+    chat_bans_free(&srv->bans);
 }
 
 static void ws_chat_health(struct ws_server *srv, char *out, size_t size)

@@ -408,6 +408,12 @@ static void upgrade(struct ws_conn *c, const struct ws_request *req, const struc
             return;
         }
         c->authenticated = p.user[0] != '\0';
+        const char *addr;
+        size_t addr_len;
+        if (ws_header_get(req, "X-Chat-Addr", &addr, &addr_len) == 1 && addr_len <= CHAT_ADDR_MAX) {
+            memcpy(c->addr, addr, addr_len);
+            c->addr[addr_len] = '\0';
+        }
         p.user[0] = '\0'; /* the identity lives in c->user; policies are shared */
         c->policy = ws_policy_intern(&p);
         if (!c->policy) {

@@ -431,6 +431,7 @@ static void test_err_names(void **state)
         {CHAT_E_UNAVAILABLE, "unavailable", 503},
         {CHAT_E_NOT_FOUND, "not_found", 404},
         {CHAT_E_TOO_LATE, "too_late", 403},
+        {CHAT_E_BANNED, "banned", 403},
     };
     size_t i;
 
@@ -531,7 +532,7 @@ static void test_encode_error(void **state)
 {
     static const char *const codes[] = {"bad_json",  "bad_request", "unknown_op",   "unauthorized",
                                         "forbidden", "too_large",   "rate_limited", "unavailable",
-                                        "not_found", "too_late"};
+                                        "not_found", "too_late",    "banned"};
     json_t *ref = json_real(2.25);
     char want[256];
     size_t len;
