@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat_bans.h"
 #include "chat_valid.h"
 
 /* ---- errors ---------------------------------------------------------- */
@@ -50,7 +51,8 @@ static const char *const op_names[] = {
     [CHAT_OP_NONE] = NULL,         [CHAT_OP_JOIN] = "join",       [CHAT_OP_LEAVE] = "leave",
     [CHAT_OP_SEND] = "send",       [CHAT_OP_HISTORY] = "history", [CHAT_OP_TYPING] = "typing",
     [CHAT_OP_MEMBERS] = "members", [CHAT_OP_PING] = "ping",       [CHAT_OP_EDIT] = "edit",
-    [CHAT_OP_DELETE] = "delete",
+    [CHAT_OP_DELETE] = "delete",   [CHAT_OP_BAN] = "ban",         [CHAT_OP_UNBAN] = "unban",
+    [CHAT_OP_BANS] = "bans",
 };
 #define N_OPS (sizeof(op_names) / sizeof(op_names[0]))
 
@@ -175,12 +177,50 @@ cid:
     return CHAT_OK;
 }
 
+#define CHAT_BAN_FOR_MAX 315360000 /* ten years, in seconds */
+
+static enum chat_err parse_ban(struct chat_request *r, const char **why)
+{
+    unsigned char net[16];
+    int family, bits;
+
+    if (r->op == CHAT_OP_BANS)
+        return CHAT_OK;
+    if (r->op == CHAT_OP_UNBAN) {
+        if (get_int(r->root, "id", 1, INT64_MAX, &r->seq) < 0 || r->seq == 0)
+            return fail(CHAT_E_BAD_REQUEST, "id must be an integer >= 1", why);
+        return CHAT_OK;
+    }
+    if (get_str(r->root, "user", &r->user) < 0 ||
+        (r->user.p && !(chat_valid_user(r->user.p, r->user.len) ||
+                        (r->user.len > 1 && r->user.p[0] == '~' &&
+                         chat_valid_user(r->user.p + 1, r->user.len - 1)))))
+        return fail(CHAT_E_BAD_REQUEST, "user must be a user name or ~guest", why);
+    if (get_str(r->root, "addr", &r->addr) < 0 ||
+        (r->addr.p && (r->addr.len > CHAT_ADDR_MAX || strlen(r->addr.p) != r->addr.len ||
+                       chat_addr_parse(r->addr.p, &family, net, &bits) < 0)))
+        return fail(CHAT_E_BAD_REQUEST, "addr must be an address or a network", why);
+    if (r->user.p == NULL && r->addr.p == NULL)
+        return fail(CHAT_E_BAD_REQUEST, "a ban names a user, an addr or both", why);
+    if (get_int(r->root, "for", 1, CHAT_BAN_FOR_MAX, &r->ban_for) < 0)
+        return fail(CHAT_E_BAD_REQUEST, "for must be seconds, 1..315360000 (absent: until lifted)",
+                    why);
+    if (get_str(r->root, "reason", &r->reason) < 0)
+        return fail(CHAT_E_BAD_REQUEST, "reason must be a string", why);
+    if (r->reason.p && r->reason.len > 0 &&
+        chat_valid_text(r->reason.p, r->reason.len, CHAT_BAN_REASON_MAX) != CHAT_TEXT_OK)
+        return fail(CHAT_E_BAD_REQUEST, "reason: up to 1000 bytes of text", why);
+    return CHAT_OK;
+}
+
 static enum chat_err parse_fields(struct chat_request *r, size_t max_text, const char **why)
 {
     int64_t limit = CHAT_HISTORY_DEFAULT;
 
     if (r->op == CHAT_OP_PING)
         return CHAT_OK;
+    if (r->op == CHAT_OP_BAN || r->op == CHAT_OP_UNBAN || r->op == CHAT_OP_BANS)
+        return parse_ban(r, why);
     if (get_str(r->root, "room", &r->room) < 0 || r->room.p == NULL ||
         !chat_valid_room(r->room.p, r->room.len))
         return fail(CHAT_E_BAD_REQUEST, "missing or invalid room", why);
@@ -575,6 +615,29 @@ char *chat_encode_banned(const char *until, const char *reason, const json_t *re
     if (timed)
         out_key_str(&o, "until", until);
     out_key_str(&o, "reason", reason ? reason : "");
+    out_ref(&o, ref);
+    return out_finish(&o, len);
+}
+
+char *chat_encode_ban(const char *op, int64_t id, int lifted, const json_t *ref, size_t *len)
+{
+    struct out o = {0};
+
+    out_op(&o, op);
+    out_fmt(&o, ",\"id\":%" PRId64, id);
+    if (lifted >= 0)
+        out_lit(&o, lifted ? ",\"lifted\":true" : ",\"lifted\":false");
+    out_ref(&o, ref);
+    return out_finish(&o, len);
+}
+
+char *chat_encode_bans(const char *list, size_t list_len, const json_t *ref, size_t *len)
+{
+    struct out o = {0};
+
+    out_op(&o, "bans");
+    out_lit(&o, ",\"bans\":");
+    out_mem(&o, list, list_len);
     out_ref(&o, ref);
     return out_finish(&o, len);
 }

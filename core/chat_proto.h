@@ -46,6 +46,9 @@ enum chat_op {
     CHAT_OP_PING,
     CHAT_OP_EDIT,   /* room, seq, text, cid (optional) */
     CHAT_OP_DELETE, /* room, seq, cid (optional) */
+    CHAT_OP_BAN,    /* moderators: user and/or addr, for (s, optional), reason */
+    CHAT_OP_UNBAN,  /* moderators: id */
+    CHAT_OP_BANS,   /* moderators: the active bans */
 };
 
 /* A borrowed string: points into the request's JSON tree; p == NULL when
@@ -57,16 +60,20 @@ struct chat_str {
 
 struct chat_request {
     enum chat_op op;
-    json_t *root;         /* owned */
-    json_t *ref;          /* borrowed from root; NULL when absent */
-    struct chat_str room; /* join leave send history typing members: valid room */
-    struct chat_str text; /* send edit: checked against max_text */
-    struct chat_str cid;  /* send edit delete: optional, valid cid */
-    struct chat_str name; /* send: optional guest name (HTTP); not validated here */
-    int64_t since;        /* join: -1 when absent ("the last 50") */
-    int64_t before;       /* history: 0 when absent ("latest") */
-    int64_t seq;          /* edit delete: the message changed, >= 1 */
-    int limit;            /* history: 1..CHAT_HISTORY_MAX, default 50 */
+    json_t *root;           /* owned */
+    json_t *ref;            /* borrowed from root; NULL when absent */
+    struct chat_str room;   /* join leave send history typing members: valid room */
+    struct chat_str text;   /* send edit: checked against max_text */
+    struct chat_str cid;    /* send edit delete: optional, valid cid */
+    struct chat_str name;   /* send: optional guest name (HTTP); not validated here */
+    int64_t since;          /* join: -1 when absent ("the last 50") */
+    int64_t before;         /* history: 0 when absent ("latest") */
+    int64_t seq;            /* edit delete: the message changed, >= 1; unban: the ban's id */
+    struct chat_str user;   /* ban: "alice" or "~guest"; optional when addr */
+    struct chat_str addr;   /* ban: "192.0.2.7", "198.51.100.0/24", "2001:db8::/32" */
+    struct chat_str reason; /* ban: up to 1000 bytes, may be empty */
+    int64_t ban_for;        /* ban: seconds, 0 = until lifted */
+    int limit;              /* history: 1..CHAT_HISTORY_MAX, default 50 */
 };
 
 /* Parses and validates one request. want_op: CHAT_OP_NONE for WebSocket
@@ -107,6 +114,10 @@ char *chat_encode_presence(const char *room, const char *const *online, size_t n
 /* {"op":"error","code":"banned","message":…,"until":…,"reason":…,"ref":…}:
  * until "" or NULL: until lifted (then no "until" key). */
 char *chat_encode_banned(const char *until, const char *reason, const json_t *ref, size_t *len);
+/* {"op":"ban","id":N}, {"op":"unban","id":N,"lifted":true|false},
+ * {"op":"bans","bans":list} (list: a JSON array, spliced verbatim). */
+char *chat_encode_ban(const char *op, int64_t id, int lifted, const json_t *ref, size_t *len);
+char *chat_encode_bans(const char *list, size_t list_len, const json_t *ref, size_t *len);
 /* message: human-readable; NULL uses a default for the code. */
 char *chat_encode_error(enum chat_err code, const char *message, const json_t *ref, size_t *len);
 

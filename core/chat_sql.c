@@ -181,3 +181,19 @@ enum chat_err chat_change_answer(const PGresult *res, struct chat_post_ack *out,
     *why = "ok";
     return CHAT_OK;
 }
+
+void chat_ban_params(struct chat_ban_params *a, const struct chat_request *r, const char *by)
+{
+    if (r->op == CHAT_OP_UNBAN) {
+        snprintf(a->num, sizeof(a->num), "%lld", (long long)r->seq);
+        a->params[0] = a->num;
+        a->params[1] = by;
+        return;
+    }
+    snprintf(a->num, sizeof(a->num), "%lld", (long long)r->ban_for);
+    a->params[0] = r->user.p ? r->user.p : "";
+    a->params[1] = r->addr.p ? r->addr.p : "";
+    a->params[2] = a->num;
+    a->params[3] = by;
+    a->params[4] = r->reason.p ? r->reason.p : "";
+}

@@ -65,6 +65,19 @@
     "SELECT seq, ts, dup, err, message FROM chat_change($1, $2, $3::bigint, $4, $5, $6, "          \
     "$7::boolean, make_interval(secs => $8::int))"
 
+/* Moderators. $1 user ("" none), $2 addr ("" none), $3 seconds (0: until
+ * lifted), $4 by, $5 reason: the ban's id (announced on chat_admin). */
+#define CHAT_SQL_BAN                                                                               \
+    "SELECT chat_ban(nullif($1, ''), nullif($2, '')::inet, CASE WHEN $3::int = 0 THEN NULL "       \
+    "ELSE make_interval(secs => $3::int) END, $4, $5)"
+/* $1 id, $2 by: whether an active ban was lifted. */
+#define CHAT_SQL_UNBAN "SELECT chat_unban($1::bigint, $2)"
+/* The active bans as a JSON array, oldest first. */
+#define CHAT_SQL_BANS_LIST                                                                         \
+    "SELECT coalesce(json_agg(json_build_object('id', id, 'user', target, 'addr', abbrev(addr), "  \
+    "'created', chat_ts(created), 'until', chat_ts(until), 'by', by, 'reason', reason) "           \
+    "ORDER BY id), '[]')::text FROM chat_bans_active"
+
 /* $1 room: count, members (a JSON array of names, sorted, capped). */
 #define CHAT_SQL_MEMBERS "SELECT count, members FROM chat_members($1)"
 
@@ -148,6 +161,14 @@ void chat_change_params(struct chat_change_params *a, const struct chat_request 
  * (borrowed from res, or static). A result that is not chat_change's
  * (an error, no row) is CHAT_E_UNAVAILABLE. */
 enum chat_err chat_change_answer(const PGresult *res, struct chat_post_ack *out, const char **why);
+
+/* The parameters of CHAT_SQL_BAN (ban) or CHAT_SQL_UNBAN (unban) from a
+ * parsed request made by moderator by; params point into r, by and a. */
+struct chat_ban_params {
+    char num[24];
+    const char *params[5];
+};
+void chat_ban_params(struct chat_ban_params *a, const struct chat_request *r, const char *by);
 
 /* chat_presence / chat_presence_sync: (room, member) pairs; online is
  * what the member became (unused by the sync, which sends the whole view). */

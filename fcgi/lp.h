@@ -79,6 +79,9 @@ enum lp_endpoint {
     LP_EP_HEALTH,
     LP_EP_EDIT,   /* POST edit (moderation) */
     LP_EP_DELETE, /* POST delete (moderation) */
+    LP_EP_BAN,    /* POST ban (moderators) */
+    LP_EP_UNBAN,  /* POST unban (moderators) */
+    LP_EP_BANS,   /* GET bans (moderators) */
 };
 
 /* Everything an acceptor needs of one request, copied out of libfcgi so

@@ -173,6 +173,63 @@ static void handle_change(struct lp_req *r, PGconn **db, enum chat_op op)
     chat_request_free(&q);
 }
 
+/* ---- POST ban, POST unban, GET bans (moderators) ---------------------------- */
+
+static void handle_moderate(struct lp_req *r, PGconn **db, enum chat_op op)
+{
+    char who[CHAT_SENDER_MAX + 1];
+    struct chat_ban_params a;
+    struct chat_request q;
+    const char *why, *sql = CHAT_SQL_BANS_LIST;
+    int n = 0;
+    size_t len;
+    char *body = NULL;
+
+    memset(&q, 0, sizeof(q));
+    q.op = op;
+    if (!r->policy.moderator)
+        return (void)lp_reply_error(&r->conn, CHAT_E_FORBIDDEN, "moderators only");
+    if (identity(r, NULL, 0, who) < 0)
+        return;
+    if (op != CHAT_OP_BANS) {
+        if (check_writable(r) < 0)
+            return;
+        enum chat_err e = chat_request_parse(&q, r->body, r->body_len, op, 0, &why);
+        if (e != CHAT_OK) {
+            lp_reply_error(&r->conn, e, why);
+            chat_request_free(&q);
+            return;
+        }
+        chat_ban_params(&a, &q, who);
+        sql = op == CHAT_OP_BAN ? CHAT_SQL_BAN : CHAT_SQL_UNBAN;
+        n = op == CHAT_OP_BAN ? 5 : 2;
+    }
+    if (!lp_rate_admit(r, who, op != CHAT_OP_BANS))
+        goto out;
+    PGresult *res = lp_db_query(db, "moderate", sql, n, n ? a.params : NULL);
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        log_error("moderation: %s", lp_pgerr(res, *db));
+        lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "database unavailable; retry later");
+        PQclear(res);
+        goto out;
+    }
+    const char *v = PQgetvalue(res, 0, 0);
+    if (op == CHAT_OP_BANS)
+        body = chat_encode_bans(v, (size_t)PQgetlength(res, 0, 0), NULL, &len);
+    else if (op == CHAT_OP_UNBAN)
+        body = chat_encode_ban("unban", q.seq, v[0] == 't', NULL, &len);
+    else
+        body = chat_encode_ban("ban", strtoll(v, NULL, 10), -1, NULL, &len);
+    PQclear(res);
+    if (body)
+        lp_reply(&r->conn, 200, body, len);
+    else
+        lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
+    free(body);
+out:
+    chat_request_free(&q);
+}
+
 /* ---- POST typing ---------------------------------------------------------- */
 
 static pthread_mutex_t typing_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -296,7 +353,7 @@ static void dispatch(struct lp_req *r, PGconn **db)
     if (r->ep == LP_EP_UNKNOWN)
         return (void)lp_reply_error_status(&r->conn, 404, CHAT_E_BAD_REQUEST, "no such endpoint");
     bool want_post = r->ep == LP_EP_SEND || r->ep == LP_EP_TYPING || r->ep == LP_EP_EDIT ||
-                     r->ep == LP_EP_DELETE;
+                     r->ep == LP_EP_DELETE || r->ep == LP_EP_BAN || r->ep == LP_EP_UNBAN;
     if ((want_post && !r->post) || (!want_post && !r->get))
         return (void)lp_reply_error_status(&r->conn, 405, CHAT_E_BAD_REQUEST,
                                            want_post ? "use POST" : "use GET");
@@ -321,6 +378,15 @@ static void dispatch(struct lp_req *r, PGconn **db)
         break;
     case LP_EP_DELETE:
         handle_change(r, db, CHAT_OP_DELETE);
+        break;
+    case LP_EP_BAN:
+        handle_moderate(r, db, CHAT_OP_BAN);
+        break;
+    case LP_EP_UNBAN:
+        handle_moderate(r, db, CHAT_OP_UNBAN);
+        break;
+    case LP_EP_BANS:
+        handle_moderate(r, db, CHAT_OP_BANS);
         break;
     default:
         handle_typing(r, db);

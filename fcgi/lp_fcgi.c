@@ -151,7 +151,8 @@ static enum lp_endpoint endpoint_of(const char *uri)
     } eps[] = {
         {"poll", LP_EP_POLL},     {"send", LP_EP_SEND},     {"history", LP_EP_HISTORY},
         {"typing", LP_EP_TYPING}, {"health", LP_EP_HEALTH}, {"edit", LP_EP_EDIT},
-        {"delete", LP_EP_DELETE},
+        {"delete", LP_EP_DELETE}, {"ban", LP_EP_BAN},       {"unban", LP_EP_UNBAN},
+        {"bans", LP_EP_BANS},
     };
     const char *slash;
 

@@ -41,7 +41,8 @@ struct ws_op {
     struct ws_conn *conn; /* referenced */
     json_t *ref;          /* owned, may be NULL */
     char room[CHAT_ROOM_MAX + 1];
-    char cid[CHAT_CID_MAX + 1]; /* edit, delete: "" when none */
+    char cid[CHAT_CID_MAX + 1]; /* edit, delete: "" when none; ban, unban, bans: the op */
+    int64_t id;                 /* unban: the ban */
 };
 
 static struct ws_op *op_new(struct ws_conn *c, const json_t *ref, const struct chat_str *room)
@@ -392,6 +393,70 @@ static void admin_notify(struct ws_server *srv, const char *payload, size_t len)
     }
 }
 
+/* ---- moderators: ban, unban, bans ---- */
+
+static void ban_done(struct pg *pg, PGresult *res, void *data)
+{
+    struct ws_op *op = data;
+    size_t len;
+    (void)pg;
+
+    if (!ws_conn_alive(op->conn))
+        goto out;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        if (res)
+            log_error("%s: %s", op->cid, PQresultErrorMessage(res));
+        ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "the database is unavailable; retry", op->ref);
+        goto out;
+    }
+    const char *v = PQgetvalue(res, 0, 0);
+    if (strcmp(op->cid, "bans") == 0)
+        ws_conn_reply(op->conn, chat_encode_bans(v, (size_t)PQgetlength(res, 0, 0), op->ref, &len),
+                      &len);
+    else if (strcmp(op->cid, "unban") == 0)
+        ws_conn_reply(op->conn, chat_encode_ban("unban", op->id, v[0] == 't', op->ref, &len), &len);
+    else
+        ws_conn_reply(op->conn, chat_encode_ban("ban", strtoll(v, NULL, 10), -1, op->ref, &len),
+                      &len);
+out:
+    op_free(op);
+}
+
+static void chat_moderate(struct ws_conn *c, const struct chat_request *r)
+{
+    struct chat_ban_params a;
+    struct ws_op *op;
+    const char *sql = CHAT_SQL_BAN;
+    int n = 5;
+
+    if (!c->policy->moderator) {
+        ws_conn_error(c, CHAT_E_FORBIDDEN, "moderators only", r->ref);
+        return;
+    }
+    if (!(op = op_new(c, r->ref, NULL))) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", r->ref);
+        return;
+    }
+    /* the op's name rides in cid: these ops have no cid */
+    snprintf(op->cid, sizeof(op->cid), "%s",
+             r->op == CHAT_OP_BAN     ? "ban"
+             : r->op == CHAT_OP_UNBAN ? "unban"
+                                      : "bans");
+    op->id = r->seq;
+    chat_ban_params(&a, r, c->user);
+    if (r->op == CHAT_OP_UNBAN) {
+        sql = CHAT_SQL_UNBAN;
+        n = 2;
+    } else if (r->op == CHAT_OP_BANS) {
+        sql = CHAT_SQL_BANS_LIST;
+        n = 0;
+    }
+    if (pg_query(c->srv->writer, sql, n, a.params, ban_done, op) < 0) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable; retry", r->ref);
+        op_free(op);
+    }
+}
+
 /* ---- reads: history, members, typing ---- */
 
 static void history_done(struct pg *pg, PGresult *res, void *data)
@@ -574,6 +639,11 @@ static void dispatch(struct ws_conn *c, const struct chat_request *r)
         }
         c->send_tokens -= 1.0;
         chat_change(c, r);
+        return;
+    case CHAT_OP_BAN:
+    case CHAT_OP_UNBAN:
+    case CHAT_OP_BANS:
+        chat_moderate(c, r);
         return;
     case CHAT_OP_HISTORY:
         if (room_allowed(c, r))

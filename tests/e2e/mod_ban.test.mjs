@@ -136,3 +136,72 @@ test('an address ban refuses guests from that address; a kick ends connections w
     if (banId) await withDb((db) => db.query('SELECT chat_unban($1, $2)', [banId, 'mod']));
   }
 });
+
+test('moderators ban, list and unban over both doors; nobody else can', async () => {
+  const room = uniqueRoom('banop');
+  const MODWS = portBase(1, 'ws') + 'mod/';
+  const MOD = portBase(1) + 'mod/';
+  const { c: mod, first } = await ws('mod', '', MODWS);
+  assert.equal(first.op, 'hello');
+  const { c: alice } = await ws('alice');
+  const { c: bob } = await Client.connect('', { headers: { ...basic('bob'), 'X-Chat-Role': 'moderator' } }, WS)
+    .then(async (c) => { await c.op('hello'); return { c }; });
+  let banId = null;
+  try {
+    alice.send({ op: 'join', room });
+    await alice.op('joined');
+    for (const req of [{ op: 'ban', user: 'alice', reason: 'x' }, { op: 'bans' }, { op: 'unban', id: 1 }]) {
+      const e = await ask(bob, req);
+      assert.equal(e.code, 'forbidden', `bob's ${req.op} with his own role header`);
+    }
+    const forged = await request(AUTH, 'ban', {
+      method: 'POST', body: { user: 'alice' }, headers: { ...basic('bob'), 'X-Chat-Role': 'moderator' },
+    });
+    assert.equal(forged.status, 403);
+    const bad = await ask(mod, { op: 'ban', addr: '300.1.2.3' });
+    assert.equal(bad.code, 'bad_request');
+    const none = await ask(mod, { op: 'ban', reason: 'nobody' });
+    assert.equal(none.code, 'bad_request');
+
+    const ban = await ask(mod, { op: 'ban', user: 'alice', for: 600, reason: 'rude' });
+    assert.equal(ban.op, 'ban', JSON.stringify(ban));
+    banId = ban.id;
+    const e = await alice.next((x) => x.op === 'error', 10000, 'banned error');
+    assert.equal(e.code, 'banned');
+    assert.equal(e.reason, 'rude');
+    assert.equal((await alice.waitClose()).code, 4003);
+
+    const list = await ask(mod, { op: 'bans' });
+    const mine = list.bans.find((b) => b.id === banId);
+    assert.equal(mine.user, 'alice');
+    assert.equal(mine.by, 'mod');
+    assert.equal(mine.reason, 'rude');
+    const listHttp = await request(MOD, 'bans', { headers: basic('mod') });
+    assert.equal(listHttp.status, 200);
+    assert.ok(listHttp.json.bans.some((b) => b.id === banId));
+    assert.equal((await request(AUTH, 'bans', { headers: basic('bob') })).status, 403);
+
+    const un = await request(MOD, 'unban', { method: 'POST', body: { id: banId }, headers: basic('mod') });
+    assert.equal(un.status, 200, un.text);
+    assert.equal(un.json.lifted, true);
+    banId = null;
+    await servedAgain('alice', '', WS);
+    const twice = await request(MOD, 'unban', { method: 'POST', body: { id: un.json.id }, headers: basic('mod') });
+    assert.equal(twice.json.lifted, false);
+
+    // and a ban over HTTP ends a WebSocket too
+    const { c: alice2 } = await ws('alice');
+    const hb = await request(MOD, 'ban', { method: 'POST', body: { user: 'alice', reason: 'again' }, headers: basic('mod') });
+    assert.equal(hb.status, 200, hb.text);
+    banId = hb.json.id;
+    assert.equal((await alice2.waitClose()).code, 4003);
+    const un2 = await ask(mod, { op: 'unban', id: banId });
+    assert.equal(un2.lifted, true);
+    banId = null;
+  } finally {
+    mod.close();
+    alice.close();
+    bob.close();
+    if (banId) await withDb((db) => db.query('SELECT chat_unban($1, $2)', [banId, 'mod']));
+  }
+});
