@@ -413,6 +413,37 @@ static void test_parse_edit_delete(void **state)
         CHAT_E_BAD_REQUEST);
 }
 
+/* ban, unban, bans: no room; a ban names a user (or ~guest), an address
+ * or both; for in seconds; the reason is text. */
+static void test_parse_bans(void **state)
+{
+    (void)state;
+    assert_int_equal(parse("{\"op\":\"ban\",\"user\":\"~bob\",\"addr\":\"198.51.100.0/24\","
+                           "\"for\":60,\"reason\":\"spam\"}"),
+                     CHAT_OK);
+    assert_int_equal(req.op, CHAT_OP_BAN);
+    assert_str(req.user, "~bob");
+    assert_str(req.addr, "198.51.100.0/24");
+    assert_int_equal(req.ban_for, 60);
+    assert_str(req.reason, "spam");
+    assert_int_equal(parse("{\"op\":\"ban\",\"addr\":\"2001:db8::1\"}"), CHAT_OK);
+    assert_int_equal(req.ban_for, 0);
+    assert_int_equal(parse("{\"op\":\"bans\"}"), CHAT_OK);
+    assert_int_equal(parse("{\"op\":\"unban\",\"id\":7}"), CHAT_OK);
+    assert_int_equal(req.seq, 7);
+
+    assert_int_equal(parse("{\"op\":\"ban\"}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"ban\",\"user\":\"a b\"}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"ban\",\"user\":\"~\"}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"ban\",\"addr\":\"1.2.3.4/40\"}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"ban\",\"addr\":\"1.2.3.4\\u0000x\"}"), CHAT_E_BAD_JSON);
+    assert_int_equal(parse("{\"op\":\"ban\",\"user\":\"x\",\"for\":0}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"ban\",\"user\":\"x\",\"reason\":\"a\\u0001\"}"),
+                     CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"unban\"}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"unban\",\"id\":\"7\"}"), CHAT_E_BAD_REQUEST);
+}
+
 static void test_err_names(void **state)
 {
     static const struct {
@@ -572,6 +603,7 @@ int main(void)
         cmocka_unit_test_teardown(test_parse_join_leave, teardown),
         cmocka_unit_test_teardown(test_parse_send, teardown),
         cmocka_unit_test_teardown(test_parse_edit_delete, teardown),
+        cmocka_unit_test_teardown(test_parse_bans, teardown),
         cmocka_unit_test_teardown(test_parse_history_and_others, teardown),
         cmocka_unit_test_teardown(test_ranges, teardown),
         cmocka_unit_test_teardown(test_bad_json, teardown),
