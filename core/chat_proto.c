@@ -52,7 +52,7 @@ static const char *const op_names[] = {
     [CHAT_OP_SEND] = "send",       [CHAT_OP_HISTORY] = "history", [CHAT_OP_TYPING] = "typing",
     [CHAT_OP_MEMBERS] = "members", [CHAT_OP_PING] = "ping",       [CHAT_OP_EDIT] = "edit",
     [CHAT_OP_DELETE] = "delete",   [CHAT_OP_BAN] = "ban",         [CHAT_OP_UNBAN] = "unban",
-    [CHAT_OP_BANS] = "bans",
+    [CHAT_OP_BANS] = "bans",       [CHAT_OP_SEARCH] = "search",
 };
 #define N_OPS (sizeof(op_names) / sizeof(op_names[0]))
 
@@ -233,6 +233,16 @@ static enum chat_err parse_fields(struct chat_request *r, size_t max_text, const
     case CHAT_OP_EDIT:
     case CHAT_OP_DELETE:
         return parse_send(r, max_text, why);
+    case CHAT_OP_SEARCH:
+        if (get_str(r->root, "q", &r->q) < 0 || r->q.p == NULL ||
+            chat_valid_text(r->q.p, r->q.len, CHAT_SEARCH_Q_MAX) != CHAT_TEXT_OK)
+            return fail(CHAT_E_BAD_REQUEST, "q must be 1..256 bytes of text", why);
+        if (get_int(r->root, "before", 1, INT64_MAX, &r->before) < 0)
+            return fail(CHAT_E_BAD_REQUEST, "before must be an integer >= 1", why);
+        if (get_int(r->root, "limit", 1, CHAT_SEARCH_MAX, &limit) < 0)
+            return fail(CHAT_E_BAD_REQUEST, "limit must be an integer in 1..100", why);
+        r->limit = (int)limit;
+        return CHAT_OK;
     case CHAT_OP_HISTORY:
         if (get_int(r->root, "before", 1, INT64_MAX, &r->before) < 0)
             return fail(CHAT_E_BAD_REQUEST, "before must be an integer >= 1", why);
@@ -503,13 +513,13 @@ char *chat_encode_ack(const char *room, const char *cid, int64_t seq, const char
     return out_finish(&o, len);
 }
 
-char *chat_encode_history(const char *room, const struct chat_str *msgs, size_t n,
-                          const json_t *ref, size_t *len)
+char *chat_encode_page(const char *op, const char *room, const struct chat_str *msgs, size_t n,
+                       int64_t horizon, const json_t *ref, size_t *len)
 {
     struct out o = {0};
     size_t i;
 
-    out_op(&o, "history");
+    out_op(&o, op);
     out_key_str(&o, "room", room);
     out_lit(&o, ",\"messages\":[");
     for (i = 0; i < n; i++) {
@@ -518,8 +528,16 @@ char *chat_encode_history(const char *room, const struct chat_str *msgs, size_t 
         out_mem(&o, msgs[i].p, msgs[i].len);
     }
     out_mem(&o, "]", 1);
+    if (horizon >= 0)
+        out_fmt(&o, ",\"horizon\":%" PRId64, horizon);
     out_ref(&o, ref);
     return out_finish(&o, len);
+}
+
+char *chat_encode_history(const char *room, const struct chat_str *msgs, size_t n,
+                          const json_t *ref, size_t *len)
+{
+    return chat_encode_page("history", room, msgs, n, -1, ref, len);
 }
 
 char *chat_encode_poll(const char *events, size_t events_len, const char *const *rooms,

@@ -15,6 +15,8 @@
 #define CHAT_REF_MAX 128 /* bytes of a string ref */
 #define CHAT_HISTORY_DEFAULT 50
 #define CHAT_HISTORY_MAX 200
+#define CHAT_SEARCH_MAX 100   /* messages per search page (chat_search's own cap) */
+#define CHAT_SEARCH_Q_MAX 256 /* bytes of a search query */
 
 enum chat_err {
     CHAT_OK = 0,
@@ -49,6 +51,7 @@ enum chat_op {
     CHAT_OP_BAN,    /* moderators: user and/or addr, for (s, optional), reason */
     CHAT_OP_UNBAN,  /* moderators: id */
     CHAT_OP_BANS,   /* moderators: the active bans */
+    CHAT_OP_SEARCH, /* room, q, before, limit (1..CHAT_SEARCH_MAX) */
 };
 
 /* A borrowed string: points into the request's JSON tree; p == NULL when
@@ -73,6 +76,7 @@ struct chat_request {
     struct chat_str addr;   /* ban: "192.0.2.7", "198.51.100.0/24", "2001:db8::/32" */
     struct chat_str reason; /* ban: up to 1000 bytes, may be empty */
     int64_t ban_for;        /* ban: seconds, 0 = until lifted */
+    struct chat_str q;      /* search: 1..CHAT_SEARCH_Q_MAX bytes of text */
     int limit;              /* history: 1..CHAT_HISTORY_MAX, default 50 */
 };
 
@@ -98,6 +102,10 @@ char *chat_encode_ack(const char *room, const char *cid, int64_t seq, const char
 /* msgs: n message event texts (as rendered by chat_row_json), ascending. */
 char *chat_encode_history(const char *room, const struct chat_str *msgs, size_t n,
                           const json_t *ref, size_t *len);
+/* {"op":op,"room":…,"messages":[…],"horizon":H,"ref":…}: op "history" or
+ * "search"; horizon < 0: no "horizon" key. */
+char *chat_encode_page(const char *op, const char *room, const struct chat_str *msgs, size_t n,
+                       int64_t horizon, const json_t *ref, size_t *len);
 /* The long-poll answer: {"events":[events],"cursor":"room:N,...",
  * "members":members}. events: event objects joined by ","; cursor: one
  * room:seq per room polled, in the poll's order; members: a JSON object

@@ -78,6 +78,12 @@
     "'created', chat_ts(created), 'until', chat_ts(until), 'by', by, 'reason', reason) "           \
     "ORDER BY id), '[]')::text FROM chat_bans_active"
 
+/* $1 room, $2 query (web-search syntax), $3 before (0: the newest), $4
+ * limit: the matching messages' current events below before, the newest
+ * limit of them, in ascending order like history: seq, event. */
+#define CHAT_SQL_SEARCH                                                                            \
+    "SELECT seq, line FROM chat_search($1, $2, nullif($3::bigint, 0), $4::int) ORDER BY seq"
+
 /* $1 room: count, members (a JSON array of names, sorted, capped). */
 #define CHAT_SQL_MEMBERS "SELECT count, members FROM chat_members($1)"
 

@@ -82,6 +82,7 @@ enum lp_endpoint {
     LP_EP_BAN,    /* POST ban (moderators) */
     LP_EP_UNBAN,  /* POST unban (moderators) */
     LP_EP_BANS,   /* GET bans (moderators) */
+    LP_EP_SEARCH, /* GET search */
 };
 
 /* Everything an acceptor needs of one request, copied out of libfcgi so

@@ -343,6 +343,58 @@ static void handle_history(struct lp_req *r, PGconn **db)
     PQclear(res);
 }
 
+/* ---- GET search ------------------------------------------------------------- */
+
+static void handle_search(struct lp_req *r, PGconn **db)
+{
+    char room[CHAT_ROOM_MAX + 2], q[CHAT_SEARCH_Q_MAX + 2], num[32], before_s[24], limit_s[16];
+    char who[CHAT_SENDER_MAX + 1];
+    int64_t before = 0, limit = CHAT_HISTORY_DEFAULT;
+    int n = query_param(r, "room", room, sizeof(room));
+
+    if (n < 0 || !chat_valid_room(room, (size_t)n))
+        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "missing or invalid room");
+    n = query_param(r, "q", q, sizeof(q));
+    if (n < 0 || chat_valid_text(q, (size_t)n, CHAT_SEARCH_Q_MAX) != CHAT_TEXT_OK)
+        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "q must be 1..256 bytes of text");
+    n = query_param(r, "before", num, sizeof(num));
+    if (n == CHAT_QUERY_BAD ||
+        (n >= 0 && chat_query_int(num, (size_t)n, 1, INT64_MAX, &before) < 0))
+        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "before must be an integer >= 1");
+    n = query_param(r, "limit", num, sizeof(num));
+    if (n == CHAT_QUERY_BAD ||
+        (n >= 0 && chat_query_int(num, (size_t)n, 1, CHAT_SEARCH_MAX, &limit) < 0))
+        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST,
+                                    "limit must be an integer in 1..100");
+    if (!room_allowed(r, room) || !lp_rate_admit(r, reader(r, who), false))
+        return;
+    snprintf(before_s, sizeof(before_s), "%" PRId64, before);
+    snprintf(limit_s, sizeof(limit_s), "%" PRId64, limit);
+    const char *vals[4] = {room, q, before_s, limit_s};
+    PGresult *res = lp_db_query(db, "search", CHAT_SQL_SEARCH, 4, vals);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "database unavailable; retry later");
+    } else {
+        int rows = PQntuples(res);
+        struct chat_str *msgs = calloc((size_t)rows + 1, sizeof(*msgs));
+        size_t len;
+        char *body = NULL;
+        for (int i = 0; msgs && i < rows; i++) {
+            msgs[i].p = PQgetvalue(res, i, 1);
+            msgs[i].len = (size_t)PQgetlength(res, i, 1);
+        }
+        if (msgs)
+            body = chat_encode_page("search", room, msgs, (size_t)rows, -1, NULL, &len);
+        if (body)
+            lp_reply(&r->conn, 200, body, len);
+        else
+            lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
+        free(body);
+        free(msgs);
+    }
+    PQclear(res);
+}
+
 /* ---- dispatch and the thread ------------------------------------------------ */
 
 static void dispatch(struct lp_req *r, PGconn **db)
@@ -387,6 +439,9 @@ static void dispatch(struct lp_req *r, PGconn **db)
         break;
     case LP_EP_BANS:
         handle_moderate(r, db, CHAT_OP_BANS);
+        break;
+    case LP_EP_SEARCH:
+        handle_search(r, db);
         break;
     default:
         handle_typing(r, db);

@@ -152,7 +152,7 @@ static enum lp_endpoint endpoint_of(const char *uri)
         {"poll", LP_EP_POLL},     {"send", LP_EP_SEND},     {"history", LP_EP_HISTORY},
         {"typing", LP_EP_TYPING}, {"health", LP_EP_HEALTH}, {"edit", LP_EP_EDIT},
         {"delete", LP_EP_DELETE}, {"ban", LP_EP_BAN},       {"unban", LP_EP_UNBAN},
-        {"bans", LP_EP_BANS},
+        {"bans", LP_EP_BANS},     {"search", LP_EP_SEARCH},
     };
     const char *slash;
 

@@ -483,6 +483,48 @@ out:
     op_free(op);
 }
 
+static void search_done(struct pg *pg, PGresult *res, void *data)
+{
+    struct ws_op *op = data;
+    struct chat_str msgs[CHAT_SEARCH_MAX];
+    size_t n = 0, len;
+    (void)pg;
+
+    if (!ws_conn_alive(op->conn))
+        goto out;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (res)
+            log_error("search: %s", PQresultErrorMessage(res));
+        ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "the database is unavailable", op->ref);
+        goto out;
+    }
+    for (int i = 0; i < PQntuples(res) && n < CHAT_SEARCH_MAX; i++, n++) {
+        msgs[n].p = PQgetvalue(res, i, 1);
+        msgs[n].len = (size_t)PQgetlength(res, i, 1);
+    }
+    ws_conn_reply(op->conn, chat_encode_page("search", op->room, msgs, n, -1, op->ref, &len), &len);
+out:
+    op_free(op);
+}
+
+static void chat_search(struct ws_conn *c, const struct chat_request *r)
+{
+    char before[24], limit[16];
+    struct ws_op *op = op_new(c, r->ref, &r->room);
+
+    if (!op) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", r->ref);
+        return;
+    }
+    snprintf(before, sizeof(before), "%lld", (long long)r->before);
+    snprintf(limit, sizeof(limit), "%d", r->limit);
+    const char *params[4] = {op->room, r->q.p, before, limit};
+    if (pg_query(c->srv->reader, CHAT_SQL_SEARCH, 4, params, search_done, op) < 0) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable", r->ref);
+        op_free(op);
+    }
+}
+
 static void chat_history(struct ws_conn *c, const struct chat_request *r)
 {
     char before[24], limit[16];
@@ -648,6 +690,10 @@ static void dispatch(struct ws_conn *c, const struct chat_request *r)
     case CHAT_OP_HISTORY:
         if (room_allowed(c, r))
             chat_history(c, r);
+        return;
+    case CHAT_OP_SEARCH:
+        if (room_allowed(c, r))
+            chat_search(c, r);
         return;
     case CHAT_OP_TYPING:
         if (c->policy->readonly) {
