@@ -474,8 +474,8 @@ char *chat_encode_hello(const char *user, int heartbeat, size_t *len)
     return out_finish(&o, len);
 }
 
-char *chat_encode_joined(const char *room, int64_t seq, const char *const *members, size_t n,
-                         size_t count, const json_t *ref, size_t *len)
+char *chat_encode_joined_h(const char *room, int64_t seq, const char *const *members, size_t n,
+                           size_t count, int64_t horizon, const json_t *ref, size_t *len)
 {
     struct out o = {0};
 
@@ -484,8 +484,16 @@ char *chat_encode_joined(const char *room, int64_t seq, const char *const *membe
     out_fmt(&o, ",\"seq\":%" PRId64, seq);
     out_key_names(&o, "members", members, n);
     out_fmt(&o, ",\"count\":%zu", count);
+    if (horizon > 0)
+        out_fmt(&o, ",\"horizon\":%" PRId64, horizon);
     out_ref(&o, ref);
     return out_finish(&o, len);
+}
+
+char *chat_encode_joined(const char *room, int64_t seq, const char *const *members, size_t n,
+                         size_t count, const json_t *ref, size_t *len)
+{
+    return chat_encode_joined_h(room, seq, members, n, count, 0, ref, len);
 }
 
 char *chat_encode_left(const char *room, const json_t *ref, size_t *len)
@@ -543,7 +551,15 @@ char *chat_encode_history(const char *room, const struct chat_str *msgs, size_t 
 char *chat_encode_poll(const char *events, size_t events_len, const char *const *rooms,
                        const int64_t *cursors, size_t n, const char *members, size_t *len)
 {
+    return chat_encode_poll_h(events, events_len, rooms, cursors, NULL, n, members, len);
+}
+
+char *chat_encode_poll_h(const char *events, size_t events_len, const char *const *rooms,
+                         const int64_t *cursors, const int64_t *horizons, size_t n,
+                         const char *members, size_t *len)
+{
     struct out o = {0};
+    bool any = false;
 
     out_lit(&o, "{\"events\":[");
     out_mem(&o, events, events_len);
@@ -557,6 +573,16 @@ char *chat_encode_poll(const char *events, size_t events_len, const char *const 
         out_lit(&o, ",\"members\":");
         out_lit(&o, members);
     }
+    for (size_t i = 0; horizons && i < n; i++) {
+        if (horizons[i] <= 0)
+            continue;
+        out_lit(&o, any ? "," : ",\"horizon\":{");
+        out_str(&o, rooms[i]);
+        out_fmt(&o, ":%lld", (long long)horizons[i]);
+        any = true;
+    }
+    if (any)
+        out_lit(&o, "}");
     return out_finish(&o, len); /* closes the object */
 }
 

@@ -96,6 +96,11 @@ void chat_request_free(struct chat_request *r);
 char *chat_encode_hello(const char *user, int heartbeat, size_t *len);
 char *chat_encode_joined(const char *room, int64_t seq, const char *const *members, size_t n,
                          size_t count, const json_t *ref, size_t *len);
+/* joined with "horizon":H before "ref" (H <= 0: as chat_encode_joined):
+ * the client's since was below the room's horizon, older messages were
+ * removed by retention (docs/moderation.md). */
+char *chat_encode_joined_h(const char *room, int64_t seq, const char *const *members, size_t n,
+                           size_t count, int64_t horizon, const json_t *ref, size_t *len);
 char *chat_encode_left(const char *room, const json_t *ref, size_t *len);
 char *chat_encode_ack(const char *room, const char *cid, int64_t seq, const char *ts,
                       const json_t *ref, size_t *len); /* cid NULL: no "cid" */
@@ -112,6 +117,11 @@ char *chat_encode_page(const char *op, const char *room, const struct chat_str *
  * (NULL: left out). */
 char *chat_encode_poll(const char *events, size_t events_len, const char *const *rooms,
                        const int64_t *cursors, size_t n, const char *members, size_t *len);
+/* As chat_encode_poll, with "horizon":{"room":H,...} for the rooms whose
+ * horizons[i] > 0 (horizons NULL or all 0: no key). */
+char *chat_encode_poll_h(const char *events, size_t events_len, const char *const *rooms,
+                         const int64_t *cursors, const int64_t *horizons, size_t n,
+                         const char *members, size_t *len);
 char *chat_encode_typing(const char *room, const char *user, size_t *len);
 char *chat_encode_members(const char *room, const char *const *members, size_t n, size_t count,
                           const json_t *ref, size_t *len);

@@ -197,3 +197,23 @@ void chat_ban_params(struct chat_ban_params *a, const struct chat_request *r, co
     a->params[3] = by;
     a->params[4] = r->reason.p ? r->reason.p : "";
 }
+
+size_t chat_history_rows(const PGresult *res, struct chat_str *msgs, size_t cap, int64_t *horizon)
+{
+    int64_t first = 0, h = 0;
+    size_t n = 0;
+
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (!PQgetisnull(res, i, 2))
+            h = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+        if (PQgetisnull(res, i, 0) || n >= cap)
+            continue;
+        if (n == 0)
+            first = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        msgs[n].p = PQgetvalue(res, i, 1);
+        msgs[n].len = (size_t)PQgetlength(res, i, 1);
+        n++;
+    }
+    *horizon = h > 0 && (n == 0 || first <= h + 1) ? h : -1;
+    return n;
+}

@@ -51,11 +51,20 @@
     "WHERE room = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::int"
 
 /* $1 room, $2 before (0: the newest), $3 limit: the page of message events
- * before it, ascending: seq, event. */
+ * before it, ascending: seq, event, and the room's horizon in every row
+ * (a room without messages there: one row, seq and event NULL; see
+ * chat_history_horizon). */
 #define CHAT_SQL_HISTORY                                                                           \
-    "SELECT seq, j FROM (SELECT seq, chat_row_json(m) AS j "                                       \
+    "SELECT s.seq, s.j, r.horizon FROM (SELECT horizon FROM rooms WHERE name = $1) r "             \
+    "LEFT JOIN LATERAL (SELECT seq, chat_row_json(m) AS j "                                        \
     "FROM messages m WHERE room = $1 AND ($2::bigint = 0 OR seq < $2::bigint) "                    \
-    "ORDER BY seq DESC LIMIT $3::int) s ORDER BY seq"
+    "ORDER BY seq DESC LIMIT $3::int) s ON true ORDER BY s.seq"
+
+/* The messages of a CHAT_SQL_HISTORY result (rows with a seq) into msgs
+ * (cap entries, borrowed from res); *horizon: the room's horizon when
+ * nothing older than this page is left (history starts there: retention
+ * removed what was below), else -1. Returns how many. */
+size_t chat_history_rows(const PGresult *res, struct chat_str *msgs, size_t cap, int64_t *horizon);
 
 /* $1 room, $2 actor, $3 seq, $4 "edit"|"delete", $5 text (NULL for a
  * delete), $6 cid (NULL: none), $7 moderator, $8 the author's window in

@@ -287,11 +287,9 @@ static void history_answer(struct lp_req *r, const char *room, PGresult *res)
     char *body = NULL;
 
     if (msgs) {
-        for (int i = 0; i < n; i++) {
-            msgs[i].p = PQgetvalue(res, i, 1);
-            msgs[i].len = (size_t)PQgetlength(res, i, 1);
-        }
-        body = chat_encode_history(room, msgs, (size_t)n, NULL, &len);
+        int64_t horizon;
+        size_t got = chat_history_rows(res, msgs, (size_t)n + 1, &horizon);
+        body = chat_encode_page("history", room, msgs, got, horizon, NULL, &len);
     }
     if (body)
         lp_reply(&r->conn, 200, body, len);

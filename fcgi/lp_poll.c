@@ -19,6 +19,8 @@
 struct poll_ctx {
     struct lp_cursor rooms[LP_MAX_ROOMS]; /* seq: as asked (-1: none) */
     int64_t cursor[LP_MAX_ROOMS];         /* seq: as answered */
+    int64_t horizon[LP_MAX_ROOMS];        /* > 0: the cursor was below the room's horizon */
+    bool jumped;                          /* some cursor was: answer at once */
     size_t n;
     bool backlog; /* a room without ":N" */
     char member[CHAT_SENDER_MAX + 1];
@@ -28,8 +30,8 @@ struct poll_ctx {
 
 static const struct lp_config *conf; /* given at init */
 static const char *const sql_fast =
-    "SELECT r.i, r.lo, m.seq, m.j FROM ("
-    "  SELECT q.i, q.room, CASE WHEN q.cur >= 0 THEN q.cur"
+    "SELECT r.i, r.lo, m.seq, m.j, r.h FROM ("
+    "  SELECT q.i, q.room, coalesce(rm.horizon, 0) AS h, CASE WHEN q.cur >= 0 THEN q.cur"
     "         ELSE greatest(coalesce(rm.last_seq, 0) - " CHAT_STR(
         CHAT_BACKLOG_DEFAULT) ", 0) END AS lo"
                               "  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS q(room, "
@@ -119,6 +121,14 @@ static int fast_path(PGconn **db, struct poll_ctx *c)
                 continue;
             if (c->rooms[i].seq < 0 && c->cursor[i] == 0)
                 c->cursor[i] = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+            int64_t h = strtoll(PQgetvalue(res, row, 4), NULL, 10);
+            if (c->rooms[i].seq >= 0 && c->rooms[i].seq < h) {
+                /* older messages were removed by retention: not a loss */
+                c->horizon[i] = h;
+                c->jumped = true;
+                if (c->cursor[i] < h)
+                    c->cursor[i] = h;
+            }
             if (PQgetisnull(res, row, 2))
                 continue;
             int64_t seq = strtoll(PQgetvalue(res, row, 2), NULL, 10);
@@ -183,9 +193,10 @@ static void answer(struct lp_req *r, struct poll_ctx *c, PGconn **db)
 
     for (size_t i = 0; i < c->n; i++)
         rooms[i] = c->rooms[i].room;
-    char *body = c->backlog && members == NULL ? NULL
-                                               : chat_encode_poll(c->events.p, c->events.len, rooms,
-                                                                  c->cursor, c->n, members, &len);
+    char *body = c->backlog && members == NULL
+                     ? NULL
+                     : chat_encode_poll_h(c->events.p, c->events.len, rooms, c->cursor, c->horizon,
+                                          c->n, members, &len);
     if (!body)
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
     else
@@ -256,7 +267,7 @@ void lp_poll_handle(struct lp_req *r, PGconn **db)
         } else {
             served = park(r, &c, gen, LP_CHECKED_NOT, db); /* the listener reads once it can */
         }
-    } else if (c.events.len > 0 || c.backlog || c.timeout == 0) {
+    } else if (c.events.len > 0 || c.backlog || c.timeout == 0 || c.jumped) {
         answer(r, &c, db);
     } else {
         served = park(r, &c, gen, LP_CHECKED_TABLE, db);

@@ -474,11 +474,10 @@ static void history_done(struct pg *pg, PGresult *res, void *data)
         ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "the database is unavailable", op->ref);
         goto out;
     }
-    for (int i = 0; i < PQntuples(res) && n < CHAT_HISTORY_MAX; i++, n++) {
-        msgs[n].p = PQgetvalue(res, i, 1);
-        msgs[n].len = (size_t)PQgetlength(res, i, 1);
-    }
-    ws_conn_reply(op->conn, chat_encode_history(op->room, msgs, n, op->ref, &len), &len);
+    int64_t horizon;
+    n = chat_history_rows(res, msgs, CHAT_HISTORY_MAX, &horizon);
+    ws_conn_reply(op->conn, chat_encode_page("history", op->room, msgs, n, horizon, op->ref, &len),
+                  &len);
 out:
     op_free(op);
 }
