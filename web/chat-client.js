@@ -513,6 +513,7 @@ export class ChatClient {
     for (const [room, m] of Object.entries(resp.members)) {
       this.#applyMembers(room, m.members, m.count, true);
     }
+    for (const [room, h] of Object.entries(resp.horizon || {})) this.#horizon(room, h);
     for (const ev of resp.events) this.#onEvent(ev, 'longpoll');
     for (const [room, seq] of resp.cursor) {
       const r = this.rooms.get(room);
@@ -542,6 +543,7 @@ export class ChatClient {
         const r = this.rooms.get(ev.room);
         if (!r) break;
         if (r.seq === null && ev.seq === 0) r.seq = 0;
+        if (typeof ev.horizon === 'number') this.#horizon(ev.room, ev.horizon);
         r.synced = true;
         this.#applyMembers(ev.room, ev.members, ev.count, false);
         this.#emit('joined', { room: ev.room, seq: ev.seq, members: ev.members || [], count: ev.count });
@@ -587,6 +589,17 @@ export class ChatClient {
   #emitPresence(room, online, offline) {
     const r = this.rooms.get(room);
     this.#emit('presence', { room, members: [...r.members].sort(), count: r.count, online, offline });
+  }
+
+  // Retention removed the room's messages up to h (docs/moderation.md): a
+  // cursor below it jumps there, and that is not a gap: 'horizon' says
+  // older messages were removed.
+  #horizon(room, h) {
+    const r = this.rooms.get(room);
+    if (!r || typeof h !== 'number' || (r.seq !== null && r.seq >= h)) return;
+    const after = r.seq;
+    r.seq = h;
+    if (after !== null) this.#emit('horizon', { room, horizon: h, after });
   }
 
   // Exactly once, in order: a message at or below the room's seq was seen.
