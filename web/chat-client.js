@@ -185,16 +185,53 @@ export class ChatClient {
   discard(cid) { return this.outbox.delete(cid); }
 
   /** Messages before seq `before` (latest when omitted), ascending. */
+  // history and search: the messages, ascending; .horizon is set when
+  // nothing older is left (retention removed what was below it).
   async history(room, { before, limit = 50 } = {}) {
+    return this.#page({ op: 'history', room, before, limit });
+  }
+
+  /** Full-text search of a room (web-search syntax): a page like history, newest page first. */
+  async search(room, q, { before, limit = 50 } = {}) {
+    return this.#page({ op: 'search', room, q, before, limit });
+  }
+
+  async #page(req) {
+    let ev;
     if (this.#ws) {
-      const ev = await this.#request({ op: 'history', room, before, limit });
-      return ev.messages || [];
+      ev = await this.#request(req);
+    } else {
+      const { op, ...q } = req;
+      if (q.before === undefined) delete q.before;
+      if (this.name) q.name = this.name;
+      ev = await this.#http('GET', op, q);
     }
-    const q = { room, limit };
-    if (before !== undefined) q.before = before;
-    if (this.name) q.name = this.name;
-    const body = await this.#http('GET', 'history', q);
-    return body.messages || [];
+    const msgs = ev.messages || [];
+    if (typeof ev.horizon === 'number') msgs.horizon = ev.horizon;
+    return msgs;
+  }
+
+  /** Edit our own message (within the site's window): resolves with the change's ack. */
+  edit(room, seq, text) { return this.#moderate({ op: 'edit', room, seq, text, cid: makeCid() }); }
+
+  /** Delete our own message, or anyone's as a moderator: the change's ack. */
+  delete(room, seq) { return this.#moderate({ op: 'delete', room, seq, cid: makeCid() }); }
+
+  /** Moderators: ban user (or ~guest) for seconds (undefined: until lifted). */
+  ban(user, { seconds, reason } = {}) { return this.#moderate({ op: 'ban', user, for: seconds, reason }); }
+
+  // A change or a moderator's op: rejects with err.code (forbidden,
+  // too_late, not_found, ...) when refused. A retry after a lost answer
+  // reuses the cid, so it is never applied twice.
+  async #moderate(req) {
+    if (this.#ws) return this.#request(req);
+    const { op, ...body } = req;
+    if (this.name && op !== 'ban') body.name = this.name;
+    try {
+      return await this.#http('POST', op, body);
+    } catch (err) {
+      throw Object.assign(new Error(err.message || err.code), { code: err.code, status: err.status });
+    }
   }
 
   /** Tell the room we are typing (throttled). */
