@@ -239,9 +239,9 @@ install: all
 	$(call install_keep,conf/chat-upstreams.conf,$(DESTDIR)$(SYSCONFDIR)/nginx/chat/chat-upstreams.conf)
 	$(Q)$(INSTALL_SED) packaging/default.in >build/install/nginx-chat.default
 	$(call install_keep,build/install/nginx-chat.default,$(DESTDIR)$(SYSCONFDIR)/default/nginx-chat)
-	$(Q)for u in chat-ws chat-fcgi; do \
-	    $(INSTALL_SED) packaging/$$u.service.in >build/install/$$u.service; \
-	    install -m 644 build/install/$$u.service $(DESTDIR)$(UNITDIR)/$$u.service; done
+	$(Q)for u in chat-ws.service chat-fcgi.service chat-prune.service chat-prune.timer; do \
+	    $(INSTALL_SED) packaging/$$u.in >build/install/$$u; \
+	    install -m 644 build/install/$$u $(DESTDIR)$(UNITDIR)/$$u; done
 	$(Q)install -m 644 packaging/tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/nginx-chat.conf
 	@echo "installed under $(DESTDIR)$(PREFIX) and $(DESTDIR)$(SYSCONFDIR); next: docs/install.md"
 
