@@ -464,14 +464,21 @@ static char *out_finish(struct out *o, size_t *len)
     return o->p;
 }
 
-char *chat_encode_hello(const char *user, int heartbeat, size_t *len)
+char *chat_encode_hello_role(const char *user, int heartbeat, bool moderator, size_t *len)
 {
     struct out o = {0};
 
     out_op(&o, "hello");
     out_key_str(&o, "user", user);
     out_fmt(&o, ",\"heartbeat\":%d", heartbeat);
+    if (moderator)
+        out_lit(&o, ",\"role\":\"moderator\"");
     return out_finish(&o, len);
+}
+
+char *chat_encode_hello(const char *user, int heartbeat, size_t *len)
+{
+    return chat_encode_hello_role(user, heartbeat, false, len);
 }
 
 char *chat_encode_joined_h(const char *room, int64_t seq, const char *const *members, size_t n,

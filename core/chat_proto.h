@@ -94,6 +94,9 @@ void chat_request_free(struct chat_request *r);
  * and its length in *len, or NULL when out of memory. ref may be NULL
  * (then no "ref" key). Names are NUL-terminated and already valid. */
 char *chat_encode_hello(const char *user, int heartbeat, size_t *len);
+/* hello with "role":"moderator" when moderator (the page shows its controls;
+ * the daemon, not the page, decides what a moderator may do). */
+char *chat_encode_hello_role(const char *user, int heartbeat, bool moderator, size_t *len);
 char *chat_encode_joined(const char *room, int64_t seq, const char *const *members, size_t n,
                          size_t count, const json_t *ref, size_t *len);
 /* joined with "horizon":H before "ref" (H <= 0: as chat_encode_joined):

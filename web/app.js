@@ -364,6 +364,7 @@ function showMessage(r, m, { older = false, state } = {}) {
   const mine = isMine(m);
   const el = messageEl(m, { mine, state: state ?? (mine ? 'sent' : '') });
   if (mine && typeof m.seq === 'number' && !m.deleted) addActions(r, el);
+  else if (!mine && chat.role === 'moderator' && typeof m.seq === 'number' && !m.deleted) addModActions(r, el);
   const isActive = r === active;
   const follow = isActive && !older && nearBottom();
   insertBySeq(r.list, el);
@@ -393,6 +394,20 @@ function addActions(r, el) {
   el.querySelector('.bubble').append(h('div', { class: 'actions' },
     h('button', { type: 'button', class: 'link small edit-msg', text: 'Edit', onclick: () => editMsg(r, el) }), ' ',
     h('button', { type: 'button', class: 'link small delete-msg', text: 'Delete', onclick: () => deleteMsg(r, el) })));
+}
+
+// A moderator (hello's role) deletes anyone's message and bans its author.
+function addModActions(r, el) {
+  el.querySelector('.bubble').append(h('div', { class: 'actions' },
+    h('button', { type: 'button', class: 'link small delete-msg', text: 'Delete', onclick: () => deleteMsg(r, el) }), ' ',
+    h('button', { type: 'button', class: 'link small ban-user', text: `Ban ${el.dataset.user}`, onclick: () => banUser(el.dataset.user) })));
+}
+
+function banUser(user) {
+  const reason = window.prompt(`Ban ${user} for a day? Reason:`, '');
+  if (reason === null) return;
+  chat.ban(user, { seconds: 86400, reason: cleanText(reason).slice(0, 1000) })
+    .then(() => toast(`${user} is banned for a day.`), (err) => toast(`Could not ban ${user}: ${err?.message || err?.code}`));
 }
 
 function changeError(err) {

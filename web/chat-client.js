@@ -381,6 +381,7 @@ export class ChatClient {
     this.#clearTimer('reconnect');
     this.#stopPoll();
     this.user = hello.user ?? this.user;
+    this.role = hello.role === 'moderator' ? 'moderator' : 'user'; // for the page's controls only
     this.#heartbeat = (Number(hello.heartbeat) || 30) * 1000;
     this.#fails = 0;
     this.#probes = 0;

@@ -4,8 +4,8 @@
 // control, and the search box finds a room's messages as they are now.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { uniqueRoom } from './lib.mjs';
-import { SKIP, WAIT, launch, openUser, say, waitText } from './browser_lib.mjs';
+import { pgClient, portBase, uniqueRoom } from './lib.mjs';
+import { SKIP, WAIT, launch, openUser, say, waitConnected, waitText } from './browser_lib.mjs';
 
 // the li of the message whose text is t
 const msgLi = (page, t) => page.locator('#log li.msg', { has: page.locator('.text', { hasText: t }) });
@@ -65,4 +65,47 @@ describe('edit, delete and search from the page', { skip: SKIP }, () => {
       }
     });
   }
+
+  test('a moderator (the /chat/mod/ location) deletes anyone\'s message and bans its author from the page', async () => {
+    const room = uniqueRoom('modui');
+    const open = async (username, path) => {
+      const context = await browser.newContext({ httpCredentials: { username, password: 'secret' } });
+      const page = await context.newPage();
+      const errors = [];
+      page.on('pageerror', (err) => errors.push(String(err)));
+      await page.goto(`${portBase(1)}${path}#${room}`);
+      await waitConnected(page, 'websocket');
+      return { context, page, errors };
+    };
+    const alice = await open('alice', '');
+    const mod = await open('mod', 'mod/');
+    const db = await pgClient();
+    await db.connect();
+    try {
+      await say(alice.page, 'cheap pills here');
+      await waitText(mod.page, 'cheap pills here');
+      assert.equal(await msgLi(alice.page, 'cheap pills here').locator('.ban-user').count(), 0,
+        'no moderator controls for alice');
+      mod.page.once('dialog', (d) => d.accept());
+      await msgLi(mod.page, 'cheap pills here').locator('.delete-msg').click();
+      await alice.page.waitForFunction(() => [...document.querySelectorAll('#log li.msg .text')]
+        .some((t) => t.classList.contains('deleted')), null, { timeout: WAIT });
+
+      await say(alice.page, 'more spam');
+      await waitText(mod.page, 'more spam');
+      mod.page.once('dialog', (d) => d.accept('spam'));
+      await msgLi(mod.page, 'more spam').locator('.ban-user').click();
+      await mod.page.locator('.toast, [role=status], body', { hasText: 'alice is banned' }).first().waitFor({ timeout: WAIT });
+      const bans = await db.query("SELECT id, reason, by FROM chat_bans_active WHERE target = 'alice'");
+      assert.equal(bans.rows.length, 1);
+      assert.equal(bans.rows[0].reason, 'spam');
+      assert.equal(bans.rows[0].by, 'mod');
+      assert.deepEqual(mod.errors, []);
+    } finally {
+      await db.query("SELECT chat_unban(id, 'mod') FROM chat_bans_active WHERE target = 'alice'");
+      await db.end();
+      await alice.context.close();
+      await mod.context.close();
+    }
+  });
 });
