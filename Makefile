@@ -51,11 +51,11 @@ endif
 CORE_SRCS := core/chat_log.c core/chat_utf8.c core/chat_valid.c core/chat_policy.c \
              core/chat_proto.c core/chat_db.c core/chat_sys.c core/chat_http.c \
              core/chat_notify.c core/chat_cursor.c core/chat_members.c core/chat_sql.c \
-             core/chat_backoff.c core/chat_typing.c core/chat_supervise.c
+             core/chat_backoff.c core/chat_typing.c core/chat_supervise.c core/chat_bans.c
 WS_CODEC_SRCS := module/ws_frame.c module/ws_handshake.c
 WS_SRCS := module/ws_main.c module/ws_conn.c module/ws_chat.c module/ws_room.c module/ev.c module/pg.c
-LP_SRCS := fcgi/lp_main.c fcgi/lp_accept.c fcgi/lp_rate.c fcgi/lp_poll.c fcgi/lp_fcgi.c fcgi/lp_db.c fcgi/lp_query.c fcgi/lp_listener.c fcgi/lp_rooms.c fcgi/lp_seqcache.c fcgi/lp_writer.c fcgi/lp_presence.c fcgi/lp_health.c fcgi/lp_state.c fcgi/lp_sse.c fcgi/lp_stream.c fcgi/lp_basic.c
-UNIT_TESTS := utf8 valid policy proto log notify cursor sql bus frame handshake lp_query
+LP_SRCS := fcgi/lp_main.c fcgi/lp_accept.c fcgi/lp_rate.c fcgi/lp_poll.c fcgi/lp_fcgi.c fcgi/lp_db.c fcgi/lp_query.c fcgi/lp_listener.c fcgi/lp_rooms.c fcgi/lp_seqcache.c fcgi/lp_writer.c fcgi/lp_presence.c fcgi/lp_health.c fcgi/lp_state.c fcgi/lp_sse.c fcgi/lp_stream.c fcgi/lp_basic.c fcgi/lp_bans.c
+UNIT_TESTS := utf8 valid policy proto log notify cursor sql bus frame handshake lp_query bans
 FUZZ_TARGETS := utf8 proto notify frame handshake query
 
 REL := build/release
@@ -239,9 +239,9 @@ install: all
 	$(call install_keep,conf/chat-upstreams.conf,$(DESTDIR)$(SYSCONFDIR)/nginx/chat/chat-upstreams.conf)
 	$(Q)$(INSTALL_SED) packaging/default.in >build/install/nginx-chat.default
 	$(call install_keep,build/install/nginx-chat.default,$(DESTDIR)$(SYSCONFDIR)/default/nginx-chat)
-	$(Q)for u in chat-ws chat-fcgi; do \
-	    $(INSTALL_SED) packaging/$$u.service.in >build/install/$$u.service; \
-	    install -m 644 build/install/$$u.service $(DESTDIR)$(UNITDIR)/$$u.service; done
+	$(Q)for u in chat-ws.service chat-fcgi.service chat-prune.service chat-prune.timer; do \
+	    $(INSTALL_SED) packaging/$$u.in >build/install/$$u; \
+	    install -m 644 build/install/$$u $(DESTDIR)$(UNITDIR)/$$u; done
 	$(Q)install -m 644 packaging/tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/nginx-chat.conf
 	@echo "installed under $(DESTDIR)$(PREFIX) and $(DESTDIR)$(SYSCONFDIR); next: docs/install.md"
 

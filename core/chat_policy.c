@@ -18,6 +18,8 @@ static const struct policy_name policy_names[CHAT_POLICY_NKEYS] = {
     [CHAT_POLICY_READONLY] = {"x-chat-readonly", "CHAT_READONLY"},
     [CHAT_POLICY_MAX_TEXT] = {"x-chat-max-text", "CHAT_MAX_TEXT"},
     [CHAT_POLICY_POLL_TIMEOUT] = {NULL, "CHAT_POLL_TIMEOUT"},
+    [CHAT_POLICY_ROLE] = {"x-chat-role", "CHAT_ROLE"},
+    [CHAT_POLICY_EDIT_WINDOW] = {"x-chat-edit-window", "CHAT_EDIT_WINDOW"},
 };
 
 void chat_policy_init(struct chat_policy *p)
@@ -27,6 +29,8 @@ void chat_policy_init(struct chat_policy *p)
     p->readonly = false;
     p->max_text = CHAT_TEXT_DEFAULT;
     p->poll_timeout = CHAT_POLL_TIMEOUT_DEFAULT;
+    p->moderator = false;
+    p->edit_window = CHAT_EDIT_WINDOW_DEFAULT;
     p->rooms[0] = '*';
     p->rooms[1] = '\0';
 }
@@ -198,6 +202,23 @@ int chat_policy_set(struct chat_policy *p, enum chat_policy_key key, const char 
             return -1;
         }
         p->poll_timeout = (unsigned)n;
+        return 0;
+    case CHAT_POLICY_ROLE:
+        if (len == 9 && memcmp(v, "moderator", 9) == 0)
+            p->moderator = true;
+        else if (len == 4 && memcmp(v, "user", 4) == 0)
+            p->moderator = false;
+        else {
+            *why = "role must be user or moderator";
+            return -1;
+        }
+        return 0;
+    case CHAT_POLICY_EDIT_WINDOW:
+        if (parse_uint_range(v, len, 0, CHAT_EDIT_WINDOW_MAX, &n) < 0) {
+            *why = "edit window out of range (0..31536000 seconds)";
+            return -1;
+        }
+        p->edit_window = (unsigned)n;
         return 0;
     default:
         *why = "unknown policy key";

@@ -14,6 +14,8 @@
 #define CHAT_ROOMS_SPEC_MAX 1024 /* bytes of the allowed-rooms list */
 #define CHAT_POLL_TIMEOUT_DEFAULT 25
 #define CHAT_POLL_TIMEOUT_MAX 300
+#define CHAT_EDIT_WINDOW_DEFAULT 900  /* seconds an author may edit or delete */
+#define CHAT_EDIT_WINDOW_MAX 31536000 /* a year */
 
 enum chat_policy_key {
     CHAT_POLICY_USER = 0,     /* X-Chat-User      CHAT_USER */
@@ -22,6 +24,8 @@ enum chat_policy_key {
     CHAT_POLICY_READONLY,     /* X-Chat-Readonly  CHAT_READONLY on|off */
     CHAT_POLICY_MAX_TEXT,     /* X-Chat-Max-Text  CHAT_MAX_TEXT 1..CHAT_TEXT_HARD_MAX */
     CHAT_POLICY_POLL_TIMEOUT, /* (none)           CHAT_POLL_TIMEOUT 1..CHAT_POLL_TIMEOUT_MAX */
+    CHAT_POLICY_ROLE,         /* X-Chat-Role      CHAT_ROLE     user|moderator */
+    CHAT_POLICY_EDIT_WINDOW,  /* X-Chat-Edit-Window CHAT_EDIT_WINDOW 0..CHAT_EDIT_WINDOW_MAX s */
     CHAT_POLICY_NKEYS
 };
 
@@ -31,6 +35,8 @@ struct chat_policy {
     bool readonly;                       /* default false */
     size_t max_text;                     /* default CHAT_TEXT_DEFAULT */
     unsigned poll_timeout;               /* seconds, default 25 */
+    bool moderator;                      /* role moderator: deletes any message; default false */
+    unsigned edit_window;                /* seconds an author may edit/delete; default 900 */
     char rooms[CHAT_ROOMS_SPEC_MAX + 1]; /* space-separated patterns, default "*" */
 };
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat_bans.h"
 #include "chat_valid.h"
 
 /* ---- errors ---------------------------------------------------------- */
@@ -29,6 +30,9 @@ static const struct {
     [CHAT_E_TOO_LARGE] = {"too_large", 413, "too large"},
     [CHAT_E_RATE_LIMITED] = {"rate_limited", 429, "too many requests, slow down"},
     [CHAT_E_UNAVAILABLE] = {"unavailable", 503, "service unavailable, retry later"},
+    [CHAT_E_NOT_FOUND] = {"not_found", 404, "no such message"},
+    [CHAT_E_TOO_LATE] = {"too_late", 403, "the time to change this message has passed"},
+    [CHAT_E_BANNED] = {"banned", 403, "you are banned from this chat"},
 };
 
 const char *chat_err_name(enum chat_err e)
@@ -46,7 +50,9 @@ int chat_err_http_status(enum chat_err e)
 static const char *const op_names[] = {
     [CHAT_OP_NONE] = NULL,         [CHAT_OP_JOIN] = "join",       [CHAT_OP_LEAVE] = "leave",
     [CHAT_OP_SEND] = "send",       [CHAT_OP_HISTORY] = "history", [CHAT_OP_TYPING] = "typing",
-    [CHAT_OP_MEMBERS] = "members", [CHAT_OP_PING] = "ping",
+    [CHAT_OP_MEMBERS] = "members", [CHAT_OP_PING] = "ping",       [CHAT_OP_EDIT] = "edit",
+    [CHAT_OP_DELETE] = "delete",   [CHAT_OP_BAN] = "ban",         [CHAT_OP_UNBAN] = "unban",
+    [CHAT_OP_BANS] = "bans",       [CHAT_OP_SEARCH] = "search",
 };
 #define N_OPS (sizeof(op_names) / sizeof(op_names[0]))
 
@@ -139,6 +145,15 @@ static enum chat_err parse_op(struct chat_request *r, enum chat_op want_op, cons
 
 static enum chat_err parse_send(struct chat_request *r, size_t max_text, const char **why)
 {
+    if (r->op == CHAT_OP_EDIT || r->op == CHAT_OP_DELETE) {
+        if (get_int(r->root, "seq", 1, INT64_MAX, &r->seq) < 0 || r->seq == 0)
+            return fail(CHAT_E_BAD_REQUEST, "seq must be an integer >= 1", why);
+    }
+    if (r->op == CHAT_OP_DELETE) {
+        if (json_object_get(r->root, "text") != NULL)
+            return fail(CHAT_E_BAD_REQUEST, "a delete has no text", why);
+        goto cid;
+    }
     if (get_str(r->root, "text", &r->text) < 0 || r->text.p == NULL)
         return fail(CHAT_E_BAD_REQUEST, "missing or invalid text", why);
     switch (chat_valid_text(r->text.p, r->text.len, max_text)) {
@@ -153,11 +168,48 @@ static enum chat_err parse_send(struct chat_request *r, size_t max_text, const c
     case CHAT_TEXT_CONTROL:
         return fail(CHAT_E_BAD_REQUEST, "text contains control characters", why);
     }
+cid:
     if (get_str(r->root, "cid", &r->cid) < 0 ||
         (r->cid.p != NULL && !chat_valid_cid(r->cid.p, r->cid.len)))
         return fail(CHAT_E_BAD_REQUEST, "invalid cid", why);
     if (get_str(r->root, "name", &r->name) < 0)
         return fail(CHAT_E_BAD_REQUEST, "invalid name", why);
+    return CHAT_OK;
+}
+
+#define CHAT_BAN_FOR_MAX 315360000 /* ten years, in seconds */
+
+static enum chat_err parse_ban(struct chat_request *r, const char **why)
+{
+    unsigned char net[16];
+    int family, bits;
+
+    if (r->op == CHAT_OP_BANS)
+        return CHAT_OK;
+    if (r->op == CHAT_OP_UNBAN) {
+        if (get_int(r->root, "id", 1, INT64_MAX, &r->seq) < 0 || r->seq == 0)
+            return fail(CHAT_E_BAD_REQUEST, "id must be an integer >= 1", why);
+        return CHAT_OK;
+    }
+    if (get_str(r->root, "user", &r->user) < 0 ||
+        (r->user.p && !(chat_valid_user(r->user.p, r->user.len) ||
+                        (r->user.len > 1 && r->user.p[0] == '~' &&
+                         chat_valid_user(r->user.p + 1, r->user.len - 1)))))
+        return fail(CHAT_E_BAD_REQUEST, "user must be a user name or ~guest", why);
+    if (get_str(r->root, "addr", &r->addr) < 0 ||
+        (r->addr.p && (r->addr.len > CHAT_ADDR_MAX || strlen(r->addr.p) != r->addr.len ||
+                       chat_addr_parse(r->addr.p, &family, net, &bits) < 0)))
+        return fail(CHAT_E_BAD_REQUEST, "addr must be an address or a network", why);
+    if (r->user.p == NULL && r->addr.p == NULL)
+        return fail(CHAT_E_BAD_REQUEST, "a ban names a user, an addr or both", why);
+    if (get_int(r->root, "for", 1, CHAT_BAN_FOR_MAX, &r->ban_for) < 0)
+        return fail(CHAT_E_BAD_REQUEST, "for must be seconds, 1..315360000 (absent: until lifted)",
+                    why);
+    if (get_str(r->root, "reason", &r->reason) < 0)
+        return fail(CHAT_E_BAD_REQUEST, "reason must be a string", why);
+    if (r->reason.p && r->reason.len > 0 &&
+        chat_valid_text(r->reason.p, r->reason.len, CHAT_BAN_REASON_MAX) != CHAT_TEXT_OK)
+        return fail(CHAT_E_BAD_REQUEST, "reason: up to 1000 bytes of text", why);
     return CHAT_OK;
 }
 
@@ -167,6 +219,8 @@ static enum chat_err parse_fields(struct chat_request *r, size_t max_text, const
 
     if (r->op == CHAT_OP_PING)
         return CHAT_OK;
+    if (r->op == CHAT_OP_BAN || r->op == CHAT_OP_UNBAN || r->op == CHAT_OP_BANS)
+        return parse_ban(r, why);
     if (get_str(r->root, "room", &r->room) < 0 || r->room.p == NULL ||
         !chat_valid_room(r->room.p, r->room.len))
         return fail(CHAT_E_BAD_REQUEST, "missing or invalid room", why);
@@ -176,7 +230,19 @@ static enum chat_err parse_fields(struct chat_request *r, size_t max_text, const
             return fail(CHAT_E_BAD_REQUEST, "since must be an integer >= 0", why);
         return CHAT_OK;
     case CHAT_OP_SEND:
+    case CHAT_OP_EDIT:
+    case CHAT_OP_DELETE:
         return parse_send(r, max_text, why);
+    case CHAT_OP_SEARCH:
+        if (get_str(r->root, "q", &r->q) < 0 || r->q.p == NULL ||
+            chat_valid_text(r->q.p, r->q.len, CHAT_SEARCH_Q_MAX) != CHAT_TEXT_OK)
+            return fail(CHAT_E_BAD_REQUEST, "q must be 1..256 bytes of text", why);
+        if (get_int(r->root, "before", 1, INT64_MAX, &r->before) < 0)
+            return fail(CHAT_E_BAD_REQUEST, "before must be an integer >= 1", why);
+        if (get_int(r->root, "limit", 1, CHAT_SEARCH_MAX, &limit) < 0)
+            return fail(CHAT_E_BAD_REQUEST, "limit must be an integer in 1..100", why);
+        r->limit = (int)limit;
+        return CHAT_OK;
     case CHAT_OP_HISTORY:
         if (get_int(r->root, "before", 1, INT64_MAX, &r->before) < 0)
             return fail(CHAT_E_BAD_REQUEST, "before must be an integer >= 1", why);
@@ -398,18 +464,25 @@ static char *out_finish(struct out *o, size_t *len)
     return o->p;
 }
 
-char *chat_encode_hello(const char *user, int heartbeat, size_t *len)
+char *chat_encode_hello_role(const char *user, int heartbeat, bool moderator, size_t *len)
 {
     struct out o = {0};
 
     out_op(&o, "hello");
     out_key_str(&o, "user", user);
     out_fmt(&o, ",\"heartbeat\":%d", heartbeat);
+    if (moderator)
+        out_lit(&o, ",\"role\":\"moderator\"");
     return out_finish(&o, len);
 }
 
-char *chat_encode_joined(const char *room, int64_t seq, const char *const *members, size_t n,
-                         size_t count, const json_t *ref, size_t *len)
+char *chat_encode_hello(const char *user, int heartbeat, size_t *len)
+{
+    return chat_encode_hello_role(user, heartbeat, false, len);
+}
+
+char *chat_encode_joined_h(const char *room, int64_t seq, const char *const *members, size_t n,
+                           size_t count, int64_t horizon, const json_t *ref, size_t *len)
 {
     struct out o = {0};
 
@@ -418,8 +491,16 @@ char *chat_encode_joined(const char *room, int64_t seq, const char *const *membe
     out_fmt(&o, ",\"seq\":%" PRId64, seq);
     out_key_names(&o, "members", members, n);
     out_fmt(&o, ",\"count\":%zu", count);
+    if (horizon > 0)
+        out_fmt(&o, ",\"horizon\":%" PRId64, horizon);
     out_ref(&o, ref);
     return out_finish(&o, len);
+}
+
+char *chat_encode_joined(const char *room, int64_t seq, const char *const *members, size_t n,
+                         size_t count, const json_t *ref, size_t *len)
+{
+    return chat_encode_joined_h(room, seq, members, n, count, 0, ref, len);
 }
 
 char *chat_encode_left(const char *room, const json_t *ref, size_t *len)
@@ -447,13 +528,13 @@ char *chat_encode_ack(const char *room, const char *cid, int64_t seq, const char
     return out_finish(&o, len);
 }
 
-char *chat_encode_history(const char *room, const struct chat_str *msgs, size_t n,
-                          const json_t *ref, size_t *len)
+char *chat_encode_page(const char *op, const char *room, const struct chat_str *msgs, size_t n,
+                       int64_t horizon, const json_t *ref, size_t *len)
 {
     struct out o = {0};
     size_t i;
 
-    out_op(&o, "history");
+    out_op(&o, op);
     out_key_str(&o, "room", room);
     out_lit(&o, ",\"messages\":[");
     for (i = 0; i < n; i++) {
@@ -462,14 +543,30 @@ char *chat_encode_history(const char *room, const struct chat_str *msgs, size_t 
         out_mem(&o, msgs[i].p, msgs[i].len);
     }
     out_mem(&o, "]", 1);
+    if (horizon >= 0)
+        out_fmt(&o, ",\"horizon\":%" PRId64, horizon);
     out_ref(&o, ref);
     return out_finish(&o, len);
+}
+
+char *chat_encode_history(const char *room, const struct chat_str *msgs, size_t n,
+                          const json_t *ref, size_t *len)
+{
+    return chat_encode_page("history", room, msgs, n, -1, ref, len);
 }
 
 char *chat_encode_poll(const char *events, size_t events_len, const char *const *rooms,
                        const int64_t *cursors, size_t n, const char *members, size_t *len)
 {
+    return chat_encode_poll_h(events, events_len, rooms, cursors, NULL, n, members, len);
+}
+
+char *chat_encode_poll_h(const char *events, size_t events_len, const char *const *rooms,
+                         const int64_t *cursors, const int64_t *horizons, size_t n,
+                         const char *members, size_t *len)
+{
     struct out o = {0};
+    bool any = false;
 
     out_lit(&o, "{\"events\":[");
     out_mem(&o, events, events_len);
@@ -483,6 +580,16 @@ char *chat_encode_poll(const char *events, size_t events_len, const char *const 
         out_lit(&o, ",\"members\":");
         out_lit(&o, members);
     }
+    for (size_t i = 0; horizons && i < n; i++) {
+        if (horizons[i] <= 0)
+            continue;
+        out_lit(&o, any ? "," : ",\"horizon\":{");
+        out_str(&o, rooms[i]);
+        out_fmt(&o, ":%lld", (long long)horizons[i]);
+        any = true;
+    }
+    if (any)
+        out_lit(&o, "}");
     return out_finish(&o, len); /* closes the object */
 }
 
@@ -542,6 +649,46 @@ char *chat_encode_error(enum chat_err code, const char *message, const json_t *r
     out_op(&o, "error");
     out_key_str(&o, "code", chat_err_name(code));
     out_key_str(&o, "message", message != NULL ? message : err_info[code].message);
+    out_ref(&o, ref);
+    return out_finish(&o, len);
+}
+
+char *chat_encode_banned(const char *until, const char *reason, const json_t *ref, size_t *len)
+{
+    struct out o = {0};
+    bool timed = until != NULL && until[0] != '\0';
+
+    out_op(&o, "error");
+    out_key_str(&o, "code", "banned");
+    out_key_str(&o, "message",
+                timed ? "you are banned from this chat for a while"
+                      : "you are banned from this chat until a moderator lifts it");
+    if (timed)
+        out_key_str(&o, "until", until);
+    out_key_str(&o, "reason", reason ? reason : "");
+    out_ref(&o, ref);
+    return out_finish(&o, len);
+}
+
+char *chat_encode_ban(const char *op, int64_t id, int lifted, const json_t *ref, size_t *len)
+{
+    struct out o = {0};
+
+    out_op(&o, op);
+    out_fmt(&o, ",\"id\":%" PRId64, id);
+    if (lifted >= 0)
+        out_lit(&o, lifted ? ",\"lifted\":true" : ",\"lifted\":false");
+    out_ref(&o, ref);
+    return out_finish(&o, len);
+}
+
+char *chat_encode_bans(const char *list, size_t list_len, const json_t *ref, size_t *len)
+{
+    struct out o = {0};
+
+    out_op(&o, "bans");
+    out_lit(&o, ",\"bans\":");
+    out_mem(&o, list, list_len);
     out_ref(&o, ref);
     return out_finish(&o, len);
 }

@@ -2,8 +2,11 @@
  * the decoding of chat_post's answer (see chat_sql.h). */
 #include "chat_sql.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "chat_policy.h"
 
 static int add_str(struct chat_sbuf *b, const char *s)
 {
@@ -129,4 +132,88 @@ void chat_seen_args_free(struct chat_seen_args *a)
     chat_sbuf_free(&a->name);
     chat_sbuf_free(&a->auth);
     a->n = 0;
+}
+
+void chat_change_params(struct chat_change_params *a, const struct chat_request *r,
+                        const char *actor, const struct chat_policy *p)
+{
+    snprintf(a->seq, sizeof(a->seq), "%lld", (long long)r->seq);
+    snprintf(a->window, sizeof(a->window), "%u", p->edit_window);
+    a->params[0] = r->room.p;
+    a->params[1] = actor;
+    a->params[2] = a->seq;
+    a->params[3] = r->op == CHAT_OP_EDIT ? "edit" : "delete";
+    a->params[4] = r->op == CHAT_OP_EDIT ? r->text.p : NULL;
+    a->params[5] = r->cid.p;
+    a->params[6] = p->moderator ? "t" : "f";
+    a->params[7] = a->window;
+}
+
+enum chat_err chat_change_answer(const PGresult *res, struct chat_post_ack *out, const char **why)
+{
+    static const struct {
+        const char *err;
+        enum chat_err code;
+    } errs[] = {
+        {"not_found", CHAT_E_NOT_FOUND},
+        {"forbidden", CHAT_E_FORBIDDEN},
+        {"too_late", CHAT_E_TOO_LATE},
+        {"bad_request", CHAT_E_BAD_REQUEST},
+    };
+
+    *why = "the database is unavailable; nothing was changed: retry with the same cid";
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+        PQnfields(res) < 5)
+        return CHAT_E_UNAVAILABLE;
+    if (!PQgetisnull(res, 0, 3)) {
+        const char *err = PQgetvalue(res, 0, 3);
+        *why = PQgetisnull(res, 0, 4) ? err : PQgetvalue(res, 0, 4);
+        for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++)
+            if (strcmp(err, errs[i].err) == 0)
+                return errs[i].code;
+        return CHAT_E_BAD_REQUEST; /* a refusal we do not know: not worth a retry */
+    }
+    out->seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    out->ts = PQgetvalue(res, 0, 1);
+    out->dup = PQgetvalue(res, 0, 2)[0] == 't';
+    if (out->seq <= 0)
+        return CHAT_E_UNAVAILABLE;
+    *why = "ok";
+    return CHAT_OK;
+}
+
+void chat_ban_params(struct chat_ban_params *a, const struct chat_request *r, const char *by)
+{
+    if (r->op == CHAT_OP_UNBAN) {
+        snprintf(a->num, sizeof(a->num), "%lld", (long long)r->seq);
+        a->params[0] = a->num;
+        a->params[1] = by;
+        return;
+    }
+    snprintf(a->num, sizeof(a->num), "%lld", (long long)r->ban_for);
+    a->params[0] = r->user.p ? r->user.p : "";
+    a->params[1] = r->addr.p ? r->addr.p : "";
+    a->params[2] = a->num;
+    a->params[3] = by;
+    a->params[4] = r->reason.p ? r->reason.p : "";
+}
+
+size_t chat_history_rows(const PGresult *res, struct chat_str *msgs, size_t cap, int64_t *horizon)
+{
+    int64_t first = 0, h = 0;
+    size_t n = 0;
+
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (!PQgetisnull(res, i, 2))
+            h = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+        if (PQgetisnull(res, i, 0) || n >= cap)
+            continue;
+        if (n == 0)
+            first = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        msgs[n].p = PQgetvalue(res, i, 1);
+        msgs[n].len = (size_t)PQgetlength(res, i, 1);
+        n++;
+    }
+    *horizon = h > 0 && (n == 0 || first <= h + 1) ? h : -1;
+    return n;
 }

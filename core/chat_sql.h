@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "chat_db.h"
+#include "chat_proto.h"
 
 #define CHAT_STR_(x) #x
 #define CHAT_STR(x) CHAT_STR_(x)
@@ -50,11 +51,47 @@
     "WHERE room = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::int"
 
 /* $1 room, $2 before (0: the newest), $3 limit: the page of message events
- * before it, ascending: seq, event. */
+ * before it, ascending: seq, event, and the room's horizon in every row
+ * (a room without messages there: one row, seq and event NULL; see
+ * chat_history_horizon). */
 #define CHAT_SQL_HISTORY                                                                           \
-    "SELECT seq, j FROM (SELECT seq, chat_row_json(m) AS j "                                       \
+    "SELECT s.seq, s.j, r.horizon FROM (SELECT horizon FROM rooms WHERE name = $1) r "             \
+    "LEFT JOIN LATERAL (SELECT seq, chat_row_json(m) AS j "                                        \
     "FROM messages m WHERE room = $1 AND ($2::bigint = 0 OR seq < $2::bigint) "                    \
-    "ORDER BY seq DESC LIMIT $3::int) s ORDER BY seq"
+    "ORDER BY seq DESC LIMIT $3::int) s ON true ORDER BY s.seq"
+
+/* The messages of a CHAT_SQL_HISTORY result (rows with a seq) into msgs
+ * (cap entries, borrowed from res); *horizon: the room's horizon when
+ * nothing older than this page is left (history starts there: retention
+ * removed what was below), else -1. Returns how many. */
+size_t chat_history_rows(const PGresult *res, struct chat_str *msgs, size_t cap, int64_t *horizon);
+
+/* $1 room, $2 actor, $3 seq, $4 "edit"|"delete", $5 text (NULL for a
+ * delete), $6 cid (NULL: none), $7 moderator, $8 the author's window in
+ * seconds (chat_change_params): one row, seq, ts, dup, err, message
+ * (chat_change_answer). */
+#define CHAT_SQL_CHANGE                                                                            \
+    "SELECT seq, ts, dup, err, message FROM chat_change($1, $2, $3::bigint, $4, $5, $6, "          \
+    "$7::boolean, make_interval(secs => $8::int))"
+
+/* Moderators. $1 user ("" none), $2 addr ("" none), $3 seconds (0: until
+ * lifted), $4 by, $5 reason: the ban's id (announced on chat_admin). */
+#define CHAT_SQL_BAN                                                                               \
+    "SELECT chat_ban(nullif($1, ''), nullif($2, '')::inet, CASE WHEN $3::int = 0 THEN NULL "       \
+    "ELSE make_interval(secs => $3::int) END, $4, $5)"
+/* $1 id, $2 by: whether an active ban was lifted. */
+#define CHAT_SQL_UNBAN "SELECT chat_unban($1::bigint, $2)"
+/* The active bans as a JSON array, oldest first. */
+#define CHAT_SQL_BANS_LIST                                                                         \
+    "SELECT coalesce(json_agg(json_build_object('id', id, 'user', target, 'addr', abbrev(addr), "  \
+    "'created', chat_ts(created), 'until', chat_ts(until), 'by', by, 'reason', reason) "           \
+    "ORDER BY id), '[]')::text FROM chat_bans_active"
+
+/* $1 room, $2 query (web-search syntax), $3 before (0: the newest), $4
+ * limit: the matching messages' current events below before, the newest
+ * limit of them, in ascending order like history: seq, event. */
+#define CHAT_SQL_SEARCH                                                                            \
+    "SELECT seq, line FROM chat_search($1, $2, nullif($3::bigint, 0), $4::int) ORDER BY seq"
 
 /* $1 room: count, members (a JSON array of names, sorted, capped). */
 #define CHAT_SQL_MEMBERS "SELECT count, members FROM chat_members($1)"
@@ -120,6 +157,33 @@ enum chat_post_fail {
     CHAT_POST_UNAVAILABLE,
 };
 enum chat_post_fail chat_post_failed(size_t n, bool connected, const char *sqlstate);
+
+/* chat_change (edit or delete, sql/003_moderation.sql): the parameters of
+ * CHAT_SQL_CHANGE from a parsed CHAT_OP_EDIT or CHAT_OP_DELETE request
+ * (its strings are NUL-terminated: jansson's) and the location's policy.
+ * params point into r, actor and a; valid while they are. */
+struct chat_change_params {
+    char seq[24], window[16];
+    const char *params[8];
+};
+struct chat_policy;
+void chat_change_params(struct chat_change_params *a, const struct chat_request *r,
+                        const char *actor, const struct chat_policy *p);
+
+/* One mapping of chat_change's answer for both transports: CHAT_OK with
+ * *out (seq and ts of the change row; ts borrowed from res), or the error
+ * the client gets (not_found, forbidden, too_late, bad_request) with *why
+ * (borrowed from res, or static). A result that is not chat_change's
+ * (an error, no row) is CHAT_E_UNAVAILABLE. */
+enum chat_err chat_change_answer(const PGresult *res, struct chat_post_ack *out, const char **why);
+
+/* The parameters of CHAT_SQL_BAN (ban) or CHAT_SQL_UNBAN (unban) from a
+ * parsed request made by moderator by; params point into r, by and a. */
+struct chat_ban_params {
+    char num[24];
+    const char *params[5];
+};
+void chat_ban_params(struct chat_ban_params *a, const struct chat_request *r, const char *by);
 
 /* chat_presence / chat_presence_sync: (room, member) pairs; online is
  * what the member became (unused by the sync, which sends the whole view). */

@@ -86,6 +86,12 @@ enum lp_endpoint {
     LP_EP_HEALTH,
     LP_EP_EVENTS, /* GET events: Server-Sent Events (lp_sse.c) */
     LP_EP_BASIC,  /* basic/...: the HTML mode without JavaScript (lp_basic.c) */
+    LP_EP_EDIT,   /* POST edit (moderation) */
+    LP_EP_DELETE, /* POST delete (moderation) */
+    LP_EP_BAN,    /* POST ban (moderators) */
+    LP_EP_UNBAN,  /* POST unban (moderators) */
+    LP_EP_BANS,   /* GET bans (moderators) */
+    LP_EP_SEARCH, /* GET search */
 };
 
 /* Everything an acceptor needs of one request, copied out of libfcgi so
@@ -144,11 +150,25 @@ const char *lp_pgerr(const PGresult *res, const PGconn *conn);
 
 /* SELECT seq, chat_row_json(m) of room past seq after, ascending, limit rows. */
 
+/* ---- bans (lp_bans.c, core/chat_bans.h) ---------------------------------- */
+
+/* Listener: loads the active bans over db. 0, or -1 (logged; list kept). */
+int lp_bans_reload(PGconn *db);
+/* Is who (may be NULL) or addr banned now? */
+bool lp_bans_match(const char *who, const char *addr);
+/* The 403 "banned" body for who/addr (malloc'd), or NULL when not banned. */
+char *lp_bans_answer(const char *who, const char *addr, size_t *len);
+/* Acceptors: answers 403 "banned" and returns true when who (may be NULL:
+ * the address alone) or r's address is banned. */
+bool lp_bans_refuse(struct lp_req *r, const char *who);
+void lp_bans_free(void);
+
 /* ---- the listener: parked polls (lp_listener.c) ------------------------- */
 
 struct lp_poll;
 
-/* A poll to park: member (who polls; for typing self-filter), its rooms and
+/* A poll to park: member (who polls; for typing self-filter and bans), addr
+ * (REMOTE_ADDR, for bans), its rooms and
  * cursors (all >= 0), how long it may wait. gen: lp_listen_gen read before
  * the acceptor looked at the table or at lp_seqcache; how: what it saw.
  * NULL when out of memory. */
@@ -157,7 +177,7 @@ enum lp_checked {
     LP_CHECKED_CACHE,     /* lp_seqcache covered every cursor */
     LP_CHECKED_NOT,       /* the database could not be asked */
 };
-struct lp_poll *lp_poll_new(const struct lp_conn *c, const char *member,
+struct lp_poll *lp_poll_new(const struct lp_conn *c, const char *member, const char *addr,
                             const struct lp_cursor *rooms, size_t n, unsigned timeout_s,
                             unsigned gen, enum lp_checked how);
 void lp_poll_free(struct lp_poll *p);
@@ -236,6 +256,8 @@ void lp_poll_handle(struct lp_req *r, PGconn **db);
 struct lp_poll_ctx {
     struct lp_cursor rooms[LP_MAX_ROOMS]; /* seq: as asked (-1: none) */
     int64_t cursor[LP_MAX_ROOMS];         /* seq: as answered */
+    int64_t horizon[LP_MAX_ROOMS];        /* > 0: the cursor was below the room's horizon */
+    bool jumped;                          /* some cursor was: answer at once */
     size_t n;
     bool backlog; /* a room without ":N" */
     char member[CHAT_SENDER_MAX + 1];

@@ -113,7 +113,8 @@ static void handle_send(struct lp_req *r)
         lp_reply_error(&r->conn, e, why);
     } else if (identity(r, s->req.name.p, s->req.name.len, s->sender) == 0) {
         snprintf(s->room, sizeof(s->room), "%.*s", (int)s->req.room.len, s->req.room.p);
-        if (room_allowed(r, s->room) && lp_rate_admit(r, s->sender, true)) {
+        if (!lp_bans_refuse(r, s->sender) && room_allowed(r, s->room) &&
+            lp_rate_admit(r, s->sender, true)) {
             s->conn = r->conn;
             if (lp_writer_submit(s) == 0) {
                 r->conn.fd = -1; /* the writer answers it */
@@ -124,6 +125,109 @@ static void handle_send(struct lp_req *r)
         }
     }
     lp_send_free(s);
+}
+
+/* ---- POST edit, POST delete ----------------------------------------------- */
+
+/* One chat_change on the acceptor's own connection: the same statement and
+ * the same mapping of its answer as chat-ws (core/chat_sql.h). */
+static void handle_change(struct lp_req *r, PGconn **db, enum chat_op op)
+{
+    char room[CHAT_ROOM_MAX + 1], sender[CHAT_SENDER_MAX + 1];
+    struct chat_change_params a;
+    struct chat_request q;
+    struct chat_post_ack ack;
+    const char *why;
+    enum chat_err e;
+
+    if (check_writable(r) < 0)
+        return;
+    e = chat_request_parse(&q, r->body, r->body_len, op, r->policy.max_text, &why);
+    if (e != CHAT_OK) {
+        lp_reply_error(&r->conn, e, why);
+        chat_request_free(&q);
+        return;
+    }
+    json_t *name = json_object_get(q.root, "name");
+    snprintf(room, sizeof(room), "%.*s", (int)q.room.len, q.room.p);
+    if (identity(r, json_string_value(name), json_string_length(name), sender) == 0 &&
+        !lp_bans_refuse(r, sender) && room_allowed(r, room) && lp_rate_admit(r, sender, true)) {
+        chat_change_params(&a, &q, sender, &r->policy);
+        PGresult *res = lp_db_query(db, "change", CHAT_SQL_CHANGE, 8, a.params);
+        if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
+            log_error("chat_change failed: %s", PQresultErrorMessage(res));
+        e = chat_change_answer(res, &ack, &why);
+        if (e != CHAT_OK) {
+            lp_reply_error(&r->conn, e, why);
+        } else {
+            size_t len;
+            char *body = chat_encode_ack(room, q.cid.p, ack.seq, ack.ts, NULL, &len);
+            if (body)
+                lp_reply(&r->conn, 200, body, len);
+            else
+                lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
+            free(body);
+        }
+        PQclear(res);
+    }
+    chat_request_free(&q);
+}
+
+/* ---- POST ban, POST unban, GET bans (moderators) ---------------------------- */
+
+static void handle_moderate(struct lp_req *r, PGconn **db, enum chat_op op)
+{
+    char who[CHAT_SENDER_MAX + 1];
+    struct chat_ban_params a;
+    struct chat_request q;
+    const char *why, *sql = CHAT_SQL_BANS_LIST;
+    int n = 0;
+    size_t len;
+    char *body = NULL;
+
+    memset(&q, 0, sizeof(q));
+    q.op = op;
+    if (!r->policy.moderator)
+        return (void)lp_reply_error(&r->conn, CHAT_E_FORBIDDEN, "moderators only");
+    if (identity(r, NULL, 0, who) < 0)
+        return;
+    if (op != CHAT_OP_BANS) {
+        if (check_writable(r) < 0)
+            return;
+        enum chat_err e = chat_request_parse(&q, r->body, r->body_len, op, 0, &why);
+        if (e != CHAT_OK) {
+            lp_reply_error(&r->conn, e, why);
+            chat_request_free(&q);
+            return;
+        }
+        chat_ban_params(&a, &q, who);
+        sql = op == CHAT_OP_BAN ? CHAT_SQL_BAN : CHAT_SQL_UNBAN;
+        n = op == CHAT_OP_BAN ? 5 : 2;
+    }
+    if (!lp_rate_admit(r, who, op != CHAT_OP_BANS))
+        goto out;
+    PGresult *res = lp_db_query(db, "moderate", sql, n, n ? a.params : NULL);
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        log_error("moderation: %s", lp_pgerr(res, *db));
+        lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "database unavailable; retry later");
+        PQclear(res);
+        goto out;
+    }
+    const char *v = PQgetvalue(res, 0, 0);
+    if (op == CHAT_OP_BANS)
+        body = chat_encode_bans(v, (size_t)PQgetlength(res, 0, 0), NULL, &len);
+    else if (op == CHAT_OP_UNBAN)
+        body = chat_encode_ban("unban", q.seq, v[0] == 't', NULL, &len);
+    else
+        body = chat_encode_ban("ban", strtoll(v, NULL, 10), -1, NULL, &len);
+    PQclear(res);
+    if (body)
+        lp_reply(&r->conn, 200, body, len);
+    else
+        lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
+    free(body);
+out:
+    chat_request_free(&q);
 }
 
 /* ---- POST typing ---------------------------------------------------------- */
@@ -157,7 +261,7 @@ static void handle_typing(struct lp_req *r, PGconn **db)
     json_t *name = json_object_get(q.root, "name");
     snprintf(room, sizeof(room), "%.*s", (int)q.room.len, q.room.p);
     if (identity(r, json_string_value(name), json_string_length(name), sender) == 0 &&
-        room_allowed(r, room) && lp_rate_admit(r, sender, false)) {
+        !lp_bans_refuse(r, sender) && room_allowed(r, room) && lp_rate_admit(r, sender, false)) {
         size_t len;
         char *ev = typing_too_soon(room, sender) ? NULL : chat_encode_typing(room, sender, &len);
         if (ev) {
@@ -183,11 +287,9 @@ static void history_answer(struct lp_req *r, const char *room, PGresult *res)
     char *body = NULL;
 
     if (msgs) {
-        for (int i = 0; i < n; i++) {
-            msgs[i].p = PQgetvalue(res, i, 1);
-            msgs[i].len = (size_t)PQgetlength(res, i, 1);
-        }
-        body = chat_encode_history(room, msgs, (size_t)n, NULL, &len);
+        int64_t horizon;
+        size_t got = chat_history_rows(res, msgs, (size_t)n + 1, &horizon);
+        body = chat_encode_page("history", room, msgs, got, horizon, NULL, &len);
     }
     if (body)
         lp_reply(&r->conn, 200, body, len);
@@ -239,6 +341,58 @@ static void handle_history(struct lp_req *r, PGconn **db)
     PQclear(res);
 }
 
+/* ---- GET search ------------------------------------------------------------- */
+
+static void handle_search(struct lp_req *r, PGconn **db)
+{
+    char room[CHAT_ROOM_MAX + 2], q[CHAT_SEARCH_Q_MAX + 2], num[32], before_s[24], limit_s[16];
+    char who[CHAT_SENDER_MAX + 1];
+    int64_t before = 0, limit = CHAT_HISTORY_DEFAULT;
+    int n = query_param(r, "room", room, sizeof(room));
+
+    if (n < 0 || !chat_valid_room(room, (size_t)n))
+        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "missing or invalid room");
+    n = query_param(r, "q", q, sizeof(q));
+    if (n < 0 || chat_valid_text(q, (size_t)n, CHAT_SEARCH_Q_MAX) != CHAT_TEXT_OK)
+        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "q must be 1..256 bytes of text");
+    n = query_param(r, "before", num, sizeof(num));
+    if (n == CHAT_QUERY_BAD ||
+        (n >= 0 && chat_query_int(num, (size_t)n, 1, INT64_MAX, &before) < 0))
+        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "before must be an integer >= 1");
+    n = query_param(r, "limit", num, sizeof(num));
+    if (n == CHAT_QUERY_BAD ||
+        (n >= 0 && chat_query_int(num, (size_t)n, 1, CHAT_SEARCH_MAX, &limit) < 0))
+        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST,
+                                    "limit must be an integer in 1..100");
+    if (!room_allowed(r, room) || !lp_rate_admit(r, reader(r, who), false))
+        return;
+    snprintf(before_s, sizeof(before_s), "%" PRId64, before);
+    snprintf(limit_s, sizeof(limit_s), "%" PRId64, limit);
+    const char *vals[4] = {room, q, before_s, limit_s};
+    PGresult *res = lp_db_query(db, "search", CHAT_SQL_SEARCH, 4, vals);
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "database unavailable; retry later");
+    } else {
+        int rows = PQntuples(res);
+        struct chat_str *msgs = calloc((size_t)rows + 1, sizeof(*msgs));
+        size_t len;
+        char *body = NULL;
+        for (int i = 0; msgs && i < rows; i++) {
+            msgs[i].p = PQgetvalue(res, i, 1);
+            msgs[i].len = (size_t)PQgetlength(res, i, 1);
+        }
+        if (msgs)
+            body = chat_encode_page("search", room, msgs, (size_t)rows, -1, NULL, &len);
+        if (body)
+            lp_reply(&r->conn, 200, body, len);
+        else
+            lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
+        free(body);
+        free(msgs);
+    }
+    PQclear(res);
+}
+
 /* ---- dispatch and the thread ------------------------------------------------ */
 
 static void dispatch(struct lp_req *r, PGconn **db)
@@ -250,7 +404,8 @@ static void dispatch(struct lp_req *r, PGconn **db)
         return (void)lp_reply_error_status(&r->conn, 404, CHAT_E_BAD_REQUEST, "no such endpoint");
     if (r->ep == LP_EP_BASIC) /* the HTML mode: pages and a form (lp_basic.c) */
         return lp_basic_handle(r, db);
-    bool want_post = r->ep == LP_EP_SEND || r->ep == LP_EP_TYPING;
+    bool want_post = r->ep == LP_EP_SEND || r->ep == LP_EP_TYPING || r->ep == LP_EP_EDIT ||
+                     r->ep == LP_EP_DELETE || r->ep == LP_EP_BAN || r->ep == LP_EP_UNBAN;
     if ((want_post && !r->post) || (!want_post && !r->get))
         return (void)lp_reply_error_status(&r->conn, 405, CHAT_E_BAD_REQUEST,
                                            want_post ? "use POST" : "use GET");
@@ -272,6 +427,24 @@ static void dispatch(struct lp_req *r, PGconn **db)
         break;
     case LP_EP_EVENTS: /* Server-Sent Events (lp_sse.c) */
         lp_sse_handle(r, db);
+        break;
+    case LP_EP_EDIT:
+        handle_change(r, db, CHAT_OP_EDIT);
+        break;
+    case LP_EP_DELETE:
+        handle_change(r, db, CHAT_OP_DELETE);
+        break;
+    case LP_EP_BAN:
+        handle_moderate(r, db, CHAT_OP_BAN);
+        break;
+    case LP_EP_UNBAN:
+        handle_moderate(r, db, CHAT_OP_UNBAN);
+        break;
+    case LP_EP_BANS:
+        handle_moderate(r, db, CHAT_OP_BANS);
+        break;
+    case LP_EP_SEARCH:
+        handle_search(r, db);
         break;
     default:
         handle_typing(r, db);

@@ -201,14 +201,16 @@ static int add_message(struct chat_sbuf *b, const char *j, size_t len, int64_t *
 
     if (m == NULL)
         return 0;
-    if (json_object_get(m, "change") == NULL) {
+    json_int_t seq = json_integer_value(json_object_get(m, "seq"));
+    if (*first == 0 || seq < *first)
+        *first = seq;
+    /* an edit or a deletion is no message of its own: the message it names
+     * is shown as it is now */
+    if (json_object_get(m, "edit") == NULL && json_object_get(m, "delete") == NULL) {
         const char *user = json_string_value(json_object_get(m, "user"));
         const char *text = json_string_value(json_object_get(m, "text"));
         const char *ts = json_string_value(json_object_get(m, "ts"));
-        json_int_t seq = json_integer_value(json_object_get(m, "seq"));
         char num[32];
-        if (*first == 0 || seq < *first)
-            *first = seq;
         snprintf(num, sizeof(num), "%lld", (long long)seq);
         bad |= add(b, "<li id=\"m") | add(b, num) | add(b, "\"><strong>") |
                add_h(b, user ? user : "?") | add(b, "</strong> <span class=\"meta\">");
@@ -220,7 +222,7 @@ static int add_message(struct chat_sbuf *b, const char *j, size_t len, int64_t *
         } else {
             for (const char *p = text; *p; p++) /* lines kept */
                 bad |= *p == '\n' ? add(b, "<br>") : add_html(b, p, 1);
-            if (json_is_true(json_object_get(m, "edited")))
+            if (json_object_get(m, "edited") != NULL)
                 bad |= add(b, " <span class=\"meta\">(edited)</span>");
         }
         bad |= add(b, "</li>\n");
@@ -291,11 +293,15 @@ static void room_page(struct lp_req *r, PGconn **db)
            add(&b, "\">Refresh</a> | <a href=\"room?r=") | add_h(&b, room) |
            add(&b, "&amp;refresh=30\">Refresh every 30 s</a></p>\n<h1>#") | add_h(&b, room) |
            add(&b, "</h1>\n");
-    int rows = PQntuples(res);
+    struct chat_str msgs[PAGE];
+    int64_t horizon;
+    size_t rows = chat_history_rows(res, msgs, PAGE, &horizon);
     bad |= add(&b, "<ol class=\"messages\">\n");
-    for (int i = 0; i < rows; i++)
-        bad |= add_message(&b, PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1), &first);
+    for (size_t i = 0; i < rows; i++)
+        bad |= add_message(&b, msgs[i].p, msgs[i].len, &first);
     bad |= add(&b, "</ol>\n");
+    if (horizon > 0)
+        bad |= add(&b, "<p>Older messages were removed.</p>\n");
     if (rows == 0)
         bad |= add(&b, "<p>No messages yet.</p>\n");
     if (rows == PAGE && first > 1) {
@@ -405,6 +411,10 @@ static void post(struct lp_req *r, PGconn **db)
     if (why) {
         free(text);
         return error_page(r, status, why, room);
+    }
+    if (lp_bans_match(who[0] ? who : NULL, r->addr)) {
+        free(text);
+        return error_page(r, 403, "You are banned from this chat.", room);
     }
     if (!lp_rate_admit(r, who, true)) {
         free(text);

@@ -30,7 +30,8 @@
 #define LP_STDIN_DRAIN_MAX (4 * 1024 * 1024)
 
 static const char *const policy_params[] = {
-    "CHAT_USER", "CHAT_GUESTS", "CHAT_ROOMS", "CHAT_READONLY", "CHAT_MAX_TEXT", "CHAT_POLL_TIMEOUT",
+    "CHAT_USER",     "CHAT_GUESTS",       "CHAT_ROOMS", "CHAT_READONLY",
+    "CHAT_MAX_TEXT", "CHAT_POLL_TIMEOUT", "CHAT_ROLE",  "CHAT_EDIT_WINDOW",
 };
 
 static unsigned char *put_record_header(unsigned char *h, int type, int id, size_t clen)
@@ -190,6 +191,8 @@ static enum lp_endpoint endpoint_of(const char *uri)
     } eps[] = {
         {"poll", LP_EP_POLL},     {"send", LP_EP_SEND},     {"history", LP_EP_HISTORY},
         {"typing", LP_EP_TYPING}, {"health", LP_EP_HEALTH}, {"events", LP_EP_EVENTS},
+        {"edit", LP_EP_EDIT},     {"delete", LP_EP_DELETE}, {"ban", LP_EP_BAN},
+        {"unban", LP_EP_UNBAN},   {"bans", LP_EP_BANS},     {"search", LP_EP_SEARCH},
     };
     const char *slash;
 

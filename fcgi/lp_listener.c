@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "chat_backoff.h"
+#include "chat_bans.h"
 #include "chat_log.h"
 #include "chat_sys.h"
 #include "chat_sql.h"
@@ -49,7 +50,7 @@ static size_t nparked;
 
 /* ---- polls ------------------------------------------------------------- */
 
-struct lp_poll *lp_poll_new(const struct lp_conn *c, const char *member,
+struct lp_poll *lp_poll_new(const struct lp_conn *c, const char *member, const char *addr,
                             const struct lp_cursor *rooms, size_t n, unsigned timeout_s,
                             unsigned gen, enum lp_checked how)
 {
@@ -59,6 +60,7 @@ struct lp_poll *lp_poll_new(const struct lp_conn *c, const char *member,
         return NULL;
     p->conn = *c;
     snprintf(p->member, sizeof(p->member), "%s", member);
+    snprintf(p->addr, sizeof(p->addr), "%s", addr ? addr : "");
     p->deadline = chat_now_ms() + (int64_t)timeout_s * 1000;
     p->gen = gen;
     p->how = how;
@@ -356,6 +358,11 @@ static int db_connect(void)
         return -1;
     }
     PQclear(res);
+    res = PQexec(c, CHAT_SQL_LISTEN_ADMIN);
+    if (!lp_db_ok(res))
+        log_warn("listener: LISTEN " CHAT_ADMIN_CHANNEL " failed: %s", lp_pgerr(res, c));
+    PQclear(res);
+    lp_bans_reload(c); /* after LISTEN: no ban falls between the list and the news */
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &tag_db};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, PQsocket(c), &ev) < 0) {
         log_error("listener: epoll_ctl: %s", strerror(errno));
@@ -400,6 +407,57 @@ static PGresult *read_after(const char *room, int64_t after)
     return NULL;
 }
 
+/* Ends the parked polls a ban (kicked NULL) or a kick names: 403 banned,
+ * or events: [] for a kick. Ready polls are being answered this round. */
+static void sweep(const char *kicked)
+{
+    struct lp_poll **hit = heap_len ? malloc(heap_len * sizeof(*hit)) : NULL;
+    size_t n = 0;
+
+    for (size_t i = 0; hit && i < heap_len; i++) {
+        struct lp_poll *p = heap[i];
+        if (p->state != LP_POLL_PARKED)
+            continue;
+        if (kicked ? strcmp(p->member, kicked) == 0 : lp_bans_match(p->member, p->addr))
+            hit[n++] = p;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct lp_poll *p = hit[i];
+        size_t len;
+        char *body = kicked ? NULL : lp_bans_answer(p->member, p->addr, &len);
+        log_info("parked poll %d: %s %s: ending it", p->conn.id, p->member,
+                 kicked ? "kicked" : "banned");
+        if (body == NULL) {
+            complete(p);
+            continue;
+        }
+        unpark(p);
+        lp_reply(&p->conn, 403, body, len);
+        free(body);
+        atomic_fetch_sub(&lp_parked, 1);
+        lp_poll_free(p);
+    }
+    free(hit);
+}
+
+static void admin_news(const char *line)
+{
+    char user[CHAT_SENDER_MAX + 1];
+
+    switch (chat_admin_parse(line, strlen(line), user)) {
+    case CHAT_ADMIN_BAN:
+    case CHAT_ADMIN_UNBAN:
+        if (lp_bans_reload(db) == 0)
+            sweep(NULL);
+        return;
+    case CHAT_ADMIN_KICK:
+        sweep(user);
+        return;
+    default:
+        log_warn("listener: ignoring a bad line on channel " CHAT_ADMIN_CHANNEL);
+    }
+}
+
 static void db_input(void)
 {
     PGnotify *n;
@@ -413,6 +471,8 @@ static void db_input(void)
     while (db != NULL && (n = PQnotifies(db)) != NULL) {
         if (strcmp(n->relname, CHAT_CHANNEL) == 0)
             lp_rooms_news(n->extra, strlen(n->extra));
+        else if (strcmp(n->relname, CHAT_ADMIN_CHANNEL) == 0)
+            admin_news(n->extra);
         PQfreemem(n);
     }
 }

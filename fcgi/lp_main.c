@@ -400,6 +400,7 @@ out:
     lp_listener_stop();
     lp_writer_stop();
     lp_presence_free();
+    lp_bans_free();
     log_info("stopped");
     return rc;
 }

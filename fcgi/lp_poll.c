@@ -18,8 +18,8 @@
 
 static const struct lp_config *conf; /* given at init */
 static const char *const sql_fast =
-    "SELECT r.i, r.lo, m.seq, m.j FROM ("
-    "  SELECT q.i, q.room, CASE WHEN q.cur >= 0 THEN q.cur"
+    "SELECT r.i, r.lo, m.seq, m.j, r.h FROM ("
+    "  SELECT q.i, q.room, coalesce(rm.horizon, 0) AS h, CASE WHEN q.cur >= 0 THEN q.cur"
     "         ELSE greatest(coalesce(rm.last_seq, 0) - " CHAT_STR(
         CHAT_BACKLOG_DEFAULT) ", 0) END AS lo"
                               "  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS q(room, "
@@ -110,6 +110,14 @@ int lp_poll_read(PGconn **db, struct lp_poll_ctx *c)
                 continue;
             if (c->rooms[i].seq < 0 && c->cursor[i] == 0)
                 c->cursor[i] = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+            int64_t h = strtoll(PQgetvalue(res, row, 4), NULL, 10);
+            if (c->rooms[i].seq >= 0 && c->rooms[i].seq < h) {
+                /* older messages were removed by retention: not a loss */
+                c->horizon[i] = h;
+                c->jumped = true;
+                if (c->cursor[i] < h)
+                    c->cursor[i] = h;
+            }
             if (PQgetisnull(res, row, 2))
                 continue;
             int64_t seq = strtoll(PQgetvalue(res, row, 2), NULL, 10);
@@ -174,9 +182,10 @@ static void answer(struct lp_req *r, struct lp_poll_ctx *c, PGconn **db)
 
     for (size_t i = 0; i < c->n; i++)
         rooms[i] = c->rooms[i].room;
-    char *body = c->backlog && members == NULL ? NULL
-                                               : chat_encode_poll(c->events.p, c->events.len, rooms,
-                                                                  c->cursor, c->n, members, &len);
+    char *body = c->backlog && members == NULL
+                     ? NULL
+                     : chat_encode_poll_h(c->events.p, c->events.len, rooms, c->cursor, c->horizon,
+                                          c->n, members, &len);
     if (!body)
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
     else
@@ -202,7 +211,7 @@ static bool park(struct lp_req *r, struct lp_poll_ctx *c, unsigned gen, enum lp_
         at[i] = c->rooms[i];
         at[i].seq = c->cursor[i];
     }
-    struct lp_poll *p = lp_poll_new(&r->conn, c->member, at, c->n, c->timeout, gen, how);
+    struct lp_poll *p = lp_poll_new(&r->conn, c->member, r->addr, at, c->n, c->timeout, gen, how);
     if (p && lp_listener_park(p) == 0) {
         r->conn.fd = -1; /* the listener answers it */
         return true;
@@ -238,7 +247,8 @@ void lp_poll_handle(struct lp_req *r, PGconn **db)
     bool served = true;
 
     memset(&c, 0, sizeof(c));
-    if (lp_poll_parse(r, &c) < 0 || !lp_rate_admit(r, c.member, false))
+    if (lp_poll_parse(r, &c) < 0 || lp_bans_refuse(r, c.member) ||
+        !lp_rate_admit(r, c.member, false))
         return;
     unsigned gen = atomic_load(&lp_listen_gen);
     if (!c.backlog && c.timeout > 0 && lp_poll_covered(&c, gen)) {
@@ -252,7 +262,7 @@ void lp_poll_handle(struct lp_req *r, PGconn **db)
         } else {
             served = park(r, &c, gen, LP_CHECKED_NOT, db); /* the listener reads once it can */
         }
-    } else if (c.events.len > 0 || c.backlog || c.timeout == 0) {
+    } else if (c.events.len > 0 || c.backlog || c.timeout == 0 || c.jumped) {
         answer(r, &c, db);
     } else {
         served = park(r, &c, gen, LP_CHECKED_TABLE, db);

@@ -111,7 +111,7 @@ void lp_sse_handle(struct lp_req *r, PGconn **db)
         return;
     }
     if (lp_poll_parse(r, &c) < 0 || resume(r, &c) < 0 || heartbeat(r, &hb) < 0 ||
-        !lp_rate_admit(r, c.member, false))
+        lp_bans_refuse(r, c.member) || !lp_rate_admit(r, c.member, false))
         goto out;
     unsigned gen = atomic_load(&lp_listen_gen);
     if (!c.backlog && lp_poll_covered(&c, gen)) {
@@ -153,7 +153,7 @@ void lp_sse_handle(struct lp_req *r, PGconn **db)
         at[i].seq = c.cursor[i];
         lp_presence_touch(c.rooms[i].room, c.member, hb < 10 ? 10 : hb);
     }
-    struct lp_poll *p = lp_poll_new(&r->conn, c.member, at, c.n, hb, gen, how);
+    struct lp_poll *p = lp_poll_new(&r->conn, c.member, r->addr, at, c.n, hb, gen, how);
     if (p == NULL) {
         atomic_fetch_sub(&lp_parked, 1);
         lp_stream_end(&r->conn);

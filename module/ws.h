@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "chat_bans.h"
 #include "chat_policy.h"
 #include "chat_proto.h"
 #include "chat_typing.h"
@@ -93,6 +94,7 @@ struct ws_conn {
     /* chat */
     char user[CHAT_SENDER_MAX + 1]; /* "alice" or "~bob" */
     bool authenticated;
+    char addr[CHAT_ADDR_MAX + 1];     /* X-Chat-Addr (nginx's $remote_addr); "" when none */
     const struct chat_policy *policy; /* shared, see ws_policy_intern */
     struct ws_sub *subs;
     int nsubs;
@@ -140,6 +142,8 @@ struct ws_server {
     struct ws_send *send_head, *send_tail;
     size_t nsends;
     bool writer_busy;
+    /* active bans (core/chat_bans.h), reloaded on every ban and unban */
+    struct chat_bans bans;
     /* users seen, flushed by tick */
     json_t *seen_names, *seen_auth;
     /* counters for /health and logs */

@@ -7,6 +7,7 @@
  * presence are in ws_room.c. */
 #define _GNU_SOURCE
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,6 +41,8 @@ struct ws_op {
     struct ws_conn *conn; /* referenced */
     json_t *ref;          /* owned, may be NULL */
     char room[CHAT_ROOM_MAX + 1];
+    char cid[CHAT_CID_MAX + 1]; /* edit, delete: "" when none; ban, unban, bans: the op */
+    int64_t id;                 /* unban: the ban */
 };
 
 static struct ws_op *op_new(struct ws_conn *c, const json_t *ref, const struct chat_str *room)
@@ -251,6 +254,209 @@ static void chat_send(struct ws_conn *c, const struct chat_request *r)
     writer_kick(srv);
 }
 
+/* ---- edit and delete: one chat_change each, on the writer connection ---- */
+
+static void change_done(struct pg *pg, PGresult *res, void *data)
+{
+    struct ws_op *op = data;
+    struct chat_post_ack a;
+    const char *why;
+    size_t len;
+    (void)pg;
+
+    if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
+        log_error("chat_change failed: %s", PQresultErrorMessage(res));
+    if (!ws_conn_alive(op->conn))
+        goto out;
+    enum chat_err e = chat_change_answer(res, &a, &why);
+    if (e != CHAT_OK) {
+        ws_conn_error(op->conn, e, why, op->ref);
+        goto out;
+    }
+    ws_conn_reply(
+        op->conn,
+        chat_encode_ack(op->room, op->cid[0] ? op->cid : NULL, a.seq, a.ts, op->ref, &len), &len);
+out:
+    op_free(op);
+}
+
+static void chat_change(struct ws_conn *c, const struct chat_request *r)
+{
+    struct chat_change_params a;
+    struct ws_op *op = op_new(c, r->ref, &r->room);
+
+    if (!op) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", r->ref);
+        return;
+    }
+    if (r->cid.p)
+        cstr(op->cid, &r->cid);
+    chat_change_params(&a, r, c->user, c->policy);
+    if (pg_query(c->srv->writer, CHAT_SQL_CHANGE, 8, a.params, change_done, op) < 0) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE,
+                      "the database is unavailable; nothing was changed: retry with the same cid",
+                      r->ref);
+        op_free(op);
+    }
+}
+
+/* ---- bans and kicks: the list in memory, kept fresh by chat_admin ---- */
+
+#define WS_CLOSE_KICKED 4001 /* kicked: may come back (close codes 4000-4999: ours) */
+#define WS_CLOSE_BANNED 4003 /* banned: the error before it says until when and why */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const struct chat_ban *conn_ban(struct ws_conn *c)
+{
+    return chat_bans_match(&c->srv->bans, c->user, c->addr, wall_ms());
+}
+
+/* Answers "banned" (with until and reason) and closes. */
+static void conn_banned(struct ws_conn *c, const struct chat_ban *ban, const json_t *ref)
+{
+    size_t len;
+
+    log_info("conn %llu: %s (%s) is banned (ban %lld): closing", (unsigned long long)c->id, c->user,
+             c->addr, (long long)ban->id);
+    ws_conn_reply(c, chat_encode_banned(ban->until, ban->reason, ref, &len), &len);
+    ws_conn_close(c, WS_CLOSE_BANNED, "banned");
+}
+
+/* Every open chat connection a ban (or a kick of user) names is closed. */
+static void sweep(struct ws_server *srv, const char *kicked)
+{
+    for (struct ws_conn *c = srv->conns; c; c = c->next) {
+        const struct chat_ban *ban;
+        if (!ws_conn_alive(c) || !c->policy)
+            continue;
+        if (kicked && strcmp(c->user, kicked) == 0) {
+            log_info("conn %llu: %s kicked: closing", (unsigned long long)c->id, c->user);
+            ws_conn_close(c, WS_CLOSE_KICKED, "kicked");
+        } else if (!kicked && (ban = conn_ban(c)) != NULL) {
+            conn_banned(c, ban, NULL);
+        }
+    }
+}
+
+static void bans_done(struct pg *pg, PGresult *res, void *data)
+{
+    struct ws_server *srv = data;
+    (void)pg;
+
+    if (chat_bans_load(&srv->bans, res) < 0) {
+        log_error("cannot load the bans: %s", res ? PQresultErrorMessage(res) : "connection lost");
+        return;
+    }
+    log_info("bans: %zu active", srv->bans.n);
+    sweep(srv, NULL);
+}
+
+static void bans_reload(struct ws_server *srv)
+{
+    if (pg_query(srv->reader, CHAT_SQL_BANS, 0, NULL, bans_done, srv) < 0)
+        log_warn("bans: the reader is down; reloading when it is back");
+}
+
+static void admin_listening(struct pg *pg, PGresult *res, void *data)
+{
+    (void)pg;
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+        log_error("LISTEN " CHAT_ADMIN_CHANNEL " failed: bans and kicks of other processes "
+                  "are not heard until the next reconnect");
+    bans_reload(data); /* after LISTEN: no ban falls between the list and the news */
+}
+
+/* A line of channel chat_admin: a ban or an unban reloads the list (then
+ * closes whom it names), a kick closes that user's connections. */
+static void admin_notify(struct ws_server *srv, const char *payload, size_t len)
+{
+    char user[CHAT_SENDER_MAX + 1];
+
+    switch (chat_admin_parse(payload, len, user)) {
+    case CHAT_ADMIN_BAN:
+    case CHAT_ADMIN_UNBAN:
+        bans_reload(srv);
+        return;
+    case CHAT_ADMIN_KICK:
+        sweep(srv, user);
+        return;
+    default:
+        log_warn("ignoring a bad line on channel " CHAT_ADMIN_CHANNEL);
+        return;
+    }
+}
+
+/* ---- moderators: ban, unban, bans ---- */
+
+static void ban_done(struct pg *pg, PGresult *res, void *data)
+{
+    struct ws_op *op = data;
+    size_t len;
+    (void)pg;
+
+    if (!ws_conn_alive(op->conn))
+        goto out;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        if (res)
+            log_error("%s: %s", op->cid, PQresultErrorMessage(res));
+        ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "the database is unavailable; retry", op->ref);
+        goto out;
+    }
+    const char *v = PQgetvalue(res, 0, 0);
+    if (strcmp(op->cid, "bans") == 0)
+        ws_conn_reply(op->conn, chat_encode_bans(v, (size_t)PQgetlength(res, 0, 0), op->ref, &len),
+                      &len);
+    else if (strcmp(op->cid, "unban") == 0)
+        ws_conn_reply(op->conn, chat_encode_ban("unban", op->id, v[0] == 't', op->ref, &len), &len);
+    else
+        ws_conn_reply(op->conn, chat_encode_ban("ban", strtoll(v, NULL, 10), -1, op->ref, &len),
+                      &len);
+out:
+    op_free(op);
+}
+
+static void chat_moderate(struct ws_conn *c, const struct chat_request *r)
+{
+    struct chat_ban_params a;
+    struct ws_op *op;
+    const char *sql = CHAT_SQL_BAN;
+    int n = 5;
+
+    if (!c->policy->moderator) {
+        ws_conn_error(c, CHAT_E_FORBIDDEN, "moderators only", r->ref);
+        return;
+    }
+    if (!(op = op_new(c, r->ref, NULL))) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", r->ref);
+        return;
+    }
+    /* the op's name rides in cid: these ops have no cid */
+    snprintf(op->cid, sizeof(op->cid), "%s",
+             r->op == CHAT_OP_BAN     ? "ban"
+             : r->op == CHAT_OP_UNBAN ? "unban"
+                                      : "bans");
+    op->id = r->seq;
+    chat_ban_params(&a, r, c->user);
+    if (r->op == CHAT_OP_UNBAN) {
+        sql = CHAT_SQL_UNBAN;
+        n = 2;
+    } else if (r->op == CHAT_OP_BANS) {
+        sql = CHAT_SQL_BANS_LIST;
+        n = 0;
+    }
+    if (pg_query(c->srv->writer, sql, n, a.params, ban_done, op) < 0) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable; retry", r->ref);
+        op_free(op);
+    }
+}
+
 /* ---- reads: history, members, typing ---- */
 
 static void history_done(struct pg *pg, PGresult *res, void *data)
@@ -268,13 +474,54 @@ static void history_done(struct pg *pg, PGresult *res, void *data)
         ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "the database is unavailable", op->ref);
         goto out;
     }
-    for (int i = 0; i < PQntuples(res) && n < CHAT_HISTORY_MAX; i++, n++) {
+    int64_t horizon;
+    n = chat_history_rows(res, msgs, CHAT_HISTORY_MAX, &horizon);
+    ws_conn_reply(op->conn, chat_encode_page("history", op->room, msgs, n, horizon, op->ref, &len),
+                  &len);
+out:
+    op_free(op);
+}
+
+static void search_done(struct pg *pg, PGresult *res, void *data)
+{
+    struct ws_op *op = data;
+    struct chat_str msgs[CHAT_SEARCH_MAX];
+    size_t n = 0, len;
+    (void)pg;
+
+    if (!ws_conn_alive(op->conn))
+        goto out;
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (res)
+            log_error("search: %s", PQresultErrorMessage(res));
+        ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "the database is unavailable", op->ref);
+        goto out;
+    }
+    for (int i = 0; i < PQntuples(res) && n < CHAT_SEARCH_MAX; i++, n++) {
         msgs[n].p = PQgetvalue(res, i, 1);
         msgs[n].len = (size_t)PQgetlength(res, i, 1);
     }
-    ws_conn_reply(op->conn, chat_encode_history(op->room, msgs, n, op->ref, &len), &len);
+    ws_conn_reply(op->conn, chat_encode_page("search", op->room, msgs, n, -1, op->ref, &len), &len);
 out:
     op_free(op);
+}
+
+static void chat_search(struct ws_conn *c, const struct chat_request *r)
+{
+    char before[24], limit[16];
+    struct ws_op *op = op_new(c, r->ref, &r->room);
+
+    if (!op) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", r->ref);
+        return;
+    }
+    snprintf(before, sizeof(before), "%lld", (long long)r->before);
+    snprintf(limit, sizeof(limit), "%d", r->limit);
+    const char *params[4] = {op->room, r->q.p, before, limit};
+    if (pg_query(c->srv->reader, CHAT_SQL_SEARCH, 4, params, search_done, op) < 0) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable", r->ref);
+        op_free(op);
+    }
 }
 
 static void chat_history(struct ws_conn *c, const struct chat_request *r)
@@ -382,7 +629,14 @@ static bool room_allowed(struct ws_conn *c, const struct chat_request *r)
 static void dispatch(struct ws_conn *c, const struct chat_request *r)
 {
     char room[CHAT_ROOM_MAX + 1];
+    const struct chat_ban *ban;
     size_t len;
+
+    /* a ban that expired or arrived since: joins and writes are refused */
+    if (r->op != CHAT_OP_PING && r->op != CHAT_OP_LEAVE && (ban = conn_ban(c)) != NULL) {
+        conn_banned(c, ban, r->ref);
+        return;
+    }
 
     switch (r->op) {
     case CHAT_OP_PING:
@@ -412,9 +666,33 @@ static void dispatch(struct ws_conn *c, const struct chat_request *r)
         c->send_tokens -= 1.0;
         chat_send(c, r);
         return;
+    case CHAT_OP_EDIT:
+    case CHAT_OP_DELETE:
+        if (c->policy->readonly) {
+            ws_conn_error(c, CHAT_E_FORBIDDEN, "this location is read-only", r->ref);
+            return;
+        }
+        if (!room_allowed(c, r))
+            return;
+        if (c->send_tokens < 1.0) {
+            ws_conn_error(c, CHAT_E_RATE_LIMITED, "too many changes: slow down", r->ref);
+            return;
+        }
+        c->send_tokens -= 1.0;
+        chat_change(c, r);
+        return;
+    case CHAT_OP_BAN:
+    case CHAT_OP_UNBAN:
+    case CHAT_OP_BANS:
+        chat_moderate(c, r);
+        return;
     case CHAT_OP_HISTORY:
         if (room_allowed(c, r))
             chat_history(c, r);
+        return;
+    case CHAT_OP_SEARCH:
+        if (room_allowed(c, r))
+            chat_search(c, r);
         return;
     case CHAT_OP_TYPING:
         if (c->policy->readonly) {
@@ -468,7 +746,15 @@ static void ws_chat_open(struct ws_conn *c)
 {
     size_t len;
 
-    ws_conn_reply(c, chat_encode_hello(c->user, c->srv->cfg.heartbeat, &len), &len);
+    const struct chat_ban *ban = conn_ban(c);
+
+    if (ban) {
+        conn_banned(c, ban, NULL);
+        return;
+    }
+    ws_conn_reply(
+        c, chat_encode_hello_role(c->user, c->srv->cfg.heartbeat, c->policy->moderator, &len),
+        &len);
     seen(c);
 }
 
@@ -539,8 +825,10 @@ static void bus_notify(struct pg *pg, const char *channel, const char *payload, 
                        void *data)
 {
     (void)pg;
-    (void)channel;
-    ws_room_notify(data, payload, len);
+    if (channel && strcmp(channel, CHAT_ADMIN_CHANNEL) == 0)
+        admin_notify(data, payload, len);
+    else
+        ws_room_notify(data, payload, len);
 }
 
 /* The listener, the reader and the writer come and go separately; rooms
@@ -562,6 +850,8 @@ static void db_state(struct pg *pg, bool up, void *data)
     snprintf(pid, sizeof(pid), "%d", (int)getpid());
     const char *params[3] = {srv->node, "ws", pid};
     pg_query(srv->reader, CHAT_SQL_NODE_UP, 3, params, NULL, NULL);
+    if (pg_query(srv->bus, CHAT_SQL_LISTEN_ADMIN, 0, NULL, admin_listening, srv) < 0)
+        bans_reload(srv);
     ws_room_bus_up(srv);
 }
 
@@ -602,6 +892,7 @@ void ws_chat_free(struct ws_server *srv)
     srv->bus = srv->reader = srv->writer = NULL;
     json_decref(srv->seen_names);
     json_decref(srv->seen_auth);
+    chat_bans_free(&srv->bans);
 }
 
 static void ws_chat_health(struct ws_server *srv, char *out, size_t size)

@@ -408,6 +408,12 @@ static void upgrade(struct ws_conn *c, const struct ws_request *req, const struc
             return;
         }
         c->authenticated = p.user[0] != '\0';
+        const char *addr;
+        size_t addr_len;
+        if (ws_header_get(req, "X-Chat-Addr", &addr, &addr_len) == 1 && addr_len <= CHAT_ADDR_MAX) {
+            memcpy(c->addr, addr, addr_len);
+            c->addr[addr_len] = '\0';
+        }
         p.user[0] = '\0'; /* the identity lives in c->user; policies are shared */
         c->policy = ws_policy_intern(&p);
         if (!c->policy) {
@@ -740,6 +746,7 @@ const struct chat_policy *ws_policy_intern(const struct chat_policy *p)
     for (n = policies; n; n = n->next) {
         if (strcmp(n->p.user, p->user) == 0 && n->p.guests == p->guests &&
             n->p.readonly == p->readonly && n->p.max_text == p->max_text &&
+            n->p.moderator == p->moderator && n->p.edit_window == p->edit_window &&
             strcmp(n->p.rooms, p->rooms) == 0)
             return &n->p;
     }

@@ -37,6 +37,9 @@
     "(SELECT seq, chat_row_json(m) AS j FROM messages m "                                          \
     "WHERE room = $1 AND seq > $2::bigint AND seq <= $3::bigint) b) c WHERE size <= $4::bigint)"
 
+/* Where room $1's history starts (retention, docs/moderation.md). */
+#define HORIZON_SQL "(SELECT horizon FROM rooms WHERE name = $1)"
+
 enum sub_state { SUB_WAIT, SUB_BACKFILL, SUB_LIVE };
 
 struct ws_member {
@@ -460,7 +463,12 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
         sub_fail(s, false);
         goto out;
     }
-    queue_ordered(c, chat_encode_joined(s->r->name, bf->n, names, n, count, s->ref, &len), &len);
+    /* a since below the horizon: say older messages were removed */
+    int64_t horizon = PQgetisnull(res, 0, 3) ? 0 : strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+    if (s->since < 0 || s->since >= horizon)
+        horizon = 0;
+    queue_ordered(
+        c, chat_encode_joined_h(s->r->name, bf->n, names, n, count, horizon, s->ref, &len), &len);
     chat_members_free(names, n);
     /* the backlog: message texts separated by newlines (JSON has none raw) */
     if (!PQgetisnull(res, 0, 2)) {
@@ -522,8 +530,9 @@ static void backfill(struct ws_sub *s)
     }
     /* the newest messages of (since, N] that fit half an outbox, and the
      * member list unless a fresh one is at hand */
-    const char *sql = fresh ? "SELECT NULL, NULL, " BACKLOG_SQL
-                            : "SELECT m.count, m.members, " BACKLOG_SQL " FROM chat_members($1) m";
+    const char *sql = fresh ? "SELECT NULL, NULL, " BACKLOG_SQL ", " HORIZON_SQL
+                            : "SELECT m.count, m.members, " BACKLOG_SQL ", " HORIZON_SQL
+                              " FROM chat_members($1) m";
     if (pg_query(srv->reader, sql, 4, params, backfill_done, bf) < 0) {
         free(bf->members);
         free(bf);

@@ -131,6 +131,8 @@ start_nginx() {
         # the test servers' users: alice and bob, password "secret"
         printf 'alice:%s\nbob:%s\n' "$(openssl passwd -apr1 secret)" \
             "$(openssl passwd -apr1 secret)" >"$n/htpasswd"
+        # and the moderators' (tests/nginx.test.conf, /chat/mod/): mod
+        printf 'mod:%s\n' "$(openssl passwd -apr1 secret)" >"$n/htpasswd-mod"
     fi
     sed -e "s|@VAR@|$VAR|g" -e "s|@PORT@|$PORT|g" -e "s|@ROOT@|$ROOT|g" -e "s|@USER@|$user|g" \
         -e "s|@EXTRA@|$extra|g" "$ROOT/conf/nginx.dev.conf" >"$n/nginx.conf"

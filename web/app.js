@@ -177,6 +177,9 @@ function switchTo(name) {
   log.replaceChildren(r.view);
   if (r.stuck) scrollToBottom(); else log.scrollTop = r.scrollTop;
   $('room-name').textContent = `#${name}`;
+  closeSearch();
+  $('search-input').value = '';
+  $('search-input').placeholder = `Search #${name}`;
   $('input').placeholder = `Message #${name}`;
   $('input').setAttribute('aria-label', `Message #${name}`);
   renderRooms();
@@ -193,6 +196,12 @@ window.addEventListener('hashchange', () => {
   const name = decodeURIComponent(location.hash.slice(1));
   if (chat && ROOM_RE.test(name) && (!active || name !== active.name)) switchTo(name);
 });
+
+$('search-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  runSearch($('search-input').value);
+});
+$('search-close').addEventListener('click', () => { $('search-input').value = ''; closeSearch(); });
 
 $('join-form').addEventListener('submit', (e) => {
   e.preventDefault();
@@ -282,7 +291,10 @@ document.addEventListener('visibilitychange', markRead);
 
 function renderTop(r) {
   r.top.replaceChildren();
-  if (r.start) {
+  if (r.start && r.removed) {
+    r.top.append(h('p', { class: 'start' }, h('strong', { text: `#${r.name}` }),
+      ' — older messages were removed by the site\'s retention policy.'));
+  } else if (r.start) {
     r.top.append(h('p', { class: 'start' }, h('strong', { text: `#${r.name}` }),
       ' — this is the beginning of the room.'));
   } else if (r.loading || !r.joined) {
@@ -322,7 +334,8 @@ async function loadOlder(r) {
   const keepFromBottom = log.scrollHeight - log.scrollTop;
   log.setAttribute('aria-busy', 'true');
   for (const m of msgs) showMessage(r, m, { older: true });
-  if (msgs.length === 0 || msgs[0].seq <= 1) r.start = true;
+  if (msgs.length === 0 || msgs[0].seq <= 1 || msgs.horizon !== undefined) r.start = true;
+  if (msgs.horizon !== undefined) r.removed = true;
   renderTop(r);
   if (active === r) log.scrollTop = log.scrollHeight - keepFromBottom; // the reader's place stays put
   log.removeAttribute('aria-busy');
@@ -341,12 +354,17 @@ function showMessage(r, m, { older = false, state } = {}) {
     // (history shows that message as it is now anyway)
     if (!older && m.seq > r.newest) r.newest = m.seq;
     const target = r.bySeq.get(m.edit ?? m.delete);
-    if (target) applyChange(target, m);
+    if (target) {
+      applyChange(target, m);
+      if (m.delete !== undefined) target.querySelector('.actions')?.remove();
+    }
     return null;
   }
   if (r.bySeq.has(m.seq)) return null;
   const mine = isMine(m);
   const el = messageEl(m, { mine, state: state ?? (mine ? 'sent' : '') });
+  if (mine && typeof m.seq === 'number' && !m.deleted) addActions(r, el);
+  else if (!mine && chat.role === 'moderator' && typeof m.seq === 'number' && !m.deleted) addModActions(r, el);
   const isActive = r === active;
   const follow = isActive && !older && nearBottom();
   insertBySeq(r.list, el);
@@ -366,6 +384,76 @@ function showMessage(r, m, { older = false, state } = {}) {
   }
   if (isActive && (follow || (mine && !older))) scrollToBottom();
   return el;
+}
+
+// ---- edit, delete, search ----------------------------------------------------------
+
+// Authors edit and delete their own messages; the server says when the
+// site's window has passed (too_late) and the change arrives as an event.
+function addActions(r, el) {
+  el.querySelector('.bubble').append(h('div', { class: 'actions' },
+    h('button', { type: 'button', class: 'link small edit-msg', text: 'Edit', onclick: () => editMsg(r, el) }), ' ',
+    h('button', { type: 'button', class: 'link small delete-msg', text: 'Delete', onclick: () => deleteMsg(r, el) })));
+}
+
+// A moderator (hello's role) deletes anyone's message and bans its author.
+function addModActions(r, el) {
+  el.querySelector('.bubble').append(h('div', { class: 'actions' },
+    h('button', { type: 'button', class: 'link small delete-msg', text: 'Delete', onclick: () => deleteMsg(r, el) }), ' ',
+    h('button', { type: 'button', class: 'link small ban-user', text: `Ban ${el.dataset.user}`, onclick: () => banUser(el.dataset.user) })));
+}
+
+function banUser(user) {
+  const reason = window.prompt(`Ban ${user} for a day? Reason:`, '');
+  if (reason === null) return;
+  chat.ban(user, { seconds: 86400, reason: cleanText(reason).slice(0, 1000) })
+    .then(() => toast(`${user} is banned for a day.`), (err) => toast(`Could not ban ${user}: ${err?.message || err?.code}`));
+}
+
+function changeError(err) {
+  switch (err?.code) {
+    case 'too_late': return 'Too late to change this message.';
+    case 'forbidden': return 'You cannot change this message.';
+    case 'not_found': return 'That message is gone.';
+    default: return `Could not change the message: ${err?.message || err?.code || 'error'}`;
+  }
+}
+
+function editMsg(r, el) {
+  const now = el.querySelector('.text').textContent;
+  const text = window.prompt('Edit your message', now);
+  if (text === null || cleanText(text) === '' || text === now) return;
+  chat.edit(r.name, Number(el.dataset.seq), text).catch((err) => toast(changeError(err)));
+}
+
+function deleteMsg(r, el) {
+  if (!window.confirm('Delete this message for everyone?')) return;
+  chat.delete(r.name, Number(el.dataset.seq)).catch((err) => toast(changeError(err)));
+}
+
+async function runSearch(q) {
+  const r = active;
+  if (!r || q.trim() === '') return closeSearch();
+  const box = $('search-results');
+  box.hidden = false;
+  $('search-summary').textContent = `Searching #${r.name}…`;
+  $('search-list').replaceChildren();
+  let msgs;
+  try {
+    msgs = await chat.search(r.name, q, { limit: 50 });
+  } catch (err) {
+    $('search-summary').textContent = `Search failed: ${err?.message || err?.code || 'error'}`;
+    return;
+  }
+  if (r !== active) return;
+  $('search-summary').textContent = msgs.length === 0 ? `No messages in #${r.name} match.`
+    : `${msgs.length}${msgs.length === 50 ? '+' : ''} in #${r.name}, newest last`;
+  $('search-list').replaceChildren(...msgs.map((m) => messageEl(m, { mine: isMine(m) })));
+}
+
+function closeSearch() {
+  $('search-results').hidden = true;
+  $('search-list').replaceChildren();
 }
 
 function onJoined({ room, seq }) {

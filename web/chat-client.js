@@ -194,16 +194,53 @@ export class ChatClient {
   discard(cid) { return this.outbox.delete(cid); }
 
   /** Messages before seq `before` (latest when omitted), ascending. */
+  // history and search: the messages, ascending; .horizon is set when
+  // nothing older is left (retention removed what was below it).
   async history(room, { before, limit = 50 } = {}) {
+    return this.#page({ op: 'history', room, before, limit });
+  }
+
+  /** Full-text search of a room (web-search syntax): a page like history, newest page first. */
+  async search(room, q, { before, limit = 50 } = {}) {
+    return this.#page({ op: 'search', room, q, before, limit });
+  }
+
+  async #page(req) {
+    let ev;
     if (this.#ws) {
-      const ev = await this.#request({ op: 'history', room, before, limit });
-      return ev.messages || [];
+      ev = await this.#request(req);
+    } else {
+      const { op, ...q } = req;
+      if (q.before === undefined) delete q.before;
+      if (this.name) q.name = this.name;
+      ev = await this.#http('GET', op, q);
     }
-    const q = { room, limit };
-    if (before !== undefined) q.before = before;
-    if (this.name) q.name = this.name;
-    const body = await this.#http('GET', 'history', q);
-    return body.messages || [];
+    const msgs = ev.messages || [];
+    if (typeof ev.horizon === 'number') msgs.horizon = ev.horizon;
+    return msgs;
+  }
+
+  /** Edit our own message (within the site's window): resolves with the change's ack. */
+  edit(room, seq, text) { return this.#moderate({ op: 'edit', room, seq, text, cid: makeCid() }); }
+
+  /** Delete our own message, or anyone's as a moderator: the change's ack. */
+  delete(room, seq) { return this.#moderate({ op: 'delete', room, seq, cid: makeCid() }); }
+
+  /** Moderators: ban user (or ~guest) for seconds (undefined: until lifted). */
+  ban(user, { seconds, reason } = {}) { return this.#moderate({ op: 'ban', user, for: seconds, reason }); }
+
+  // A change or a moderator's op: rejects with err.code (forbidden,
+  // too_late, not_found, ...) when refused. A retry after a lost answer
+  // reuses the cid, so it is never applied twice.
+  async #moderate(req) {
+    if (this.#ws) return this.#request(req);
+    const { op, ...body } = req;
+    if (this.name && op !== 'ban') body.name = this.name;
+    try {
+      return await this.#http('POST', op, body);
+    } catch (err) {
+      throw Object.assign(new Error(err.message || err.code), { code: err.code, status: err.status });
+    }
   }
 
   /** Tell the room we are typing (throttled). */
@@ -375,6 +412,7 @@ export class ChatClient {
     this.#clearTimer('reconnect');
     this.#stopPoll();
     this.user = hello.user ?? this.user;
+    this.role = hello.role === 'moderator' ? 'moderator' : 'user'; // for the page's controls only
     this.#heartbeat = (Number(hello.heartbeat) || 30) * 1000;
     this.#fails = 0;
     this.#probes = 0;
@@ -559,6 +597,7 @@ export class ChatClient {
     for (const [room, m] of Object.entries(resp.members)) {
       this.#applyMembers(room, m.members, m.count, true);
     }
+    for (const [room, h] of Object.entries(resp.horizon || {})) this.#horizon(room, h);
     for (const ev of resp.events) this.#onEvent(ev, this.#transport);
     for (const [room, seq] of resp.cursor) {
       const r = this.rooms.get(room);
@@ -588,6 +627,7 @@ export class ChatClient {
         const r = this.rooms.get(ev.room);
         if (!r) break;
         if (r.seq === null && ev.seq === 0) r.seq = 0;
+        if (typeof ev.horizon === 'number') this.#horizon(ev.room, ev.horizon);
         r.synced = true;
         this.#applyMembers(ev.room, ev.members, ev.count, false);
         this.#emit('joined', { room: ev.room, seq: ev.seq, members: ev.members || [], count: ev.count });
@@ -633,6 +673,17 @@ export class ChatClient {
   #emitPresence(room, online, offline) {
     const r = this.rooms.get(room);
     this.#emit('presence', { room, members: [...r.members].sort(), count: r.count, online, offline });
+  }
+
+  // Retention removed the room's messages up to h (docs/moderation.md): a
+  // cursor below it jumps there, and that is not a gap: 'horizon' says
+  // older messages were removed.
+  #horizon(room, h) {
+    const r = this.rooms.get(room);
+    if (!r || typeof h !== 'number' || (r.seq !== null && r.seq >= h)) return;
+    const after = r.seq;
+    r.seq = h;
+    if (after !== null) this.#emit('horizon', { room, horizon: h, after });
   }
 
   // Exactly once, in order: a message at or below the room's seq was seen.

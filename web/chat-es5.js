@@ -634,7 +634,8 @@
         var log = $('log');
         var fromBottom = log.scrollHeight - log.scrollTop;
         each(body.messages, function (m) { showMessage(r, m, mine(m, null) ? 'sent' : ''); });
-        if (!body.messages.length || body.messages[0].seq <= 1) r.start = true;
+        // (a "horizon": retention removed what was older; nothing to load)
+        if (!body.messages.length || body.messages[0].seq <= 1 || body.horizon !== undefined) r.start = true;
         if (r === active) log.scrollTop = log.scrollHeight - fromBottom;
       }
       renderTop(r);

@@ -353,10 +353,13 @@ export class Poller {
     const members = {};
     for (const [room, m] of Object.entries(resp.members || {})) if (mineOnly(room)) members[room] = m;
     const cur = new Map([...cursor].filter(([room]) => mineOnly(room)));
+    const horizon = {};
+    for (const [room, h] of Object.entries(resp.horizon || {})) if (mineOnly(room)) horizon[room] = h;
     this.#o.onResponse({
       events: resp.events.filter((e) => mineOnly(e.room)),
       cursor: cur,
       members,
+      horizon,
       user: resp.user,
     });
   }

@@ -131,6 +131,43 @@ static void test_numbers(void **state)
     assert_int_equal(p.poll_timeout, 300);
 }
 
+/* $chat_role and $chat_edit_window: user|moderator, 0..a year. */
+static void test_role_and_window(void **state)
+{
+    struct chat_policy p;
+
+    (void)state;
+    chat_policy_init(&p);
+    assert_false(p.moderator);
+    assert_int_equal(p.edit_window, 900);
+    assert_int_equal(chat_policy_key_from_header(LIT("X-Chat-Role")), CHAT_POLICY_ROLE);
+    assert_int_equal(chat_policy_key_from_param(LIT("CHAT_ROLE")), CHAT_POLICY_ROLE);
+    assert_int_equal(chat_policy_key_from_header(LIT("x-chat-edit-window")),
+                     CHAT_POLICY_EDIT_WINDOW);
+    assert_int_equal(chat_policy_key_from_param(LIT("CHAT_EDIT_WINDOW")), CHAT_POLICY_EDIT_WINDOW);
+    assert_int_equal(chat_policy_key_from_param(LIT("HTTP_X_CHAT_ROLE")), -1);
+
+    assert_int_equal(set(&p, CHAT_POLICY_ROLE, "moderator"), 0);
+    assert_true(p.moderator);
+    assert_int_equal(set(&p, CHAT_POLICY_ROLE, ""), 0); /* empty: the default stays */
+    assert_true(p.moderator);
+    assert_int_equal(set(&p, CHAT_POLICY_ROLE, "user"), 0);
+    assert_false(p.moderator);
+    assert_int_equal(set(&p, CHAT_POLICY_ROLE, "Moderator"), -1);
+    assert_int_equal(set(&p, CHAT_POLICY_ROLE, "admin"), -1);
+    assert_int_equal(set(&p, CHAT_POLICY_ROLE, "moderators"), -1);
+    assert_false(p.moderator);
+
+    assert_int_equal(set(&p, CHAT_POLICY_EDIT_WINDOW, "0"), 0);
+    assert_int_equal(p.edit_window, 0);
+    assert_int_equal(set(&p, CHAT_POLICY_EDIT_WINDOW, "31536000"), 0);
+    assert_int_equal(p.edit_window, 31536000);
+    assert_int_equal(set(&p, CHAT_POLICY_EDIT_WINDOW, "31536001"), -1);
+    assert_int_equal(set(&p, CHAT_POLICY_EDIT_WINDOW, "15m"), -1);
+    assert_int_equal(set(&p, CHAT_POLICY_EDIT_WINDOW, "-1"), -1);
+    assert_int_equal(p.edit_window, 31536000);
+}
+
 static void test_rooms(void **state)
 {
     struct chat_policy p;
@@ -205,9 +242,10 @@ static void test_identity(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),       cmocka_unit_test(test_key_names),
-        cmocka_unit_test(test_user_and_flags), cmocka_unit_test(test_numbers),
-        cmocka_unit_test(test_rooms),          cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_defaults),        cmocka_unit_test(test_key_names),
+        cmocka_unit_test(test_user_and_flags),  cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_rooms),           cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_role_and_window),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

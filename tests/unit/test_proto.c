@@ -378,6 +378,72 @@ static void test_free_is_idempotent(void **state)
     chat_request_free(NULL);
 }
 
+/* edit and delete: a seq >= 1, edit's text checked like send's, no text
+ * on a delete, an optional cid. */
+static void test_parse_edit_delete(void **state)
+{
+    (void)state;
+    assert_int_equal(
+        parse("{\"op\":\"edit\",\"room\":\"r\",\"seq\":12,\"text\":\"fixed\",\"cid\":\"e1\"}"),
+        CHAT_OK);
+    assert_int_equal(req.op, CHAT_OP_EDIT);
+    assert_int_equal(req.seq, 12);
+    assert_str(req.text, "fixed");
+    assert_str(req.cid, "e1");
+    assert_int_equal(parse("{\"op\":\"delete\",\"room\":\"r\",\"seq\":1}"), CHAT_OK);
+    assert_int_equal(req.op, CHAT_OP_DELETE);
+    assert_int_equal(req.seq, 1);
+    assert_null(req.text.p);
+    assert_null(req.cid.p);
+
+    assert_int_equal(parse("{\"op\":\"delete\",\"room\":\"r\"}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"delete\",\"room\":\"r\",\"seq\":0}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"delete\",\"room\":\"r\",\"seq\":\"3\"}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"delete\",\"room\":\"r\",\"seq\":3,\"text\":\"x\"}"),
+                     CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"edit\",\"room\":\"r\",\"seq\":3}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"edit\",\"room\":\"r\",\"seq\":3,\"text\":\"\"}"),
+                     CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"edit\",\"room\":\"r\",\"seq\":3,\"text\":\"a\\u0001\"}"),
+                     CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse_as("{\"room\":\"r\",\"seq\":3,\"text\":\"abcdef\"}", CHAT_OP_EDIT, 5),
+                     CHAT_E_TOO_LARGE);
+    assert_int_equal(
+        parse("{\"op\":\"edit\",\"room\":\"r\",\"seq\":3,\"text\":\"x\",\"cid\":\"\"}"),
+        CHAT_E_BAD_REQUEST);
+}
+
+/* ban, unban, bans: no room; a ban names a user (or ~guest), an address
+ * or both; for in seconds; the reason is text. */
+static void test_parse_bans(void **state)
+{
+    (void)state;
+    assert_int_equal(parse("{\"op\":\"ban\",\"user\":\"~bob\",\"addr\":\"198.51.100.0/24\","
+                           "\"for\":60,\"reason\":\"spam\"}"),
+                     CHAT_OK);
+    assert_int_equal(req.op, CHAT_OP_BAN);
+    assert_str(req.user, "~bob");
+    assert_str(req.addr, "198.51.100.0/24");
+    assert_int_equal(req.ban_for, 60);
+    assert_str(req.reason, "spam");
+    assert_int_equal(parse("{\"op\":\"ban\",\"addr\":\"2001:db8::1\"}"), CHAT_OK);
+    assert_int_equal(req.ban_for, 0);
+    assert_int_equal(parse("{\"op\":\"bans\"}"), CHAT_OK);
+    assert_int_equal(parse("{\"op\":\"unban\",\"id\":7}"), CHAT_OK);
+    assert_int_equal(req.seq, 7);
+
+    assert_int_equal(parse("{\"op\":\"ban\"}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"ban\",\"user\":\"a b\"}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"ban\",\"user\":\"~\"}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"ban\",\"addr\":\"1.2.3.4/40\"}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"ban\",\"addr\":\"1.2.3.4\\u0000x\"}"), CHAT_E_BAD_JSON);
+    assert_int_equal(parse("{\"op\":\"ban\",\"user\":\"x\",\"for\":0}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"ban\",\"user\":\"x\",\"reason\":\"a\\u0001\"}"),
+                     CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"unban\"}"), CHAT_E_BAD_REQUEST);
+    assert_int_equal(parse("{\"op\":\"unban\",\"id\":\"7\"}"), CHAT_E_BAD_REQUEST);
+}
+
 static void test_err_names(void **state)
 {
     static const struct {
@@ -394,6 +460,9 @@ static void test_err_names(void **state)
         {CHAT_E_TOO_LARGE, "too_large", 413},
         {CHAT_E_RATE_LIMITED, "rate_limited", 429},
         {CHAT_E_UNAVAILABLE, "unavailable", 503},
+        {CHAT_E_NOT_FOUND, "not_found", 404},
+        {CHAT_E_TOO_LATE, "too_late", 403},
+        {CHAT_E_BANNED, "banned", 403},
     };
     size_t i;
 
@@ -493,7 +562,8 @@ static void test_encode_presence(void **state)
 static void test_encode_error(void **state)
 {
     static const char *const codes[] = {"bad_json",  "bad_request", "unknown_op",   "unauthorized",
-                                        "forbidden", "too_large",   "rate_limited", "unavailable"};
+                                        "forbidden", "too_large",   "rate_limited", "unavailable",
+                                        "not_found", "too_late",    "banned"};
     json_t *ref = json_real(2.25);
     char want[256];
     size_t len;
@@ -532,6 +602,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_parse_join_leave, teardown),
         cmocka_unit_test_teardown(test_parse_send, teardown),
+        cmocka_unit_test_teardown(test_parse_edit_delete, teardown),
+        cmocka_unit_test_teardown(test_parse_bans, teardown),
         cmocka_unit_test_teardown(test_parse_history_and_others, teardown),
         cmocka_unit_test_teardown(test_ranges, teardown),
         cmocka_unit_test_teardown(test_bad_json, teardown),

@@ -81,6 +81,58 @@ static void test_post_answer(void **state)
     PQclear(res);
 }
 
+static PGresult *change_result(const char *row[5])
+{
+    PGresAttDesc att[5] = {{0}};
+    const char *names[5] = {"seq", "ts", "dup", "err", "message"};
+    PGresult *res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+
+    for (int k = 0; k < 5; k++) {
+        att[k].name = (char *)names[k];
+        att[k].typlen = -1;
+        att[k].atttypmod = -1;
+    }
+    assert_non_null(res);
+    assert_true(PQsetResultAttrs(res, 5, att));
+    for (int k = 0; k < 5; k++)
+        assert_true(PQsetvalue(res, 0, k, (char *)row[k], row[k] ? (int)strlen(row[k]) : -1));
+    return res;
+}
+
+/* chat_change's answer: the ack, or its refusal as the client's error. */
+static void test_change_answer(void **state)
+{
+    static const struct {
+        const char *err;
+        enum chat_err want;
+    } refusals[] = {
+        {"not_found", CHAT_E_NOT_FOUND},       {"forbidden", CHAT_E_FORBIDDEN},
+        {"too_late", CHAT_E_TOO_LATE},         {"bad_request", CHAT_E_BAD_REQUEST},
+        {"something_new", CHAT_E_BAD_REQUEST},
+    };
+    const char *ok[5] = {"15", "2024-01-01T00:00:00.000Z", "f", NULL, NULL};
+    struct chat_post_ack a;
+    const char *why;
+    PGresult *res = change_result(ok);
+
+    (void)state;
+    assert_int_equal(chat_change_answer(res, &a, &why), CHAT_OK);
+    assert_int_equal(a.seq, 15);
+    assert_string_equal(a.ts, "2024-01-01T00:00:00.000Z");
+    PQclear(res);
+    for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
+        const char *row[5] = {NULL, NULL, "f", refusals[i].err, "why not"};
+        res = change_result(row);
+        assert_int_equal(chat_change_answer(res, &a, &why), refusals[i].want);
+        assert_string_equal(why, "why not");
+        PQclear(res);
+    }
+    assert_int_equal(chat_change_answer(NULL, &a, &why), CHAT_E_UNAVAILABLE);
+    res = PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR);
+    assert_int_equal(chat_change_answer(res, &a, &why), CHAT_E_UNAVAILABLE);
+    PQclear(res);
+}
+
 /* One answer to a failed batch: split when the data may be at fault,
  * bad_request for a lone send refused as data, else unavailable. */
 static void test_post_failed(void **state)
@@ -201,7 +253,7 @@ int main(void)
         cmocka_unit_test(test_post_args),     cmocka_unit_test(test_post_failed),
         cmocka_unit_test(test_post_answer),   cmocka_unit_test(test_presence_and_seen_args),
         cmocka_unit_test(test_members_self),  cmocka_unit_test(test_members_capped),
-        cmocka_unit_test(test_poll_envelope),
+        cmocka_unit_test(test_poll_envelope), cmocka_unit_test(test_change_answer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

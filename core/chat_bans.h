@@ -1,0 +1,65 @@
+/* chat_bans: the active bans as each process keeps them (docs/moderation.md
+ * "Bans and kicks"). A process loads the whole list (CHAT_SQL_BANS) when
+ * it connects and again on every ban or unban announced on channel
+ * chat_admin, and answers "is this user or address banned?" from memory:
+ * no query per join, send or poll, and the same answer on both doors.
+ * Also the parser of chat_admin lines. */
+#ifndef CHAT_BANS_H
+#define CHAT_BANS_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chat_valid.h"
+
+#define CHAT_ADMIN_CHANNEL "chat_admin"
+#define CHAT_SQL_LISTEN_ADMIN "LISTEN " CHAT_ADMIN_CHANNEL
+#define CHAT_BAN_REASON_MAX 1000
+#define CHAT_ADDR_MAX 63 /* bytes of an address as nginx writes it */
+
+/* id, target ("" none), addr (host/bits, "" none), until in ms since the
+ * epoch (0: until lifted), until (protocol ts, "" none), reason. */
+#define CHAT_SQL_BANS                                                                              \
+    "SELECT id, coalesce(target, ''), coalesce(host(addr) || '/' || masklen(addr), ''), "          \
+    "coalesce(floor(extract(epoch FROM until) * 1000)::bigint, 0), coalesce(chat_ts(until), ''), " \
+    "reason FROM chat_bans_active ORDER BY id"
+
+struct chat_ban {
+    int64_t id;
+    char target[CHAT_SENDER_MAX + 1]; /* "" : an address ban only */
+    int family;                       /* 0: no address, 4 or 6 */
+    unsigned char net[16];
+    int bits;
+    int64_t until_ms; /* 0: until lifted */
+    char until[40];   /* "" when until lifted */
+    char reason[CHAT_BAN_REASON_MAX + 1];
+};
+
+struct chat_bans {
+    struct chat_ban *v;
+    size_t n;
+};
+
+/* Replaces b's list with the rows of a CHAT_SQL_BANS result. 0, or -1
+ * (out of memory, not that result): b is left as it was. */
+int chat_bans_load(struct chat_bans *b, const PGresult *res);
+void chat_bans_free(struct chat_bans *b);
+
+/* The ban that stops user (may be NULL or "") from addr (may be NULL or
+ * "", an address as nginx's $remote_addr writes it; an IPv4 address in
+ * IPv6 clothes counts as IPv4) at now_ms, or NULL. */
+const struct chat_ban *chat_bans_match(const struct chat_bans *b, const char *user,
+                                       const char *addr, int64_t now_ms);
+
+/* A line of channel chat_admin: {"op":"ban"|"unban"|"kick",...}. */
+enum chat_admin_op { CHAT_ADMIN_BAD = 0, CHAT_ADMIN_BAN, CHAT_ADMIN_UNBAN, CHAT_ADMIN_KICK };
+/* user: the kicked user for a kick (a valid name), else "". */
+enum chat_admin_op chat_admin_parse(const char *line, size_t len, char user[CHAT_SENDER_MAX + 1]);
+
+/* Parses an address ("192.0.2.7", "::ffff:192.0.2.7", "2001:db8::1", with
+ * an optional "/bits") into family, 16 bytes and bits. 0, or -1. */
+int chat_addr_parse(const char *s, int *family, unsigned char net[16], int *bits);
+
+#endif
