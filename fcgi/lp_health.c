@@ -119,7 +119,8 @@ static json_t *probe_ws(int *status)
 
 static json_t *probe_db(PGconn **db, bool *up)
 {
-    PGresult *res = lp_db_query(db, "health", CHAT_SQL_SCHEMA_VERSION, 0, NULL);
+    PGresult *res =
+        lp_db_query_within(db, "health", CHAT_SQL_SCHEMA_VERSION, 0, NULL, CHAT_DB_HEALTH_MS);
     json_t *out;
 
     *up = false;
