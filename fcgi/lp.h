@@ -123,6 +123,7 @@ PGconn *lp_db_connect_within(const char *what, int ms, char *err, size_t errlen)
 PGresult *lp_db_exec(PGconn *c, const char *sql, int n, const char *const *vals);
 PGresult *lp_db_exec_within(PGconn *c, const char *sql, int n, const char *const *vals, int ms);
 extern atomic_ulong lp_db_timeouts; /* statements past their deadline (lp_state.c) */
+extern atomic_ulong lp_resets;      /* polls answered reset (lp_state.c) */
 /* lp_db_query within ms in all (connect included), without a retry. */
 PGresult *lp_db_query_within(PGconn **conn, const char *what, const char *sql, int n,
                              const char *const *vals, int ms);

@@ -28,8 +28,8 @@ struct poll_ctx {
 
 static const struct lp_config *conf; /* given at init */
 static const char *const sql_fast =
-    "SELECT r.i, r.lo, m.seq, m.j FROM ("
-    "  SELECT q.i, q.room, CASE WHEN q.cur >= 0 THEN q.cur"
+    "SELECT r.i, r.lo, m.seq, m.j, r.last FROM ("
+    "  SELECT q.i, q.room, coalesce(rm.last_seq, 0) AS last, CASE WHEN q.cur >= 0 THEN q.cur"
     "         ELSE greatest(coalesce(rm.last_seq, 0) - " CHAT_STR(
         CHAT_BACKLOG_DEFAULT) ", 0) END AS lo"
                               "  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS q(room, "
@@ -95,6 +95,24 @@ static int add_event(struct poll_ctx *c, const char *ev, size_t len)
     return chat_sbuf_add(&c->events, ev, len);
 }
 
+/* The client's cursor of room i is past the room's last seq: the database
+ * went back in time (or the client's cursor is not this database's). It
+ * gets {"op":"reset","seq":last} and the cursor last: it drops what it
+ * shows past last and its next poll reads from there. */
+static void reset(struct poll_ctx *c, size_t i, int64_t last)
+{
+    size_t len;
+    char *ev = chat_encode_reset(c->rooms[i].room, last, &len);
+
+    atomic_fetch_add(&lp_resets, 1);
+    log_warn("poll: room %s: the client's cursor %" PRId64 " is past the room's last seq %" PRId64
+             ": reset (the database went back in time?)",
+             c->rooms[i].room, c->rooms[i].seq, last);
+    if (ev && add_event(c, ev, len) == 0)
+        c->cursor[i] = last;
+    free(ev);
+}
+
 /* Reads past every cursor. 0, or -1 when the database cannot be asked. */
 static int fast_path(PGconn **db, struct poll_ctx *c)
 {
@@ -119,6 +137,11 @@ static int fast_path(PGconn **db, struct poll_ctx *c)
                 continue;
             if (c->rooms[i].seq < 0 && c->cursor[i] == 0)
                 c->cursor[i] = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+            int64_t last = strtoll(PQgetvalue(res, row, 4), NULL, 10);
+            if (c->rooms[i].seq > last && c->cursor[i] == c->rooms[i].seq) {
+                reset(c, i, last);
+                continue; /* nothing past the cursor: the next poll reads past last */
+            }
             if (PQgetisnull(res, row, 2))
                 continue;
             int64_t seq = strtoll(PQgetvalue(res, row, 2), NULL, 10);

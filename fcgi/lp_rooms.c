@@ -321,6 +321,7 @@ static bool serve_verbatim(struct lp_room *r)
         if (st != CHAT_STEP_CATCHUP && !full)
             st = chat_cursor_heard(&c, false, r->known);
         w->need_read = st == CHAT_STEP_CATCHUP && !full;
+        w->suspect = c.suspect;
         reads |= w->need_read;
     }
     return reads;
@@ -345,10 +346,18 @@ static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
         if (!w->need_read)
             continue;
         size_t i = first_after(res, rows, w->cursor);
-        if (i < (size_t)rows)
+        if (i < (size_t)rows) {
             w->need_read = false;
-        else if (rows < CHAT_CATCHUP_PAGE)
+        } else if (rows < CHAT_CATCHUP_PAGE) {
             w->need_read = false; /* nothing past its cursor */
+            /* a message at or below the cursor and nothing past it: the
+             * room may have gone back in time. Answered now, the poller
+             * polls again at once and the poll's own read checks its
+             * cursor against the room (lp_poll.c: reset). */
+            if (w->suspect)
+                ops->mark_ready(w->poll);
+        }
+        w->suspect = false;
         for (; i < (size_t)rows; i++) {
             if (!append_event(w->poll, PQgetvalue(res, (int)i, 1),
                               (size_t)PQgetlength(res, (int)i, 1)))

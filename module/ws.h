@@ -147,6 +147,7 @@ struct ws_server {
     json_t *seen_names, *seen_auth;
     /* counters for /health and logs */
     uint64_t stat_msgs_in, stat_frames_out, stat_commits;
+    uint64_t stat_resets; /* rooms found gone back in time */
 };
 
 /* ---- ws_conn.c ---- */

@@ -629,13 +629,13 @@ static int ws_chat_health(struct ws_server *srv, char *out, size_t size)
     snprintf(out, size,
              "{\"status\":\"%s\",\"backend\":\"ws\",\"pid\":%d,\"mode\":\"%s\","
              "\"connections\":%zu,\"rooms\":%zu,\"database\":\"%s\",\"db_timeouts\":%lu,"
-             "\"rss_kib\":%ld}",
+             "\"resets\":%llu,\"rss_kib\":%ld}",
              db ? "ok" : "degraded", (int)getpid(), srv->cfg.echo ? "echo" : "chat", srv->nconns,
              srv->nrooms,
              srv->cfg.echo ? "unused"
              : db          ? "up"
                            : "down",
-             timeouts, chat_sys_rss_kib());
+             timeouts, (unsigned long long)srv->stat_resets, chat_sys_rss_kib());
     return db ? 200 : 503;
 }
 

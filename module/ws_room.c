@@ -348,6 +348,72 @@ static bool deliver(struct ws_room *r, int64_t seq, const char *json, size_t len
 }
 
 static void catchup(struct ws_room *r);
+static void verify(struct ws_room *r);
+
+/* The room went back in time (chat_cursor.h RESET): every subscriber is
+ * told, in order with the room's messages, to drop what it shows past to
+ * and to expect the room from there; then the room reads past to. */
+static void room_reset(struct ws_room *r, int64_t was, int64_t last, int64_t to)
+{
+    r->srv->stat_resets++;
+    log_warn("room %s: the database went back in time: delivered up to seq %lld, the table now "
+             "ends at %lld; subscribers reset to %lld",
+             r->name, (long long)was, (long long)last, (long long)to);
+    for (struct ws_sub *s = r->subs, *next; s; s = next) {
+        next = s->rnext;
+        if (s->state == SUB_BACKFILL) { /* its backlog was read from the old table */
+            sub_fail(s, true);
+            continue;
+        }
+        if (s->state != SUB_LIVE)
+            continue;
+        size_t len;
+        queue_ordered(s->c, chat_encode_reset(r->name, to, &len), &len);
+        if (s->after > to)
+            s->after = to;
+    }
+    if (r->cur.target > r->cur.seq)
+        catchup(r);
+}
+
+static void verify_done(struct pg *pg, PGresult *res, void *data)
+{
+    struct ws_room *r = data;
+    int64_t was = r->cur.seq, to;
+    (void)pg;
+
+    r->catching = false;
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        int64_t last = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        switch (chat_cursor_verified(&r->cur, last, &to)) {
+        case CHAT_STEP_RESET:
+            room_reset(r, was, last, to);
+            break;
+        case CHAT_STEP_CATCHUP:
+            catchup(r);
+            break;
+        default:
+            break;
+        }
+    } else {
+        r->retry_catchup = true; /* read again, and check again, on the next tick */
+    }
+    room_unref(r);
+}
+
+/* Reads the room's last_seq (chat_cursor.h VERIFY), as a catch-up: one
+ * read of the room at a time. */
+static void verify(struct ws_room *r)
+{
+    const char *params[1] = {r->name};
+
+    if (r->catching || !pg_is_up(r->srv->reader))
+        return;
+    if (pg_query(r->srv->reader, CHAT_SQL_ROOM_SEQ, 1, params, verify_done, r) == 0) {
+        r->catching = true;
+        r->refs++;
+    }
+}
 
 static void catchup_done(struct pg *pg, PGresult *res, void *data)
 {
@@ -366,9 +432,16 @@ static void catchup_done(struct pg *pg, PGresult *res, void *data)
         }
         bool bogus;
         int64_t heard = r->cur.target;
-        if (chat_cursor_read_end(&r->cur, (size_t)rows, CHAT_CATCHUP_PAGE, &bogus) ==
-            CHAT_STEP_CATCHUP)
+        switch (chat_cursor_read_end(&r->cur, (size_t)rows, CHAT_CATCHUP_PAGE, &bogus)) {
+        case CHAT_STEP_CATCHUP:
             catchup(r);
+            break;
+        case CHAT_STEP_VERIFY:
+            verify(r);
+            break;
+        default:
+            break;
+        }
         if (bogus)
             log_warn("room %s: heard of seq %lld, table ends at %lld", r->name, (long long)heard,
                      (long long)r->cur.seq);
@@ -406,6 +479,7 @@ struct backfill {
     char *members;        /* a copy of the remembered list used instead of asking */
     size_t members_len;
     long long members_count;
+    bool reset; /* the join's since is past N: a reset follows joined */
 };
 
 /* Keeps the room's member list for a moment: a crowd joining a room of
@@ -462,6 +536,11 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
     }
     queue_ordered(c, chat_encode_joined(s->r->name, bf->n, names, n, count, s->ref, &len), &len);
     chat_members_free(names, n);
+    if (bf->reset) {
+        log_info("room %s: a join since %lld, past the room's %lld: reset", s->r->name,
+                 (long long)s->since, (long long)bf->n);
+        queue_ordered(c, chat_encode_reset(s->r->name, bf->n, &len), &len);
+    }
     /* the backlog: message texts separated by newlines (JSON has none raw) */
     if (!PQgetisnull(res, 0, 2)) {
         const char *p = PQgetvalue(res, 0, 2), *end = p + PQgetlength(res, 0, 2), *line;
@@ -506,9 +585,12 @@ static void backfill(struct ws_sub *s)
     bf->s = s;
     bf->n = n;
     bf->members_gen = r->members_gen;
-    /* a client that has seen more than this process (it was on another)
-     * gets nothing twice */
-    s->after = s->since > n ? s->since : n;
+    /* a client that has seen more than this process: it was on another
+     * that is ahead by a message or two, or the database went back in time
+     * since. Either way it is told to drop what it has past N (a reset
+     * after joined) and gets everything past N: no hole, nothing twice. */
+    s->after = n;
+    bf->reset = s->since > n;
     snprintf(sfrom, sizeof(sfrom), "%lld", (long long)from);
     snprintf(sto, sizeof(sto), "%lld", (long long)n);
     snprintf(sbytes, sizeof(sbytes), "%zu", srv->cfg.outbox_max / 2);
@@ -564,8 +646,7 @@ static void load(struct ws_room *r)
 
     if (r->loading || r->cur.loaded)
         return;
-    if (pg_query(r->srv->reader, "SELECT coalesce((SELECT last_seq FROM rooms WHERE name = $1), 0)",
-                 1, params, load_done, r) == 0) {
+    if (pg_query(r->srv->reader, CHAT_SQL_ROOM_SEQ, 1, params, load_done, r) == 0) {
         r->loading = true;
         r->refs++;
     }
@@ -646,6 +727,8 @@ static void on_msg_line(struct ws_server *srv, const struct chat_line *l)
         break;
     case CHAT_STEP_HOLD: /* read once loaded */
     case CHAT_STEP_DROP:
+    case CHAT_STEP_VERIFY: /* only after a read */
+    case CHAT_STEP_RESET:
         break;
     }
 }
