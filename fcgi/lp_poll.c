@@ -96,20 +96,22 @@ static int add_event(struct poll_ctx *c, const char *ev, size_t len)
 }
 
 /* The client's cursor of room i is past the room's last seq: the database
- * went back in time (or the client's cursor is not this database's). It
- * gets {"op":"reset","seq":last} and the cursor last: it drops what it
- * shows past last and its next poll reads from there. */
+ * went back in time (or the client's cursor is not this database's). Where
+ * the room and what the client has part is not known here, so it gets
+ * {"op":"reset","seq":0} (drop everything shown of the room) and the
+ * cursor of a fresh join: its next poll brings the last 50, and older ones
+ * are history. */
 static void reset(struct poll_ctx *c, size_t i, int64_t last)
 {
     size_t len;
-    char *ev = chat_encode_reset(c->rooms[i].room, last, &len);
+    char *ev = chat_encode_reset(c->rooms[i].room, 0, &len);
 
     atomic_fetch_add(&lp_resets, 1);
     log_warn("poll: room %s: the client's cursor %" PRId64 " is past the room's last seq %" PRId64
              ": reset (the database went back in time?)",
              c->rooms[i].room, c->rooms[i].seq, last);
     if (ev && add_event(c, ev, len) == 0)
-        c->cursor[i] = last;
+        c->cursor[i] = last > CHAT_BACKLOG_DEFAULT ? last - CHAT_BACKLOG_DEFAULT : 0;
     free(ev);
 }
 

@@ -82,8 +82,9 @@ struct ws_room {
     size_t members_len;
     long long members_count;
     int64_t members_at;
-    uint64_t members_gen;   /* presence lines heard: a member list older than one is stale */
-    struct chat_cursor cur; /* delivered to subscribers, heard of, loaded */
+    uint64_t members_gen;         /* presence lines heard: a member list older than one is stale */
+    struct chat_cursor cur;       /* delivered to subscribers, heard of, loaded */
+    int64_t reset_at, reset_from; /* the last reset: from reset_from down to reset_at */
     struct ws_sub *subs;
     size_t nsubs;
     struct ws_member *members; /* local connections per member */
@@ -356,6 +357,8 @@ static void verify(struct ws_room *r);
 static void room_reset(struct ws_room *r, int64_t was, int64_t last, int64_t to)
 {
     r->srv->stat_resets++;
+    r->reset_at = to;
+    r->reset_from = was;
     log_warn("room %s: the database went back in time: delivered up to seq %lld, the table now "
              "ends at %lld; subscribers reset to %lld",
              r->name, (long long)was, (long long)last, (long long)to);
@@ -479,7 +482,7 @@ struct backfill {
     char *members;        /* a copy of the remembered list used instead of asking */
     size_t members_len;
     long long members_count;
-    bool reset; /* the join's since is past N: a reset follows joined */
+    int64_t reset_to; /* >= 0: a reset to it follows joined */
 };
 
 /* Keeps the room's member list for a moment: a crowd joining a room of
@@ -536,10 +539,10 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
     }
     queue_ordered(c, chat_encode_joined(s->r->name, bf->n, names, n, count, s->ref, &len), &len);
     chat_members_free(names, n);
-    if (bf->reset) {
-        log_info("room %s: a join since %lld, past the room's %lld: reset", s->r->name,
-                 (long long)s->since, (long long)bf->n);
-        queue_ordered(c, chat_encode_reset(s->r->name, bf->n, &len), &len);
+    if (bf->reset_to >= 0) {
+        log_info("room %s: a join past what the room has (%lld): reset to %lld", s->r->name,
+                 (long long)bf->n, (long long)bf->reset_to);
+        queue_ordered(c, chat_encode_reset(s->r->name, bf->reset_to, &len), &len);
     }
     /* the backlog: message texts separated by newlines (JSON has none raw) */
     if (!PQgetisnull(res, 0, 2)) {
@@ -575,6 +578,20 @@ static void backfill(struct ws_sub *s)
         sub_fail(s, false);
         return;
     }
+    /* a client that has seen more than this process, or what this process
+     * reset: it was on another process that is ahead by a message or two,
+     * or the database went back in time since. It is told to drop what it
+     * has past the point this process knows to be shared (the last reset),
+     * or else all of it (0: it re-reads the room, the last 50 and history),
+     * in a reset right after joined. Nothing twice, no hole. */
+    if (r->reset_from > 0 && s->since > r->reset_at && s->since <= r->reset_from)
+        bf->reset_to = r->reset_at;
+    else if (s->since > n)
+        bf->reset_to = 0;
+    else
+        bf->reset_to = -1;
+    if (bf->reset_to >= 0)
+        s->since = bf->reset_to > 0 ? bf->reset_to : -1;
     from = s->since < 0 ? n - CHAT_BACKLOG_DEFAULT : s->since;
     if (from < n - srv->cfg.backlog_max)
         from = n - srv->cfg.backlog_max;
@@ -585,12 +602,7 @@ static void backfill(struct ws_sub *s)
     bf->s = s;
     bf->n = n;
     bf->members_gen = r->members_gen;
-    /* a client that has seen more than this process: it was on another
-     * that is ahead by a message or two, or the database went back in time
-     * since. Either way it is told to drop what it has past N (a reset
-     * after joined) and gets everything past N: no hole, nothing twice. */
     s->after = n;
-    bf->reset = s->since > n;
     snprintf(sfrom, sizeof(sfrom), "%lld", (long long)from);
     snprintf(sto, sizeof(sto), "%lld", (long long)n);
     snprintf(sbytes, sizeof(sbytes), "%zu", srv->cfg.outbox_max / 2);
