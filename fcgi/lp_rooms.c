@@ -342,6 +342,8 @@ static size_t first_after(PGresult *res, int rows, int64_t cursor)
 
 static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
 {
+    bool back = false;
+
     for (struct lp_wait *w = r->waiters; w; w = w->next) {
         if (!w->need_read)
             continue;
@@ -354,8 +356,10 @@ static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
              * room may have gone back in time. Answered now, the poller
              * polls again at once and the poll's own read checks its
              * cursor against the room (lp_poll.c: reset). */
-            if (w->suspect)
+            if (w->suspect) {
                 ops->mark_ready(w->poll);
+                back = true;
+            }
         }
         w->suspect = false;
         for (; i < (size_t)rows; i++) {
@@ -364,6 +368,14 @@ static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
                 break;
             w->cursor = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
         }
+    }
+    if (back) {
+        /* vouch for nothing in this room (lp_seqcache.c), so that the
+         * re-poll reads the table, until a read establishes it again */
+        r->known = 0;
+        r->est_gen = 0;
+        lp_seqcache_put(r->name, INT64_MAX, atomic_load(&lp_listen_gen));
+        return;
     }
     int64_t last = rows > 0 ? strtoll(PQgetvalue(res, rows - 1, 0), NULL, 10) : from;
     if (last > r->known)
