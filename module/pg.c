@@ -14,6 +14,7 @@
 #include "chat_backoff.h"
 #include "chat_log.h"
 #include "ev.h"
+#include "pg_resolve.h"
 
 #define PG_CONNECT_TIMEOUT_MS 10000
 #define PG_QUERY_TIMEOUT_MS 5000 /* until pg_set_timeout */
@@ -28,7 +29,7 @@ struct pg_query {
     int timeout_ms; /* its deadline, from when it is sent */
 };
 
-enum pg_state { PG_DOWN, PG_CONNECTING, PG_LISTENING, PG_UP };
+enum pg_state { PG_DOWN, PG_RESOLVING, PG_CONNECTING, PG_LISTENING, PG_UP };
 
 struct pg {
     struct ev_loop *loop;
@@ -46,10 +47,12 @@ struct pg {
     int64_t heard_at;         /* when the server last sent anything */
     char fail_why[160];
     struct chat_backoff backoff;
-    bool broken;    /* a failure is pending on the fail timer */
-    bool flushing;  /* output left to send: EPOLLOUT wanted */
-    bool in_flight; /* head of the queue has been sent */
-    PGresult *held; /* the in-flight query's result so far */
+    struct pg_resolve resolve; /* host names, off the loop */
+    bool resolve_names;        /* the conninfo has host names */
+    bool broken;               /* a failure is pending on the fail timer */
+    bool flushing;             /* output left to send: EPOLLOUT wanted */
+    bool in_flight;            /* head of the queue has been sent */
+    PGresult *held;            /* the in-flight query's result so far */
     struct pg_query *head, *tail;
     size_t nqueued;
     unsigned long stat_timeouts;
@@ -93,6 +96,7 @@ static void pg_lost(struct pg *pg, const char *why)
     ev_timer_stop(pg->loop, &pg->deadline);
     ev_timer_stop(pg->loop, &pg->fail);
     ev_timer_stop(pg->loop, &pg->qtimer);
+    pg_resolve_cancel(&pg->resolve);
     pg->io.fd = -1;
     if (pg->conn) {
         PQfinish(pg->conn);
@@ -265,17 +269,48 @@ static void connect_poll(struct pg *pg)
         pg_lost(pg, "no socket while connecting");
 }
 
-static void pg_start_connect(struct pg *pg)
+static void connect_to(struct pg *pg, const char *conninfo)
 {
-    pg->conn = PQconnectStart(pg->conninfo);
+    pg->conn = PQconnectStart(conninfo);
     if (!pg->conn || PQstatus(pg->conn) == CONNECTION_BAD) {
         pg_lost(pg, pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
         return;
     }
     pg->state = PG_CONNECTING;
     pg->io.fd = -1;
-    ev_timer_start(pg->loop, &pg->deadline, PG_CONNECT_TIMEOUT_MS);
     connect_poll(pg);
+}
+
+static void resolved(void *data, char *conninfo, const char *err)
+{
+    struct pg *pg = data;
+
+    if (!conninfo) {
+        pg_lost(pg, err);
+        return;
+    }
+    connect_to(pg, conninfo); /* libpq copies what it needs */
+    free(conninfo);
+}
+
+/* Host names are resolved in a thread (pg_resolve.h) and libpq is given
+ * their addresses: getaddrinfo() never runs in the loop. The connect
+ * deadline covers the resolution too. */
+static void pg_start_connect(struct pg *pg)
+{
+    char err[200];
+
+    ev_timer_start(pg->loop, &pg->deadline, PG_CONNECT_TIMEOUT_MS);
+    if (!pg->resolve_names) {
+        connect_to(pg, pg->conninfo);
+        return;
+    }
+    if (pg_resolve_start(&pg->resolve, pg->loop, pg->conninfo, resolved, pg, err, sizeof(err)) <
+        0) {
+        pg_lost(pg, err);
+        return;
+    }
+    pg->state = PG_RESOLVING;
 }
 
 static void drain_notifies(struct pg *pg)
@@ -402,6 +437,8 @@ struct pg *pg_new(struct ev_loop *loop, const char *name, const char *conninfo,
     pg->qtimer.data = pg;
     pg->timeout_ms = PG_QUERY_TIMEOUT_MS;
     chat_backoff_reset(&pg->backoff);
+    pg->resolve.io.fd = -1;
+    pg->resolve_names = pg_resolve_needed(pg->conninfo);
     pg_start_connect(pg);
     return pg;
 }
@@ -416,6 +453,7 @@ void pg_free(struct pg *pg)
     ev_timer_stop(pg->loop, &pg->deadline);
     ev_timer_stop(pg->loop, &pg->fail);
     ev_timer_stop(pg->loop, &pg->qtimer);
+    pg_resolve_cancel(&pg->resolve);
     if (pg->io.events)
         ev_io_set(pg->loop, &pg->io, 0);
     if (pg->conn)
