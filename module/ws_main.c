@@ -365,6 +365,8 @@ static int run_worker_args(void *arg)
     return run_worker(a->cfg, a->fd);
 }
 
+static char *db_owned; /* the conninfo with its deadlines: reachable until exit */
+
 int main(int argc, char **argv)
 {
     struct ws_config cfg = {
@@ -409,7 +411,7 @@ int main(int argc, char **argv)
             log_error("%s (database from %s)", err, db_source);
             return 1;
         }
-        cfg.db = db; /* for the life of the process */
+        cfg.db = db_owned = db; /* for the life of the process */
         PGconn *c = chat_db_open(cfg.db, err, sizeof(err));
         if (!c) {
             log_error("%s (database from %s)", err, db_source);
