@@ -1,7 +1,9 @@
+#define _POSIX_C_SOURCE 200809L
 /* chat_db: schema check and array literals (see chat_db.h). */
 #include "chat_db.h"
 #include "chat_sql.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,59 @@ const char *chat_db_conninfo(const char *opt, const char **source)
     }
     *source = "PG* environment";
     return "";
+}
+
+static int add_pair(struct chat_sbuf *b, const char *key, const char *val)
+{
+    if ((b->len && chat_sbuf_add(b, " ", 1) < 0) || chat_sbuf_add(b, key, strlen(key)) < 0 ||
+        chat_sbuf_add(b, "='", 2) < 0)
+        return -1;
+    for (const char *v = val; *v; v++) {
+        if ((*v == '\'' || *v == '\\') && chat_sbuf_add(b, "\\", 1) < 0)
+            return -1;
+        if (chat_sbuf_add(b, v, 1) < 0)
+            return -1;
+    }
+    return chat_sbuf_add(b, "'", 1);
+}
+
+char *chat_db_conninfo_deadlines(const char *conninfo, char *err, size_t errlen)
+{
+    char *perr = NULL, defaults[] = CHAT_DB_DEADLINES;
+    PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &perr);
+    struct chat_sbuf b = {0};
+
+    if (!opts) {
+        snprintf(err, errlen, "bad conninfo: %s", perr ? perr : "out of memory");
+        PQfreemem(perr);
+        return NULL;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (o->val && add_pair(&b, o->keyword, o->val) < 0)
+            goto oom;
+    }
+    for (char *save = NULL, *kv = strtok_r(defaults, " ", &save); kv;
+         kv = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(kv, '=');
+        *eq = '\0';
+        bool set = false;
+        for (PQconninfoOption *o = opts; o->keyword; o++)
+            set |= o->val && strcmp(o->keyword, kv) == 0;
+        if (!set && add_pair(&b, kv, eq + 1) < 0)
+            goto oom;
+    }
+    PQconninfoFree(opts);
+    if (chat_sbuf_add(&b, "", 1) < 0) { /* the NUL */
+        chat_sbuf_free(&b);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    return b.p;
+oom:
+    PQconninfoFree(opts);
+    chat_sbuf_free(&b);
+    snprintf(err, errlen, "out of memory");
+    return NULL;
 }
 
 PGconn *chat_db_open(const char *conninfo, char *err, size_t errlen)

@@ -22,6 +22,24 @@ int chat_db_check_schema(PGconn *conn, char *err, size_t errlen);
  * "--db", "DATABASE_URL" or "PG* environment". */
 const char *chat_db_conninfo(const char *opt, const char **source);
 
+/* The conninfo both daemons connect with: conninfo (a keyword=value
+ * string or a URI, "" for the PG* environment) as keyword='value' pairs,
+ * plus the deadlines it lacks (CHAT_DB_DEADLINES: TCP keepalives, a
+ * connect timeout, tcp_user_timeout), so that a database host that
+ * vanishes is noticed in seconds, not after the kernel's 15 minutes. A
+ * keyword the admin set is kept as set. Returns a new string (free()), or
+ * NULL with err set when libpq cannot parse conninfo or out of memory. */
+char *chat_db_conninfo_deadlines(const char *conninfo, char *err, size_t errlen);
+/* What is added when missing, in this order (docs/operations.md). */
+#define CHAT_DB_DEADLINES                                                                          \
+    "connect_timeout=3 keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=2 "   \
+    "tcp_user_timeout=5000"
+/* How long any query may take before the daemons drop its connection and
+ * answer unavailable (--db-timeout, ms), and the deadline of /health's
+ * own database probe: it answers within a second whatever the database does. */
+#define CHAT_DB_TIMEOUT_MS 5000
+#define CHAT_DB_HEALTH_MS 700
+
 /* Connects (blocking; start-up only) and checks the schema. NULL with err
  * set on failure. conninfo may be "" to use the PG* environment. */
 PGconn *chat_db_open(const char *conninfo, char *err, size_t errlen);

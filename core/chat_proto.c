@@ -593,6 +593,16 @@ char *chat_encode_poll_h(const char *events, size_t events_len, const char *cons
     return out_finish(&o, len); /* closes the object */
 }
 
+char *chat_encode_reset(const char *room, int64_t seq, size_t *len)
+{
+    struct out o = {0};
+
+    out_op(&o, "reset");
+    out_key_str(&o, "room", room);
+    out_fmt(&o, ",\"seq\":%" PRId64, seq);
+    return out_finish(&o, len);
+}
+
 char *chat_encode_typing(const char *room, const char *user, size_t *len)
 {
     struct out o = {0};

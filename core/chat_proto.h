@@ -126,6 +126,10 @@ char *chat_encode_poll_h(const char *events, size_t events_len, const char *cons
                          const int64_t *cursors, const int64_t *horizons, size_t n,
                          const char *members, size_t *len);
 char *chat_encode_typing(const char *room, const char *user, size_t *len);
+/* {"op":"reset","room":R,"seq":N}: the room's history past N is not what
+ * was delivered (the database went back in time): drop what is shown past
+ * N and continue from N (docs/protocol.md). */
+char *chat_encode_reset(const char *room, int64_t seq, size_t *len);
 char *chat_encode_members(const char *room, const char *const *members, size_t n, size_t count,
                           const json_t *ref, size_t *len);
 char *chat_encode_pong(const json_t *ref, size_t *len);

@@ -46,6 +46,9 @@
 
 /* $1 room, $2 after, $3 page: the message events past after, ascending:
  * seq, event. */
+/* A room's last seq (0 for a room not created yet): loading a room, and
+ * checking a cursor that may be past it (chat_cursor.h VERIFY). */
+#define CHAT_SQL_ROOM_SEQ "SELECT coalesce((SELECT last_seq FROM rooms WHERE name = $1), 0)"
 #define CHAT_SQL_CATCHUP                                                                           \
     "SELECT seq, chat_row_json(m) FROM messages m "                                                \
     "WHERE room = $1 AND seq > $2::bigint ORDER BY seq LIMIT $3::int"

@@ -41,6 +41,7 @@ struct lp_config {
     double guest_addr_factor;     /* > 0: all guests of one address share buckets this
                                    * many times larger, too; 0: off */
     int rate_table;               /* entries of the bucket table */
+    int db_timeout;               /* ms a query may take (lp_db_exec) */
     char node[128];               /* presence node name: fcgi-<host>-<pid>-<random> */
 };
 
@@ -135,6 +136,21 @@ void lp_req_free(struct lp_req *r);
 /* The conninfo to use (the configuration, for the life of the process). */
 void lp_db_init(const struct lp_config *cfg);
 PGconn *lp_db_connect(const char *what, char *err, size_t errlen);
+/* The same, given up after ms (for /health, which answers within a
+ * second): the first host that does not answer in time is "unreachable". */
+PGconn *lp_db_connect_within(const char *what, int ms, char *err, size_t errlen);
+/* PQexecParams with a deadline (--db-timeout; _within: ms). NULL when the
+ * connection is broken or the deadline passed: then the connection has
+ * been broken on purpose (PQstatus CONNECTION_BAD: drop it and reconnect;
+ * never cancelled, docs/ha.md) and the statement may or may not have run.
+ * Otherwise the result (caller PQclears; it may be an error result). */
+PGresult *lp_db_exec(PGconn *c, const char *sql, int n, const char *const *vals);
+PGresult *lp_db_exec_within(PGconn *c, const char *sql, int n, const char *const *vals, int ms);
+extern atomic_ulong lp_db_timeouts; /* statements past their deadline (lp_state.c) */
+extern atomic_ulong lp_resets;      /* polls answered reset (lp_state.c) */
+/* lp_db_query within ms in all (connect included), without a retry. */
+PGresult *lp_db_query_within(PGconn **conn, const char *what, const char *sql, int n,
+                             const char *const *vals, int ms);
 /* Runs a read-only statement; on a broken connection reconnects once and
  * retries. *conn may be NULL (connects first). NULL when the database is
  * unreachable (logged); otherwise the result (caller PQclears; it may be an

@@ -119,7 +119,8 @@ static json_t *probe_ws(int *status)
 
 static json_t *probe_db(PGconn **db, bool *up)
 {
-    PGresult *res = lp_db_query(db, "health", CHAT_SQL_SCHEMA_VERSION, 0, NULL);
+    PGresult *res =
+        lp_db_query_within(db, "health", CHAT_SQL_SCHEMA_VERSION, 0, NULL, CHAT_DB_HEALTH_MS);
     json_t *out;
 
     *up = false;
@@ -149,11 +150,12 @@ void lp_health(struct lp_req *r, PGconn **db)
     json_t *ws = probe_ws(&ws_status);
     bool ws_ok = conf->ws_health == NULL || ws_status == 200;
     bool ok = db_up && ws_ok;
-    json_t *fcgi =
-        json_pack("{s:s, s:i, s:i, s:b, s:i, s:s, s:I, s:I}", "status", "ok", "pid", (int)getpid(),
-                  "parked", atomic_load(&lp_parked), "listen", atomic_load(&lp_listen_up),
-                  "present", (int)lp_presence_count(), "node", conf->node, "rate_limited",
-                  (json_int_t)lp_rate_refused(), "queued", (json_int_t)lp_writer_queued());
+    json_t *fcgi = json_pack(
+        "{s:s, s:i, s:i, s:b, s:i, s:s, s:I, s:I, s:I, s:I}", "status", "ok", "pid", (int)getpid(),
+        "parked", atomic_load(&lp_parked), "listen", atomic_load(&lp_listen_up), "present",
+        (int)lp_presence_count(), "node", conf->node, "rate_limited", (json_int_t)lp_rate_refused(),
+        "queued", (json_int_t)lp_writer_queued(), "db_timeouts",
+        (json_int_t)atomic_load(&lp_db_timeouts), "resets", (json_int_t)atomic_load(&lp_resets));
     json_t *root = json_pack("{s:s, s:{s:o, s:o}, s:o}", "status", ok ? "ok" : "down", "backends",
                              "fcgi", fcgi, "ws", ws, "database", dbj);
     char *body = root ? json_dumps(root, JSON_COMPACT) : NULL;

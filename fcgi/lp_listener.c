@@ -350,7 +350,7 @@ static int db_connect(void)
         log_debug("listener: cannot connect: %s", err);
         return -1;
     }
-    PGresult *res = PQexec(c, CHAT_SQL_LISTEN);
+    PGresult *res = lp_db_exec(c, CHAT_SQL_LISTEN, 0, NULL);
     if (!lp_db_ok(res)) {
         log_warn("listener: LISTEN failed: %s", lp_pgerr(res, db));
         PQclear(res);
@@ -397,7 +397,7 @@ static PGresult *read_after(const char *room, int64_t after)
         return NULL;
     snprintf(after_s, sizeof(after_s), "%" PRId64, after);
     snprintf(limit_s, sizeof(limit_s), "%d", CHAT_CATCHUP_PAGE);
-    PGresult *res = PQexecParams(db, CHAT_SQL_CATCHUP, 3, NULL, vals, NULL, NULL, 0);
+    PGresult *res = lp_db_exec(db, CHAT_SQL_CATCHUP, 3, vals);
     if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
         return res;
     log_warn("listener: reading room %s past %" PRId64 ": %s", room, after, lp_pgerr(res, db));

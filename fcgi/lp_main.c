@@ -36,6 +36,7 @@ static struct lp_config lp_cfg = {
     .req_rate = 50,
     .req_burst = 100,
     .rate_table = LP_RATE_TABLE_DEFAULT,
+    .db_timeout = CHAT_DB_TIMEOUT_MS,
 };
 
 static int listen_sock = -1;
@@ -66,6 +67,8 @@ static void usage(FILE *f)
             "                     rates and bursts; 0: no such limit (default 0)\n"
             "  --rate-table N     clients the rate limits remember (default %d)\n"
             "  --ws-health PATH   the WebSocket daemon's unix socket, probed by /health\n"
+            "  --db-timeout MS    a query's deadline: past it the connection is dropped and\n"
+            "                     the client gets unavailable (default 5000)\n"
             "  --log-level L      error|warn|info|debug (default info)\n"
             "  --log FILE         log to FILE instead of stderr (reopened on SIGHUP)\n",
             LP_MAX_PARKED_DEFAULT, LP_RATE_TABLE_DEFAULT);
@@ -112,6 +115,7 @@ enum {
     O_REQ_BURST,
     O_ADDR_FACTOR,
     O_RATE_TABLE,
+    O_DB_TIMEOUT,
     O_HELP,
 };
 
@@ -127,6 +131,9 @@ static bool number_option(int c, const char *v, bool *send_burst, bool *req_burs
         break;
     case O_MAX_PARKED:
         lp_cfg.max_parked = int_arg("--max-parked", v, 1, 1000000, 10);
+        break;
+    case O_DB_TIMEOUT:
+        lp_cfg.db_timeout = int_arg("--db-timeout", v, 100, 3600000, 10);
         break;
     case O_BACKLOG:
         backlog = int_arg("--backlog", v, 1, 65535, 10);
@@ -174,6 +181,7 @@ static void parse_args(int argc, char **argv)
         {"workers", required_argument, 0, O_WORKERS},
         {"max-parked", required_argument, 0, O_MAX_PARKED},
         {"ws-health", required_argument, 0, O_WS_HEALTH},
+        {"db-timeout", required_argument, 0, O_DB_TIMEOUT},
         {"log-level", required_argument, 0, O_LEVEL},
         {"log", required_argument, 0, O_LOG},
         {"backlog", required_argument, 0, O_BACKLOG},
@@ -414,6 +422,12 @@ int main(int argc, char **argv)
     chat_sys_raise_nofile();
     const char *db_source;
     lp_cfg.db = chat_db_conninfo(lp_cfg.db, &db_source);
+    char *db = chat_db_conninfo_deadlines(lp_cfg.db, err, sizeof(err));
+    if (db == NULL) {
+        log_error("refusing to start: %s (database from %s)", err, db_source);
+        return 1;
+    }
+    lp_cfg.db = db; /* for the life of the process */
     PGconn *check = chat_db_open(lp_cfg.db, err, sizeof(err));
     if (check == NULL) {
         log_error("refusing to start: %s (database from %s)", err, db_source);

@@ -18,8 +18,9 @@
 
 static const struct lp_config *conf; /* given at init */
 static const char *const sql_fast =
-    "SELECT r.i, r.lo, m.seq, m.j, r.h FROM ("
-    "  SELECT q.i, q.room, coalesce(rm.horizon, 0) AS h, CASE WHEN q.cur >= 0 THEN q.cur"
+    "SELECT r.i, r.lo, m.seq, m.j, r.h, r.last FROM ("
+    "  SELECT q.i, q.room, coalesce(rm.horizon, 0) AS h, coalesce(rm.last_seq, 0) AS last,"
+    "         CASE WHEN q.cur >= 0 THEN q.cur"
     "         ELSE greatest(coalesce(rm.last_seq, 0) - " CHAT_STR(
         CHAT_BACKLOG_DEFAULT) ", 0) END AS lo"
                               "  FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS q(room, "
@@ -86,6 +87,26 @@ static int add_event(struct lp_poll_ctx *c, const char *ev, size_t len)
     return chat_sbuf_add(&c->events, ev, len);
 }
 
+/* The client's cursor of room i is past the room's last seq: the database
+ * went back in time (or the client's cursor is not this database's). Where
+ * the room and what the client has part is not known here, so it gets
+ * {"op":"reset","seq":0} (drop everything shown of the room) and the
+ * cursor of a fresh join: its next poll brings the last 50, and older ones
+ * are history. */
+static void reset(struct lp_poll_ctx *c, size_t i, int64_t last)
+{
+    size_t len;
+    char *ev = chat_encode_reset(c->rooms[i].room, 0, &len);
+
+    atomic_fetch_add(&lp_resets, 1);
+    log_warn("poll: room %s: the client's cursor %" PRId64 " is past the room's last seq %" PRId64
+             ": reset (the database went back in time?)",
+             c->rooms[i].room, c->rooms[i].seq, last);
+    if (ev && add_event(c, ev, len) == 0)
+        c->cursor[i] = last > CHAT_BACKLOG_DEFAULT ? last - CHAT_BACKLOG_DEFAULT : 0;
+    free(ev);
+}
+
 /* Reads past every cursor. 0, or -1 when the database cannot be asked. */
 int lp_poll_read(PGconn **db, struct lp_poll_ctx *c)
 {
@@ -110,6 +131,11 @@ int lp_poll_read(PGconn **db, struct lp_poll_ctx *c)
                 continue;
             if (c->rooms[i].seq < 0 && c->cursor[i] == 0)
                 c->cursor[i] = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+            int64_t last = strtoll(PQgetvalue(res, row, 5), NULL, 10);
+            if (c->rooms[i].seq > last && c->cursor[i] == c->rooms[i].seq) {
+                reset(c, i, last);
+                continue; /* nothing past the cursor: the next poll reads past last */
+            }
             int64_t h = strtoll(PQgetvalue(res, row, 4), NULL, 10);
             if (c->rooms[i].seq >= 0 && c->rooms[i].seq < h) {
                 /* older messages were removed by retention: not a loss */

@@ -140,7 +140,7 @@ static int call_sync(PGconn *db)
     if (bad || chat_presence_args_end(&a, conf->node, vals) < 0) {
         rc = -1;
     } else {
-        PGresult *res = PQexecParams(db, CHAT_SQL_PRESENCE_SYNC, 3, NULL, vals, NULL, NULL, 0);
+        PGresult *res = lp_db_exec(db, CHAT_SQL_PRESENCE_SYNC, 3, vals);
         rc = lp_db_ok(res) ? 0 : -1;
         if (rc < 0)
             log_warn("presence: chat_presence_sync failed: %s", lp_pgerr(res, db));
@@ -226,7 +226,7 @@ static int call_presence(PGconn *db, struct pair **v, size_t n)
     for (size_t i = 0; i < n; i++)
         bad |= chat_presence_args_add(&a, v[i]->room, v[i]->member, v[i]->state == PAIR_GOING_ON);
     if (!bad && chat_presence_args_end(&a, conf->node, vals) == 0) {
-        PGresult *res = PQexecParams(db, CHAT_SQL_PRESENCE, 4, NULL, vals, NULL, NULL, 0);
+        PGresult *res = lp_db_exec(db, CHAT_SQL_PRESENCE, 4, vals);
         rc = lp_db_ok(res) ? 0 : -1;
         if (rc < 0)
             log_warn("presence: chat_presence failed: %s", lp_pgerr(res, db));
@@ -251,7 +251,7 @@ static int flush_seen(PGconn *db)
     pthread_mutex_unlock(&lock);
     if (n == 0 || bad || chat_seen_args_end(&a, vals) < 0)
         goto out;
-    PGresult *res = PQexecParams(db, CHAT_SQL_USERS_SEEN, 2, NULL, vals, NULL, NULL, 0);
+    PGresult *res = lp_db_exec(db, CHAT_SQL_USERS_SEEN, 2, vals);
     if (!lp_db_ok(res)) {
         log_warn("presence: chat_users_seen failed: %s", lp_pgerr(res, db));
         rc = -1;

@@ -321,6 +321,7 @@ static bool serve_verbatim(struct lp_room *r)
         if (st != CHAT_STEP_CATCHUP && !full)
             st = chat_cursor_heard(&c, false, r->known);
         w->need_read = st == CHAT_STEP_CATCHUP && !full;
+        w->suspect = c.suspect;
         reads |= w->need_read;
     }
     return reads;
@@ -341,20 +342,40 @@ static size_t first_after(PGresult *res, int rows, int64_t cursor)
 
 static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
 {
+    bool back = false;
+
     for (struct lp_wait *w = r->waiters; w; w = w->next) {
         if (!w->need_read)
             continue;
         size_t i = first_after(res, rows, w->cursor);
-        if (i < (size_t)rows)
+        if (i < (size_t)rows) {
             w->need_read = false;
-        else if (rows < CHAT_CATCHUP_PAGE)
+        } else if (rows < CHAT_CATCHUP_PAGE) {
             w->need_read = false; /* nothing past its cursor */
+            /* a message at or below the cursor and nothing past it: the
+             * room may have gone back in time. Answered now, the poller
+             * polls again at once and the poll's own read checks its
+             * cursor against the room (lp_poll.c: reset). */
+            if (w->suspect) {
+                ops->mark_ready(w->poll);
+                back = true;
+            }
+        }
+        w->suspect = false;
         for (; i < (size_t)rows; i++) {
             if (!append_event(w->poll, PQgetvalue(res, (int)i, 1),
                               (size_t)PQgetlength(res, (int)i, 1)))
                 break;
             w->cursor = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
         }
+    }
+    if (back) {
+        /* vouch for nothing in this room (lp_seqcache.c), so that the
+         * re-poll reads the table, until a read establishes it again */
+        r->known = 0;
+        r->est_gen = 0;
+        lp_seqcache_put(r->name, INT64_MAX, atomic_load(&lp_listen_gen));
+        return;
     }
     int64_t last = rows > 0 ? strtoll(PQgetvalue(res, rows - 1, 0), NULL, 10) : from;
     if (last > r->known)

@@ -22,6 +22,7 @@ struct lp_wait { /* one room of one parked poll */
     struct lp_wait *prev, *next;
     int64_t cursor;
     bool need_read;
+    bool suspect; /* heard a message at or below its cursor (chat_cursor.h) */
     char name[CHAT_ROOM_MAX + 1];
 };
 

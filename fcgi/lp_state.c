@@ -8,3 +8,5 @@ atomic_bool lp_stopping;
 atomic_int lp_parked;
 atomic_uint lp_listen_gen;
 atomic_bool lp_listen_up;
+atomic_ulong lp_db_timeouts;
+atomic_ulong lp_resets;

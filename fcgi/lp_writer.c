@@ -78,7 +78,7 @@ size_t lp_writer_queued(void)
 
 static PGresult *exec(const char *sql, int n, const char *const *vals)
 {
-    return PQexecParams(db, sql, n, NULL, vals, NULL, NULL, 0);
+    return lp_db_exec(db, sql, n, vals);
 }
 
 /* Registers this node; when its row had been reaped meanwhile (the database

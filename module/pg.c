@@ -14,8 +14,10 @@
 #include "chat_backoff.h"
 #include "chat_log.h"
 #include "ev.h"
+#include "pg_resolve.h"
 
 #define PG_CONNECT_TIMEOUT_MS 10000
+#define PG_QUERY_TIMEOUT_MS 5000 /* until pg_set_timeout */
 
 struct pg_query {
     struct pg_query *next;
@@ -24,9 +26,10 @@ struct pg_query {
     char **params;
     pg_result_cb *cb;
     void *data;
+    int timeout_ms; /* its deadline, from when it is sent */
 };
 
-enum pg_state { PG_DOWN, PG_CONNECTING, PG_LISTENING, PG_UP };
+enum pg_state { PG_DOWN, PG_RESOLVING, PG_CONNECTING, PG_LISTENING, PG_UP };
 
 struct pg {
     struct ev_loop *loop;
@@ -38,14 +41,21 @@ struct pg {
     struct ev_timer retry;    /* reconnect backoff */
     struct ev_timer deadline; /* connect timeout */
     struct ev_timer fail;     /* deferred loss (see pg_fail) */
+    struct ev_timer qtimer;   /* the in-flight query's deadline */
+    int timeout_ms;           /* of a query (pg_set_timeout) */
+    int64_t sent_at;          /* when the in-flight query was sent */
+    int64_t heard_at;         /* when the server last sent anything */
     char fail_why[160];
     struct chat_backoff backoff;
-    bool broken;    /* a failure is pending on the fail timer */
-    bool flushing;  /* output left to send: EPOLLOUT wanted */
-    bool in_flight; /* head of the queue has been sent */
-    PGresult *held; /* the in-flight query's result so far */
+    struct pg_resolve resolve; /* host names, off the loop */
+    bool resolve_names;        /* the conninfo has host names */
+    bool broken;               /* a failure is pending on the fail timer */
+    bool flushing;             /* output left to send: EPOLLOUT wanted */
+    bool in_flight;            /* head of the queue has been sent */
+    PGresult *held;            /* the in-flight query's result so far */
     struct pg_query *head, *tail;
     size_t nqueued;
+    unsigned long stat_timeouts;
 };
 
 static void pg_start_connect(struct pg *pg);
@@ -85,6 +95,8 @@ static void pg_lost(struct pg *pg, const char *why)
     ev_io_set(pg->loop, &pg->io, 0);
     ev_timer_stop(pg->loop, &pg->deadline);
     ev_timer_stop(pg->loop, &pg->fail);
+    ev_timer_stop(pg->loop, &pg->qtimer);
+    pg_resolve_cancel(&pg->resolve);
     pg->io.fd = -1;
     if (pg->conn) {
         PQfinish(pg->conn);
@@ -134,6 +146,24 @@ static void deadline_cb(struct ev_loop *loop, struct ev_timer *t)
     pg_lost(t->data, "timed out connecting");
 }
 
+/* A query past its deadline: the connection is dropped, never cancelled.
+ * A cancelled commit that waits for a synchronous standby still commits
+ * locally and reports success (docs/ha.md): the caller would ack what the
+ * standby may lack. Dropped, the caller gets NULL ("may or may not have
+ * run") and answers unavailable; a retry with the same cid is deduplicated. */
+static void qtimer_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct pg *pg = t->data;
+    char why[160];
+
+    snprintf(why, sizeof(why),
+             "no answer within %lld ms: dropping the connection (the query may or may not have "
+             "run)",
+             (long long)(ev_now(loop) - pg->sent_at));
+    pg->stat_timeouts++;
+    pg_lost(pg, why);
+}
+
 static int set_events(struct pg *pg)
 {
     uint32_t ev = 0;
@@ -162,6 +192,8 @@ static void send_head(struct pg *pg)
         return;
     }
     pg->in_flight = true;
+    pg->sent_at = ev_now(pg->loop);
+    ev_timer_start(pg->loop, &pg->qtimer, q->timeout_ms > 0 ? q->timeout_ms : pg->timeout_ms);
     int f = PQflush(pg->conn);
     if (f < 0) {
         pg_fail(pg, PQerrorMessage(pg->conn));
@@ -176,6 +208,7 @@ static void became_up(struct pg *pg)
     pg->state = PG_UP;
     chat_backoff_reset(&pg->backoff);
     ev_timer_stop(pg->loop, &pg->deadline);
+    pg->heard_at = ev_now(pg->loop);
     log_info("pg %s: connected%s%s", pg->name, pg->channel ? ", listening on " : "",
              pg->channel ? pg->channel : "");
     if (pg->h.state)
@@ -236,17 +269,48 @@ static void connect_poll(struct pg *pg)
         pg_lost(pg, "no socket while connecting");
 }
 
-static void pg_start_connect(struct pg *pg)
+static void connect_to(struct pg *pg, const char *conninfo)
 {
-    pg->conn = PQconnectStart(pg->conninfo);
+    pg->conn = PQconnectStart(conninfo);
     if (!pg->conn || PQstatus(pg->conn) == CONNECTION_BAD) {
         pg_lost(pg, pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
         return;
     }
     pg->state = PG_CONNECTING;
     pg->io.fd = -1;
-    ev_timer_start(pg->loop, &pg->deadline, PG_CONNECT_TIMEOUT_MS);
     connect_poll(pg);
+}
+
+static void resolved(void *data, char *conninfo, const char *err)
+{
+    struct pg *pg = data;
+
+    if (!conninfo) {
+        pg_lost(pg, err);
+        return;
+    }
+    connect_to(pg, conninfo); /* libpq copies what it needs */
+    free(conninfo);
+}
+
+/* Host names are resolved in a thread (pg_resolve.h) and libpq is given
+ * their addresses: getaddrinfo() never runs in the loop. The connect
+ * deadline covers the resolution too. */
+static void pg_start_connect(struct pg *pg)
+{
+    char err[200];
+
+    ev_timer_start(pg->loop, &pg->deadline, PG_CONNECT_TIMEOUT_MS);
+    if (!pg->resolve_names) {
+        connect_to(pg, pg->conninfo);
+        return;
+    }
+    if (pg_resolve_start(&pg->resolve, pg->loop, pg->conninfo, resolved, pg, err, sizeof(err)) <
+        0) {
+        pg_lost(pg, err);
+        return;
+    }
+    pg->state = PG_RESOLVING;
 }
 
 static void drain_notifies(struct pg *pg)
@@ -297,6 +361,7 @@ static void drain_results(struct pg *pg)
         }
         struct pg_query *q = pop_head(pg);
         PGresult *held = pg->held;
+        ev_timer_stop(pg->loop, &pg->qtimer);
         pg->held = NULL;
         pg->in_flight = false;
         if (q->cb)
@@ -312,7 +377,6 @@ static void drain_results(struct pg *pg)
 static void pg_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
 {
     struct pg *pg = io->data;
-    (void)loop;
 
     if (pg->broken)
         return; /* the fail timer takes it from here */
@@ -331,6 +395,7 @@ static void pg_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
             return;
     }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        pg->heard_at = ev_now(loop);
         if (!PQconsumeInput(pg->conn)) {
             pg_lost(pg, PQerrorMessage(pg->conn));
             return;
@@ -368,7 +433,12 @@ struct pg *pg_new(struct ev_loop *loop, const char *name, const char *conninfo,
     pg->deadline.data = pg;
     pg->fail.cb = fail_cb;
     pg->fail.data = pg;
+    pg->qtimer.cb = qtimer_cb;
+    pg->qtimer.data = pg;
+    pg->timeout_ms = PG_QUERY_TIMEOUT_MS;
     chat_backoff_reset(&pg->backoff);
+    pg->resolve.io.fd = -1;
+    pg->resolve_names = pg_resolve_needed(pg->conninfo);
     pg_start_connect(pg);
     return pg;
 }
@@ -382,6 +452,8 @@ void pg_free(struct pg *pg)
     ev_timer_stop(pg->loop, &pg->retry);
     ev_timer_stop(pg->loop, &pg->deadline);
     ev_timer_stop(pg->loop, &pg->fail);
+    ev_timer_stop(pg->loop, &pg->qtimer);
+    pg_resolve_cancel(&pg->resolve);
     if (pg->io.events)
         ev_io_set(pg->loop, &pg->io, 0);
     if (pg->conn)
@@ -405,8 +477,42 @@ size_t pg_queued(const struct pg *pg)
     return pg->nqueued;
 }
 
+void pg_set_timeout(struct pg *pg, int ms)
+{
+    pg->timeout_ms = ms;
+}
+
+bool pg_stalled(const struct pg *pg, int ms)
+{
+    return pg->in_flight && ev_now(pg->loop) - pg->sent_at > ms;
+}
+
+unsigned long pg_timeouts(const struct pg *pg)
+{
+    return pg ? pg->stat_timeouts : 0;
+}
+
+static void probe_done(struct pg *pg, PGresult *res, void *data)
+{
+    (void)pg;
+    (void)res;
+    (void)data;
+}
+
+void pg_probe(struct pg *pg, int idle_ms)
+{
+    if (pg && pg_is_up(pg) && !pg->head && ev_now(pg->loop) - pg->heard_at >= idle_ms)
+        pg_query(pg, "SELECT 1", 0, NULL, probe_done, NULL);
+}
+
 int pg_query(struct pg *pg, const char *sql, int nparams, const char *const *params,
              pg_result_cb *cb, void *data)
+{
+    return pg_query_within(pg, sql, nparams, params, 0, cb, data);
+}
+
+int pg_query_within(struct pg *pg, const char *sql, int nparams, const char *const *params,
+                    int timeout_ms, pg_result_cb *cb, void *data)
 {
     struct pg_query *q;
 
@@ -426,6 +532,7 @@ int pg_query(struct pg *pg, const char *sql, int nparams, const char *const *par
     }
     q->cb = cb;
     q->data = data;
+    q->timeout_ms = timeout_ms;
     if (pg->tail)
         pg->tail->next = q;
     else

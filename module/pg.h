@@ -3,7 +3,8 @@
  * queued and sent one at a time (FIFO), results handed to callbacks. On
  * connection loss every queued query's callback gets NULL, and the
  * connection is re-established with jittered exponential backoff (100 ms
- * to 5 s). The loop never blocks on it. */
+ * to 5 s). A query that passes its deadline drops the connection the same
+ * way. The loop never blocks on it. */
 #ifndef PG_H
 #define PG_H
 
@@ -51,5 +52,21 @@ size_t pg_queued(const struct pg *pg);
  * the end (the query may or may not have committed). */
 int pg_query(struct pg *pg, const char *sql, int nparams, const char *const *params,
              pg_result_cb *cb, void *data);
+/* pg_query with its own deadline (ms; 0: the connection's). */
+int pg_query_within(struct pg *pg, const char *sql, int nparams, const char *const *params,
+                    int timeout_ms, pg_result_cb *cb, void *data);
+
+/* Every query has a deadline (default 5000 ms), counted from when it is
+ * sent: past it the connection is dropped (never cancelled: see pg.c),
+ * every queued callback gets NULL, and it reconnects with backoff. */
+void pg_set_timeout(struct pg *pg, int ms);
+/* A query has been in flight for more than ms. */
+bool pg_stalled(const struct pg *pg, int ms);
+/* When up, idle and silent for idle_ms: sends "SELECT 1", so that a
+ * frozen or vanished server is noticed (pg_stalled, then the deadline) on
+ * an idle or LISTEN-only connection too. NULL is fine. */
+void pg_probe(struct pg *pg, int idle_ms);
+/* Queries that passed their deadline since pg_new (0 for NULL). */
+unsigned long pg_timeouts(const struct pg *pg);
 
 #endif

@@ -36,6 +36,7 @@ struct ws_config {
     double req_rate, req_burst;   /* token bucket for every request */
     int backlog_max;              /* messages replayed on join */
     int batch_max;                /* sends per group commit */
+    int db_timeout;               /* ms a query may take before its connection is dropped */
 };
 
 /* A complete server frame (header + payload), shared by every outbox it is
@@ -111,7 +112,9 @@ struct ws_handlers {
     void (*open)(struct ws_conn *c); /* after the 101: hello */
     void (*message)(struct ws_conn *c, const char *text, size_t len);
     void (*closed)(struct ws_conn *c); /* leaving every room, once, when reaped */
-    void (*health)(struct ws_server *srv, char *out, size_t size); /* GET /health */
+    /* GET /health: the body in out, returns the HTTP status (200, or 503
+     * when the database is down) */
+    int (*health)(struct ws_server *srv, char *out, size_t size);
 };
 
 struct ws_server {
@@ -148,6 +151,7 @@ struct ws_server {
     json_t *seen_names, *seen_auth;
     /* counters for /health and logs */
     uint64_t stat_msgs_in, stat_frames_out, stat_commits;
+    uint64_t stat_resets; /* rooms found gone back in time */
 };
 
 /* ---- ws_conn.c ---- */

@@ -813,6 +813,10 @@ static void tick_cb(struct ev_loop *loop, struct ev_timer *t)
     static unsigned ticks;
 
     ev_timer_start(loop, t, 1000);
+    /* an idle connection to a frozen or vanished server is found out too */
+    pg_probe(srv->bus, 1000);
+    pg_probe(srv->reader, 1000);
+    pg_probe(srv->writer, 1000);
     ws_room_tick(srv);
     flush_seen(srv);
     if (++ticks % NODE_BEAT_EVERY == 0 && pg_is_up(srv->reader)) {
@@ -871,6 +875,9 @@ int ws_chat_init(struct ws_server *srv)
     srv->writer = pg_new(srv->loop, "writer", srv->cfg.db, NULL, &reader_h);
     if (!srv->seen_names || !srv->seen_auth || !srv->bus || !srv->reader || !srv->writer)
         return -1;
+    pg_set_timeout(srv->bus, srv->cfg.db_timeout);
+    pg_set_timeout(srv->reader, srv->cfg.db_timeout);
+    pg_set_timeout(srv->writer, srv->cfg.db_timeout);
     srv->tick.cb = tick_cb;
     srv->tick.data = srv;
     return ev_timer_start(srv->loop, &srv->tick, 1000);
@@ -895,20 +902,32 @@ void ws_chat_free(struct ws_server *srv)
     chat_bans_free(&srv->bans);
 }
 
-static void ws_chat_health(struct ws_server *srv, char *out, size_t size)
+/* Up: all three connections are, and none has a query in flight for longer
+ * than the health deadline (a frozen server shows here within it, even
+ * before the query's own deadline drops the connection). */
+static bool db_healthy(const struct pg *pg)
+{
+    return pg && pg_is_up(pg) && !pg_stalled(pg, CHAT_DB_HEALTH_MS);
+}
+
+static int ws_chat_health(struct ws_server *srv, char *out, size_t size)
 {
     bool db = srv->cfg.echo ||
-              (srv->bus && pg_is_up(srv->bus) && pg_is_up(srv->reader) && pg_is_up(srv->writer));
+              (db_healthy(srv->bus) && db_healthy(srv->reader) && db_healthy(srv->writer));
+    unsigned long timeouts =
+        pg_timeouts(srv->bus) + pg_timeouts(srv->reader) + pg_timeouts(srv->writer);
 
     snprintf(out, size,
              "{\"status\":\"%s\",\"backend\":\"ws\",\"pid\":%d,\"mode\":\"%s\","
-             "\"connections\":%zu,\"rooms\":%zu,\"database\":\"%s\",\"rss_kib\":%ld}",
+             "\"connections\":%zu,\"rooms\":%zu,\"database\":\"%s\",\"db_timeouts\":%lu,"
+             "\"resets\":%llu,\"rss_kib\":%ld}",
              db ? "ok" : "degraded", (int)getpid(), srv->cfg.echo ? "echo" : "chat", srv->nconns,
              srv->nrooms,
              srv->cfg.echo ? "unused"
              : db          ? "up"
                            : "down",
-             chat_sys_rss_kib());
+             timeouts, (unsigned long long)srv->stat_resets, chat_sys_rss_kib());
+    return db ? 200 : 503;
 }
 
 const struct ws_handlers ws_chat_handlers = {

@@ -489,8 +489,8 @@ static void handshake(struct ws_conn *c)
     case WS_HS_NOT_UPGRADE:
         if (target_is_health(&req)) {
             char body[1024];
-            c->srv->h->health(c->srv, body, sizeof(body));
-            http_answer(c, 200, NULL, "application/json", body);
+            int status = c->srv->h->health(c->srv, body, sizeof(body));
+            http_answer(c, status, NULL, "application/json", body);
             return;
         }
         http_error(c, 426, "this is a WebSocket endpoint");

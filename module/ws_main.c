@@ -49,6 +49,8 @@ static void usage(FILE *f)
             "  --backlog N            messages replayed on join at most (default 500)\n"
             "  --batch N              sends per group commit at most (default 256; 1 = off)\n"
             "  --handshake-timeout MS (default 10000)\n"
+            "  --db-timeout MS        a query's deadline: past it the connection is dropped,\n"
+            "                         the client gets unavailable (default 5000)\n"
             "  --echo                 conformance mode: echo every message, no database\n"
             "  --log FILE             log to FILE (reopened on SIGHUP; default stderr)\n"
             "  --log-level L          error|warn|info|debug (default info)\n");
@@ -89,7 +91,8 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
         O_LEVEL,
         O_HELP,
         O_BATCH,
-        O_REQRATE
+        O_REQRATE,
+        O_DBTIMEOUT
     };
     static const struct option opts[] = {{"db", 1, 0, O_DB},
                                          {"listen", 1, 0, O_LISTEN},
@@ -109,6 +112,7 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
                                          {"help", 0, 0, O_HELP},
                                          {"batch", 1, 0, O_BATCH},
                                          {"req-rate", 1, 0, O_REQRATE},
+                                         {"db-timeout", 1, 0, O_DBTIMEOUT},
                                          {0, 0, 0, 0}};
     int o;
 
@@ -117,6 +121,9 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
         switch (o) {
         case O_DB:
             cfg->db = optarg;
+            break;
+        case O_DBTIMEOUT:
+            cfg->db_timeout = (int)v;
             break;
         case O_LISTEN:
             cfg->listen = optarg;
@@ -175,7 +182,8 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
     if (optind < argc || cfg->workers < 1 || cfg->workers > 64 || cfg->heartbeat < 1 ||
         cfg->max_conns < 1 || cfg->max_message < 1024 || cfg->outbox_max < 4096 ||
         cfg->max_rooms < 1 || cfg->send_rate <= 0 || cfg->req_rate <= 0 || cfg->backlog_max < 0 ||
-        cfg->batch_max < 1 || cfg->batch_max > 10000 || cfg->handshake_timeout < 100) {
+        cfg->batch_max < 1 || cfg->batch_max > 10000 || cfg->handshake_timeout < 100 ||
+        cfg->db_timeout < 100) {
         fprintf(stderr, "chat-ws: bad option value (see --help)\n");
         return -1;
     }
@@ -353,6 +361,10 @@ static int run_worker_args(void *arg)
     return run_worker(a->cfg, a->fd);
 }
 
+/* the conninfo with its deadlines: reachable until exit (volatile: a store
+ * nobody reads would be optimised away, and LSan would call it a leak) */
+static char *volatile db_owned;
+
 int main(int argc, char **argv)
 {
     struct ws_config cfg = {
@@ -371,6 +383,7 @@ int main(int argc, char **argv)
         .req_burst = 100,
         .backlog_max = 500,
         .batch_max = 256,
+        .db_timeout = CHAT_DB_TIMEOUT_MS,
     };
     unsigned mode = 0660;
     char err[512];
@@ -391,6 +404,12 @@ int main(int argc, char **argv)
     if (!cfg.echo) {
         const char *db_source;
         cfg.db = chat_db_conninfo(cfg.db, &db_source);
+        char *db = chat_db_conninfo_deadlines(cfg.db, err, sizeof(err));
+        if (!db) {
+            log_error("%s (database from %s)", err, db_source);
+            return 1;
+        }
+        cfg.db = db_owned = db; /* for the life of the process */
         PGconn *c = chat_db_open(cfg.db, err, sizeof(err));
         if (!c) {
             log_error("%s (database from %s)", err, db_source);

@@ -85,8 +85,9 @@ struct ws_room {
     size_t members_len;
     long long members_count;
     int64_t members_at;
-    uint64_t members_gen;   /* presence lines heard: a member list older than one is stale */
-    struct chat_cursor cur; /* delivered to subscribers, heard of, loaded */
+    uint64_t members_gen;         /* presence lines heard: a member list older than one is stale */
+    struct chat_cursor cur;       /* delivered to subscribers, heard of, loaded */
+    int64_t reset_at, reset_from; /* the last reset: from reset_from down to reset_at */
     struct ws_sub *subs;
     size_t nsubs;
     struct ws_member *members; /* local connections per member */
@@ -351,6 +352,74 @@ static bool deliver(struct ws_room *r, int64_t seq, const char *json, size_t len
 }
 
 static void catchup(struct ws_room *r);
+static void verify(struct ws_room *r);
+
+/* The room went back in time (chat_cursor.h RESET): every subscriber is
+ * told, in order with the room's messages, to drop what it shows past to
+ * and to expect the room from there; then the room reads past to. */
+static void room_reset(struct ws_room *r, int64_t was, int64_t last, int64_t to)
+{
+    r->srv->stat_resets++;
+    r->reset_at = to;
+    r->reset_from = was;
+    log_warn("room %s: the database went back in time: delivered up to seq %lld, the table now "
+             "ends at %lld; subscribers reset to %lld",
+             r->name, (long long)was, (long long)last, (long long)to);
+    for (struct ws_sub *s = r->subs, *next; s; s = next) {
+        next = s->rnext;
+        if (s->state == SUB_BACKFILL) { /* its backlog was read from the old table */
+            sub_fail(s, true);
+            continue;
+        }
+        if (s->state != SUB_LIVE)
+            continue;
+        size_t len;
+        queue_ordered(s->c, chat_encode_reset(r->name, to, &len), &len);
+        if (s->after > to)
+            s->after = to;
+    }
+    if (r->cur.target > r->cur.seq)
+        catchup(r);
+}
+
+static void verify_done(struct pg *pg, PGresult *res, void *data)
+{
+    struct ws_room *r = data;
+    int64_t was = r->cur.seq, to;
+    (void)pg;
+
+    r->catching = false;
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        int64_t last = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        switch (chat_cursor_verified(&r->cur, last, &to)) {
+        case CHAT_STEP_RESET:
+            room_reset(r, was, last, to);
+            break;
+        case CHAT_STEP_CATCHUP:
+            catchup(r);
+            break;
+        default:
+            break;
+        }
+    } else {
+        r->retry_catchup = true; /* read again, and check again, on the next tick */
+    }
+    room_unref(r);
+}
+
+/* Reads the room's last_seq (chat_cursor.h VERIFY), as a catch-up: one
+ * read of the room at a time. */
+static void verify(struct ws_room *r)
+{
+    const char *params[1] = {r->name};
+
+    if (r->catching || !pg_is_up(r->srv->reader))
+        return;
+    if (pg_query(r->srv->reader, CHAT_SQL_ROOM_SEQ, 1, params, verify_done, r) == 0) {
+        r->catching = true;
+        r->refs++;
+    }
+}
 
 static void catchup_done(struct pg *pg, PGresult *res, void *data)
 {
@@ -369,9 +438,16 @@ static void catchup_done(struct pg *pg, PGresult *res, void *data)
         }
         bool bogus;
         int64_t heard = r->cur.target;
-        if (chat_cursor_read_end(&r->cur, (size_t)rows, CHAT_CATCHUP_PAGE, &bogus) ==
-            CHAT_STEP_CATCHUP)
+        switch (chat_cursor_read_end(&r->cur, (size_t)rows, CHAT_CATCHUP_PAGE, &bogus)) {
+        case CHAT_STEP_CATCHUP:
             catchup(r);
+            break;
+        case CHAT_STEP_VERIFY:
+            verify(r);
+            break;
+        default:
+            break;
+        }
         if (bogus)
             log_warn("room %s: heard of seq %lld, table ends at %lld", r->name, (long long)heard,
                      (long long)r->cur.seq);
@@ -409,6 +485,7 @@ struct backfill {
     char *members;        /* a copy of the remembered list used instead of asking */
     size_t members_len;
     long long members_count;
+    int64_t reset_to; /* >= 0: a reset to it follows joined */
 };
 
 /* Keeps the room's member list for a moment: a crowd joining a room of
@@ -470,6 +547,11 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
     queue_ordered(
         c, chat_encode_joined_h(s->r->name, bf->n, names, n, count, horizon, s->ref, &len), &len);
     chat_members_free(names, n);
+    if (bf->reset_to >= 0) {
+        log_info("room %s: a join past what the room has (%lld): reset to %lld", s->r->name,
+                 (long long)bf->n, (long long)bf->reset_to);
+        queue_ordered(c, chat_encode_reset(s->r->name, bf->reset_to, &len), &len);
+    }
     /* the backlog: message texts separated by newlines (JSON has none raw) */
     if (!PQgetisnull(res, 0, 2)) {
         const char *p = PQgetvalue(res, 0, 2), *end = p + PQgetlength(res, 0, 2), *line;
@@ -504,6 +586,20 @@ static void backfill(struct ws_sub *s)
         sub_fail(s, false);
         return;
     }
+    /* a client that has seen more than this process, or what this process
+     * reset: it was on another process that is ahead by a message or two,
+     * or the database went back in time since. It is told to drop what it
+     * has past the point this process knows to be shared (the last reset),
+     * or else all of it (0: it re-reads the room, the last 50 and history),
+     * in a reset right after joined. Nothing twice, no hole. */
+    if (r->reset_from > 0 && s->since > r->reset_at && s->since <= r->reset_from)
+        bf->reset_to = r->reset_at;
+    else if (s->since > n)
+        bf->reset_to = 0;
+    else
+        bf->reset_to = -1;
+    if (bf->reset_to >= 0)
+        s->since = bf->reset_to > 0 ? bf->reset_to : -1;
     from = s->since < 0 ? n - CHAT_BACKLOG_DEFAULT : s->since;
     if (from < n - srv->cfg.backlog_max)
         from = n - srv->cfg.backlog_max;
@@ -514,9 +610,7 @@ static void backfill(struct ws_sub *s)
     bf->s = s;
     bf->n = n;
     bf->members_gen = r->members_gen;
-    /* a client that has seen more than this process (it was on another)
-     * gets nothing twice */
-    s->after = s->since > n ? s->since : n;
+    s->after = n;
     snprintf(sfrom, sizeof(sfrom), "%lld", (long long)from);
     snprintf(sto, sizeof(sto), "%lld", (long long)n);
     snprintf(sbytes, sizeof(sbytes), "%zu", srv->cfg.outbox_max / 2);
@@ -573,8 +667,7 @@ static void load(struct ws_room *r)
 
     if (r->loading || r->cur.loaded)
         return;
-    if (pg_query(r->srv->reader, "SELECT coalesce((SELECT last_seq FROM rooms WHERE name = $1), 0)",
-                 1, params, load_done, r) == 0) {
+    if (pg_query(r->srv->reader, CHAT_SQL_ROOM_SEQ, 1, params, load_done, r) == 0) {
         r->loading = true;
         r->refs++;
     }
@@ -655,6 +748,8 @@ static void on_msg_line(struct ws_server *srv, const struct chat_line *l)
         break;
     case CHAT_STEP_HOLD: /* read once loaded */
     case CHAT_STEP_DROP:
+    case CHAT_STEP_VERIFY: /* only after a read */
+    case CHAT_STEP_RESET:
         break;
     }
 }

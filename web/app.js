@@ -102,6 +102,7 @@ function start(name) {
   chat.on('presence', onPresence);
   chat.on('typing', onTyping);
   chat.on('gap', onGap);
+  chat.on('reset', onReset);
   chat.on('error', onError);
   renderMe();
   const saved = store.get(roomsKey(), ['lobby']).filter((r) => ROOM_RE.test(r)).slice(0, MAX_ROOMS - 1);
@@ -562,6 +563,29 @@ function onGap({ room }) {
   r.oldest = null;
   r.start = false;
   renderTop(r);
+}
+
+function onReset({ room, seq }) {
+  // The database went back in time: what is shown past seq is gone from
+  // the room; the messages that follow seq now arrive as new ones.
+  const r = rooms.get(room);
+  if (!r) return;
+  if (seq === 0) { // read afresh: the room's view starts over, as after a gap
+    onGap({ room });
+    r.head = 0;
+    r.newest = 0;
+    return;
+  }
+  for (const [s, el] of r.bySeq) {
+    if (s > seq) {
+      el.remove();
+      r.bySeq.delete(s);
+    }
+  }
+  r.head = Math.min(r.head, seq);
+  if (r.newest > seq) r.newest = seq;
+  renderTop(r);
+  renderRooms();
 }
 
 // ---- composer -----------------------------------------------------------------------

@@ -623,6 +623,21 @@ export class ChatClient {
     switch (ev.op) {
       case 'msg': this.#deliver(ev); break;
       case 'ack': this.#onAck(ev); break;
+      case 'reset': {
+        // The database went back in time (restored, or a standby that
+        // lacked the newest messages took over): what was delivered past
+        // ev.seq is not the room's any more. The room continues from
+        // ev.seq; the page drops what it shows past it ('reset' event), and
+        // the messages that now follow ev.seq arrive as usual, once each.
+        const r = this.rooms.get(ev.room);
+        if (!r || typeof ev.seq !== 'number') break;
+        // 0: everything shown is dropped and the room read afresh (the
+        // last messages, as a join without a cursor; older ones by history)
+        if (ev.seq === 0) r.seq = null;
+        else if (r.seq === null || ev.seq < r.seq) r.seq = ev.seq;
+        this.#emit('reset', { room: ev.room, seq: ev.seq });
+        break;
+      }
       case 'joined': {
         const r = this.rooms.get(ev.room);
         if (!r) break;

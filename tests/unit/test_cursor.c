@@ -36,14 +36,82 @@ static void test_next_is_delivered(void **state)
     assert_int_equal(chat_cursor_heard(&c, true, 7), CHAT_STEP_DELIVER);
 }
 
+/* A line at or below the cursor is never delivered; a whole one is
+ * checked against the table once (it may be a room gone back in time):
+ * a read that finds nothing past the cursor asks for last_seq, and a
+ * last_seq at or past the cursor makes it a plain duplicate. */
 static void test_duplicate_is_dropped(void **state)
 {
     struct chat_cursor c = loaded_at(6);
+    bool bogus;
+    int64_t r = -1;
 
     (void)state;
-    assert_int_equal(chat_cursor_heard(&c, true, 6), CHAT_STEP_DROP);
-    assert_int_equal(chat_cursor_heard(&c, true, 1), CHAT_STEP_DROP);
     assert_int_equal(chat_cursor_heard(&c, false, 6), CHAT_STEP_DROP);
+    assert_int_equal(chat_cursor_heard(&c, true, 6), CHAT_STEP_CATCHUP);
+    assert_int_equal(chat_cursor_heard(&c, true, 1), CHAT_STEP_CATCHUP);
+    chat_cursor_asked(&c);
+    assert_int_equal(chat_cursor_read_end(&c, 0, 10, &bogus), CHAT_STEP_VERIFY);
+    assert_int_equal(chat_cursor_verified(&c, 6, &r), CHAT_STEP_DROP);
+    assert_int_equal(r, -1);
+    assert_int_equal(c.seq, 6);
+    /* checked: the next read ends as before */
+    chat_cursor_asked(&c);
+    assert_int_equal(chat_cursor_read_end(&c, 0, 10, &bogus), CHAT_STEP_DROP);
+    assert_int_equal(chat_cursor_heard(&c, true, 7), CHAT_STEP_DELIVER);
+}
+
+/* The database went back in time under a live process (restored while
+ * connected): delivered up to 10, the table now ends at 6, and the next
+ * message is a new 7. Its line is below the cursor: checked, the room is
+ * reset to 6 and 7 and 8 are read and delivered, not dropped. */
+static void test_back_in_time_live(void **state)
+{
+    struct chat_cursor c = loaded_at(10);
+    bool bogus;
+    int64_t r = -1;
+
+    (void)state;
+    assert_int_equal(chat_cursor_heard(&c, true, 7), CHAT_STEP_CATCHUP);
+    chat_cursor_asked(&c);
+    assert_int_equal(chat_cursor_heard(&c, true, 8), CHAT_STEP_CATCHUP); /* read in flight */
+    assert_int_equal(chat_cursor_row(&c, 7), CHAT_STEP_DROP);
+    assert_int_equal(chat_cursor_read_end(&c, 0, 10, &bogus), CHAT_STEP_VERIFY);
+    assert_int_equal(chat_cursor_verified(&c, 8, &r), CHAT_STEP_RESET);
+    assert_int_equal(r, 6); /* below the lowest line heard: 7 and 8 are new */
+    assert_int_equal(c.seq, 6);
+    assert_int_equal(c.target, 8);
+    /* then read past it */
+    chat_cursor_asked(&c);
+    assert_int_equal(chat_cursor_row(&c, 7), CHAT_STEP_DELIVER);
+    chat_cursor_delivered(&c, 7);
+    chat_cursor_delivered(&c, 8);
+    assert_int_equal(chat_cursor_read_end(&c, 2, 10, &bogus), CHAT_STEP_DROP);
+    assert_false(bogus);
+    assert_int_equal(chat_cursor_heard(&c, true, 9), CHAT_STEP_DELIVER);
+}
+
+/* ... or found on reconnecting: reset to the table's end, nothing to read. */
+static void test_back_in_time_reconnect(void **state)
+{
+    struct chat_cursor c = loaded_at(10);
+    bool bogus;
+    int64_t r = -1;
+
+    (void)state;
+    assert_int_equal(chat_cursor_reconnected(&c), CHAT_STEP_CATCHUP);
+    chat_cursor_asked(&c);
+    assert_int_equal(chat_cursor_read_end(&c, 0, 10, &bogus), CHAT_STEP_VERIFY);
+    assert_int_equal(chat_cursor_verified(&c, 6, &r), CHAT_STEP_RESET);
+    assert_int_equal(r, 6);
+    assert_int_equal(c.target, 6);
+    assert_int_equal(chat_cursor_heard(&c, true, 7), CHAT_STEP_DELIVER);
+    /* a reconnect that finds the table past the cursor is no reset */
+    struct chat_cursor d = loaded_at(10);
+    chat_cursor_reconnected(&d);
+    chat_cursor_asked(&d);
+    assert_int_equal(chat_cursor_read_end(&d, 2, 10, &bogus), CHAT_STEP_DROP);
+    assert_int_equal(chat_cursor_read_end(&d, 0, 10, &bogus), CHAT_STEP_DROP);
 }
 
 /* A line past the next one means lines were lost: never delivered at
@@ -100,8 +168,8 @@ static void test_cursor_ahead(void **state)
 
     (void)state;
     assert_int_equal(c.target, 10);
-    assert_int_equal(chat_cursor_heard(&c, true, 9), CHAT_STEP_DROP);
     assert_int_equal(chat_cursor_heard(&c, false, 10), CHAT_STEP_DROP);
+    assert_int_equal(chat_cursor_heard(&c, true, 9), CHAT_STEP_CATCHUP); /* checked, not sent */
     assert_int_equal(chat_cursor_heard(&c, true, 11), CHAT_STEP_DELIVER);
 }
 
@@ -187,6 +255,12 @@ static void sim_act(struct sim *s, enum chat_step st, int64_t seq)
         sim_deliver(s, seq);
     else if (st == CHAT_STEP_CATCHUP)
         sim_ask(s);
+    else if (st == CHAT_STEP_VERIFY) { /* the table never goes back here */
+        int64_t r;
+        st = chat_cursor_verified(&s->c, s->committed, &r);
+        assert_int_not_equal(st, CHAT_STEP_RESET);
+        sim_act(s, st, 0);
+    }
 }
 
 static void sim_read_done(struct sim *s)
@@ -284,11 +358,12 @@ static void test_adversarial_orders(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_next_is_delivered),  cmocka_unit_test(test_duplicate_is_dropped),
-        cmocka_unit_test(test_gap_catches_up),     cmocka_unit_test(test_hint_catches_up),
-        cmocka_unit_test(test_not_loaded_holds),   cmocka_unit_test(test_reconnect_catches_up),
-        cmocka_unit_test(test_cursor_ahead),       cmocka_unit_test(test_reads),
-        cmocka_unit_test(test_adversarial_orders),
+        cmocka_unit_test(test_next_is_delivered),      cmocka_unit_test(test_duplicate_is_dropped),
+        cmocka_unit_test(test_gap_catches_up),         cmocka_unit_test(test_hint_catches_up),
+        cmocka_unit_test(test_not_loaded_holds),       cmocka_unit_test(test_reconnect_catches_up),
+        cmocka_unit_test(test_cursor_ahead),           cmocka_unit_test(test_reads),
+        cmocka_unit_test(test_adversarial_orders),     cmocka_unit_test(test_back_in_time_live),
+        cmocka_unit_test(test_back_in_time_reconnect),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -496,6 +496,8 @@ static void test_encode_simple(void **state)
                 "{\"op\":\"left\",\"room\":\"lobby\",\"ref\":\"r1\"}");
     expect_text(chat_encode_left("lobby", NULL, &len), &len,
                 "{\"op\":\"left\",\"room\":\"lobby\"}");
+    expect_text(chat_encode_reset("lobby", 6, &len), &len,
+                "{\"op\":\"reset\",\"room\":\"lobby\",\"seq\":6}");
     expect_text(chat_encode_typing("lobby", "~bob", &len), &len,
                 "{\"op\":\"typing\",\"room\":\"lobby\",\"user\":\"~bob\"}");
     expect_text(chat_encode_members("lobby", members, 2, 42, ref, &len), &len,

@@ -2,7 +2,10 @@
  * (chat_sql, chat_members, the long-poll envelope of chat_proto): array
  * literals with quoting and NULL cids, chat_post's answer matched to its
  * sends by idx (a missing or shuffled row is "not stored"), the member
- * list with the asker added, sorted and capped, and the poll answer. */
+ * list with the asker added, sorted and capped, the poll answer, and the
+ * conninfo both connect with (the admin's keywords kept, the deadlines
+ * added where missing). */
+#define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "chat_db.h"
 #include "chat_members.h"
 #include "chat_proto.h"
 #include "chat_sql.h"
@@ -247,13 +251,85 @@ static void test_poll_envelope(void **state)
     free(b);
 }
 
+/* The value of key in a conninfo, as libpq reads it (NULL: not set). */
+static char *conninfo_value(const char *conninfo, const char *key)
+{
+    PQconninfoOption *o = PQconninfoParse(conninfo, NULL), *p;
+    char *v = NULL;
+
+    assert_non_null(o);
+    for (p = o; p->keyword; p++) {
+        if (strcmp(p->keyword, key) == 0 && p->val)
+            v = strdup(p->val);
+    }
+    PQconninfoFree(o);
+    return v;
+}
+
+static void assert_value(const char *conninfo, const char *key, const char *want)
+{
+    char *v = conninfo_value(conninfo, key);
+
+    if (want == NULL) {
+        assert_null(v);
+        return;
+    }
+    assert_non_null(v);
+    assert_string_equal(v, want);
+    free(v);
+}
+
+static void test_conninfo_deadlines(void **state)
+{
+    char err[200];
+    char *a = chat_db_conninfo_deadlines("", err, sizeof(err));
+    char *b = chat_db_conninfo_deadlines(
+        "host=db1,db2 dbname=chat password='it\\'s \\\\x' keepalives_idle=30 connect_timeout=9",
+        err, sizeof(err));
+    char *c = chat_db_conninfo_deadlines("postgresql://chat@db1:5433/chat?tcp_user_timeout=100",
+                                         err, sizeof(err));
+
+    (void)state;
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    /* nothing given: every deadline, nothing else (the PG* environment
+     * still fills in the rest at connect time) */
+    assert_value(a, "connect_timeout", "3");
+    assert_value(a, "keepalives", "1");
+    assert_value(a, "keepalives_idle", "5");
+    assert_value(a, "keepalives_interval", "2");
+    assert_value(a, "keepalives_count", "2");
+    assert_value(a, "tcp_user_timeout", "5000");
+    assert_value(a, "host", NULL);
+    assert_value(a, "dbname", NULL);
+    /* the admin's values win; quoting survives the round trip */
+    assert_value(b, "host", "db1,db2");
+    assert_value(b, "password", "it's \\x");
+    assert_value(b, "keepalives_idle", "30");
+    assert_value(b, "connect_timeout", "9");
+    assert_value(b, "keepalives_count", "2");
+    /* a URI too */
+    assert_value(c, "host", "db1");
+    assert_value(c, "port", "5433");
+    assert_value(c, "user", "chat");
+    assert_value(c, "tcp_user_timeout", "100");
+    assert_value(c, "keepalives", "1");
+    free(a);
+    free(b);
+    free(c);
+    assert_null(chat_db_conninfo_deadlines("host='unterminated", err, sizeof(err)));
+    assert_non_null(strstr(err, "bad conninfo"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_post_args),     cmocka_unit_test(test_post_failed),
-        cmocka_unit_test(test_post_answer),   cmocka_unit_test(test_presence_and_seen_args),
-        cmocka_unit_test(test_members_self),  cmocka_unit_test(test_members_capped),
-        cmocka_unit_test(test_poll_envelope), cmocka_unit_test(test_change_answer),
+        cmocka_unit_test(test_post_args),          cmocka_unit_test(test_post_failed),
+        cmocka_unit_test(test_post_answer),        cmocka_unit_test(test_presence_and_seen_args),
+        cmocka_unit_test(test_members_self),       cmocka_unit_test(test_members_capped),
+        cmocka_unit_test(test_poll_envelope),      cmocka_unit_test(test_change_answer),
+        cmocka_unit_test(test_conninfo_deadlines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
