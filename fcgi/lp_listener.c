@@ -165,12 +165,35 @@ static void unpark(struct lp_poll *p)
     p->state = LP_POLL_DONE;
 }
 
+/* A poll or stream of someone banned since it was accepted (the news may
+ * come before its handoff is adopted, or an event may ready it first):
+ * answered 403 banned, whatever else it had. True when it was. */
+static bool end_banned(struct lp_poll *p)
+{
+    size_t len;
+    char *body = lp_bans_answer(p->member, p->addr, &len);
+
+    if (body == NULL)
+        return false;
+    log_info("parked poll %d: %s is banned: ending it", p->conn.id, p->member);
+    if (p->stream)
+        lp_stream_end(&p->conn);
+    else
+        lp_reply(&p->conn, 403, body, len);
+    free(body);
+    atomic_fetch_sub(&lp_parked, 1);
+    lp_poll_free(p);
+    return true;
+}
+
 static void finish(struct lp_poll *p)
 {
     const char *rooms[LP_MAX_ROOMS];
     int64_t cursors[LP_MAX_ROOMS];
     size_t len;
 
+    if (end_banned(p))
+        return;
     if (p->stream) { /* shutting down, or out of memory: the client resumes elsewhere */
         lp_stream_end(&p->conn);
         atomic_fetch_sub(&lp_parked, 1);
@@ -198,6 +221,8 @@ static void adopt(struct lp_poll *p);
 static void complete(struct lp_poll *p)
 {
     unpark(p);
+    if (end_banned(p))
+        return;
     if (p->stream && !atomic_load(&lp_stopping)) {
         if (lp_stream_flush(p->stream, &p->conn, p->events.p, p->events.len) < 0) {
             log_debug("stream %d: gone or too slow; dropping it (it resumes by its id)",
@@ -241,6 +266,8 @@ static void adopt(struct lp_poll *p)
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = p};
     enum lp_link mode = LP_LINK_PLAIN;
 
+    if (end_banned(p))
+        return;
     if (p->gen != atomic_load(&lp_listen_gen) || p->how == LP_CHECKED_NOT)
         mode = db != NULL ? LP_LINK_READ : LP_LINK_PLAIN; /* else: the reconnect checks */
     else if (p->how == LP_CHECKED_TABLE)
