@@ -374,7 +374,10 @@ $$;
 ALTER TABLE messages ADD COLUMN tsv tsvector
     GENERATED ALWAYS AS (CASE WHEN change IS NULL AND text IS NOT NULL
                               THEN to_tsvector('simple'::regconfig, text) END) STORED;
-CREATE INDEX messages_tsv ON messages USING gin (tsv);
+-- fastupdate off: with a pending list, the post that finds it full merges
+-- it into the index while the room waits (a send's ack took a second);
+-- chat messages have few words, so adding them at once costs little
+CREATE INDEX messages_tsv ON messages USING gin (tsv) WITH (fastupdate = off);
 
 -- Messages of p_room whose current text matches p_query (web-search
 -- syntax: words, "a phrase", -not, or; never a syntax error), newest
@@ -403,9 +406,12 @@ BEGIN
     IF v_top IS NULL THEN
         RETURN;
     END IF;
+    -- "coalesce": not the word index (a common word's whole posting list),
+    -- but the newest rows backwards, at most 20,000 of them
     RETURN QUERY
         SELECT m.seq, chat_row_json(m) FROM messages m
-        WHERE m.room = p_room AND m.seq < v_top AND m.seq >= v_top - 20000 AND m.tsv @@ q
+        WHERE m.room = p_room AND m.seq < v_top AND m.seq >= v_top - 20000
+          AND coalesce(m.tsv, ''::tsvector) @@ q
         ORDER BY m.seq DESC LIMIT v_lim;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     IF v_n < v_lim AND v_top - 20000 > 1 THEN
