@@ -11,7 +11,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { Client, VAR, http, pgClient, uniqueRoom, withTimeout } from './lib.mjs';
+import { Client, PG_DATA, VAR, http, pgClient, uniqueRoom, withTimeout } from './lib.mjs';
 import { Poller, send } from './lp_lib.mjs';
 
 const DEADLINE_MS = 5000; // CHAT_DB_TIMEOUT_MS, the default of both daemons
@@ -19,7 +19,7 @@ const SLACK_MS = 2500; // a loaded machine, the sanitizer build
 
 // The stack's postmaster and its children (backends, walwriter, ...).
 function postgresPids() {
-  const pm = Number(readFileSync(`${VAR}/pg/data/postmaster.pid`, 'utf8').split('\n')[0]);
+  const pm = Number(readFileSync(`${PG_DATA}/postmaster.pid`, 'utf8').split('\n')[0]);
   const pids = [pm];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;

@@ -18,13 +18,13 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Client, VAR, pgClient, uniqueRoom, withTimeout } from './lib.mjs';
+import { Client, PG_SOCK, pgClient, uniqueRoom, withTimeout } from './lib.mjs';
 import { Poller, pollOnce, send } from './lp_lib.mjs';
 
 const run = promisify(execFile);
 const PGBIN = readdirSync('/usr/lib/postgresql').sort((a, b) => Number(a) - Number(b))
   .map((v) => `/usr/lib/postgresql/${v}/bin`).pop();
-const CONN = ['-h', `${VAR}/pg/sock`, '-U', 'chat', '-d', 'chat'];
+const CONN = ['-h', PG_SOCK, '-U', 'chat', '-d', 'chat'];
 
 // What a page shows of one room, from the events it got in order.
 class Screen {

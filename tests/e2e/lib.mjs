@@ -19,6 +19,11 @@ export function portBase(offset, scheme = 'http') {
   return u.toString().replace(/^http/, scheme);
 }
 export const DATABASE_URL = process.env.DATABASE_URL || `host=${VAR}/pg/sock user=chat dbname=chat`;
+// The private cluster's socket folder and data folder: under VAR, or (as
+// root, when the postgres user cannot reach VAR, e.g. under /root) in a
+// folder of its own that the stack names in DATABASE_URL's host.
+export const PG_SOCK = (DATABASE_URL.match(/(?:^|\s)host=(\S+)/) || [])[1] || `${VAR}/pg/sock`;
+export const PG_DATA = PG_SOCK.replace(/\/sock$/, '/data');
 
 const run = promisify(execFile);
 
