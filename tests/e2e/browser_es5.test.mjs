@@ -169,13 +169,13 @@ describe('ES5 client in a browser without WebSocket, fetch, Promise or modules',
       // as a person types: a typing event a second (the server forwards one
       // a second), until the page shows it. A typing event is not stored: one
       // that comes while the page is between two polls is not for it to see.
-      const shown = old.page.locator('#typing', { hasText: '~web is typing…' }).waitFor({ timeout: WAIT });
+      const typingShown = old.page.locator('#typing', { hasText: '~web is typing…' }).waitFor({ timeout: WAIT });
       web.send({ op: 'typing', room });
-      const typing = setInterval(() => web.send({ op: 'typing', room }), 1100);
+      const keepTyping = setInterval(() => web.send({ op: 'typing', room }), 1100);
       try {
-        await shown;
+        await typingShown;
       } finally {
-        clearInterval(typing);
+        clearInterval(keepTyping);
       }
       web.send({ op: 'send', room, text: 'hello from WebSocket', cid: 'w1' });
       await waitText(old.page, 'hello from WebSocket');
