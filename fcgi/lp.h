@@ -26,6 +26,9 @@
 #define LP_SEND_QUEUE_MAX 10000            /* sends waiting for the writer */
 #define LP_MAX_PARKED_DEFAULT 15000
 #define LP_RATE_TABLE_DEFAULT 65536 /* rate-limit entries (32 bytes each) */
+/* all guests of one address share buckets this many times a client's: a
+ * guest names itself, and a new name per request must not buy a new budget */
+#define LP_GUEST_ADDR_FACTOR_DEFAULT 10
 
 /* ---- process-wide settings and state (lp_main.c) ----------------------- */
 

@@ -235,10 +235,12 @@ out:
 static pthread_mutex_t typing_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct chat_typing typing; /* the one throttle (core/chat_typing.h) */
 
-static bool typing_too_soon(const char *room, const char *sender)
+/* addr: nginx's REMOTE_ADDR; for a guest it is part of the key (a new
+ * name per request must not buy a new slot). */
+static bool typing_too_soon(const char *room, const char *sender, const char *addr)
 {
     pthread_mutex_lock(&typing_lock);
-    bool due = chat_typing_due(&typing, room, sender, chat_now_ms());
+    bool due = chat_typing_due(&typing, room, sender, addr, chat_now_ms());
     pthread_mutex_unlock(&typing_lock);
     return !due;
 }
@@ -263,7 +265,8 @@ static void handle_typing(struct lp_req *r, PGconn **db)
     if (identity(r, json_string_value(name), json_string_length(name), sender) == 0 &&
         !lp_bans_refuse(r, sender) && room_allowed(r, room) && lp_rate_admit(r, sender, false)) {
         size_t len;
-        char *ev = typing_too_soon(room, sender) ? NULL : chat_encode_typing(room, sender, &len);
+        char *ev =
+            typing_too_soon(room, sender, r->addr) ? NULL : chat_encode_typing(room, sender, &len);
         if (ev) {
             const char *vals[1] = {ev};
             PGresult *res = lp_db_query(db, "typing", CHAT_SQL_NOTIFY, 1, vals);

@@ -35,6 +35,7 @@ static struct lp_config lp_cfg = {
     .send_burst = 30,
     .req_rate = 50,
     .req_burst = 100,
+    .guest_addr_factor = LP_GUEST_ADDR_FACTOR_DEFAULT,
     .rate_table = LP_RATE_TABLE_DEFAULT,
     .db_timeout = CHAT_DB_TIMEOUT_MS,
 };
@@ -64,7 +65,7 @@ static void usage(FILE *f)
             "                     client; 0: no limit (default 50)\n"
             "  --req-burst N      requests a client may make at once (default 2 x --req-rate)\n"
             "  --guest-addr-factor F  all guests of one address together: F times a client's\n"
-            "                     rates and bursts; 0: no such limit (default 0)\n"
+            "                     rates and bursts; 0: no such limit (default 10)\n"
             "  --rate-table N     clients the rate limits remember (default %d)\n"
             "  --ws-health PATH   the WebSocket daemon's unix socket, probed by /health\n"
             "  --db-timeout MS    a query's deadline: past it the connection is dropped and\n"

@@ -590,7 +590,7 @@ static void chat_typing(struct ws_conn *c, const struct chat_request *r)
 
     /* a typist sends one per keystroke; the others need one a second */
     cstr(room, &r->room);
-    if (!chat_typing_due(&c->srv->typing, room, c->user, ev_now(c->srv->loop)))
+    if (!chat_typing_due(&c->srv->typing, room, c->user, c->addr, ev_now(c->srv->loop)))
         return;
     char *ev = chat_encode_typing(room, c->user, &len);
     if (!ev)
