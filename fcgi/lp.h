@@ -116,6 +116,11 @@ struct lp_req {
     char base[128];      /* DOCUMENT_URI up to and with "basic/" */
     bool form;           /* Content-Type application/x-www-form-urlencoded */
     char cookie[1024], origin[256], referer[512], host[256];
+    /* cross-site requests (lp_req_cross_site): what nginx says the site is
+     * ($scheme, $http_host), $chat_origins, and what the browser sent */
+    char scheme[8], site_host[256], origins[1024];
+    char fetch_site[16]; /* Sec-Fetch-Site; "" when none */
+    bool xreq;           /* an X-Chat-Request header (the shipped clients send it) */
     char query[LP_QUERY_MAX + 1];
     size_t query_len;
     bool query_too_long;
@@ -132,6 +137,11 @@ struct FCGX_Request;
  * closing): from here on only r->conn ties it to the web server. */
 void lp_req_read(struct FCGX_Request *fr, struct lp_req *r);
 void lp_req_free(struct lp_req *r);
+/* Did a page of another site make this request (docs/protocol.md,
+ * "Cross-site requests")? true when the browser sent an Origin that is
+ * neither the site (core/chat_origin.h) nor in $chat_origins, or no Origin
+ * and Sec-Fetch-Site says cross-site or same-site. */
+bool lp_req_cross_site(const struct lp_req *r);
 
 /* ---- database helpers (lp_db.c) ----------------------------------------- */
 

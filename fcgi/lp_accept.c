@@ -398,6 +398,30 @@ static void handle_search(struct lp_req *r, PGconn **db)
 
 /* ---- dispatch and the thread ------------------------------------------------ */
 
+/* Another site's page must not act for the user whose credentials the
+ * browser attaches (docs/protocol.md, "Cross-site requests"): a foreign
+ * Origin, or Sec-Fetch-Site cross-site without one (an <img>), is refused
+ * on every endpoint before any bucket or presence is touched; GET poll also
+ * needs the X-Chat-Request header, which a cross-site page cannot send
+ * without a CORS preflight (the POSTs need application/json, which is
+ * the same). GET events cannot carry a header (EventSource): the Origin
+ * and Sec-Fetch-Site rule is what guards it. true when answered. */
+static bool refuse_cross_site(struct lp_req *r)
+{
+    if (lp_req_cross_site(r)) {
+        log_debug("refused a cross-site request (Origin \"%s\", Sec-Fetch-Site \"%s\")", r->origin,
+                  r->fetch_site);
+        lp_reply_error(&r->conn, CHAT_E_FORBIDDEN, "cross-site request refused");
+        return true;
+    }
+    if (r->ep == LP_EP_POLL && !r->xreq) {
+        lp_reply_error(&r->conn, CHAT_E_FORBIDDEN,
+                       "poll needs the X-Chat-Request header (cross-site requests are refused)");
+        return true;
+    }
+    return false;
+}
+
 static void dispatch(struct lp_req *r, PGconn **db)
 {
     if (r->policy_err)
@@ -418,6 +442,8 @@ static void dispatch(struct lp_req *r, PGconn **db)
         return (void)lp_reply_error(&r->conn, CHAT_E_UNAUTHORIZED, "guests are not allowed here");
     if (r->query_too_long)
         return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "query string too long");
+    if (refuse_cross_site(r))
+        return;
     switch (r->ep) {
     case LP_EP_POLL:
         lp_poll_handle(r, db);

@@ -29,7 +29,7 @@ function request(path, { method = 'GET', body } = {}) {
     const data = body ? JSON.stringify(body) : undefined;
     const req = http.request(BASE + path, {
       method, agent,
-      headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
+      headers: { 'x-chat-request': '1', ...(data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}) },
     }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));

@@ -30,7 +30,7 @@ function request(path, { method = 'GET', body, headers = {} } = {}) {
     const data = body ? JSON.stringify(body) : undefined;
     const req = http.request(BASE + path, {
       method, agent,
-      headers: { ...headers, ...(data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}) },
+      headers: { 'x-chat-request': '1', ...headers, ...(data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}) },
     }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));

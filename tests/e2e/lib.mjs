@@ -137,7 +137,8 @@ export class Client {
 export async function http(path, { method = 'GET', body, headers = {} } = {}) {
   const res = await fetch(BASE + path, {
     method,
-    headers: body !== undefined ? { 'content-type': 'application/json', ...headers } : headers,
+    // X-Chat-Request: what the shipped clients send (a cross-site page cannot)
+    headers: { 'x-chat-request': '1', ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   });
   const text = await res.text();

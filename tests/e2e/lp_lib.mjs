@@ -25,7 +25,8 @@ export function parseCursor(s) {
 // GET poll once; resolves with { status, json, ms }.
 export async function pollOnce(query, { base = BASE, signal, headers } = {}) {
   const t0 = Date.now();
-  const res = await fetch(`${base}poll?${query}`, { signal, headers });
+  // X-Chat-Request: what the shipped clients send (a cross-site page cannot)
+  const res = await fetch(`${base}poll?${query}`, { signal, headers: { 'x-chat-request': '1', ...headers } });
   const text = await res.text();
   let json = null;
   try { json = JSON.parse(text); } catch { /* not JSON */ }
@@ -150,7 +151,7 @@ export async function send(room, text, {
 
 // Any request to another server (the policy servers of nginx.test.conf).
 export async function request(base, path, { method = 'GET', body, headers = {}, type } = {}) {
-  const h = { ...headers };
+  const h = { 'x-chat-request': '1', ...headers };
   if (body !== undefined) h['content-type'] = type || 'application/json';
   const res = await fetch(base + path, {
     method, headers: h,
@@ -237,6 +238,7 @@ export function fcgi(path, target, { method, body, params = {}, signal, type } =
     REQUEST_METHOD: method || (body === undefined ? 'GET' : 'POST'),
     DOCUMENT_URI: `/chat/${uri}`, SCRIPT_NAME: `/chat/${uri}`, REQUEST_URI: `/chat/${target}`,
     QUERY_STRING: query, SERVER_PROTOCOL: 'HTTP/1.1', REMOTE_ADDR: '127.0.0.1',
+    HTTP_X_CHAT_REQUEST: '1',
     CONTENT_LENGTH: String(data.length),
     ...(body !== undefined ? { CONTENT_TYPE: type || 'application/json' } : {}),
     ...params,
