@@ -46,7 +46,7 @@ let active = null;
 // from a signed-in user (401: guests are not allowed, and we are not one).
 async function whoami() {
   try {
-    const res = await fetch('poll?rooms=lobby&timeout=0', { cache: 'no-store', headers: { accept: 'application/json' } });
+    const res = await fetch('poll?rooms=lobby&timeout=0', { cache: 'no-store', headers: { accept: 'application/json', 'x-chat-request': '1' } });
     if (res.status === 200 || res.status === 403) return 'signed-in';
     if (res.status === 401) return 'unauthorized';
   } catch { /* the server is not there: a guest can still pick a name */ }
