@@ -33,11 +33,13 @@
 /* ---- process-wide settings and state (lp_main.c) ----------------------- */
 
 struct lp_config {
-    const char *db;        /* libpq conninfo; "" = PG* environment */
-    const char *listen;    /* socket path or [host]:port; NULL = fd 0 (spawn-fcgi) */
-    const char *ws_health; /* the WebSocket daemon's socket, for /health; may be NULL */
-    int threads;           /* acceptor threads */
-    int max_parked;        /* parked polls; beyond: 503 */
+    const char *db;            /* libpq conninfo; "" = PG* environment */
+    const char *listen;        /* socket path or [host]:port; NULL = fd 0 (spawn-fcgi) */
+    const char *ws_health;     /* the WebSocket daemon's socket, for /health; may be NULL */
+    int threads;               /* acceptor threads */
+    int max_parked;            /* parked polls; beyond: 503 */
+    int max_parked_per_addr;   /* parked polls of one address; beyond: 503; 0: no bound */
+    int max_presence_per_addr; /* presence entries of one address; beyond: not shown online */
     /* token buckets (lp_accept.c, docs/longpoll.md "Rate limits"); rate 0: off */
     double send_rate, send_burst; /* sends per second per client */
     double req_rate, req_burst;   /* requests (poll, send, typing, history) */
@@ -250,7 +252,7 @@ void lp_writer_stop(void);                        /* drains the queue, node down
 int lp_presence_init(const struct lp_config *cfg);
 void lp_presence_free(void);
 /* member polled room: online now, offline 2 * timeout_s after its last poll. */
-void lp_presence_touch(const char *room, const char *member, unsigned timeout_s);
+void lp_presence_touch(const char *room, const char *member, const char *addr, unsigned timeout_s);
 /* Writer thread: sends due transitions (one chat_presence call) and users
  * seen. 0, or -1 on a database error (nothing is lost: retried later). */
 int lp_presence_flush(PGconn *db);
@@ -260,6 +262,26 @@ int lp_presence_flush(PGconn *db);
 void lp_presence_resync(void);
 /* Members this node holds online right now (for /health). */
 size_t lp_presence_count(void);
+
+/* ---- what one client address holds (lp_addr.c) --------------------------- */
+
+#define LP_MAX_PARKED_PER_ADDR_DEFAULT 1000   /* polls and streams of one address */
+#define LP_MAX_PRESENCE_PER_ADDR_DEFAULT 5000 /* (room, member) entries of one address */
+
+enum lp_addr_kind { LP_ADDR_PARKED = 0, LP_ADDR_PRESENCE, LP_ADDR_KINDS };
+
+int lp_addr_init(const struct lp_config *cfg); /* 0, or -1 out of memory */
+void lp_addr_free(void);
+/* One more of kind for addr (REMOTE_ADDR; IPv6 by its /64): true when
+ * within its bound (then counted), false when the address holds its
+ * maximum already (counted as refused). */
+bool lp_addr_take(const char *addr, enum lp_addr_kind kind);
+void lp_addr_give(const char *addr, enum lp_addr_kind kind); /* undoes one take */
+unsigned long lp_addr_refused(enum lp_addr_kind kind);
+/* A parked poll or stream: --max-parked and the address's bound. 0, -1
+ * when the process is full, -2 when the address is (nothing taken then). */
+int lp_park_take(const char *addr);
+void lp_park_give(const char *addr); /* when it is answered or dropped */
 
 /* ---- health (lp_health.c) and the acceptors (lp_accept.c) --------------- */
 
@@ -317,8 +339,8 @@ void lp_basic_handle(struct lp_req *r, PGconn **db);
 
 struct lp_stream;
 /* A stream of member over rooms (cursors: what the client has). NULL out of memory. */
-struct lp_stream *lp_stream_new(const char *member, const struct lp_cursor *rooms, size_t n,
-                                unsigned heartbeat_s);
+struct lp_stream *lp_stream_new(const char *member, const char *addr, const struct lp_cursor *rooms,
+                                size_t n, unsigned heartbeat_s);
 void lp_stream_free(struct lp_stream *s);
 /* The acceptor's read reached cursor[i] of each room (nothing to send before). */
 void lp_stream_reached(struct lp_stream *s, const int64_t *cursor);

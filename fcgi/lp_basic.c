@@ -351,7 +351,7 @@ static void room_page(struct lp_req *r, PGconn **db)
     }
     bad |= add(&b, "</body></html>\n");
     if (who[0])
-        lp_presence_touch(room, who, r->policy.poll_timeout);
+        lp_presence_touch(room, who, r->addr, r->policy.poll_timeout);
     if (!bad)
         reply(r, 200, cookie_hdr, &b);
     else

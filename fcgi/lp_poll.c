@@ -227,10 +227,17 @@ static bool park(struct lp_req *r, struct lp_poll_ctx *c, unsigned gen, enum lp_
 {
     struct lp_cursor at[LP_MAX_ROOMS];
 
-    if (atomic_fetch_add(&lp_parked, 1) >= conf->max_parked) {
-        atomic_fetch_sub(&lp_parked, 1);
+    int full = lp_park_take(r->addr);
+    if (full == -1) {
         log_warn("poll: %d polls parked already (--max-parked); refusing one", conf->max_parked);
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "too many waiting polls; retry later");
+        return false;
+    }
+    if (full == -2) {
+        log_debug("poll: %s holds %d parked polls (--max-parked-per-addr); refusing one", r->addr,
+                  conf->max_parked_per_addr);
+        lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE,
+                       "too many waiting polls from your address; retry later");
         return false;
     }
     for (size_t i = 0; i < c->n; i++) {
@@ -242,7 +249,7 @@ static bool park(struct lp_req *r, struct lp_poll_ctx *c, unsigned gen, enum lp_
         r->conn.fd = -1; /* the listener answers it */
         return true;
     }
-    atomic_fetch_sub(&lp_parked, 1);
+    lp_park_give(r->addr);
     lp_poll_free(p);
     answer(r, c, db); /* shutting down (or out of memory): events: [] now */
     return true;
@@ -295,6 +302,6 @@ void lp_poll_handle(struct lp_req *r, PGconn **db)
     }
     /* online while polling: from the first poll that is served */
     for (size_t i = 0; served && i < c.n; i++)
-        lp_presence_touch(c.rooms[i].room, c.member, r->policy.poll_timeout);
+        lp_presence_touch(c.rooms[i].room, c.member, r->addr, r->policy.poll_timeout);
     chat_sbuf_free(&c.events);
 }
