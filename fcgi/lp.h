@@ -37,6 +37,7 @@ struct lp_config {
     const char *listen;        /* socket path or [host]:port; NULL = fd 0 (spawn-fcgi) */
     const char *ws_health;     /* the WebSocket daemon's socket, for /health; may be NULL */
     int threads;               /* acceptor threads */
+    int workers;               /* processes sharing the socket (--workers) */
     int max_parked;            /* parked polls; beyond: 503 */
     int max_parked_per_addr;   /* parked polls of one address; beyond: 503; 0: no bound */
     int max_presence_per_addr; /* presence entries of one address; beyond: not shown online */
@@ -324,6 +325,7 @@ int lp_poll_read(PGconn **db, struct lp_poll_ctx *c);
 char *lp_poll_members(PGconn **db, struct lp_poll_ctx *c);
 /* --max-parked: polls and streams one process holds */
 int lp_poll_max_parked(void);
+int lp_poll_workers(void); /* --workers */
 /* Every cursor at or past what the listener vouches for (lp_seqcache.c). */
 bool lp_poll_covered(const struct lp_poll_ctx *c, unsigned gen);
 

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcgiapp.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -481,6 +482,65 @@ static void dispatch(struct lp_req *r, PGconn **db)
     }
 }
 
+/* --workers: the processes share one listening socket and the kernel hands
+ * a connection to whichever thread waits in accept(), so a process at
+ * --max-parked would go on taking connections (and answering 503) while
+ * another had room. So a thread waits in accept() only while the parked
+ * polls plus the threads waiting there or serving what they accepted stay
+ * below --max-parked;
+ * otherwise it leaves the connections to the other processes, and takes
+ * one only when it has been pending for FULL_WAIT_MS (nobody took it: every
+ * process is full, or busy), then answers it (503 if it must park). One
+ * process alone never holds back. */
+#define FULL_WAIT_MS 100
+
+static pthread_mutex_t seat_lock = PTHREAD_MUTEX_INITIALIZER;
+static int in_accept; /* threads in accept() or serving what it gave (--workers > 1) */
+
+/* A connection pending now and still FULL_WAIT_MS later: nobody took it. */
+static bool pending_unclaimed(int listen_sock)
+{
+    struct pollfd pf = {.fd = listen_sock, .events = POLLIN};
+
+    if (poll(&pf, 1, FULL_WAIT_MS) != 1)
+        return false;
+    struct timespec ts = {0, FULL_WAIT_MS * 1000000L};
+    nanosleep(&ts, NULL);
+    pf.revents = 0;
+    return poll(&pf, 1, 0) == 1;
+}
+
+static void take_seat(int listen_sock)
+{
+    if (lp_poll_workers() <= 1)
+        return;
+    for (;;) {
+        pthread_mutex_lock(&seat_lock);
+        bool room = atomic_load(&lp_parked) + in_accept < lp_poll_max_parked();
+        if (room || atomic_load(&lp_stopping)) {
+            in_accept++;
+            pthread_mutex_unlock(&seat_lock);
+            return;
+        }
+        pthread_mutex_unlock(&seat_lock);
+        if (pending_unclaimed(listen_sock)) {
+            pthread_mutex_lock(&seat_lock);
+            in_accept++;
+            pthread_mutex_unlock(&seat_lock);
+            return;
+        }
+    }
+}
+
+static void leave_seat(void)
+{
+    if (lp_poll_workers() <= 1)
+        return;
+    pthread_mutex_lock(&seat_lock);
+    in_accept--;
+    pthread_mutex_unlock(&seat_lock);
+}
+
 void *lp_acceptor_main(void *arg)
 {
     struct lp_acceptor *a = arg;
@@ -499,9 +559,11 @@ void *lp_acceptor_main(void *arg)
      * signal interrupts accept() at shutdown */
     pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
     while (!atomic_load(&lp_stopping)) {
+        take_seat(a->listen_sock);
         FCGX_InitRequest(fr, a->listen_sock, FCGI_FAIL_ACCEPT_ON_INTR);
         int rc = FCGX_Accept_r(fr);
         if (rc < 0) {
+            leave_seat();
             if (atomic_load(&lp_stopping))
                 break;
             if (rc != -EINTR) {
@@ -514,6 +576,7 @@ void *lp_acceptor_main(void *arg)
         lp_req_read(fr, r);
         dispatch(r, &db);
         lp_req_free(r);
+        leave_seat(); /* counted until here: what it accepted may have parked */
     }
 out:
     PQfinish(db);

@@ -30,6 +30,7 @@
  * from here). */
 static struct lp_config lp_cfg = {
     .threads = 4,
+    .workers = 1,
     .max_parked = LP_MAX_PARKED_DEFAULT,
     .max_parked_per_addr = LP_MAX_PARKED_PER_ADDR_DEFAULT,
     .max_presence_per_addr = LP_MAX_PRESENCE_PER_ADDR_DEFAULT,
@@ -138,6 +139,7 @@ static bool number_option(int c, const char *v, bool *send_burst, bool *req_burs
         break;
     case O_WORKERS:
         workers = int_arg("--workers", v, 1, 64, 10);
+        lp_cfg.workers = workers;
         break;
     case O_MAX_PARKED:
         lp_cfg.max_parked = int_arg("--max-parked", v, 1, 1000000, 10);

@@ -274,6 +274,11 @@ int lp_poll_max_parked(void)
     return conf->max_parked;
 }
 
+int lp_poll_workers(void)
+{
+    return conf->workers;
+}
+
 void lp_poll_handle(struct lp_req *r, PGconn **db)
 {
     struct lp_poll_ctx c;

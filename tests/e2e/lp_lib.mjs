@@ -229,8 +229,9 @@ function parseAnswer(raw) {
 // One request to the FastCGI socket at path. target: 'poll?rooms=a:0',
 // 'send', ... (under /chat/). params: more FastCGI parameters (REMOTE_ADDR,
 // CHAT_USER, ...). Resolves with { status, headers (a Map), text, json };
-// rejects if the worker closes without an answer. signal aborts (closes).
-export function fcgi(path, target, { method, body, params = {}, signal, type } = {}) {
+// rejects if the worker closes without an answer. signal aborts (closes);
+// onStdout(bytes) is called on each STDOUT record (a stream's head, its events).
+export function fcgi(path, target, { method, body, params = {}, signal, type, onStdout } = {}) {
   const [uri, query = ''] = target.split('?');
   const data = body === undefined ? Buffer.alloc(0)
     : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
@@ -263,7 +264,7 @@ export function fcgi(path, target, { method, body, params = {}, signal, type } =
         const total = 8 + len + buf.readUInt8(6);
         if (buf.length < total) break;
         const type = buf.readUInt8(1);
-        if (type === FCGI.STDOUT) out.push(buf.subarray(8, 8 + len));
+        if (type === FCGI.STDOUT) { out.push(buf.subarray(8, 8 + len)); onStdout?.(buf.subarray(8, 8 + len)); }
         if (type === FCGI.END) ended = true;
         buf = buf.subarray(total);
       }
