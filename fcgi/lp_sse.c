@@ -174,5 +174,6 @@ void lp_sse_handle(struct lp_req *r, PGconn **db)
 out:
     lp_stream_free(s);
     free(members);
+    chat_sbuf_free(&out);
     chat_sbuf_free(&c.events);
 }
