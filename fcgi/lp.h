@@ -284,6 +284,16 @@ unsigned long lp_addr_refused(enum lp_addr_kind kind);
 int lp_park_take(const char *addr);
 void lp_park_give(const char *addr); /* when it is answered or dropped */
 
+/* ---- members of a room, read lately (lp_members.c) ------------------------ */
+
+#define LP_MEMBERS_TTL_MS 1000 /* presence reaches the database once a second */
+
+/* The members array (JSON, malloc'd) and count of room read less than
+ * LP_MEMBERS_TTL_MS ago by any thread, or NULL. */
+char *lp_members_get(const char *room, size_t *count);
+void lp_members_put(const char *room, size_t count, const char *json); /* what was read */
+void lp_members_free(void);
+
 /* ---- health (lp_health.c) and the acceptors (lp_accept.c) --------------- */
 
 /* Allocates the rate-limit table (nothing when both rates are 0). 0, or -1

@@ -429,6 +429,7 @@ out:
     lp_writer_stop();
     lp_presence_free();
     lp_addr_free();
+    lp_members_free();
     lp_bans_free();
     log_info("stopped");
     return rc;

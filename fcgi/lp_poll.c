@@ -171,23 +171,30 @@ char *lp_poll_members(PGconn **db, struct lp_poll_ctx *c)
     for (size_t i = 0; all && i < c->n; i++) {
         if (c->rooms[i].seq >= 0)
             continue;
-        const char *vals[1] = {c->rooms[i].room};
-        PGresult *res = lp_db_query(db, "poll", CHAT_SQL_MEMBERS, 1, vals);
         const char **names = NULL;
         size_t n = 0, count = 0;
         json_t *list = json_array();
-        if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-            count = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        char *cached = lp_members_get(c->rooms[i].room, &count);
+        PGresult *res = NULL;
+        if (cached == NULL) {
+            const char *vals[1] = {c->rooms[i].room};
+            res = lp_db_query(db, "poll", CHAT_SQL_MEMBERS, 1, vals);
+            if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+                count = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+                lp_members_put(c->rooms[i].room, count, PQgetvalue(res, 0, 1));
+                cached = strdup(PQgetvalue(res, 0, 1));
+            }
+            PQclear(res);
+        }
         /* the poller is a member from its first poll on, as a WebSocket
          * client is in its own "joined"; an unreadable answer is no one */
-        if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-            chat_members_parse(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1), c->member,
-                               &names, &n, &count) < 0) {
+        if (cached == NULL ||
+            chat_members_parse(cached, strlen(cached), c->member, &names, &n, &count) < 0) {
             count = 0;
             if (chat_members_parse("[]", 2, c->member, &names, &n, &count) < 0)
                 n = 0;
         }
-        PQclear(res);
+        free(cached);
         for (size_t k = 0; list && k < n; k++)
             json_array_append_new(list, json_string(names[k]));
         chat_members_free(names, n);
