@@ -48,6 +48,7 @@ struct lp_config {
                                    * many times larger, too; 0: off */
     int rate_table;               /* entries of the bucket table */
     int db_timeout;               /* ms a query may take (lp_db_exec) */
+    int batch_max;                /* sends per group commit (lp_writer.c) */
     char node[128];               /* presence node name: fcgi-<host>-<pid>-<random> */
 };
 

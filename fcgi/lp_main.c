@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "chat_log.h"
+#include "chat_sql.h"
 #include "chat_supervise.h"
 #include "chat_sys.h"
 
@@ -41,6 +42,7 @@ static struct lp_config lp_cfg = {
     .guest_addr_factor = LP_GUEST_ADDR_FACTOR_DEFAULT,
     .rate_table = LP_RATE_TABLE_DEFAULT,
     .db_timeout = CHAT_DB_TIMEOUT_MS,
+    .batch_max = CHAT_BATCH_DEFAULT,
 };
 
 static int listen_sock = -1;
@@ -75,12 +77,13 @@ static void usage(FILE *f)
             "                     rates and bursts; 0: no such limit (default 10)\n"
             "  --rate-table N     clients the rate limits remember (default %d)\n"
             "  --ws-health PATH   the WebSocket daemon's unix socket, probed by /health\n"
+            "  --batch N          sends per group commit at most (default %d; 1 = off)\n"
             "  --db-timeout MS    a query's deadline: past it the connection is dropped and\n"
             "                     the client gets unavailable (default 5000)\n"
             "  --log-level L      error|warn|info|debug (default info)\n"
             "  --log FILE         log to FILE instead of stderr (reopened on SIGHUP)\n",
             LP_MAX_PARKED_DEFAULT, LP_MAX_PARKED_PER_ADDR_DEFAULT, LP_MAX_PRESENCE_PER_ADDR_DEFAULT,
-            LP_RATE_TABLE_DEFAULT);
+            LP_RATE_TABLE_DEFAULT, CHAT_BATCH_DEFAULT);
 }
 
 static int int_arg(const char *name, const char *v, long min, long max, int base)
@@ -127,6 +130,7 @@ enum {
     O_DB_TIMEOUT,
     O_PARKED_ADDR,
     O_PRESENCE_ADDR,
+    O_BATCH,
     O_HELP,
 };
 
@@ -146,6 +150,9 @@ static bool number_option(int c, const char *v, bool *send_burst, bool *req_burs
         break;
     case O_DB_TIMEOUT:
         lp_cfg.db_timeout = int_arg("--db-timeout", v, 100, 3600000, 10);
+        break;
+    case O_BATCH:
+        lp_cfg.batch_max = int_arg("--batch", v, 1, CHAT_BATCH_LIMIT, 10);
         break;
     case O_BACKLOG:
         backlog = int_arg("--backlog", v, 1, 65535, 10);
@@ -200,6 +207,7 @@ static void parse_args(int argc, char **argv)
         {"max-parked", required_argument, 0, O_MAX_PARKED},
         {"ws-health", required_argument, 0, O_WS_HEALTH},
         {"db-timeout", required_argument, 0, O_DB_TIMEOUT},
+        {"batch", required_argument, 0, O_BATCH},
         {"log-level", required_argument, 0, O_LEVEL},
         {"log", required_argument, 0, O_LOG},
         {"backlog", required_argument, 0, O_BACKLOG},

@@ -47,13 +47,14 @@ static void usage(FILE *f)
             "  --send-rate R          sends per second per connection (default 10, burst 3x)\n"
             "  --req-rate R           requests per second per connection (default 50, burst 2x)\n"
             "  --backlog N            messages replayed on join at most (default 500)\n"
-            "  --batch N              sends per group commit at most (default 256; 1 = off)\n"
+            "  --batch N              sends per group commit at most (default %d; 1 = off)\n"
             "  --handshake-timeout MS (default 10000)\n"
             "  --db-timeout MS        a query's deadline: past it the connection is dropped,\n"
             "                         the client gets unavailable (default 5000)\n"
             "  --echo                 conformance mode: echo every message, no database\n"
             "  --log FILE             log to FILE (reopened on SIGHUP; default stderr)\n"
-            "  --log-level L          error|warn|info|debug (default info)\n");
+            "  --log-level L          error|warn|info|debug (default info)\n",
+            CHAT_BATCH_DEFAULT);
 }
 
 /* A unix socket's mode: octal, at most 0777, never writable by others
@@ -182,7 +183,7 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
     if (optind < argc || cfg->workers < 1 || cfg->workers > 64 || cfg->heartbeat < 1 ||
         cfg->max_conns < 1 || cfg->max_message < 1024 || cfg->outbox_max < 4096 ||
         cfg->max_rooms < 1 || cfg->send_rate <= 0 || cfg->req_rate <= 0 || cfg->backlog_max < 0 ||
-        cfg->batch_max < 1 || cfg->batch_max > 10000 || cfg->handshake_timeout < 100 ||
+        cfg->batch_max < 1 || cfg->batch_max > CHAT_BATCH_LIMIT || cfg->handshake_timeout < 100 ||
         cfg->db_timeout < 100) {
         fprintf(stderr, "chat-ws: bad option value (see --help)\n");
         return -1;
@@ -382,7 +383,7 @@ int main(int argc, char **argv)
         .req_rate = 50,
         .req_burst = 100,
         .backlog_max = 500,
-        .batch_max = 256,
+        .batch_max = CHAT_BATCH_DEFAULT,
         .db_timeout = CHAT_DB_TIMEOUT_MS,
     };
     unsigned mode = 0660;
