@@ -63,14 +63,16 @@ test('a poll on several rooms wakes for any of them and keeps the others\' curso
 });
 
 test('a parked poll whose browser left is freed at once, not at its timeout', async () => {
-  const room = uniqueRoom('lp');
+  // a room each: one poller's presence would wake the others' polls
+  const rooms = Array.from({ length: 20 }, () => uniqueRoom('lp'));
+  const room = rooms[0];
   const base = await parkedCount();
   const aborts = [];
   const polls = [];
   for (let i = 0; i < 20; i++) {
     const c = new AbortController();
     aborts.push(c);
-    polls.push(pollOnce(`rooms=${room}:0&name=u${i}&timeout=25`, { signal: c.signal }).catch(() => null));
+    polls.push(pollOnce(`rooms=${rooms[i]}:0&name=u${i}&timeout=25`, { signal: c.signal }).catch(() => null));
   }
   await waitParked(base + 20);
   const t0 = Date.now();
