@@ -96,34 +96,52 @@ static int check_writable(struct lp_req *r)
     return 0;
 }
 
-static void handle_send(struct lp_req *r)
+/* What every write of a client goes through, in this order: a writable
+ * location, the body as a request of op, who speaks (the nginx user, or
+ * the body's guest name), bans, the location's rooms, the rate buckets
+ * (a send also spends the send bucket). 0: admitted, q, room and sender
+ * filled, the caller frees q; -1: answered and q freed. */
+static int admit_write(struct lp_req *r, enum chat_op op, struct chat_request *q,
+                       char room[CHAT_ROOM_MAX + 1], char sender[CHAT_SENDER_MAX + 1])
 {
-    struct lp_send *s;
     const char *why;
     enum chat_err e;
 
     if (check_writable(r) < 0)
-        return;
+        return -1;
+    e = chat_request_parse(q, r->body, r->body_len, op, r->policy.max_text, &why);
+    if (e != CHAT_OK) {
+        lp_reply_error(&r->conn, e, why);
+        chat_request_free(q);
+        return -1;
+    }
+    json_t *name = json_object_get(q->root, "name");
+    snprintf(room, CHAT_ROOM_MAX + 1, "%.*s", (int)q->room.len, q->room.p);
+    if (identity(r, json_string_value(name), json_string_length(name), sender) == 0 &&
+        !lp_bans_refuse(r, sender) && room_allowed(r, room) &&
+        lp_rate_admit(r, sender, op != CHAT_OP_TYPING))
+        return 0;
+    chat_request_free(q);
+    return -1;
+}
+
+static void handle_send(struct lp_req *r)
+{
+    struct lp_send *s;
+
     if ((s = calloc(1, sizeof(*s))) == NULL) {
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
         return;
     }
     s->conn.fd = -1;
-    e = chat_request_parse(&s->req, r->body, r->body_len, CHAT_OP_SEND, r->policy.max_text, &why);
-    if (e != CHAT_OK) {
-        lp_reply_error(&r->conn, e, why);
-    } else if (identity(r, s->req.name.p, s->req.name.len, s->sender) == 0) {
-        snprintf(s->room, sizeof(s->room), "%.*s", (int)s->req.room.len, s->req.room.p);
-        if (!lp_bans_refuse(r, s->sender) && room_allowed(r, s->room) &&
-            lp_rate_admit(r, s->sender, true)) {
-            s->conn = r->conn;
-            if (lp_writer_submit(s) == 0) {
-                r->conn.fd = -1; /* the writer answers it */
-                return;
-            }
-            s->conn.fd = -1;
-            lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "too many sends waiting; retry");
+    if (admit_write(r, CHAT_OP_SEND, &s->req, s->room, s->sender) == 0) {
+        s->conn = r->conn;
+        if (lp_writer_submit(s) == 0) {
+            r->conn.fd = -1; /* the writer answers it */
+            return;
         }
+        s->conn.fd = -1;
+        lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "too many sends waiting; retry");
     }
     lp_send_free(s);
 }
@@ -141,36 +159,25 @@ static void handle_change(struct lp_req *r, PGconn **db, enum chat_op op)
     const char *why;
     enum chat_err e;
 
-    if (check_writable(r) < 0)
+    if (admit_write(r, op, &q, room, sender) < 0)
         return;
-    e = chat_request_parse(&q, r->body, r->body_len, op, r->policy.max_text, &why);
+    chat_change_params(&a, &q, sender, &r->policy);
+    PGresult *res = lp_db_query(db, "change", CHAT_SQL_CHANGE, 8, a.params);
+    if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
+        log_error("chat_change failed: %s", PQresultErrorMessage(res));
+    e = chat_change_answer(res, &ack, &why);
     if (e != CHAT_OK) {
         lp_reply_error(&r->conn, e, why);
-        chat_request_free(&q);
-        return;
+    } else {
+        size_t len;
+        char *body = chat_encode_ack(room, q.cid.p, ack.seq, ack.ts, NULL, &len);
+        if (body)
+            lp_reply(&r->conn, 200, body, len);
+        else
+            lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
+        free(body);
     }
-    json_t *name = json_object_get(q.root, "name");
-    snprintf(room, sizeof(room), "%.*s", (int)q.room.len, q.room.p);
-    if (identity(r, json_string_value(name), json_string_length(name), sender) == 0 &&
-        !lp_bans_refuse(r, sender) && room_allowed(r, room) && lp_rate_admit(r, sender, true)) {
-        chat_change_params(&a, &q, sender, &r->policy);
-        PGresult *res = lp_db_query(db, "change", CHAT_SQL_CHANGE, 8, a.params);
-        if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
-            log_error("chat_change failed: %s", PQresultErrorMessage(res));
-        e = chat_change_answer(res, &ack, &why);
-        if (e != CHAT_OK) {
-            lp_reply_error(&r->conn, e, why);
-        } else {
-            size_t len;
-            char *body = chat_encode_ack(room, q.cid.p, ack.seq, ack.ts, NULL, &len);
-            if (body)
-                lp_reply(&r->conn, 200, body, len);
-            else
-                lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
-            free(body);
-        }
-        PQclear(res);
-    }
+    PQclear(res);
     chat_request_free(&q);
 }
 
@@ -250,51 +257,46 @@ static void handle_typing(struct lp_req *r, PGconn **db)
 {
     struct chat_request q;
     char room[CHAT_ROOM_MAX + 1], sender[CHAT_SENDER_MAX + 1];
-    const char *why;
-    enum chat_err e;
 
-    if (check_writable(r) < 0)
+    if (admit_write(r, CHAT_OP_TYPING, &q, room, sender) < 0)
         return;
-    e = chat_request_parse(&q, r->body, r->body_len, CHAT_OP_TYPING, r->policy.max_text, &why);
-    if (e != CHAT_OK) {
-        lp_reply_error(&r->conn, e, why);
-        chat_request_free(&q);
-        return;
+    size_t len;
+    char *ev =
+        typing_too_soon(room, sender, r->addr) ? NULL : chat_encode_typing(room, sender, &len);
+    if (ev) {
+        const char *vals[1] = {ev};
+        PGresult *res = lp_db_query(db, "typing", CHAT_SQL_NOTIFY, 1, vals);
+        if (!res || !lp_db_ok(res))
+            log_warn("typing: notify failed");
+        PQclear(res);
+        free(ev);
     }
-    json_t *name = json_object_get(q.root, "name");
-    snprintf(room, sizeof(room), "%.*s", (int)q.room.len, q.room.p);
-    if (identity(r, json_string_value(name), json_string_length(name), sender) == 0 &&
-        !lp_bans_refuse(r, sender) && room_allowed(r, room) && lp_rate_admit(r, sender, false)) {
-        size_t len;
-        char *ev =
-            typing_too_soon(room, sender, r->addr) ? NULL : chat_encode_typing(room, sender, &len);
-        if (ev) {
-            const char *vals[1] = {ev};
-            PGresult *res = lp_db_query(db, "typing", CHAT_SQL_NOTIFY, 1, vals);
-            if (!res || !lp_db_ok(res))
-                log_warn("typing: notify failed");
-            PQclear(res);
-            free(ev);
-        }
-        lp_reply(&r->conn, 204, NULL, 0);
-    }
+    lp_reply(&r->conn, 204, NULL, 0);
     chat_request_free(&q);
 }
 
-/* ---- GET history ---------------------------------------------------------- */
+/* ---- GET history, GET search ---------------------------------------------- */
 
-static void history_answer(struct lp_req *r, const char *room, PGresult *res)
+/* A page of rows (history: chat_history_rows, with the horizon; search:
+ * the text of column 1) as one answer of op. */
+static void page_answer(struct lp_req *r, const char *op, const char *room, PGresult *res)
 {
     int n = PQntuples(res);
     struct chat_str *msgs = calloc((size_t)n + 1, sizeof(*msgs));
-    size_t len;
+    int64_t horizon = -1;
+    size_t len, got = (size_t)n;
     char *body = NULL;
 
-    if (msgs) {
-        int64_t horizon;
-        size_t got = chat_history_rows(res, msgs, (size_t)n + 1, &horizon);
-        body = chat_encode_page("history", room, msgs, got, horizon, NULL, &len);
+    if (msgs && strcmp(op, "history") == 0) {
+        got = chat_history_rows(res, msgs, (size_t)n + 1, &horizon);
+    } else if (msgs) {
+        for (int i = 0; i < n; i++) {
+            msgs[i].p = PQgetvalue(res, i, 1);
+            msgs[i].len = (size_t)PQgetlength(res, i, 1);
+        }
     }
+    if (msgs)
+        body = chat_encode_page(op, room, msgs, got, horizon, NULL, &len);
     if (body)
         lp_reply(&r->conn, 200, body, len);
     else
@@ -303,8 +305,8 @@ static void history_answer(struct lp_req *r, const char *room, PGresult *res)
     free(msgs);
 }
 
-/* Who reads history, for the rate limit: the user, the guest's "~name"
- * when the query gives a valid one, else "" (keyed by address alone). */
+/* Who reads, for the rate limit: the user, the guest's "~name" when the
+ * query gives a valid one, else "" (keyed by address alone). */
 static const char *reader(struct lp_req *r, char *out)
 {
     char q[CHAT_USER_MAX + 2];
@@ -315,85 +317,65 @@ static const char *reader(struct lp_req *r, char *out)
     return out;
 }
 
-static void handle_history(struct lp_req *r, PGconn **db)
+/* The query of a page: room (allowed here), before (0: the newest) and
+ * limit (1..max) as decimal strings for the statement, then the rate
+ * bucket. 0: go on; -1: answered. */
+static int page_query(struct lp_req *r, int64_t max, char room[CHAT_ROOM_MAX + 2],
+                      char before_s[24], char limit_s[16])
 {
-    char room[CHAT_ROOM_MAX + 2], num[32], before_s[24], limit_s[16], who[CHAT_SENDER_MAX + 1];
+    char num[32], who[CHAT_SENDER_MAX + 1], why[48];
     int64_t before = 0, limit = CHAT_HISTORY_DEFAULT;
-    int n = query_param(r, "room", room, sizeof(room));
+    int n = query_param(r, "room", room, CHAT_ROOM_MAX + 2);
 
     if (n < 0 || !chat_valid_room(room, (size_t)n))
-        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "missing or invalid room");
+        return lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "missing or invalid room"), -1;
     n = query_param(r, "before", num, sizeof(num));
     if (n == CHAT_QUERY_BAD ||
         (n >= 0 && chat_query_int(num, (size_t)n, 1, INT64_MAX, &before) < 0))
-        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "before must be an integer >= 1");
+        return lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "before must be an integer >= 1"), -1;
     n = query_param(r, "limit", num, sizeof(num));
-    if (n == CHAT_QUERY_BAD ||
-        (n >= 0 && chat_query_int(num, (size_t)n, 1, CHAT_HISTORY_MAX, &limit) < 0))
-        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST,
-                                    "limit must be an integer in 1..200");
+    if (n == CHAT_QUERY_BAD || (n >= 0 && chat_query_int(num, (size_t)n, 1, max, &limit) < 0)) {
+        snprintf(why, sizeof(why), "limit must be an integer in 1..%" PRId64, max);
+        return lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, why), -1;
+    }
     if (!room_allowed(r, room) || !lp_rate_admit(r, reader(r, who), false))
+        return -1;
+    snprintf(before_s, 24, "%" PRId64, before);
+    snprintf(limit_s, 16, "%" PRId64, limit);
+    return 0;
+}
+
+static void handle_history(struct lp_req *r, PGconn **db)
+{
+    char room[CHAT_ROOM_MAX + 2], before_s[24], limit_s[16];
+
+    if (page_query(r, CHAT_HISTORY_MAX, room, before_s, limit_s) < 0)
         return;
-    snprintf(before_s, sizeof(before_s), "%" PRId64, before);
-    snprintf(limit_s, sizeof(limit_s), "%" PRId64, limit);
     const char *vals[3] = {room, before_s, limit_s};
     PGresult *res = lp_db_query(db, "history", CHAT_SQL_HISTORY, 3, vals);
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "database unavailable; retry later");
     else
-        history_answer(r, room, res);
+        page_answer(r, "history", room, res);
     PQclear(res);
 }
 
-/* ---- GET search ------------------------------------------------------------- */
-
 static void handle_search(struct lp_req *r, PGconn **db)
 {
-    char room[CHAT_ROOM_MAX + 2], q[CHAT_SEARCH_Q_MAX + 2], num[32], before_s[24], limit_s[16];
-    char who[CHAT_SENDER_MAX + 1];
-    int64_t before = 0, limit = CHAT_HISTORY_DEFAULT;
-    int n = query_param(r, "room", room, sizeof(room));
+    char room[CHAT_ROOM_MAX + 2], q[CHAT_SEARCH_Q_MAX + 2], before_s[24], limit_s[16];
+    int n = query_param(r, "q", q, sizeof(q));
 
-    if (n < 0 || !chat_valid_room(room, (size_t)n))
-        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "missing or invalid room");
-    n = query_param(r, "q", q, sizeof(q));
+    /* the text first: a bad q is a bad request whatever the room */
     if (n < 0 || chat_valid_text(q, (size_t)n, CHAT_SEARCH_Q_MAX) != CHAT_TEXT_OK)
         return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "q must be 1..256 bytes of text");
-    n = query_param(r, "before", num, sizeof(num));
-    if (n == CHAT_QUERY_BAD ||
-        (n >= 0 && chat_query_int(num, (size_t)n, 1, INT64_MAX, &before) < 0))
-        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "before must be an integer >= 1");
-    n = query_param(r, "limit", num, sizeof(num));
-    if (n == CHAT_QUERY_BAD ||
-        (n >= 0 && chat_query_int(num, (size_t)n, 1, CHAT_SEARCH_MAX, &limit) < 0))
-        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST,
-                                    "limit must be an integer in 1..100");
-    if (!room_allowed(r, room) || !lp_rate_admit(r, reader(r, who), false))
+    if (page_query(r, CHAT_SEARCH_MAX, room, before_s, limit_s) < 0)
         return;
-    snprintf(before_s, sizeof(before_s), "%" PRId64, before);
-    snprintf(limit_s, sizeof(limit_s), "%" PRId64, limit);
     const char *vals[4] = {room, q, before_s, limit_s};
     PGresult *res = lp_db_query(db, "search", CHAT_SQL_SEARCH, 4, vals);
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "database unavailable; retry later");
-    } else {
-        int rows = PQntuples(res);
-        struct chat_str *msgs = calloc((size_t)rows + 1, sizeof(*msgs));
-        size_t len;
-        char *body = NULL;
-        for (int i = 0; msgs && i < rows; i++) {
-            msgs[i].p = PQgetvalue(res, i, 1);
-            msgs[i].len = (size_t)PQgetlength(res, i, 1);
-        }
-        if (msgs)
-            body = chat_encode_page("search", room, msgs, (size_t)rows, -1, NULL, &len);
-        if (body)
-            lp_reply(&r->conn, 200, body, len);
-        else
-            lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
-        free(body);
-        free(msgs);
-    }
+    else
+        page_answer(r, "search", room, res);
     PQclear(res);
 }
 
