@@ -7,17 +7,8 @@
 // the case it claims (a hint; no line for the lost message).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, pgClient, uniqueRoom } from './lib.mjs';
+import { Client, pgClient, uniqueRoom, waitUntil } from './lib.mjs';
 import { Poller, parkedCount, send } from './lp_lib.mjs';
-
-async function until(check, ms, what) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
-}
 
 // The message lines (msg, hint) of channel 'chat' about one room.
 async function listen(room) {
@@ -52,7 +43,7 @@ async function member(transport, room, since) {
   const base = await parkedCount();
   const lp = new Poller([room], { name: 'lena', since, timeout: 60 }).start();
   // its own presence does not wake it (issue 12, point 12): it stays parked
-  await until(async () => (await parkedCount()) >= base + 1, 10000, 'the poll parked');
+  await waitUntil(async () => (await parkedCount()) >= base + 1, 10000, 'the poll parked');
   return { msgs: () => lp.msgs.get(room), close: () => lp.stop() };
 }
 
@@ -68,10 +59,10 @@ for (const transport of ['WebSocket', 'long-poll']) {
       const ack = await send(room, text, { name: 'sam', cid: 'long-1' });
       assert.equal(ack.status, 200, ack.text);
       assert.equal(ack.json.seq, 2);
-      await until(() => lines.some((l) => l.seq === 2), 5000, 'its line on the bus');
+      await waitUntil(() => lines.some((l) => l.seq === 2), 5000, 'its line on the bus');
       assert.deepEqual(lines.filter((l) => l.seq === 2).map((l) => l.op), ['hint']);
       // nothing else is sent to the room: it must come on its own
-      await until(() => m.msgs().length >= 1, 5000, 'the long message');
+      await waitUntil(() => m.msgs().length >= 1, 5000, 'the long message');
       assert.deepEqual(m.msgs().map((x) => [x.seq, x.text, x.cid]), [[2, text, 'long-1']]);
     } finally {
       await m.close();
@@ -97,9 +88,9 @@ for (const transport of ['WebSocket', 'long-poll']) {
       // the next message comes whole on the bus, one past what was heard
       const ack = await send(room, 'after the loss', { name: 'sam' });
       assert.equal(ack.json.seq, 3);
-      await until(() => lines.some((l) => l.seq === 3), 5000, 'its line on the bus');
+      await waitUntil(() => lines.some((l) => l.seq === 3), 5000, 'its line on the bus');
       assert.deepEqual(lines.map((l) => [l.op, l.seq]), [['msg', 1], ['msg', 3]]);
-      await until(() => m.msgs().length >= 2, 5000, 'both messages');
+      await waitUntil(() => m.msgs().length >= 2, 5000, 'both messages');
       assert.deepEqual(m.msgs().map((x) => [x.seq, x.text]), [[2, 'lost line'], [3, 'after the loss']]);
     } finally {
       await m.close();

@@ -5,7 +5,9 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { rm } from 'node:fs/promises';
-import { BASE, BIN, DATABASE_URL, VAR, http, withTimeout } from './lib.mjs';
+import { BASE, BIN, DATABASE_URL, VAR, http, waitUntil, withTimeout } from './lib.mjs';
+
+export { waitUntil };
 
 export { BASE };
 
@@ -280,15 +282,6 @@ export function fcgi(path, target, { method, body, params = {}, signal, type, on
 
 // Retries check() (which resolves truthy when the condition holds) until
 // it holds or ms pass; resolves with its value.
-export async function waitUntil(check, ms, what) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10)); // between two looks at the condition
-  }
-}
 
 export function sanitizerReports(log) {
   return log.split('\n').filter((l) => /AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer/.test(l));
