@@ -66,6 +66,12 @@ enum ws_conn_state { WS_HANDSHAKE, WS_OPEN, WS_CLOSING, WS_DEAD };
 struct ws_sub;
 struct ws_server;
 
+/* Requests of one connection waiting for the database (history, search,
+ * members, sends, edits...) before it stops parsing more: with pages cut
+ * to half the outbox, a connection holds at most --outbox plus this many
+ * half-outboxes of replies. */
+#define WS_INFLIGHT_MAX 4
+
 struct ws_conn {
     struct ws_server *srv;
     struct ev_io io;
@@ -74,13 +80,19 @@ struct ws_conn {
     struct ws_conn *pending_next; /* srv->pending (output to flush) */
     struct ws_conn *reap_next;    /* srv->reap */
     uint64_t id;
-    uint32_t refs; /* async operations holding it; freed at 0 once dead */
+    uint32_t refs; /* async operations holding it; freed at 0 once dead;
+                      no request is parsed while WS_INFLIGHT_MAX are */
     uint8_t state; /* enum ws_conn_state */
     bool pending;  /* on srv->pending */
     bool close_sent, close_received;
     bool full;     /* accepted past --max-conns: answered 503 */
     bool chatting; /* opened in chat mode: leaves its rooms when reaped */
     bool paused;   /* outbox over its bound: not reading */
+    /* input read but not yet parsed: held while the connection is stalled
+     * (outbox over its bound, or WS_INFLIGHT_MAX requests at the database);
+     * at most one read buffer */
+    uint8_t *in;
+    size_t in_len;
     uint8_t missed_pongs;
     /* handshake bytes, freed once open */
     char *hs;
@@ -92,6 +104,7 @@ struct ws_conn {
     uint32_t cur_off;
     struct ws_ring urgent, normal;
     size_t out_bytes;
+    size_t held_bytes; /* fan-out frames held for joins in progress (ws_room.c) */
     /* chat */
     char user[CHAT_SENDER_MAX + 1]; /* "alice" or "~bob" */
     bool authenticated;

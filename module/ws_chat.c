@@ -459,6 +459,20 @@ static void chat_moderate(struct ws_conn *c, const struct chat_request *r)
 
 /* ---- reads: history, members, typing ---- */
 
+/* A page of msgs[0..n) (ascending) cut to its newest messages that fit
+ * half an outbox (at least one): a reply is bounded like the join backlog,
+ * and the client pages on from the oldest it got. Returns the first kept. */
+static size_t page_fit(const struct ws_conn *c, const struct chat_str *msgs, size_t n)
+{
+    size_t budget = c->srv->cfg.outbox_max / 2, used = 0, first = n;
+
+    while (first > 0 && (first == n || used + msgs[first - 1].len + 1 <= budget)) {
+        used += msgs[first - 1].len + 1;
+        first--;
+    }
+    return first;
+}
+
 static void history_done(struct pg *pg, PGresult *res, void *data)
 {
     struct ws_op *op = data;
@@ -476,8 +490,13 @@ static void history_done(struct pg *pg, PGresult *res, void *data)
     }
     int64_t horizon;
     n = chat_history_rows(res, msgs, CHAT_HISTORY_MAX, &horizon);
-    ws_conn_reply(op->conn, chat_encode_page("history", op->room, msgs, n, horizon, op->ref, &len),
-                  &len);
+    size_t first = page_fit(op->conn, msgs, n);
+    if (first > 0)
+        horizon = -1; /* older messages are left */
+    ws_conn_reply(
+        op->conn,
+        chat_encode_page("history", op->room, msgs + first, n - first, horizon, op->ref, &len),
+        &len);
 out:
     op_free(op);
 }
@@ -501,7 +520,10 @@ static void search_done(struct pg *pg, PGresult *res, void *data)
         msgs[n].p = PQgetvalue(res, i, 1);
         msgs[n].len = (size_t)PQgetlength(res, i, 1);
     }
-    ws_conn_reply(op->conn, chat_encode_page("search", op->room, msgs, n, -1, op->ref, &len), &len);
+    size_t first = page_fit(op->conn, msgs, n);
+    ws_conn_reply(op->conn,
+                  chat_encode_page("search", op->room, msgs + first, n - first, -1, op->ref, &len),
+                  &len);
 out:
     op_free(op);
 }

@@ -33,6 +33,7 @@
 static void conn_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events);
 static void conn_timer_cb(struct ev_loop *loop, struct ev_timer *t);
 static void conn_kill(struct ws_conn *c);
+static void conn_mark_pending(struct ws_conn *c);
 static void conn_feed(struct ws_conn *c, uint8_t *buf, size_t len);
 const struct chat_policy *ws_policy_intern(const struct chat_policy *p);
 
@@ -130,8 +131,13 @@ static void conn_free(struct ws_conn *c)
 
 void ws_conn_unref(struct ws_conn *c)
 {
-    if (--c->refs == 0 && c->state == WS_DEAD && c->io.fd < 0)
+    if (--c->refs == 0 && c->state == WS_DEAD && c->io.fd < 0) {
         conn_free(c);
+        return;
+    }
+    /* a request came back: a connection that stopped parsing may go on */
+    if (c->refs == WS_INFLIGHT_MAX - 1 && c->state == WS_OPEN)
+        conn_mark_pending(c);
 }
 
 static void conn_mark_pending(struct ws_conn *c)
@@ -169,6 +175,9 @@ static void conn_reap(struct ws_conn *c)
     c->io.fd = -1;
     free(c->hs);
     c->hs = NULL;
+    free(c->in);
+    c->in = NULL;
+    c->in_len = 0;
     ws_reader_free(&c->rd);
     if (c->cur)
         ws_buf_unref(c->cur);
@@ -258,6 +267,13 @@ void ws_conn_close(struct ws_conn *c, unsigned code, const char *reason)
     ev_timer_start(c->srv->loop, &c->timer, WS_CLOSE_WAIT_MS);
 }
 
+/* Not parsing requests now: the outbox is over its bound (until half of
+ * it drained), or WS_INFLIGHT_MAX requests wait for the database. */
+static bool conn_stalled(const struct ws_conn *c)
+{
+    return c->paused || c->out_bytes > c->srv->cfg.outbox_max || c->refs >= WS_INFLIGHT_MAX;
+}
+
 /* Writes as much of the outbox as the socket takes. 0, or -1 when the
  * connection died. */
 static int conn_flush(struct ws_conn *c)
@@ -307,13 +323,25 @@ static int conn_flush(struct ws_conn *c)
             c->cur_off = 0;
         }
     }
-    /* backpressure: replies come only from requests, so not reading while
-     * the outbox is over its bound bounds them too (resume below half) */
-    if (c->out_bytes > c->srv->cfg.outbox_max)
+    /* backpressure: replies come only from requests, so not parsing them
+     * while the outbox is over its bound (resume below half) or while
+     * WS_INFLIGHT_MAX are at the database bounds replies too */
+    if (c->out_bytes > c->srv->cfg.outbox_max) {
+        if (!c->paused)
+            log_info("conn %llu: outbox over %zu bytes: stops reading until half of it drained",
+                     (unsigned long long)c->id, c->srv->cfg.outbox_max);
         c->paused = true;
-    else if (c->out_bytes <= c->srv->cfg.outbox_max / 2)
+    } else if (c->out_bytes <= c->srv->cfg.outbox_max / 2)
         c->paused = false;
-    uint32_t want = (c->paused ? 0 : EPOLLIN | EPOLLRDHUP) | (c->out_bytes ? EPOLLOUT : 0);
+    if (c->in_len > 0 && !conn_stalled(c) && c->state == WS_OPEN) {
+        /* input held while stalled: parse it now; what it queues comes
+         * back here (pending) */
+        conn_feed(c, c->in, c->in_len);
+        if (c->state == WS_DEAD)
+            return -1;
+    }
+    bool reading = !conn_stalled(c) && c->in_len == 0;
+    uint32_t want = (reading ? EPOLLIN | EPOLLRDHUP : 0) | (c->out_bytes ? EPOLLOUT : 0);
     if (ev_io_set(c->srv->loop, &c->io, want) < 0) {
         conn_kill(c);
         return -1;
@@ -549,9 +577,30 @@ static void on_frame_event(struct ws_conn *c, const struct ws_event *ev)
     }
 }
 
+/* Holds buf[0..len) (the unparsed rest of a read, or of what was held)
+ * until the connection is no longer stalled. */
+static void conn_hold(struct ws_conn *c, const uint8_t *buf, size_t len)
+{
+    /* what a read leaves: at most a read buffer, or a handshake's tail */
+    size_t cap = c->srv->rbuf_size > WS_HANDSHAKE_MAX ? c->srv->rbuf_size : WS_HANDSHAKE_MAX;
+
+    if (!c->in && !(c->in = malloc(cap))) {
+        conn_kill(c);
+        return;
+    }
+    memmove(c->in, buf, len);
+    c->in_len = len;
+    conn_mark_pending(c); /* reading stops at the next flush */
+}
+
 static void conn_feed(struct ws_conn *c, uint8_t *buf, size_t len)
 {
+    c->in_len = 0; /* buf may be c->in itself: held again below if need be */
     while (len > 0 && c->state != WS_DEAD) {
+        if (c->state == WS_OPEN && !c->close_received && conn_stalled(c)) {
+            conn_hold(c, buf, len);
+            return;
+        }
         struct ws_event ev;
         size_t used = 0;
         int r = ws_reader_feed(&c->rd, buf, len, &used, &ev);
@@ -576,6 +625,9 @@ static void conn_read(struct ws_conn *c)
             return;
         }
         n = read(c->io.fd, c->hs + c->hs_len, WS_HANDSHAKE_MAX + 1 - c->hs_len);
+    } else if (c->in_len > 0 || conn_stalled(c)) {
+        conn_mark_pending(c); /* the flush stops reading (level-triggered) */
+        return;
     } else {
         n = read(c->io.fd, srv->rbuf, srv->rbuf_size);
     }

@@ -257,8 +257,10 @@ bool ws_room_joined(struct ws_conn *c, const char *room)
 
 static void sub_release(struct ws_sub *s)
 {
-    for (uint32_t i = 0; i < s->nheld; i++)
+    for (uint32_t i = 0; i < s->nheld; i++) {
+        s->c->held_bytes -= s->held[i].b->len;
         ws_buf_unref(s->held[i].b);
+    }
     free(s->held);
     s->held = NULL;
     s->nheld = s->capheld = 0;
@@ -313,6 +315,15 @@ static void sub_fail(struct ws_sub *s, bool in_query)
 
 static void hold(struct ws_sub *s, struct ws_buf *b, int64_t seq)
 {
+    struct ws_conn *c = s->c;
+
+    /* held frames are part of the outbox to be: the same bound */
+    if (c->out_bytes + c->held_bytes + b->len > c->srv->cfg.outbox_max) {
+        log_info("conn %llu: outbox and held frames over %zu bytes: closing slow consumer",
+                 (unsigned long long)c->id, c->srv->cfg.outbox_max);
+        ws_conn_close(c, WS_CLOSE_POLICY, "too slow: resume from your cursor");
+        return;
+    }
     if (s->nheld == s->capheld) {
         uint32_t cap = s->capheld ? s->capheld * 2 : 16;
         struct ws_held *v = realloc(s->held, cap * sizeof(*v));
@@ -323,6 +334,7 @@ static void hold(struct ws_sub *s, struct ws_buf *b, int64_t seq)
         s->held = v;
         s->capheld = cap;
     }
+    c->held_bytes += b->len;
     s->held[s->nheld].b = ws_buf_ref(b);
     s->held[s->nheld++].seq = seq;
 }
@@ -480,6 +492,7 @@ static void catchup(struct ws_room *r)
 
 struct backfill {
     struct ws_sub *s;
+    struct ws_conn *c; /* referenced: a join is a request at the database */
     int64_t n;
     uint64_t members_gen; /* the room's when the query was sent */
     char *members;        /* a copy of the remembered list used instead of asking */
@@ -570,6 +583,7 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
     sub_release(s);
     s->state = SUB_LIVE;
 out:
+    ws_conn_unref(bf->c);
     free(bf->members);
     free(bf);
 }
@@ -631,7 +645,10 @@ static void backfill(struct ws_sub *s)
         free(bf->members);
         free(bf);
         sub_fail(s, false);
+        return;
     }
+    bf->c = s->c;
+    ws_conn_ref(bf->c);
 }
 
 static void load_done(struct pg *pg, PGresult *res, void *data)

@@ -1,0 +1,84 @@
+// Hostile traffic against chat-ws (issue 12): each test reproduces an
+// attack on a daemon of its own and shows a victim still served.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { Client, uniqueRoom, withTimeout } from './lib.mjs';
+import { Raw } from './ws_raw.mjs';
+import { startDaemon } from './daemon.mjs';
+
+// A client straight on the daemon's socket, with the headers nginx would set.
+async function direct(d, name, headers = {}) {
+  const c = await Client.connect('', { headers }, `${d.url}?name=${name}`);
+  await c.op('hello');
+  return c;
+}
+
+// kB of a process from /proc/PID/status: VmRSS now, VmHWM its peak
+function mem(pid, field) {
+  const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
+  return Number(m[1]);
+}
+
+// Waits until cond() holds, polling on the event loop (deadline, no sleep).
+async function until(cond, ms, what) {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+// Fills room with n messages of size bytes; waits for every ack.
+async function fill(c, room, n, size) {
+  const text = 'h'.repeat(size);
+  for (let i = 0; i < n; i += 20) {
+    const batch = Math.min(20, n - i);
+    for (let j = 0; j < batch; j++) c.send({ op: 'send', room, text, cid: `f${i + j}` });
+    for (let j = 0; j < batch; j++) {
+      const e = await c.next((x) => x.op === 'ack' || x.op === 'error', 10000, 'ack');
+      assert.equal(e.op, 'ack', JSON.stringify(e));
+    }
+  }
+}
+
+describe('hostile traffic on chat-ws', () => {
+  test('history requests never read: the daemon stops reading, memory stays bounded, the room goes on', async () => {
+    const d = await startDaemon(['--send-rate', '1000', '--req-rate', '1000']);
+    const big = { 'X-Chat-Max-Text': '8192' };
+    const room = uniqueRoom('hist');
+    const sender = await direct(d, 'filler', big);
+    await fill(sender, room, 200, 8000);
+    const victim = await direct(d, 'victim', big);
+    victim.send({ op: 'join', room });
+    await victim.op('joined');
+    const before = mem(d.pid, 'VmRSS');
+
+    // the attack: 100 pages of 200 x 8 KB asked in one write, never read
+    const evil = await Raw.open({ path: d.path });
+    assert.equal((await evil.handshake({ path: '/chat/ws?name=evil', extra: big })).status, 101);
+    evil.sock.pause();
+    const reqs = [];
+    for (let i = 0; i < 100; i++) {
+      reqs.push(Raw.frame(0x1, Buffer.from(JSON.stringify({ op: 'history', room, limit: 200, ref: i }))));
+    }
+    evil.write(Buffer.concat(reqs));
+    await until(() => /stops reading/.test(d.log()), 20000, 'the daemon to stop reading the attacker');
+
+    // the victim is served live, and its own history comes back (the
+    // reader connection is FIFO: every page the attacker got is out by then)
+    sender.send({ op: 'send', room, text: 'still here', cid: 'live' });
+    assert.equal((await victim.next((e) => e.op === 'msg' && e.cid === 'live', 10000, 'live msg')).text, 'still here');
+    victim.send({ op: 'history', room, limit: 10, ref: 'v' });
+    assert.equal((await victim.next((e) => e.op === 'history', 10000, 'history')).messages.length, 10);
+    const peak = mem(d.pid, 'VmHWM');
+    // before the fix one such connection took a worker from 5 to 165 MiB
+    assert.ok(peak - before < 32 * 1024, `worker peak RSS grew ${peak - before} kB (from ${before} kB)`);
+    console.log(`history attack: RSS ${before} kB before, peak ${peak} kB (+${peak - before} kB)`);
+
+    evil.end();
+    sender.close();
+    victim.close();
+    await d.stop();
+  });
+});
