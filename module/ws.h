@@ -130,6 +130,15 @@ struct ws_handlers {
     int (*health)(struct ws_server *srv, char *out, size_t size);
 };
 
+/* What one worker tells the others (shared memory, one slot per worker,
+ * set up by the parent before forking): its connections, so that a full
+ * worker stops taking new ones while another has room. */
+struct ws_peer {
+    int pid;       /* 0: free; a dead worker's slot is taken over */
+    uint32_t full; /* at --max-conns */
+    int64_t at;    /* ms, chat_now_ms(): a slot not updated for a while is not trusted */
+};
+
 struct ws_server {
     const struct ws_handlers *h;
     struct ws_config cfg;
@@ -138,6 +147,11 @@ struct ws_server {
     struct ev_io listen_io;
     struct ev_timer accept_pause; /* out of file descriptors: retry soon */
     bool accepting;
+    bool listening;             /* the listening socket is in epoll */
+    bool accept_paused;         /* out of file descriptors: accept_pause runs */
+    struct ws_peer *peers, *me; /* NULL with one worker */
+    int npeers;
+    struct ev_timer balance;   /* refreshes *me, re-decides whether to accept */
     struct chat_typing typing; /* one typing event per (room, sender) a second */
     struct ws_conn *conns;     /* doubly linked */
     size_t nconns;

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,11 +30,14 @@
 #define WS_FULL_MARGIN 64
 #define WS_RING_KEEP 8
 #define WS_ACCEPT_PAUSE_MS 200
+#define WS_PEER_EVERY_MS 250  /* a worker publishes its state this often */
+#define WS_PEER_STALE_MS 1500 /* a worker silent longer is not counted on */
 
 static void conn_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events);
 static void conn_timer_cb(struct ev_loop *loop, struct ev_timer *t);
 static void conn_kill(struct ws_conn *c);
 static void conn_mark_pending(struct ws_conn *c);
+static void listen_update(struct ws_server *srv);
 static void conn_feed(struct ws_conn *c, uint8_t *buf, size_t len);
 const struct chat_policy *ws_policy_intern(const struct chat_policy *p);
 
@@ -186,6 +190,8 @@ static void conn_reap(struct ws_conn *c)
     ring_clear(&c->normal, &c->out_bytes);
     CHAT_LIST_UNLINK(srv->conns, c, prev, next);
     srv->nconns--;
+    if (!srv->listening)
+        listen_update(srv);
     if (c->refs == 0)
         conn_free(c);
 }
@@ -693,12 +699,55 @@ static void conn_timer_cb(struct ev_loop *loop, struct ev_timer *t)
 
 /* ---- accept ---- */
 
+/* Another worker is alive, has published lately and is below --max-conns. */
+static bool others_have_room(const struct ws_server *srv)
+{
+    int64_t now = ev_now(srv->loop);
+
+    for (int i = 0; i < srv->npeers; i++) {
+        const struct ws_peer *p = &srv->peers[i];
+        if (p == srv->me || __atomic_load_n(&p->pid, __ATOMIC_RELAXED) == 0)
+            continue;
+        if (now - __atomic_load_n(&p->at, __ATOMIC_RELAXED) < WS_PEER_STALE_MS &&
+            !__atomic_load_n(&p->full, __ATOMIC_RELAXED))
+            return true;
+    }
+    return false;
+}
+
+/* Publishes this worker's state and takes the listening socket in or out
+ * of epoll: a full worker leaves new connections to one that has room;
+ * when every worker is full, they all take them again, to answer 503. */
+static void listen_update(struct ws_server *srv)
+{
+    bool full = srv->nconns >= srv->cfg.max_conns;
+
+    if (srv->me) {
+        __atomic_store_n(&srv->me->full, full, __ATOMIC_RELAXED);
+        __atomic_store_n(&srv->me->at, ev_now(srv->loop), __ATOMIC_RELAXED);
+    }
+    bool want = srv->accepting && !srv->accept_paused && !(full && others_have_room(srv));
+    if (want == srv->listening)
+        return;
+    /* several worker processes share the socket: wake one of them */
+    if (ev_io_set(srv->loop, &srv->listen_io,
+                  want ? EPOLLIN | (srv->cfg.workers > 1 ? EPOLLEXCLUSIVE : 0) : 0) < 0) {
+        log_error("cannot %s accepting: %s", want ? "resume" : "pause", strerror(errno));
+        return;
+    }
+    srv->listening = want;
+    if (srv->accepting && !srv->accept_paused)
+        log_info(want ? "accepting connections again (%zu)"
+                      : "full (%zu connections): leaving new ones to the other workers",
+                 srv->nconns);
+}
+
 static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
 {
     struct ws_server *srv = io->data;
     (void)events;
 
-    for (int i = 0; i < WS_ACCEPT_BATCH && srv->accepting; i++) {
+    for (int i = 0; i < WS_ACCEPT_BATCH && srv->listening; i++) {
         int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
@@ -706,7 +755,8 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
                  * moment instead of spinning on it */
                 log_error("accept: %s: pausing accepts for %d ms", strerror(errno),
                           WS_ACCEPT_PAUSE_MS);
-                ev_io_set(loop, &srv->listen_io, 0);
+                srv->accept_paused = true;
+                listen_update(srv);
                 ev_timer_start(loop, &srv->accept_pause, WS_ACCEPT_PAUSE_MS);
             } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
                        errno != ECONNABORTED)
@@ -741,16 +791,44 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
         CHAT_LIST_LINK(srv->conns, c, prev, next);
         srv->nconns++;
         ev_timer_start(loop, &c->timer, srv->cfg.handshake_timeout);
+        if (srv->nconns >= srv->cfg.max_conns)
+            listen_update(srv);
     }
 }
 
 static void accept_resume(struct ev_loop *loop, struct ev_timer *t)
 {
     struct ws_server *srv = t->data;
+    (void)loop;
 
-    if (srv->accepting &&
-        ev_io_set(loop, &srv->listen_io, EPOLLIN | (srv->cfg.workers > 1 ? EPOLLEXCLUSIVE : 0)) < 0)
-        log_error("cannot resume accepting: %s", strerror(errno));
+    srv->accept_paused = false;
+    listen_update(srv);
+}
+
+static void balance_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct ws_server *srv = t->data;
+
+    listen_update(srv);
+    if (srv->accepting)
+        ev_timer_start(loop, t, WS_PEER_EVERY_MS);
+}
+
+/* Takes this worker's slot: a free one, or a dead worker's. */
+static void peer_claim(struct ws_server *srv)
+{
+    int me = (int)getpid();
+
+    for (int pass = 0; pass < 2 && !srv->me; pass++) {
+        for (int i = 0; i < srv->npeers && !srv->me; i++) {
+            int was = __atomic_load_n(&srv->peers[i].pid, __ATOMIC_RELAXED);
+            if (pass == 0 ? was != 0 : (was == 0 || kill(was, 0) == 0 || errno != ESRCH))
+                continue;
+            if (__atomic_compare_exchange_n(&srv->peers[i].pid, &was, me, false, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_RELAXED))
+                srv->me = &srv->peers[i];
+        }
+    }
 }
 
 int ws_server_listen(struct ws_server *srv)
@@ -761,18 +839,22 @@ int ws_server_listen(struct ws_server *srv)
     srv->listen_io.cb = accept_cb;
     srv->listen_io.data = srv;
     srv->accepting = true;
-    /* several worker processes share the socket: wake one of them */
-    return ev_io_set(srv->loop, &srv->listen_io,
-                     EPOLLIN | (srv->cfg.workers > 1 ? EPOLLEXCLUSIVE : 0));
+    if (srv->peers) {
+        peer_claim(srv);
+        srv->balance.cb = balance_cb;
+        srv->balance.data = srv;
+        ev_timer_start(srv->loop, &srv->balance, WS_PEER_EVERY_MS);
+    }
+    listen_update(srv);
+    return srv->listening ? 0 : -1;
 }
 
 void ws_server_shutdown(struct ws_server *srv)
 {
     ev_timer_stop(srv->loop, &srv->accept_pause);
-    if (srv->accepting) {
-        ev_io_set(srv->loop, &srv->listen_io, 0);
-        srv->accepting = false;
-    }
+    ev_timer_stop(srv->loop, &srv->balance);
+    srv->accepting = false;
+    listen_update(srv);
     for (struct ws_conn *c = srv->conns; c; c = c->next) {
         if (c->state == WS_OPEN)
             ws_conn_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");

@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -298,6 +299,9 @@ static void node_down(const struct ws_config *cfg, const char *node)
     PQfinish(c);
 }
 
+/* the workers' slots (struct ws_peer), shared: mapped before forking */
+static struct ws_peer *peers;
+
 static int run_worker(const struct ws_config *cfg, int listen_fd)
 {
     struct worker w = {0};
@@ -313,6 +317,8 @@ static int run_worker(const struct ws_config *cfg, int listen_fd)
     w.srv.cfg = *cfg;
     w.srv.h = &ws_chat_handlers;
     w.srv.listen_fd = listen_fd;
+    w.srv.peers = peers;
+    w.srv.npeers = peers ? cfg->workers : 0;
     w.srv.loop = ev_loop_new();
     w.srv.rbuf_size = 64 * 1024;
     w.srv.rbuf = malloc(w.srv.rbuf_size);
@@ -424,6 +430,17 @@ int main(int argc, char **argv)
     log_info("listening on %s: %d worker(s), open files %ld, heartbeat %d s, %zu connections "
              "per worker",
              cfg.listen, cfg.workers, nofile, cfg.heartbeat, cfg.max_conns);
+    if (cfg.workers > 1) {
+        /* each worker says whether it is full: a full one leaves new
+         * connections to the others (ws_conn.c, listen_update) */
+        void *m = mmap(NULL, sizeof(*peers) * (size_t)cfg.workers, PROT_READ | PROT_WRITE,
+                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            log_error("mmap: %s", strerror(errno));
+            return 1;
+        }
+        peers = m;
+    }
     struct worker_args wa = {&cfg, fd};
     int rc =
         cfg.workers == 1 ? run_worker(&cfg, fd) : chat_supervise(cfg.workers, run_worker_args, &wa);

@@ -81,4 +81,31 @@ describe('hostile traffic on chat-ws', () => {
     victim.close();
     await d.stop();
   });
+
+  test('two workers: a full worker leaves new connections to the other, so both limits are usable', async () => {
+    const N = 20;
+    const d = await startDaemon(['--workers', '2', '--max-conns', String(N)]);
+    await until(() => (d.log().match(/ready: listening, reading and writing/g) || []).length >= 2, 15000,
+      'both workers ready');
+    // one address opens nearly both workers' worth of connections
+    const cs = [];
+    for (let i = 0; i < 2 * N - 2; i++) cs.push(await direct(d, `many${i}`));
+    // before, every one of them went to one worker: past N they got 503
+    const victim = await direct(d, 'victim');
+    victim.send({ op: 'ping', ref: 'v' });
+    assert.equal((await victim.op('pong')).ref, 'v');
+    // and past both limits: a clean 503
+    const more = [await direct(d, 'last')];
+    let refused = 0;
+    for (let i = 0; i < 3; i++) {
+      const r = await Raw.open({ path: d.path });
+      const h = await r.handshake({ path: '/chat/ws?name=over' });
+      if (h.status === 503) refused++;
+      else more.push(r);
+      r.end();
+    }
+    assert.equal(refused, 3, `${refused} of 3 refused past 2 x ${N}`);
+    for (const c of [...cs, victim, ...more]) c.close?.();
+    await d.stop();
+  });
 });
