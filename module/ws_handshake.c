@@ -291,9 +291,9 @@ static bool split_authority(const char *s, size_t n, const char **host, size_t *
     return true;
 }
 
-/* Same host and port? Ports absent on either side are the default port of
- * the origin's scheme. */
-static bool origin_same_host(const char *o, size_t olen, const char *host, size_t hlen)
+/* An origin "scheme://authority" split: false when it is not of that shape. */
+static bool origin_split(const char *o, size_t olen, const char **scheme, size_t *scheme_len,
+                         const char **host, size_t *host_len, long *port)
 {
     const char *sep = NULL;
     for (size_t i = 0; i + 3 <= olen; i++) {
@@ -304,24 +304,95 @@ static bool origin_same_host(const char *o, size_t olen, const char *host, size_
     }
     if (sep == NULL)
         return false;
-    size_t slen = (size_t)(sep - o);
-    long dflt = -1;
-    if (eq_nocase(o, slen, "http", 4) || eq_nocase(o, slen, "ws", 2))
-        dflt = 80;
-    else if (eq_nocase(o, slen, "https", 5) || eq_nocase(o, slen, "wss", 3))
-        dflt = 443;
+    *scheme = o;
+    *scheme_len = (size_t)(sep - o);
+    return split_authority(sep + 3, olen - *scheme_len - 3, host, host_len, port);
+}
 
-    const char *oh, *hh;
-    size_t ohl, hhl;
+static long scheme_port(const char *s, size_t n)
+{
+    if (eq_nocase(s, n, "http", 4) || eq_nocase(s, n, "ws", 2))
+        return 80;
+    if (eq_nocase(s, n, "https", 5) || eq_nocase(s, n, "wss", 3))
+        return 443;
+    return -1;
+}
+
+/* Same host and port? Ports absent on either side are the default port of
+ * the origin's scheme. */
+static bool origin_same_host(const char *o, size_t olen, const char *host, size_t hlen)
+{
+    const char *sc, *oh, *hh;
+    size_t scl, ohl, hhl;
     long op, hp;
-    if (!split_authority(sep + 3, olen - slen - 3, &oh, &ohl, &op) ||
+
+    if (!origin_split(o, olen, &sc, &scl, &oh, &ohl, &op) ||
         !split_authority(host, hlen, &hh, &hhl, &hp))
         return false;
+    long dflt = scheme_port(sc, scl);
     if (op < 0)
         op = dflt;
     if (hp < 0)
         hp = dflt;
     return op == hp && eq_nocase(oh, ohl, hh, hhl);
+}
+
+/* Is host[0..n) a name of this server: nginx's $server_name (exactly, or a
+ * "*.example.org" / ".example.org" wildcard), or its own address (the
+ * connection's $server_addr, [brackets] around IPv6)? A name the admin
+ * never configured is what a DNS rebinding attack brings. */
+static bool host_is_site(const char *h, size_t n, const struct ws_request *req)
+{
+    const char *name, *addr;
+    size_t name_len, addr_len;
+
+    if (ws_header_get(req, "X-Chat-Server-Name", &name, &name_len) == 1 && name_len > 0) {
+        if (eq_nocase(h, n, name, name_len))
+            return true;
+        size_t skip = name[0] == '.'                               ? 0
+                      : name_len > 2 && memcmp(name, "*.", 2) == 0 ? 1
+                                                                   : name_len;
+        if (skip < name_len) { /* ".example.org": it and below; "*.example.org": below */
+            const char *suf = name + skip;
+            size_t sl = name_len - skip;
+            if (n > sl && eq_nocase(h + n - sl, sl, suf, sl))
+                return true;
+            if (skip == 0 && eq_nocase(h, n, suf + 1, sl - 1))
+                return true;
+        }
+    }
+    if (ws_header_get(req, "X-Chat-Server-Addr", &addr, &addr_len) == 1 && addr_len > 0) {
+        if (n >= 2 && h[0] == '[') {
+            h++;
+            n -= 2;
+        }
+        if (eq_nocase(h, n, addr, addr_len))
+            return true;
+    }
+    return false;
+}
+
+/* The Origin against what nginx says the site is: X-Chat-Scheme ($scheme,
+ * or $chat_scheme behind a TLS-terminating balancer) and a Host that is a
+ * name of this server. Without X-Chat-Scheme (the daemon reached without
+ * nginx's proxy headers) the host and port alone. */
+static bool origin_is_site(const char *o, size_t olen, const struct ws_request *req,
+                           const char *host, size_t hlen)
+{
+    const char *scheme, *sc, *oh, *hh;
+    size_t scheme_len, scl, ohl, hhl;
+    long op, hp;
+
+    if (!origin_same_host(o, olen, host, hlen))
+        return false;
+    if (ws_header_get(req, "X-Chat-Scheme", &scheme, &scheme_len) != 1)
+        return true;
+    if (!origin_split(o, olen, &sc, &scl, &oh, &ohl, &op) ||
+        !eq_nocase(sc, scl, scheme, scheme_len))
+        return false;
+    if (!split_authority(host, hlen, &hh, &hhl, &hp))
+        return false;
+    return host_is_site(hh, hhl, req);
 }
 
 /* Is o[0..olen) one of the space-separated entries of list? */
@@ -380,7 +451,7 @@ int ws_handshake_check(const struct ws_request *req, const char *allowed, size_t
         return reject(res, 403, "repeated Origin");
     if (norigin == 1 && !origin_listed(origin, origin_len, allowed, allowed_len)) {
         bool is_null = origin_len == 4 && memcmp(origin, "null", 4) == 0;
-        if (is_null || !origin_same_host(origin, origin_len, host, host_len))
+        if (is_null || !origin_is_site(origin, origin_len, req, host, host_len))
             return reject(res, 403, "cross-origin request not allowed");
     }
     res->key = key;

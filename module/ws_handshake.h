@@ -87,10 +87,14 @@ struct ws_hs_result {
  * (both case-insensitive), "Sec-WebSocket-Version: 13" (else 426 with
  * "Sec-WebSocket-Version: 13"), and one Sec-WebSocket-Key that is base64 of
  * exactly 16 bytes (else 400). Origin: absent is accepted; present, it is
- * accepted when its host and port equal the Host header's (default ports
- * by the origin's scheme), or when the whole origin string is one of the
- * space-separated entries of allowed[0..allowed_len) (the X-Chat-Origins
- * value nginx sets; NULL for none). "null" is accepted only when listed.
+ * accepted when the whole origin string is one of the space-separated
+ * entries of allowed[0..allowed_len) (the X-Chat-Origins value nginx sets;
+ * NULL for none), or when it is the site: its host and port equal the Host
+ * header's (default ports by the origin's scheme) and, when nginx sent
+ * X-Chat-Scheme, its scheme is that one and the Host's host is nginx's
+ * X-Chat-Server-Name (or a "*.x"/".x" wildcard of it) or X-Chat-Server-Addr
+ * (DNS rebinding brings a Host nobody configured). "null" is accepted only
+ * when listed.
  * Otherwise 403. Sec-WebSocket-Extensions is ignored (no extension is
  * supported). Returns one of enum ws_hs_verdict and fills *res. */
 int ws_handshake_check(const struct ws_request *req, const char *allowed, size_t allowed_len,

@@ -3,7 +3,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { Client, uniqueRoom, withTimeout } from './lib.mjs';
+import { BASE, Client, uniqueRoom } from './lib.mjs';
 import { Raw } from './ws_raw.mjs';
 import { startDaemon } from './daemon.mjs';
 
@@ -106,6 +106,62 @@ describe('hostile traffic on chat-ws', () => {
     }
     assert.equal(refused, 3, `${refused} of 3 refused past 2 x ${N}`);
     for (const c of [...cs, victim, ...more]) c.close?.();
+    await d.stop();
+  });
+
+  test('Origin: another scheme and DNS rebinding are refused behind nginx; the real site still connects', async () => {
+    const port = Number(new URL(BASE).port);
+    const via = async (host, origin, extra = {}) => {
+      const r = await Raw.open({ host: '127.0.0.1', port });
+      const h = await r.handshake({ host, path: '/chat/ws?name=o', extra: { Origin: origin, ...extra } });
+      let hello = null;
+      if (h.status === 101) hello = JSON.parse((await r.data()).payload);
+      r.end();
+      return { status: h.status, hello };
+    };
+    const site = `127.0.0.1:${port}`;
+    // another scheme on the same host and port: an https or foo page
+    assert.equal((await via(site, `https://${site}`)).status, 403);
+    assert.equal((await via(site, `foo://${site}`)).status, 403);
+    // DNS rebinding: the attacker's name points at us; Host and Origin agree
+    assert.equal((await via(`evil.example:${port}`, `http://evil.example:${port}`)).status, 403);
+    assert.equal((await via('evil.example', 'http://evil.example')).status, 403);
+    // a client cannot name the site itself: nginx sets these headers
+    assert.equal((await via(`evil.example:${port}`, `http://evil.example:${port}`,
+      { 'X-Chat-Server-Name': 'evil.example', 'X-Chat-Server-Addr': 'evil.example', 'X-Chat-Origins': `http://evil.example:${port}` })).status, 403);
+    // the victim: the real page, by address and by server_name
+    const real = await via(site, `http://${site}`);
+    assert.equal(real.status, 101);
+    assert.equal(real.hello.op, 'hello');
+    assert.equal((await via(`localhost:${port}`, `http://localhost:${port}`)).status, 101);
+    // no Origin (not a browser): as before
+    const r = await Raw.open({ host: '127.0.0.1', port });
+    assert.equal((await r.handshake({ host: 'evil.example', path: '/chat/ws?name=o' })).status, 101);
+    r.end();
+  });
+
+  test('Origin: server_name wildcards, $chat_scheme and the server address, as nginx sends them', async () => {
+    const d = await startDaemon([]);
+    const check = async (host, origin, site) => {
+      const r = await Raw.open({ path: d.path });
+      const h = await r.handshake({ host, path: '/chat/ws?name=o', extra: { Origin: origin, ...site } });
+      r.end();
+      return h.status;
+    };
+    const wild = { 'X-Chat-Scheme': 'https', 'X-Chat-Server-Name': '*.example.org', 'X-Chat-Server-Addr': '192.0.2.1' };
+    assert.equal(await check('chat.example.org', 'https://chat.example.org', wild), 101);
+    assert.equal(await check('example.org', 'https://example.org', wild), 403); // *. is below only
+    assert.equal(await check('chat.example.org', 'http://chat.example.org', wild), 403);
+    assert.equal(await check('evilexample.org', 'https://evilexample.org', wild), 403);
+    const dot = { ...wild, 'X-Chat-Server-Name': '.example.org' };
+    assert.equal(await check('example.org', 'https://example.org', dot), 101);
+    assert.equal(await check('a.b.example.org', 'https://a.b.example.org:443', dot), 101);
+    assert.equal(await check('192.0.2.1', 'https://192.0.2.1', wild), 101);
+    assert.equal(await check('[2001:db8::1]:8443', 'https://[2001:db8::1]:8443', { ...wild, 'X-Chat-Server-Addr': '2001:db8::1' }), 101);
+    const catchAll = { 'X-Chat-Scheme': 'http', 'X-Chat-Server-Name': '_', 'X-Chat-Server-Addr': '192.0.2.1' };
+    assert.equal(await check('chat.example.org', 'http://chat.example.org', catchAll), 403);
+    assert.equal(await check('chat.example.org', 'http://chat.example.org',
+      { ...catchAll, 'X-Chat-Origins': 'http://chat.example.org' }), 101);
     await d.stop();
   });
 });
