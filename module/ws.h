@@ -28,6 +28,7 @@ struct ws_config {
     bool echo;                    /* conformance mode: echo, no database */
     int heartbeat;                /* seconds between server pings */
     size_t max_conns;             /* per process; 503 before upgrade past it */
+    size_t max_per_addr;          /* per client address (X-Chat-Addr) per process; 0: none */
     int handshake_timeout;        /* ms for the request head */
     size_t max_message;           /* bytes of one client message (1009) */
     size_t outbox_max;            /* bytes queued to one client (1008) */
@@ -65,6 +66,7 @@ enum ws_conn_state { WS_HANDSHAKE, WS_OPEN, WS_CLOSING, WS_DEAD };
 
 struct ws_sub;
 struct ws_server;
+struct ws_addr_count;
 
 /* Requests of one connection waiting for the database (history, search,
  * members, sends, edits...) before it stops parsing more: with pages cut
@@ -88,6 +90,7 @@ struct ws_conn {
     bool full;     /* accepted past --max-conns: answered 503 */
     bool chatting; /* opened in chat mode: leaves its rooms when reaped */
     bool paused;   /* outbox over its bound: not reading */
+    bool counted;  /* counted in srv->addrs under addr */
     /* input read but not yet parsed: held while the connection is stalled
      * (outbox over its bound, or WS_INFLIGHT_MAX requests at the database);
      * at most one read buffer */
@@ -151,9 +154,12 @@ struct ws_server {
     bool accept_paused;         /* out of file descriptors: accept_pause runs */
     struct ws_peer *peers, *me; /* NULL with one worker */
     int npeers;
-    struct ev_timer balance;   /* refreshes *me, re-decides whether to accept */
-    struct chat_typing typing; /* one typing event per (room, sender) a second */
-    struct ws_conn *conns;     /* doubly linked */
+    struct ev_timer balance;      /* refreshes *me, re-decides whether to accept */
+    struct chat_typing typing;    /* one typing event per (room, sender) a second */
+    struct ws_conn *conns;        /* doubly linked */
+    struct ws_addr_count **addrs; /* open connections per client address */
+    size_t addr_buckets;
+    uint64_t addr_seed;
     size_t nconns;
     uint64_t next_id;
     struct ws_conn *pending, *reap;

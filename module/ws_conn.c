@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "chat_hash.h"
 #include "chat_list.h"
 #include "chat_log.h"
 #include "ws.h"
@@ -121,6 +122,72 @@ static void ring_clear(struct ws_ring *r, size_t *bytes)
     r->cap = r->head = 0;
 }
 
+/* ---- open connections per client address (nginx's X-Chat-Addr) ---- */
+
+#define WS_ADDR_BUCKETS 1024
+
+struct ws_addr_count {
+    struct ws_addr_count *next;
+    size_t conns;
+    char addr[CHAT_ADDR_MAX + 1];
+};
+
+static struct ws_addr_count **addr_slot(struct ws_server *srv, const char *addr)
+{
+    if (!srv->addrs) {
+        srv->addrs = calloc(WS_ADDR_BUCKETS, sizeof(*srv->addrs));
+        if (!srv->addrs)
+            return NULL;
+        srv->addr_buckets = WS_ADDR_BUCKETS;
+        /* seeded: peers choose the keys */
+        srv->addr_seed = chat_hash_more(CHAT_HASH_INIT, (const char *)&srv, sizeof(srv)) ^
+                         (uint64_t)ev_now(srv->loop) ^ (uint64_t)getpid() << 32;
+    }
+    struct ws_addr_count **pp =
+        &srv->addrs[chat_hash_more(srv->addr_seed, addr, strlen(addr)) % srv->addr_buckets];
+    while (*pp && strcmp((*pp)->addr, addr) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* Counts c under its address: 0, or -1 when the address has its
+ * --max-conns-per-addr already (or out of memory). */
+static int addr_take(struct ws_conn *c)
+{
+    struct ws_server *srv = c->srv;
+    struct ws_addr_count **pp, *a;
+
+    if (!srv->cfg.max_per_addr || !c->addr[0])
+        return 0;
+    if (!(pp = addr_slot(srv, c->addr)))
+        return -1;
+    if (!(a = *pp)) {
+        if (!(a = calloc(1, sizeof(*a))))
+            return -1;
+        strcpy(a->addr, c->addr);
+        *pp = a;
+    }
+    if (a->conns >= srv->cfg.max_per_addr)
+        return -1;
+    a->conns++;
+    c->counted = true;
+    return 0;
+}
+
+static void addr_release(struct ws_conn *c)
+{
+    struct ws_addr_count **pp, *a;
+
+    if (!c->counted)
+        return;
+    c->counted = false;
+    pp = addr_slot(c->srv, c->addr);
+    if (pp && (a = *pp) && --a->conns == 0) {
+        *pp = a->next;
+        free(a);
+    }
+}
+
 /* ---- references and reaping ---- */
 
 void ws_conn_ref(struct ws_conn *c)
@@ -188,6 +255,7 @@ static void conn_reap(struct ws_conn *c)
     c->cur = NULL;
     ring_clear(&c->urgent, &c->out_bytes);
     ring_clear(&c->normal, &c->out_bytes);
+    addr_release(c);
     CHAT_LIST_UNLINK(srv->conns, c, prev, next);
     srv->nconns--;
     if (!srv->listening)
@@ -447,6 +515,14 @@ static void upgrade(struct ws_conn *c, const struct ws_request *req, const struc
         if (ws_header_get(req, "X-Chat-Addr", &addr, &addr_len) == 1 && addr_len <= CHAT_ADDR_MAX) {
             memcpy(c->addr, addr, addr_len);
             c->addr[addr_len] = '\0';
+        }
+        if (addr_take(c) < 0) {
+            log_info("conn %llu: refused: %zu connections from %s", (unsigned long long)c->id,
+                     srv->cfg.max_per_addr, c->addr);
+            http_answer(c, 429, "Retry-After: 5", "application/json",
+                        "{\"op\":\"error\",\"code\":\"rate_limited\","
+                        "\"message\":\"too many connections from your address\"}");
+            return;
         }
         p.user[0] = '\0'; /* the identity lives in c->user; policies are shared */
         c->policy = ws_policy_intern(&p);

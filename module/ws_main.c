@@ -45,6 +45,8 @@ static void usage(FILE *f)
             "  --max-message BYTES    largest client message (default 262144)\n"
             "  --outbox BYTES         queued bytes per client before 1008 (default 1048576)\n"
             "  --max-rooms N          rooms per connection (default 100)\n"
+            "  --max-conns-per-addr N connections per client address (nginx's) per process\n"
+            "                         (default 200; 0: no limit)\n"
             "  --send-rate R          sends per second per connection (default 10, burst 3x)\n"
             "  --req-rate R           requests per second per connection (default 50, burst 2x)\n"
             "  --backlog N            messages replayed on join at most (default 500)\n"
@@ -93,7 +95,8 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
         O_HELP,
         O_BATCH,
         O_REQRATE,
-        O_DBTIMEOUT
+        O_DBTIMEOUT,
+        O_PERADDR
     };
     static const struct option opts[] = {{"db", 1, 0, O_DB},
                                          {"listen", 1, 0, O_LISTEN},
@@ -114,6 +117,7 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
                                          {"batch", 1, 0, O_BATCH},
                                          {"req-rate", 1, 0, O_REQRATE},
                                          {"db-timeout", 1, 0, O_DBTIMEOUT},
+                                         {"max-conns-per-addr", 1, 0, O_PERADDR},
                                          {0, 0, 0, 0}};
     int o;
 
@@ -151,6 +155,9 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
         case O_ROOMS:
             cfg->max_rooms = (int)v;
             break;
+        case O_PERADDR:
+            cfg->max_per_addr = v < 0 ? SIZE_MAX : (size_t)v;
+            break;
         case O_RATE:
             cfg->send_rate = strtod(optarg, NULL);
             cfg->send_burst = 3 * cfg->send_rate;
@@ -181,10 +188,10 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
         }
     }
     if (optind < argc || cfg->workers < 1 || cfg->workers > 64 || cfg->heartbeat < 1 ||
-        cfg->max_conns < 1 || cfg->max_message < 1024 || cfg->outbox_max < 4096 ||
-        cfg->max_rooms < 1 || cfg->send_rate <= 0 || cfg->req_rate <= 0 || cfg->backlog_max < 0 ||
-        cfg->batch_max < 1 || cfg->batch_max > 10000 || cfg->handshake_timeout < 100 ||
-        cfg->db_timeout < 100) {
+        cfg->max_conns < 1 || cfg->max_per_addr == SIZE_MAX || cfg->max_message < 1024 ||
+        cfg->outbox_max < 4096 || cfg->max_rooms < 1 || cfg->send_rate <= 0 || cfg->req_rate <= 0 ||
+        cfg->backlog_max < 0 || cfg->batch_max < 1 || cfg->batch_max > 10000 ||
+        cfg->handshake_timeout < 100 || cfg->db_timeout < 100) {
         fprintf(stderr, "chat-ws: bad option value (see --help)\n");
         return -1;
     }
@@ -350,6 +357,7 @@ out:
     if (w.sig_io.fd >= 0)
         close(w.sig_io.fd);
     free(w.srv.rbuf);
+    free(w.srv.addrs); /* empty: every connection was reaped */
     ev_loop_free(w.srv.loop);
     return rc;
 }
@@ -383,6 +391,7 @@ int main(int argc, char **argv)
         .max_message = 256 * 1024,
         .outbox_max = 1024 * 1024,
         .max_rooms = 100,
+        .max_per_addr = 200,
         .send_rate = 10,
         .send_burst = 30,
         .req_rate = 50,

@@ -164,4 +164,29 @@ describe('hostile traffic on chat-ws', () => {
       { ...catchAll, 'X-Chat-Origins': 'http://chat.example.org' }), 101);
     await d.stop();
   });
+
+  test('one address fills its connection quota (--max-conns-per-addr); another address is still served', async () => {
+    const d = await startDaemon(['--max-conns-per-addr', '5', '--max-conns', '50']);
+    const evilAddr = (i) => ({ 'X-Chat-Addr': '192.0.2.66', 'X-Forwarded-For': `10.0.0.${i}` });
+    const mine = [];
+    for (let i = 0; i < 5; i++) mine.push(await direct(d, `evil${i}`, evilAddr(i)));
+    // its own X-Forwarded-For changes nothing: the address is nginx's
+    for (let i = 5; i < 8; i++) {
+      await assert.rejects(direct(d, `evil${i}`, evilAddr(i)), /HTTP 429/);
+    }
+    const victim = await direct(d, 'victim', { 'X-Chat-Addr': '198.51.100.7' });
+    victim.send({ op: 'ping', ref: 'v' });
+    assert.equal((await victim.op('pong')).ref, 'v');
+    // a slot of the address comes back once one of its connections is gone
+    mine[0].close();
+    await mine[0].waitClose();
+    await until(async () => {
+      try { mine[0] = await direct(d, 'evil-again', evilAddr(9)); return true; } catch (e) {
+        if (!/429/.test(e.message)) throw e;
+        return false;
+      }
+    }, 5000, 'a freed slot');
+    for (const c of [...mine, victim]) c.close();
+    await d.stop();
+  });
 });
