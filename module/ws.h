@@ -99,7 +99,7 @@ struct ws_conn {
     uint8_t missed_pongs;
     /* handshake bytes, freed once open */
     char *hs;
-    size_t hs_len;
+    size_t hs_len, hs_cap;
     struct ws_reader rd;
     /* outbox: cur is partly written; urgent (replies, control) go ahead of
      * fan-out frames not yet started */

@@ -31,6 +31,7 @@
 #define WS_FULL_MARGIN 64
 #define WS_RING_KEEP 8
 #define WS_ACCEPT_PAUSE_MS 200
+#define WS_HS_FIRST 2048      /* bytes of a handshake buffer at first */
 #define WS_PEER_EVERY_MS 250  /* a worker publishes its state this often */
 #define WS_PEER_STALE_MS 1500 /* a worker silent longer is not counted on */
 
@@ -554,7 +555,7 @@ static void upgrade(struct ws_conn *c, const struct ws_request *req, const struc
     }
     free(c->hs);
     c->hs = NULL;
-    c->hs_len = 0;
+    c->hs_len = c->hs_cap = 0;
     if (rest > 0)
         conn_feed(c, srv->rbuf, rest);
 }
@@ -702,11 +703,20 @@ static void conn_read(struct ws_conn *c)
     ssize_t n;
 
     if (c->state == WS_HANDSHAKE) {
-        if (!c->hs && !(c->hs = malloc(WS_HANDSHAKE_MAX + 1))) {
-            conn_kill(c);
-            return;
+        /* the head's buffer grows as it comes: most are under 1 KiB */
+        if (c->hs_len == c->hs_cap) {
+            size_t cap = c->hs_cap ? c->hs_cap * 2 : WS_HS_FIRST;
+            if (cap > WS_HANDSHAKE_MAX + 1)
+                cap = WS_HANDSHAKE_MAX + 1;
+            char *hs = realloc(c->hs, cap);
+            if (!hs) {
+                conn_kill(c);
+                return;
+            }
+            c->hs = hs;
+            c->hs_cap = cap;
         }
-        n = read(c->io.fd, c->hs + c->hs_len, WS_HANDSHAKE_MAX + 1 - c->hs_len);
+        n = read(c->io.fd, c->hs + c->hs_len, c->hs_cap - c->hs_len);
     } else if (c->in_len > 0 || conn_stalled(c)) {
         conn_mark_pending(c); /* the flush stops reading (level-triggered) */
         return;

@@ -136,21 +136,60 @@ static int parse_header(const char *buf, size_t lim, size_t *pos, struct ws_head
     return rc;
 }
 
+/* A field the daemon reads: the upgrade's own and nginx's X-Chat-*. */
+static bool header_used(const struct ws_header *h)
+{
+    static const char *const used[] = {
+        "Host", "Upgrade", "Connection", "Sec-WebSocket-Key", "Origin", "Sec-WebSocket-Version"};
+
+    if (h->name_len >= 7 && eq_nocase(h->name, 7, "X-Chat-", 7))
+        return true;
+    for (size_t i = 0; i < sizeof(used) / sizeof(used[0]); i++)
+        if (eq_nocase(h->name, h->name_len, used[i], strlen(used[i])))
+            return true;
+    return false;
+}
+
+/* Keeps h: in a free slot, else in place of a field nobody reads (the
+ * fields kept stay in their order). false when every slot holds a used
+ * field. */
+static bool keep_header(struct ws_request *req, const struct ws_header *h)
+{
+    if (req->num_headers < WS_HEADERS_MAX) {
+        req->headers[req->num_headers++] = *h;
+        return true;
+    }
+    if (!header_used(h))
+        return true; /* parsed and checked, not kept */
+    for (size_t i = 0; i < req->num_headers; i++) {
+        if (!header_used(&req->headers[i])) {
+            memmove(&req->headers[i], &req->headers[i + 1],
+                    (req->num_headers - i - 1) * sizeof(req->headers[0]));
+            req->headers[req->num_headers - 1] = *h;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Every field is parsed and checked; past WS_HEADERS_MAX fields only the
+ * ones the daemon reads are kept (a browser's many cookies and headers
+ * pass, as they pass nginx). */
 static int parse_headers(const char *buf, size_t lim, size_t *pos, struct ws_request *req)
 {
     for (;;) {
+        struct ws_header h;
         if (*pos == lim)
             return P_NEED;
         if (buf[*pos] == '\r')
             return parse_crlf(buf, lim, pos);
-        if (req->num_headers == WS_HEADERS_MAX) {
+        int rc = parse_header(buf, lim, pos, &h);
+        if (rc != P_OK)
+            return rc;
+        if (!keep_header(req, &h)) {
             req->too_large = true;
             return P_BAD;
         }
-        int rc = parse_header(buf, lim, pos, &req->headers[req->num_headers]);
-        if (rc != P_OK)
-            return rc;
-        req->num_headers++;
     }
 }
 

@@ -189,4 +189,24 @@ describe('hostile traffic on chat-ws', () => {
     for (const c of [...mine, victim]) c.close();
     await d.stop();
   });
+
+  test('a large Cookie and many headers that nginx lets through reach the WebSocket', async () => {
+    const port = Number(new URL(BASE).port);
+    const extra = { Origin: `http://127.0.0.1:${port}`, Cookie: `session=${'c'.repeat(7900)}` };
+    for (let i = 0; i < 60; i++) extra[`X-Extra-${i}`] = `v${i}`;
+    extra['X-Big-1'] = 'b'.repeat(7000);
+    extra['X-Big-2'] = 'b'.repeat(7000);
+    const r = await Raw.open({ host: '127.0.0.1', port });
+    const h = await r.handshake({ host: `127.0.0.1:${port}`, path: '/chat/ws?name=cookie', extra });
+    // before: 431 from chat-ws (8 KiB, 64 fields), a silent fall back to long-poll
+    assert.equal(h.status, 101);
+    assert.equal(JSON.parse((await r.data()).payload).op, 'hello');
+    r.end();
+    // past what nginx takes, nginx itself answers, for every location alike
+    const r2 = await Raw.open({ host: '127.0.0.1', port });
+    const h2 = await r2.handshake({ host: `127.0.0.1:${port}`, path: '/chat/ws?name=cookie',
+      extra: { ...extra, 'X-Big-3': 'b'.repeat(7000), 'X-Big-4': 'b'.repeat(7000) } });
+    assert.equal(h2.status, 400);
+    r2.end();
+  });
 });
