@@ -91,6 +91,9 @@ struct ws_conn {
     bool chatting; /* opened in chat mode: leaves its rooms when reaped */
     bool paused;   /* outbox over its bound: not reading */
     bool counted;  /* counted in srv->addrs under addr */
+    bool linger;   /* failed (or answered before the upgrade): input drained, not parsed */
+    bool shut;     /* lingering: our side shut down, waiting for the peer's FIN */
+    size_t drained;
     /* input read but not yet parsed: held while the connection is stalled
      * (outbox over its bound, or WS_INFLIGHT_MAX requests at the database);
      * at most one read buffer */

@@ -31,9 +31,11 @@
 #define WS_FULL_MARGIN 64
 #define WS_RING_KEEP 8
 #define WS_ACCEPT_PAUSE_MS 200
-#define WS_HS_FIRST 2048      /* bytes of a handshake buffer at first */
-#define WS_PEER_EVERY_MS 250  /* a worker publishes its state this often */
-#define WS_PEER_STALE_MS 1500 /* a worker silent longer is not counted on */
+#define WS_HS_FIRST 2048            /* bytes of a handshake buffer at first */
+#define WS_LINGER_MS 2000           /* a failed connection's input is drained this long at most */
+#define WS_LINGER_BYTES (16u << 20) /* and this much */
+#define WS_PEER_EVERY_MS 250        /* a worker publishes its state this often */
+#define WS_PEER_STALE_MS 1500       /* a worker silent longer is not counted on */
 
 static void conn_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events);
 static void conn_timer_cb(struct ev_loop *loop, struct ev_timer *t);
@@ -415,15 +417,26 @@ static int conn_flush(struct ws_conn *c)
         if (c->state == WS_DEAD)
             return -1;
     }
-    bool reading = !conn_stalled(c) && c->in_len == 0;
+    bool reading = c->linger || (!conn_stalled(c) && c->in_len == 0);
     uint32_t want = (reading ? EPOLLIN | EPOLLRDHUP : 0) | (c->out_bytes ? EPOLLOUT : 0);
     if (ev_io_set(c->srv->loop, &c->io, want) < 0) {
         conn_kill(c);
         return -1;
     }
     /* our close frame is out: done once the peer's arrived (or timed out) */
-    if (c->out_bytes == 0 && c->close_sent && (c->close_received || c->state == WS_HANDSHAKE))
-        conn_kill(c);
+    if (c->out_bytes == 0 && c->close_sent && (c->close_received || c->state == WS_HANDSHAKE)) {
+        if (!c->linger) {
+            conn_kill(c);
+        } else if (!c->shut) {
+            /* lingering close: our FIN after the close frame, then what the
+             * peer still sends is read and dropped until its FIN, for at
+             * most WS_LINGER_MS; closing with unread bytes would send a
+             * reset, and the peer would lose our close frame (1006) */
+            c->shut = true;
+            shutdown(c->io.fd, SHUT_WR);
+            ev_timer_start(c->srv->loop, &c->timer, WS_LINGER_MS);
+        }
+    }
     return 0;
 }
 
@@ -456,8 +469,9 @@ static void http_answer(struct ws_conn *c, int status, const char *extra, const 
 
     if (n > 0)
         queue_raw(c, -1, out, (size_t)n);
-    c->close_sent = true; /* closed once written */
+    c->close_sent = true; /* closed once written (and drained) */
     c->close_received = true;
+    c->linger = true;
 }
 
 static void http_error(struct ws_conn *c, int status, const char *why)
@@ -652,7 +666,8 @@ static void on_frame_event(struct ws_conn *c, const struct ws_event *ev)
     case WS_EV_ERROR:
         log_info("conn %llu: protocol error, closing with %u", (unsigned long long)c->id, ev->code);
         ws_conn_close(c, ev->code, NULL);
-        c->close_received = true; /* nothing more will be read */
+        c->close_received = true; /* nothing more will be parsed */
+        c->linger = true;         /* but read, so that the client sees the code */
         conn_mark_pending(c);
         return;
     default:
@@ -697,10 +712,30 @@ static void conn_feed(struct ws_conn *c, uint8_t *buf, size_t len)
     }
 }
 
+/* A failed connection being closed: reads and drops, up to a bound. */
+static void conn_drain(struct ws_conn *c)
+{
+    ssize_t n = read(c->io.fd, c->srv->rbuf, c->srv->rbuf_size);
+
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            conn_kill(c);
+        return;
+    }
+    c->drained += (size_t)n;
+    if (n == 0 || c->drained > WS_LINGER_BYTES)
+        conn_kill(c);
+}
+
 static void conn_read(struct ws_conn *c)
 {
     struct ws_server *srv = c->srv;
     ssize_t n;
+
+    if (c->linger) {
+        conn_drain(c);
+        return;
+    }
 
     if (c->state == WS_HANDSHAKE) {
         /* the head's buffer grows as it comes: most are under 1 KiB */

@@ -74,6 +74,9 @@ static int parse_socket_mode(const char *s, unsigned *mode)
     return 0;
 }
 
+/* --max-message was given: echo mode keeps it (else 16 MiB there) */
+static bool max_message_given;
+
 static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned *mode)
 {
     enum {
@@ -148,6 +151,7 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
             break;
         case O_MSG:
             cfg->max_message = (size_t)v;
+            max_message_given = true;
             break;
         case O_OUTBOX:
             cfg->outbox_max = (size_t)v;
@@ -412,7 +416,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "chat-ws: cannot open log %s: %s\n", log_path, strerror(errno));
         return 1;
     }
-    if (cfg.echo && cfg.max_message == 256 * 1024)
+    if (cfg.echo && !max_message_given)
         cfg.max_message = 16 * 1024 * 1024; /* conformance suites send big messages */
     signal(SIGPIPE, SIG_IGN);
     long nofile = chat_sys_raise_nofile();

@@ -209,4 +209,32 @@ describe('hostile traffic on chat-ws', () => {
     assert.equal(h2.status, 400);
     r2.end();
   });
+
+  test('a message over --max-message: the client sees 1009 (lingering close, no reset), in chat and echo mode', async () => {
+    // 262144 is also the chat default: echo mode used to put 16 MiB in its place
+    for (const [max, mode] of [['4096', []], ['4096', ['--echo']], ['262144', ['--echo']]]) {
+      const d = await startDaemon(['--max-message', max, ...mode]);
+      for (let i = 0; i < 5; i++) {
+        const c = await Client.connect('', {}, `${d.url}?name=big${i}`);
+        c.ws.on('error', () => {});
+        c.ws.send('x'.repeat(4 * 1024 * 1024)); // still being sent when the daemon gives up
+        const closed = await c.waitClose(10000);
+        assert.equal(closed.code, 1009, `${mode.join(' ') || 'chat'} run ${i}: ${JSON.stringify(closed)}`);
+      }
+      // the victim: a message within the bound is served (echoed, or answered)
+      const v = await Client.connect('', {}, `${d.url}?name=victim`);
+      if (mode.length) {
+        v.ws.send(JSON.stringify({ op: 'e', t: 'y'.repeat(3000) }));
+        assert.equal((await v.next(() => true, 5000, 'echo')).t.length, 3000);
+      } else {
+        await v.op('hello');
+        v.send({ op: 'ping', ref: 'v', pad: 'y'.repeat(3000) });
+        const e = await v.next((x) => x.ref === 'v', 5000, 'an answer');
+        assert.ok(e.op === 'pong' || e.op === 'error', JSON.stringify(e));
+        assert.equal(v.closed, null);
+      }
+      v.close();
+      await d.stop();
+    }
+  });
 });
