@@ -27,6 +27,7 @@ struct ws_config {
     int workers;                  /* processes sharing the socket */
     bool echo;                    /* conformance mode: echo, no database */
     int heartbeat;                /* seconds between server pings */
+    int message_timeout;          /* seconds a started client message may take (1008) */
     size_t max_conns;             /* per process; 503 before upgrade past it */
     size_t max_per_addr;          /* per client address (X-Chat-Addr) per process; 0: none */
     int handshake_timeout;        /* ms for the request head */
@@ -78,6 +79,7 @@ struct ws_conn {
     struct ws_server *srv;
     struct ev_io io;
     struct ev_timer timer;        /* handshake deadline, then heartbeat, then close wait */
+    struct ev_timer msg_timer;    /* a started message's deadline (--message-timeout) */
     struct ws_conn *prev, *next;  /* srv->conns */
     struct ws_conn *pending_next; /* srv->pending (output to flush) */
     struct ws_conn *reap_next;    /* srv->reap */
@@ -94,6 +96,7 @@ struct ws_conn {
     bool linger;   /* failed (or answered before the upgrade): input drained, not parsed */
     bool shut;     /* lingering: our side shut down, waiting for the peer's FIN */
     size_t drained;
+    int64_t msg_since; /* ms: a client message has been arriving since; 0: none */
     /* input read but not yet parsed: held while the connection is stalled
      * (outbox over its bound, or WS_INFLIGHT_MAX requests at the database);
      * at most one read buffer */

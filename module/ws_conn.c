@@ -39,6 +39,7 @@
 
 static void conn_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events);
 static void conn_timer_cb(struct ev_loop *loop, struct ev_timer *t);
+static void conn_msg_timer_cb(struct ev_loop *loop, struct ev_timer *t);
 static void conn_kill(struct ws_conn *c);
 static void conn_mark_pending(struct ws_conn *c);
 static void listen_update(struct ws_server *srv);
@@ -231,6 +232,7 @@ static void conn_kill(struct ws_conn *c)
     c->state = WS_DEAD;
     ev_io_set(c->srv->loop, &c->io, 0);
     ev_timer_stop(c->srv->loop, &c->timer);
+    ev_timer_stop(c->srv->loop, &c->msg_timer);
     c->reap_next = c->srv->reap;
     c->srv->reap = c;
 }
@@ -639,6 +641,7 @@ static void on_frame_event(struct ws_conn *c, const struct ws_event *ev)
     switch (ev->type) {
     case WS_EV_TEXT:
     case WS_EV_BINARY:
+        ev_timer_stop(srv->loop, &c->msg_timer); /* the message is whole */
         if (c->close_sent)
             return;
         srv->stat_msgs_in++;
@@ -710,6 +713,25 @@ static void conn_feed(struct ws_conn *c, uint8_t *buf, size_t len)
         if (r < 0)
             break;
     }
+    /* a message begun: it has --message-timeout to finish, whatever else
+     * (pongs, pings) comes meanwhile */
+    if (c->state == WS_OPEN && c->rd.msg_opcode && !ev_timer_armed(&c->msg_timer))
+        ev_timer_start(c->srv->loop, &c->msg_timer, (int64_t)c->srv->cfg.message_timeout * 1000);
+}
+
+static void conn_msg_timer_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct ws_conn *c = t->data;
+    (void)loop;
+
+    if (c->state != WS_OPEN || c->close_sent)
+        return;
+    log_info("conn %llu: a message not finished in %d s: closing", (unsigned long long)c->id,
+             c->srv->cfg.message_timeout);
+    ws_conn_close(c, WS_CLOSE_POLICY, "message not finished in time");
+    c->close_received = true; /* the rest of it is drained, not parsed */
+    c->linger = true;
+    conn_mark_pending(c);
 }
 
 /* A failed connection being closed: reads and drops, up to a bound. */
@@ -795,6 +817,10 @@ static void conn_timer_cb(struct ev_loop *loop, struct ev_timer *t)
     struct ws_conn *c = t->data;
     struct ws_server *srv = c->srv;
 
+    if (c->linger) { /* drained long enough */
+        conn_kill(c);
+        return;
+    }
     switch (c->state) {
     case WS_HANDSHAKE:
         log_info("conn %llu: no complete handshake in %d ms", (unsigned long long)c->id,
@@ -902,6 +928,8 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
         c->io.data = c;
         c->timer.cb = conn_timer_cb;
         c->timer.data = c;
+        c->msg_timer.cb = conn_msg_timer_cb;
+        c->msg_timer.data = c;
         c->state = WS_HANDSHAKE;
         c->full = srv->nconns >= srv->cfg.max_conns;
         if (ev_io_set(loop, &c->io, EPOLLIN | EPOLLRDHUP) < 0) {

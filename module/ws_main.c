@@ -45,6 +45,7 @@ static void usage(FILE *f)
             "  --max-message BYTES    largest client message (default 262144)\n"
             "  --outbox BYTES         queued bytes per client before 1008 (default 1048576)\n"
             "  --max-rooms N          rooms per connection (default 100)\n"
+            "  --message-timeout S    seconds a started message may take to finish (default 30)\n"
             "  --max-conns-per-addr N connections per client address (nginx's) per process\n"
             "                         (default 200; 0: no limit)\n"
             "  --send-rate R          sends per second per connection (default 10, burst 3x)\n"
@@ -99,7 +100,8 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
         O_BATCH,
         O_REQRATE,
         O_DBTIMEOUT,
-        O_PERADDR
+        O_PERADDR,
+        O_MSGTIME
     };
     static const struct option opts[] = {{"db", 1, 0, O_DB},
                                          {"listen", 1, 0, O_LISTEN},
@@ -121,6 +123,7 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
                                          {"req-rate", 1, 0, O_REQRATE},
                                          {"db-timeout", 1, 0, O_DBTIMEOUT},
                                          {"max-conns-per-addr", 1, 0, O_PERADDR},
+                                         {"message-timeout", 1, 0, O_MSGTIME},
                                          {0, 0, 0, 0}};
     int o;
 
@@ -159,6 +162,9 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
         case O_ROOMS:
             cfg->max_rooms = (int)v;
             break;
+        case O_MSGTIME:
+            cfg->message_timeout = (int)v;
+            break;
         case O_PERADDR:
             cfg->max_per_addr = v < 0 ? SIZE_MAX : (size_t)v;
             break;
@@ -192,10 +198,10 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
         }
     }
     if (optind < argc || cfg->workers < 1 || cfg->workers > 64 || cfg->heartbeat < 1 ||
-        cfg->max_conns < 1 || cfg->max_per_addr == SIZE_MAX || cfg->max_message < 1024 ||
-        cfg->outbox_max < 4096 || cfg->max_rooms < 1 || cfg->send_rate <= 0 || cfg->req_rate <= 0 ||
-        cfg->backlog_max < 0 || cfg->batch_max < 1 || cfg->batch_max > 10000 ||
-        cfg->handshake_timeout < 100 || cfg->db_timeout < 100) {
+        cfg->message_timeout < 1 || cfg->max_conns < 1 || cfg->max_per_addr == SIZE_MAX ||
+        cfg->max_message < 1024 || cfg->outbox_max < 4096 || cfg->max_rooms < 1 ||
+        cfg->send_rate <= 0 || cfg->req_rate <= 0 || cfg->backlog_max < 0 || cfg->batch_max < 1 ||
+        cfg->batch_max > 10000 || cfg->handshake_timeout < 100 || cfg->db_timeout < 100) {
         fprintf(stderr, "chat-ws: bad option value (see --help)\n");
         return -1;
     }
@@ -390,6 +396,7 @@ int main(int argc, char **argv)
         .listen = "unix:/run/chat/ws.sock",
         .workers = (int)sysconf(_SC_NPROCESSORS_ONLN),
         .heartbeat = 30,
+        .message_timeout = 30,
         .max_conns = 10000,
         .handshake_timeout = 10000,
         .max_message = 256 * 1024,

@@ -237,4 +237,44 @@ describe('hostile traffic on chat-ws', () => {
       await d.stop();
     }
   });
+
+  test('a fragmented message held half-sent is closed at --message-timeout, unsolicited pongs or not', async () => {
+    const d = await startDaemon(['--message-timeout', '1', '--heartbeat', '1', '--req-rate', '10000']);
+    const evil = await Raw.open({ path: d.path });
+    assert.equal((await evil.handshake({ path: '/chat/ws?name=half' })).status, 101);
+    assert.equal(JSON.parse((await evil.data()).payload).op, 'hello');
+    evil.send(0x1, Buffer.from('{"op":"ping",'), { fin: false });
+    const pongs = setInterval(() => evil.send(0xA, Buffer.from('p')), 100);
+    // a victim streams whole messages, one after another, for longer than
+    // the timeout, some of them fragmented: never closed
+    const v = await direct(d, 'victim');
+    const t0 = Date.now();
+    let f, n = 0;
+    const stream = (async () => {
+      for (; Date.now() - t0 < 2500; n++) {
+        if (n % 2) {
+          v.ws.send('{"op":"ping",', { fin: false });
+          v.ws.send(`"ref":${n}}`, { fin: true });
+        } else {
+          v.send({ op: 'ping', ref: n });
+        }
+        assert.equal((await v.op('pong')).ref, n);
+      }
+    })();
+    try {
+      while ((f = await evil.frame(6000)) && f.opcode !== 0x8 && Date.now() - t0 < 8000);
+    } finally {
+      clearInterval(pongs);
+    }
+    assert.equal(f?.opcode, 0x8, 'a close frame');
+    assert.equal(f.payload.readUInt16BE(0), 1008);
+    assert.match(f.payload.subarray(2).toString(), /not finished/);
+    assert.ok(Date.now() - t0 < 4000, `closed after ${Date.now() - t0} ms`);
+    await stream;
+    assert.ok(n > 3);
+    assert.equal(v.closed, null);
+    v.close();
+    evil.end();
+    await d.stop();
+  });
 });
