@@ -225,6 +225,10 @@ void ws_room_join(struct ws_conn *c, const char *room, int64_t since, const json
 void ws_room_leave(struct ws_conn *c, const char *room, const json_t *ref);
 void ws_room_leave_all(struct ws_conn *c);
 bool ws_room_joined(struct ws_conn *c, const char *room);
+/* Answers a members request: from the room's remembered list, or the one
+ * query in flight for the room (shared by every request meanwhile), with
+ * this process's own members added. */
+void ws_room_members(struct ws_conn *c, const char *room, const json_t *ref);
 void ws_room_notify(struct ws_server *srv, const char *payload, size_t len);
 void ws_room_bus_up(struct ws_server *srv);
 void ws_room_bus_down(struct ws_server *srv);

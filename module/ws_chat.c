@@ -564,47 +564,6 @@ static void chat_history(struct ws_conn *c, const struct chat_request *r)
     }
 }
 
-static void members_done(struct pg *pg, PGresult *res, void *data)
-{
-    struct ws_op *op = data;
-    const char **names = NULL;
-    size_t n = 0, count = 0, len;
-    (void)pg;
-
-    if (!ws_conn_alive(op->conn))
-        goto out;
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "the database is unavailable", op->ref);
-        goto out;
-    }
-    count = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-    if (chat_members_parse(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1),
-                           ws_room_joined(op->conn, op->room) ? op->conn->user : NULL, &names, &n,
-                           &count) < 0) {
-        ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "out of memory", op->ref);
-        goto out;
-    }
-    ws_conn_reply(op->conn, chat_encode_members(op->room, names, n, count, op->ref, &len), &len);
-    chat_members_free(names, n);
-out:
-    op_free(op);
-}
-
-static void chat_members(struct ws_conn *c, const struct chat_request *r)
-{
-    struct ws_op *op = op_new(c, r->ref, &r->room);
-
-    if (!op) {
-        ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", r->ref);
-        return;
-    }
-    const char *params[1] = {op->room};
-    if (pg_query(c->srv->reader, CHAT_SQL_MEMBERS, 1, params, members_done, op) < 0) {
-        ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable", r->ref);
-        op_free(op);
-    }
-}
-
 static void chat_typing(struct ws_conn *c, const struct chat_request *r)
 {
     char room[CHAT_ROOM_MAX + 1];
@@ -725,8 +684,10 @@ static void dispatch(struct ws_conn *c, const struct chat_request *r)
             chat_typing(c, r);
         return;
     case CHAT_OP_MEMBERS:
-        if (room_allowed(c, r))
-            chat_members(c, r);
+        if (!room_allowed(c, r))
+            return;
+        cstr(room, &r->room);
+        ws_room_members(c, room, r->ref);
         return;
     default:
         ws_conn_error(c, CHAT_E_UNKNOWN_OP, NULL, r->ref);

@@ -67,6 +67,13 @@ struct ws_sub {
     uint32_t nheld, capheld;
 };
 
+/* A members request waiting for the room's one query. */
+struct ws_members_wait {
+    struct ws_members_wait *next;
+    struct ws_conn *c; /* referenced */
+    json_t *ref;
+};
+
 struct ws_pres_change {
     struct ws_pres_change *next;
     char room[CHAT_ROOM_MAX + 1];
@@ -85,9 +92,12 @@ struct ws_room {
     size_t members_len;
     long long members_count;
     int64_t members_at;
-    uint64_t members_gen;         /* presence lines heard: a member list older than one is stale */
-    struct chat_cursor cur;       /* delivered to subscribers, heard of, loaded */
-    int64_t reset_at, reset_from; /* the last reset: from reset_from down to reset_at */
+    uint64_t members_gen; /* presence lines heard: a member list older than one is stale */
+    struct ws_members_wait *members_waiting; /* members requests for the query in flight */
+    bool members_asking;                     /* a CHAT_SQL_MEMBERS for this room is in flight */
+    uint64_t members_asked_gen;              /* members_gen when it was sent */
+    struct chat_cursor cur;                  /* delivered to subscribers, heard of, loaded */
+    int64_t reset_at, reset_from;            /* the last reset: from reset_from down to reset_at */
     struct ws_sub *subs;
     size_t nsubs;
     struct ws_member *members; /* local connections per member */
@@ -488,6 +498,147 @@ static void catchup(struct ws_room *r)
     }
 }
 
+/* ---- member lists: the database's, with this process's own members ---- */
+
+/* Adds name (not in it) to the sorted, capped names[0..*n), raising
+ * *count (as chat_members_parse does for the asker). */
+static int names_add(const char ***names, size_t *n, size_t *count, const char *name)
+{
+    size_t pos = 0;
+
+    while (pos < *n && strcmp((*names)[pos], name) < 0)
+        pos++;
+    (*count)++;
+    if (*n >= CHAT_MEMBERS_MAX && pos >= *n)
+        return 0; /* counted; past the capped list */
+    char *copy = strdup(name);
+    if (!copy)
+        return -1;
+    if (*n >= CHAT_MEMBERS_MAX) {
+        free((void *)(*names)[--*n]); /* the last name makes room */
+    } else {
+        const char **v = realloc(*names, (*n + 1) * sizeof(*v));
+        if (!v) {
+            free(copy);
+            return -1;
+        }
+        *names = v;
+    }
+    memmove(*names + pos + 1, *names + pos, (*n - pos) * sizeof(**names));
+    (*names)[pos] = copy;
+    (*n)++;
+    return 0;
+}
+
+/* The database's list (json) as the answer: with every member this process
+ * has in r now, not a second later when its presence reaches the database
+ * (a user joining just after another here sees the other). *names: new. */
+static int members_of(struct ws_room *r, const char *json, size_t len, const char *self,
+                      const char ***names, size_t *n, size_t *count)
+{
+    size_t listed;
+
+    if (chat_members_parse(json, len, self, names, n, count) < 0)
+        return -1;
+    listed = *n;
+    for (struct ws_member *m = r->members; m; m = m->next) {
+        bool found = false;
+        for (size_t i = 0; i < listed && !found; i++) /* the database's order may not be strcmp's */
+            found = strcmp((*names)[i], m->name) == 0;
+        for (size_t i = listed; i < *n && !found; i++)
+            found = strcmp((*names)[i], m->name) == 0;
+        if (!found && names_add(names, n, count, m->name) < 0) {
+            chat_members_free(*names, *n);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void members_answer(struct ws_room *r, struct ws_conn *c, const char *json, size_t len,
+                           size_t count, const json_t *ref)
+{
+    const char **names = NULL;
+    size_t n = 0, out_len;
+
+    if (!ws_conn_alive(c))
+        return;
+    if (members_of(r, json, len, ws_room_joined(c, r->name) ? c->user : NULL, &names, &n, &count) <
+        0) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", ref);
+        return;
+    }
+    ws_conn_reply(c, chat_encode_members(r->name, names, n, count, ref, &out_len), &out_len);
+    chat_members_free(names, n);
+}
+
+static void members_remember(struct ws_room *r, long long count, const char *json, size_t len);
+
+static void members_done(struct pg *pg, PGresult *res, void *data)
+{
+    struct ws_room *r = data;
+    struct ws_members_wait *w = r->members_waiting, *next;
+    bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    (void)pg;
+
+    r->members_asking = false;
+    r->members_waiting = NULL;
+    if (ok && r->members_gen == r->members_asked_gen)
+        members_remember(r, strtoll(PQgetvalue(res, 0, 0), NULL, 10), PQgetvalue(res, 0, 1),
+                         (size_t)PQgetlength(res, 0, 1));
+    /* every request that waited gets this answer: one query for a crowd */
+    for (; w; w = next) {
+        next = w->next;
+        if (!ok)
+            ws_conn_error(w->c, CHAT_E_UNAVAILABLE, "the database is unavailable", w->ref);
+        else
+            members_answer(r, w->c, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1),
+                           strtoull(PQgetvalue(res, 0, 0), NULL, 10), w->ref);
+        ws_conn_unref(w->c);
+        json_decref(w->ref);
+        free(w);
+    }
+    room_unref(r);
+}
+
+void ws_room_members(struct ws_conn *c, const char *name, const json_t *ref)
+{
+    struct ws_server *srv = c->srv;
+    struct ws_room *r = ws_room_get(srv, name, true);
+    struct ws_members_wait *w;
+
+    if (!r) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", ref);
+        return;
+    }
+    /* remembered, and no presence line since: no query at all */
+    if (r->members_json && ev_now(srv->loop) - r->members_at < WS_MEMBERS_TTL_MS) {
+        members_answer(r, c, r->members_json, r->members_len, (size_t)r->members_count, ref);
+        return;
+    }
+    w = calloc(1, sizeof(*w));
+    if (!w) {
+        if (r->refs == 0)
+            room_free(r);
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", ref);
+        return;
+    }
+    w->c = c;
+    ws_conn_ref(c);
+    w->ref = ref ? json_deep_copy(ref) : NULL;
+    w->next = r->members_waiting;
+    r->members_waiting = w;
+    if (r->members_asking)
+        return; /* the query in flight answers it too */
+    const char *params[1] = {r->name};
+    log_debug("room %s: members from the database", r->name);
+    r->members_asked_gen = r->members_gen;
+    r->refs++;
+    r->members_asking = true;
+    if (pg_query(srv->reader, CHAT_SQL_MEMBERS, 1, params, members_done, r) < 0)
+        members_done(srv->reader, NULL, r);
+}
+
 /* ---- joining ---- */
 
 struct backfill {
@@ -548,8 +699,8 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
         if (bf->members_gen == r->members_gen)
             members_remember(r, (long long)count, members, members_len);
     }
-    if (chat_members_parse(members ? members : "[]", members ? members_len : 2, c->user, &names, &n,
-                           &count) < 0) {
+    if (members_of(r, members ? members : "[]", members ? members_len : 2, c->user, &names, &n,
+                   &count) < 0) {
         sub_fail(s, false);
         goto out;
     }
@@ -1024,6 +1175,13 @@ void ws_room_free_all(struct ws_server *srv)
                 struct ws_member *m = r->members;
                 r->members = m->next;
                 free(m);
+            }
+            while (r->members_waiting) { /* their query's callback never comes */
+                struct ws_members_wait *w = r->members_waiting;
+                r->members_waiting = w->next;
+                ws_conn_unref(w->c);
+                json_decref(w->ref);
+                free(w);
             }
             json_decref(r->pres_on);
             json_decref(r->pres_off);

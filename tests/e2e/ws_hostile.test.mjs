@@ -3,7 +3,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { BASE, Client, uniqueRoom } from './lib.mjs';
+import { BASE, Client, DATABASE_URL, pgClient, uniqueRoom } from './lib.mjs';
 import { Raw } from './ws_raw.mjs';
 import { startDaemon } from './daemon.mjs';
 
@@ -276,5 +276,80 @@ describe('hostile traffic on chat-ws', () => {
     v.close();
     evil.end();
     await d.stop();
+  });
+
+  test('joined and members include this process\'s own members at once, not after the next flush', async () => {
+    const d = await startDaemon([]);
+    for (let i = 0; i < 3; i++) {
+      const room = uniqueRoom('now');
+      const a = await direct(d, `first${i}`);
+      a.send({ op: 'join', room });
+      await a.op('joined');
+      const b = await direct(d, `second${i}`);
+      b.send({ op: 'join', room });
+      const jb = await b.op('joined');
+      assert.deepEqual([...jb.members].sort(), [`~first${i}`, `~second${i}`]);
+      assert.equal(jb.count, 2);
+      const c = await direct(d, `asker${i}`);
+      c.send({ op: 'members', room, ref: 'm' });
+      const m = await c.op('members');
+      assert.deepEqual([...m.members].sort(), [`~first${i}`, `~second${i}`]);
+      assert.equal(m.count, 2);
+      for (const x of [a, b, c]) x.close();
+    }
+    await d.stop();
+  });
+
+  test('members under presence churn: one query per room answers the crowd', async () => {
+    // chat_members() calls of this daemon's sessions only, counted by PostgreSQL
+    const track = DATABASE_URL.includes('://')
+      ? `${DATABASE_URL}${DATABASE_URL.includes('?') ? '&' : '?'}options=-c%20track_functions%3Dall`
+      : `${DATABASE_URL} options='-c track_functions=all'`;
+    const db = await pgClient();
+    await db.connect();
+    const calls = async () => Number((await db.query(
+      "SELECT coalesce(sum(calls), 0) AS n FROM pg_stat_user_functions WHERE funcname = 'chat_members'")).rows[0].n);
+    const d = await startDaemon(['--db', track]);
+    const other = await startDaemon([]); // another node, where the attacker churns
+    const room = uniqueRoom('churn');
+    const members = [];
+    let asked = 0, answered = 0;
+    for (let i = 0; i < 40; i++) {
+      const c = await direct(d, `m${i}`);
+      c.send({ op: 'join', room });
+      await c.op('joined');
+      // as the shipped client did: every presence event, ask the list
+      c.ws.on('message', (data) => {
+        const e = JSON.parse(data.toString());
+        if (e.op === 'presence') { asked++; c.send({ op: 'members', room }); }
+        if (e.op === 'members') answered++;
+      });
+      members.push(c);
+    }
+    const before = await calls();
+    // the attacker: a new name in the room every 50 ms for 4 s
+    const t0 = Date.now();
+    for (let i = 0; Date.now() - t0 < 4000; i++) {
+      const x = await direct(other, `churn${i}`);
+      x.send({ op: 'join', room });
+      await x.op('joined');
+      x.close();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await until(() => asked > 0 && answered === asked, 10000, 'every members request answered');
+    // the victim: a member still gets a current list
+    members[0].send({ op: 'members', room, ref: 'v' });
+    const v = await members[0].next((e) => e.op === 'members' && e.ref === 'v', 5000, 'members');
+    assert.ok(v.members.includes('~m39') && v.count >= 40, JSON.stringify(v).slice(0, 200));
+    for (const c of members) c.close();
+    await d.stop(); // its sessions end: their function counts are flushed
+    await other.stop();
+    let queries;
+    await until(async () => { await db.query('SELECT pg_stat_clear_snapshot()'); queries = (await calls()) - before; return queries > 0; },
+      15000, 'function statistics');
+    console.log(`members under churn: ${asked} requests, ${queries} chat_members() queries`);
+    await db.end();
+    assert.ok(asked >= 40, `${asked} members requests`);
+    assert.ok(queries * 5 <= asked, `${queries} queries for ${asked} requests`);
   });
 });
