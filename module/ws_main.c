@@ -47,7 +47,7 @@ static void usage(FILE *f)
             "  --max-rooms N          rooms per connection (default 100)\n"
             "  --message-timeout S    seconds a started message may take to finish (default 30)\n"
             "  --max-conns-per-addr N connections per client address (nginx's) per process\n"
-            "                         (default 200; 0: no limit)\n"
+            "                         (default a quarter of --max-conns; 0: no limit)\n"
             "  --send-rate R          sends per second per connection (default 10, burst 3x)\n"
             "  --req-rate R           requests per second per connection (default 50, burst 2x)\n"
             "  --backlog N            messages replayed on join at most (default 500)\n"
@@ -77,6 +77,8 @@ static int parse_socket_mode(const char *s, unsigned *mode)
 
 /* --max-message was given: echo mode keeps it (else 16 MiB there) */
 static bool max_message_given;
+/* --max-conns-per-addr was given (else a quarter of --max-conns) */
+static bool per_addr_given;
 
 static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned *mode)
 {
@@ -167,6 +169,7 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
             break;
         case O_PERADDR:
             cfg->max_per_addr = v < 0 ? SIZE_MAX : (size_t)v;
+            per_addr_given = true;
             break;
         case O_RATE:
             cfg->send_rate = strtod(optarg, NULL);
@@ -205,6 +208,10 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
         fprintf(stderr, "chat-ws: bad option value (see --help)\n");
         return -1;
     }
+    /* one address may take a quarter of a process: a crowd behind one NAT
+     * fits, one client cannot fill it */
+    if (!per_addr_given)
+        cfg->max_per_addr = cfg->max_conns / 4 ? cfg->max_conns / 4 : 1;
     return 0;
 }
 
@@ -402,7 +409,6 @@ int main(int argc, char **argv)
         .max_message = 256 * 1024,
         .outbox_max = 1024 * 1024,
         .max_rooms = 100,
-        .max_per_addr = 200,
         .send_rate = 10,
         .send_burst = 30,
         .req_rate = 50,
