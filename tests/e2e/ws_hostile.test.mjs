@@ -188,6 +188,13 @@ describe('hostile traffic on chat-ws', () => {
     }, 5000, 'a freed slot');
     for (const c of [...mine, victim]) c.close();
     await d.stop();
+    // the default: a quarter of --max-conns
+    const d2 = await startDaemon(['--max-conns', '8']);
+    const two = [await direct(d2, 'q0', evilAddr(0)), await direct(d2, 'q1', evilAddr(1))];
+    await assert.rejects(direct(d2, 'q2', evilAddr(2)), /HTTP 429/);
+    const other = await direct(d2, 'other', { 'X-Chat-Addr': '198.51.100.7' });
+    for (const c of [...two, other]) c.close();
+    await d2.stop();
   });
 
   test('a large Cookie and many headers that nginx lets through reach the WebSocket', async () => {
