@@ -327,6 +327,8 @@ static void hold(struct ws_sub *s, struct ws_buf *b, int64_t seq)
 {
     struct ws_conn *c = s->c;
 
+    if (c->close_sent)
+        return; /* closing: nothing more is sent */
     /* held frames are part of the outbox to be: the same bound */
     if (c->out_bytes + c->held_bytes + b->len > c->srv->cfg.outbox_max) {
         log_info("conn %llu: outbox and held frames over %zu bytes: closing slow consumer",
