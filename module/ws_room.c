@@ -67,6 +67,13 @@ struct ws_sub {
     uint32_t nheld, capheld;
 };
 
+/* The answer to members built from a remembered list (members_cached). */
+struct ws_members_list {
+    const char **names;
+    size_t n, count;
+    uint64_t json_ver, local_ver; /* of what it was built from */
+};
+
 /* A members request waiting for the room's one query. */
 struct ws_members_wait {
     struct ws_members_wait *next;
@@ -96,8 +103,11 @@ struct ws_room {
     struct ws_members_wait *members_waiting; /* members requests for the query in flight */
     bool members_asking;                     /* a CHAT_SQL_MEMBERS for this room is in flight */
     uint64_t members_asked_gen;              /* members_gen when it was sent */
-    struct chat_cursor cur;                  /* delivered to subscribers, heard of, loaded */
-    int64_t reset_at, reset_from;            /* the last reset: from reset_from down to reset_at */
+    uint64_t members_ver;                    /* members_json replaced or dropped */
+    uint64_t local_ver;                      /* r->members gained or lost a name */
+    struct ws_members_list answer;
+    struct chat_cursor cur;       /* delivered to subscribers, heard of, loaded */
+    int64_t reset_at, reset_from; /* the last reset: from reset_from down to reset_at */
     struct ws_sub *subs;
     size_t nsubs;
     struct ws_member *members; /* local connections per member */
@@ -182,6 +192,7 @@ static void room_free(struct ws_room *r)
     json_decref(r->pres_on);
     json_decref(r->pres_off);
     free(r->members_json);
+    chat_members_free(r->answer.names, r->answer.n);
     free(r);
 }
 
@@ -234,6 +245,7 @@ static void member_add(struct ws_room *r, const char *name)
     m->conns = 1;
     m->next = r->members;
     r->members = m;
+    r->local_ver++;
     pres_change(r, name, true);
 }
 
@@ -247,6 +259,7 @@ static void member_del(struct ws_room *r, const char *name)
         return;
     *pp = m->next;
     free(m);
+    r->local_ver++;
     pres_change(r, name, false);
 }
 
@@ -502,76 +515,103 @@ static void catchup(struct ws_room *r)
 
 /* ---- member lists: the database's, with this process's own members ---- */
 
-/* Adds name (not in it) to the sorted, capped names[0..*n), raising
- * *count (as chat_members_parse does for the asker). */
-static int names_add(const char ***names, size_t *n, size_t *count, const char *name)
+static int name_cmp(const void *a, const void *b)
 {
-    size_t pos = 0;
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
 
-    while (pos < *n && strcmp((*names)[pos], name) < 0)
-        pos++;
-    (*count)++;
-    if (*n >= CHAT_MEMBERS_MAX && pos >= *n)
-        return 0; /* counted; past the capped list */
-    char *copy = strdup(name);
-    if (!copy)
-        return -1;
-    if (*n >= CHAT_MEMBERS_MAX) {
-        free((void *)(*names)[--*n]); /* the last name makes room */
-    } else {
-        const char **v = realloc(*names, (*n + 1) * sizeof(*v));
-        if (!v) {
-            free(copy);
-            return -1;
-        }
-        *names = v;
-    }
-    memmove(*names + pos + 1, *names + pos, (*n - pos) * sizeof(**names));
-    (*names)[pos] = copy;
-    (*n)++;
-    return 0;
+/* Is name in the open-addressing set (cap a power of two)? Adds it if not. */
+static bool set_add(const char **set, size_t cap, const char *name)
+{
+    size_t i = (size_t)chat_hash_more(CHAT_HASH_INIT, name, strlen(name)) & (cap - 1);
+
+    for (; set[i]; i = (i + 1) & (cap - 1))
+        if (strcmp(set[i], name) == 0)
+            return true;
+    set[i] = name;
+    return false;
 }
 
 /* The database's list (json) as the answer: with every member this process
  * has in r now, not a second later when its presence reaches the database
- * (a user joining just after another here sees the other). *names: new. */
+ * (a user joining just after another here sees the other). Sorted, capped
+ * at CHAT_MEMBERS_MAX names; count raised for each name added. O(n + m)
+ * with a set of the names. *names: new. */
 static int members_of(struct ws_room *r, const char *json, size_t len, const char *self,
                       const char ***names, size_t *n, size_t *count)
 {
-    size_t listed;
+    size_t cap = 16, added = 0, local = 0;
+    const char **set;
 
     if (chat_members_parse(json, len, self, names, n, count) < 0)
         return -1;
-    listed = *n;
+    for (struct ws_member *m = r->members; m; m = m->next)
+        local++;
+    while (cap < 2 * (*n + local + 1))
+        cap *= 2;
+    if (!(set = calloc(cap, sizeof(*set))))
+        goto err;
+    for (size_t i = 0; i < *n; i++)
+        set_add(set, cap, (*names)[i]);
     for (struct ws_member *m = r->members; m; m = m->next) {
-        bool found = false;
-        for (size_t i = 0; i < listed && !found; i++) /* the database's order may not be strcmp's */
-            found = strcmp((*names)[i], m->name) == 0;
-        for (size_t i = listed; i < *n && !found; i++)
-            found = strcmp((*names)[i], m->name) == 0;
-        if (!found && names_add(names, n, count, m->name) < 0) {
-            chat_members_free(*names, *n);
-            return -1;
+        if (set_add(set, cap, m->name))
+            continue;
+        const char **v = realloc(*names, (*n + 1) * sizeof(*v));
+        char *copy = v ? strdup(m->name) : NULL;
+        if (v)
+            *names = v;
+        if (!copy) {
+            free(set);
+            goto err;
         }
+        (*names)[(*n)++] = copy;
+        (*count)++;
+        added++;
+    }
+    free(set);
+    if (added) { /* in order again, and capped like the database's */
+        qsort(*names, *n, sizeof(**names), name_cmp);
+        while (*n > CHAT_MEMBERS_MAX)
+            free((void *)(*names)[--*n]);
     }
     return 0;
+err:
+    chat_members_free(*names, *n);
+    return -1;
 }
 
-static void members_answer(struct ws_room *r, struct ws_conn *c, const char *json, size_t len,
-                           size_t count, const json_t *ref)
+/* The room's answer to members: built once from the remembered list and
+ * the local members, until either changes. */
+static const struct ws_members_list *members_cached(struct ws_room *r)
 {
-    const char **names = NULL;
-    size_t n = 0, out_len;
+    struct ws_members_list *l = &r->answer;
+
+    if (l->names && l->json_ver == r->members_ver && l->local_ver == r->local_ver)
+        return l;
+    chat_members_free(l->names, l->n);
+    l->names = NULL;
+    l->count = (size_t)r->members_count;
+    if (members_of(r, r->members_json, r->members_len, NULL, &l->names, &l->n, &l->count) < 0) {
+        l->names = NULL;
+        return NULL;
+    }
+    l->json_ver = r->members_ver;
+    l->local_ver = r->local_ver;
+    return l;
+}
+
+static void members_reply(struct ws_room *r, struct ws_conn *c, const char **names, size_t n,
+                          size_t count, const json_t *ref)
+{
+    size_t len;
 
     if (!ws_conn_alive(c))
         return;
-    if (members_of(r, json, len, ws_room_joined(c, r->name) ? c->user : NULL, &names, &n, &count) <
-        0) {
+    if (!names) {
         ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", ref);
         return;
     }
-    ws_conn_reply(c, chat_encode_members(r->name, names, n, count, ref, &out_len), &out_len);
-    chat_members_free(names, n);
+    ws_conn_reply(c, chat_encode_members(r->name, names, n, count, ref, &len), &len);
 }
 
 static void members_remember(struct ws_room *r, long long count, const char *json, size_t len);
@@ -581,25 +621,34 @@ static void members_done(struct pg *pg, PGresult *res, void *data)
     struct ws_room *r = data;
     struct ws_members_wait *w = r->members_waiting, *next;
     bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    const char **names = NULL;
+    size_t n = 0, count = 0;
     (void)pg;
 
     r->members_asking = false;
     r->members_waiting = NULL;
-    if (ok && r->members_gen == r->members_asked_gen)
-        members_remember(r, strtoll(PQgetvalue(res, 0, 0), NULL, 10), PQgetvalue(res, 0, 1),
-                         (size_t)PQgetlength(res, 0, 1));
+    if (ok) {
+        count = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        if (r->members_gen == r->members_asked_gen)
+            members_remember(r, (long long)count, PQgetvalue(res, 0, 1),
+                             (size_t)PQgetlength(res, 0, 1));
+        if (members_of(r, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1), NULL, &names, &n,
+                       &count) < 0)
+            names = NULL;
+    }
     /* every request that waited gets this answer: one query for a crowd */
     for (; w; w = next) {
         next = w->next;
         if (!ok)
             ws_conn_error(w->c, CHAT_E_UNAVAILABLE, "the database is unavailable", w->ref);
         else
-            members_answer(r, w->c, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1),
-                           strtoull(PQgetvalue(res, 0, 0), NULL, 10), w->ref);
+            members_reply(r, w->c, names, n, count, w->ref);
         ws_conn_unref(w->c);
         json_decref(w->ref);
         free(w);
     }
+    if (names)
+        chat_members_free(names, n);
     room_unref(r);
 }
 
@@ -615,7 +664,8 @@ void ws_room_members(struct ws_conn *c, const char *name, const json_t *ref)
     }
     /* remembered, and no presence line since: no query at all */
     if (r->members_json && ev_now(srv->loop) - r->members_at < WS_MEMBERS_TTL_MS) {
-        members_answer(r, c, r->members_json, r->members_len, (size_t)r->members_count, ref);
+        const struct ws_members_list *l = members_cached(r);
+        members_reply(r, c, l ? l->names : NULL, l ? l->n : 0, l ? l->count : 0, ref);
         return;
     }
     w = calloc(1, sizeof(*w));
@@ -666,6 +716,7 @@ static void members_remember(struct ws_room *r, long long count, const char *jso
     copy[len] = '\0';
     free(r->members_json);
     r->members_json = copy;
+    r->members_ver++;
     r->members_len = len;
     r->members_count = count;
     r->members_at = ev_now(r->srv->loop);
@@ -964,6 +1015,7 @@ static void on_presence_line(struct ws_server *srv, const struct chat_line *l)
      * any answer still on its way */
     free(r->members_json);
     r->members_json = NULL;
+    r->members_ver++;
     r->members_gen++;
     if (!r->cur.loaded)
         goto out;
@@ -1188,6 +1240,7 @@ void ws_room_free_all(struct ws_server *srv)
             json_decref(r->pres_on);
             json_decref(r->pres_off);
             free(r->members_json);
+            chat_members_free(r->answer.names, r->answer.n);
             free(r);
         }
     }
