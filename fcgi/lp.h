@@ -121,8 +121,9 @@ struct lp_req {
     bool form;           /* Content-Type application/x-www-form-urlencoded */
     char cookie[1024], origin[256], referer[512], host[256];
     /* cross-site requests (lp_req_cross_site): what nginx says the site is
-     * ($scheme, $http_host), $chat_origins, and what the browser sent */
-    char scheme[8], site_host[256], origins[1024];
+     * ($chat_scheme, $http_host, $server_name, $server_addr), $chat_origins,
+     * and what the browser sent */
+    char scheme[8], site_host[256], server_name[256], server_addr[64], origins[1024];
     char fetch_site[16]; /* Sec-Fetch-Site; "" when none */
     bool xreq;           /* an X-Chat-Request header (the shipped clients send it) */
     char query[LP_QUERY_MAX + 1];

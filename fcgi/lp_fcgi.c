@@ -320,6 +320,8 @@ static void read_site(FCGX_Request *fr, struct lp_req *r)
     copy_param(fr, "HTTP_SEC_FETCH_SITE", r->fetch_site, sizeof(r->fetch_site));
     copy_param(fr, "CHAT_SCHEME", r->scheme, sizeof(r->scheme));
     copy_param(fr, "CHAT_HOST", r->site_host, sizeof(r->site_host));
+    copy_param(fr, "CHAT_SERVER_NAME", r->server_name, sizeof(r->server_name));
+    copy_param(fr, "CHAT_SERVER_ADDR", r->server_addr, sizeof(r->server_addr));
     copy_param(fr, "CHAT_ORIGINS", r->origins, sizeof(r->origins));
     r->xreq = x != NULL && x[0] != '\0';
     if (FCGX_GetParam("HTTP_ORIGIN", fr->envp) && r->origin[0] == '\0')
@@ -328,9 +330,21 @@ static void read_site(FCGX_Request *fr, struct lp_req *r)
 
 bool lp_req_cross_site(const struct lp_req *r)
 {
-    if (r->origin[0])
-        return !chat_origin_allowed(r->origin, strlen(r->origin), r->scheme, r->site_host,
-                                    r->origins);
+    if (r->origin[0]) {
+        struct chat_site site = {
+            .scheme = r->scheme[0] ? r->scheme : NULL, /* no scheme: not through nginx */
+            .scheme_len = strlen(r->scheme),
+            .host = r->site_host[0] ? r->site_host : NULL,
+            .host_len = strlen(r->site_host),
+            .server_name = r->server_name,
+            .server_name_len = strlen(r->server_name),
+            .server_addr = r->server_addr,
+            .server_addr_len = strlen(r->server_addr),
+            .allowed = r->origins,
+            .allowed_len = strlen(r->origins),
+        };
+        return !chat_origin_allowed(r->origin, strlen(r->origin), &site);
+    }
     return strcmp(r->fetch_site, "cross-site") == 0 || strcmp(r->fetch_site, "same-site") == 0;
 }
 
