@@ -55,7 +55,7 @@ CORE_SRCS := core/chat_log.c core/chat_utf8.c core/chat_valid.c core/chat_policy
              core/chat_metrics.c
 WS_CODEC_SRCS := module/ws_frame.c module/ws_handshake.c
 WS_SRCS := module/ws_main.c module/ws_conn.c module/ws_chat.c module/ws_room.c module/ev.c module/pg.c module/pg_resolve.c
-LP_SRCS := fcgi/lp_main.c fcgi/lp_accept.c fcgi/lp_rate.c fcgi/lp_poll.c fcgi/lp_fcgi.c fcgi/lp_db.c fcgi/lp_query.c fcgi/lp_listener.c fcgi/lp_rooms.c fcgi/lp_seqcache.c fcgi/lp_writer.c fcgi/lp_presence.c fcgi/lp_health.c fcgi/lp_state.c fcgi/lp_sse.c fcgi/lp_stream.c fcgi/lp_basic.c fcgi/lp_bans.c
+LP_SRCS := fcgi/lp_main.c fcgi/lp_accept.c fcgi/lp_rate.c fcgi/lp_poll.c fcgi/lp_fcgi.c fcgi/lp_db.c fcgi/lp_query.c fcgi/lp_listener.c fcgi/lp_rooms.c fcgi/lp_seqcache.c fcgi/lp_writer.c fcgi/lp_presence.c fcgi/lp_health.c fcgi/lp_metrics.c fcgi/lp_state.c fcgi/lp_sse.c fcgi/lp_stream.c fcgi/lp_basic.c fcgi/lp_bans.c
 UNIT_TESTS := utf8 valid policy proto log notify cursor sql bus frame handshake lp_query bans resolve metrics
 FUZZ_TARGETS := utf8 proto notify frame handshake query
 
@@ -243,6 +243,7 @@ install: all
 	    sed -e 's|^set $$chat_web .*|set $$chat_web $(DATADIR)/web;|' conf/$$f >build/install/$$f; \
 	    install -m 644 build/install/$$f $(DESTDIR)$(SYSCONFDIR)/nginx/chat/$$f; done
 	$(call install_keep,conf/chat-upstreams.conf,$(DESTDIR)$(SYSCONFDIR)/nginx/chat/chat-upstreams.conf)
+	$(call install_keep,conf/chat-admin-access.conf,$(DESTDIR)$(SYSCONFDIR)/nginx/chat/chat-admin-access.conf)
 	$(Q)$(INSTALL_SED) packaging/default.in >build/install/nginx-chat.default
 	$(call install_keep,build/install/nginx-chat.default,$(DESTDIR)$(SYSCONFDIR)/default/nginx-chat)
 	$(Q)for u in chat-ws.service chat-fcgi.service chat-prune.service chat-prune.timer; do \

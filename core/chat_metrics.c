@@ -89,8 +89,8 @@ int chat_metrics_open(const char *dir, const char *daemon)
         path[0] = '\0';
         return -e;
     }
-    void *m = mmap(NULL, sizeof(struct chat_metrics_block), PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-                   0);
+    void *m =
+        mmap(NULL, sizeof(struct chat_metrics_block), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (m == MAP_FAILED) {
         int e = errno;
@@ -305,8 +305,7 @@ static void histogram(FILE *f, const struct chat_metrics_sum *s)
         }
         fprintf(f, "%s_sum{daemon=\"%s\"} %.6f\n", n, daemon_names[d],
                 (double)s[d].db_sum_us / 1e6);
-        fprintf(f, "%s_count{daemon=\"%s\"} %lld\n", n, daemon_names[d],
-                (long long)s[d].db_count);
+        fprintf(f, "%s_count{daemon=\"%s\"} %lld\n", n, daemon_names[d], (long long)s[d].db_count);
     }
 }
 

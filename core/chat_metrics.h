@@ -29,12 +29,12 @@ enum chat_metric {
     CHAT_M_OUTBOX_BYTES, /* bytes queued for clients, not yet written */
     CHAT_M_PRESENT,      /* members online through this process */
     /* counters */
-    CHAT_M_JOINS,         /* rooms joined */
-    CHAT_M_MESSAGES_IN,   /* messages stored from this process's clients */
-    CHAT_M_MESSAGES_OUT,  /* room events (messages, edits, deletes) written to clients */
-    CHAT_M_DELIVERIES,    /* answers and frames written to clients */
-    CHAT_M_DB_CONNECTS,   /* connections to PostgreSQL made (the first ones too) */
-    CHAT_M_DB_TIMEOUTS,   /* statements given up at their deadline */
+    CHAT_M_JOINS,        /* rooms joined */
+    CHAT_M_MESSAGES_IN,  /* messages stored from this process's clients */
+    CHAT_M_MESSAGES_OUT, /* room events (messages, edits, deletes) written to clients */
+    CHAT_M_DELIVERIES,   /* answers and frames written to clients */
+    CHAT_M_DB_CONNECTS,  /* connections to PostgreSQL made (the first ones too) */
+    CHAT_M_DB_TIMEOUTS,  /* statements given up at their deadline */
     CHAT_M_NUM
 };
 #define CHAT_M_FIRST_COUNTER CHAT_M_JOINS
@@ -52,7 +52,7 @@ struct chat_metrics_block {
     int32_t pad;
     int64_t started; /* unix seconds */
     _Atomic int64_t v[CHAT_M_NUM];
-    _Atomic int64_t refused[CHAT_E_NERR]; /* errors sent to clients, by code */
+    _Atomic int64_t refused[CHAT_E_NERR];                 /* errors sent to clients, by code */
     _Atomic int64_t db_bucket[CHAT_METRICS_NBUCKETS + 1]; /* not cumulative */
     _Atomic int64_t db_sum_us, db_count;
 };

@@ -30,11 +30,12 @@
 /* ---- process-wide settings and state (lp_main.c) ----------------------- */
 
 struct lp_config {
-    const char *db;        /* libpq conninfo; "" = PG* environment */
-    const char *listen;    /* socket path or [host]:port; NULL = fd 0 (spawn-fcgi) */
-    const char *ws_health; /* the WebSocket daemon's socket, for /health; may be NULL */
-    int threads;           /* acceptor threads */
-    int max_parked;        /* parked polls; beyond: 503 */
+    const char *db;          /* libpq conninfo; "" = PG* environment */
+    const char *listen;      /* socket path or [host]:port; NULL = fd 0 (spawn-fcgi) */
+    const char *ws_health;   /* the WebSocket daemon's socket, for /health; may be NULL */
+    const char *metrics_dir; /* --metrics-dir; NULL: beside the socket (chat_metrics.h) */
+    int threads;             /* acceptor threads */
+    int max_parked;          /* parked polls; beyond: 503 */
     /* token buckets (lp_accept.c, docs/longpoll.md "Rate limits"); rate 0: off */
     double send_rate, send_burst; /* sends per second per client */
     double req_rate, req_burst;   /* requests (poll, send, typing, history) */
@@ -85,14 +86,15 @@ enum lp_endpoint {
     LP_EP_HISTORY,
     LP_EP_TYPING,
     LP_EP_HEALTH,
-    LP_EP_EVENTS, /* GET events: Server-Sent Events (lp_sse.c) */
-    LP_EP_BASIC,  /* basic/...: the HTML mode without JavaScript (lp_basic.c) */
-    LP_EP_EDIT,   /* POST edit (moderation) */
-    LP_EP_DELETE, /* POST delete (moderation) */
-    LP_EP_BAN,    /* POST ban (moderators) */
-    LP_EP_UNBAN,  /* POST unban (moderators) */
-    LP_EP_BANS,   /* GET bans (moderators) */
-    LP_EP_SEARCH, /* GET search */
+    LP_EP_EVENTS,  /* GET events: Server-Sent Events (lp_sse.c) */
+    LP_EP_BASIC,   /* basic/...: the HTML mode without JavaScript (lp_basic.c) */
+    LP_EP_EDIT,    /* POST edit (moderation) */
+    LP_EP_DELETE,  /* POST delete (moderation) */
+    LP_EP_BAN,     /* POST ban (moderators) */
+    LP_EP_UNBAN,   /* POST unban (moderators) */
+    LP_EP_BANS,    /* GET bans (moderators) */
+    LP_EP_SEARCH,  /* GET search */
+    LP_EP_METRICS, /* GET metrics: Prometheus text (lp_metrics.c), CHAT_ADMIN only */
 };
 
 /* Everything an acceptor needs of one request, copied out of libfcgi so
@@ -103,6 +105,8 @@ struct lp_req {
     bool get, post;
     struct chat_policy policy;
     char addr[64];          /* REMOTE_ADDR as nginx passed it; "" when none */
+    bool admin;             /* nginx passed CHAT_ADMIN on: health details, metrics (lp_health.c) */
+    bool ws_checked;        /* nginx passed CHAT_HEALTH_WS on: it reached chat_ws's /health */
     const char *policy_err; /* non-NULL: nginx passed a bad CHAT_* value */
     /* GET events (lp_sse.c): the Accept and Last-Event-ID headers */
     bool accept_sse;          /* Accept names text/event-stream */
@@ -263,6 +267,8 @@ unsigned long lp_rate_refused(void);
 
 void lp_health_init(const struct lp_config *cfg);
 void lp_health(struct lp_req *r, PGconn **db);
+void lp_metrics_init(const struct lp_config *cfg);
+void lp_metrics(struct lp_req *r);
 /* GET poll (lp_poll.c): answers at once or parks the poll. */
 void lp_poll_init(const struct lp_config *cfg);
 void lp_poll_handle(struct lp_req *r, PGconn **db);

@@ -20,6 +20,7 @@
 
 #include "chat_list.h"
 #include "chat_log.h"
+#include "chat_metrics.h"
 #include "ws.h"
 #include "ws_handshake.h"
 
@@ -238,6 +239,7 @@ void ws_conn_reply(struct ws_conn *c, char *json, const size_t *lenp)
 void ws_conn_error(struct ws_conn *c, enum chat_err code, const char *message, const json_t *ref)
 {
     size_t len;
+    chat_metric_refused(code);
     ws_conn_reply(c, chat_encode_error(code, message, ref, &len), &len);
 }
 

@@ -36,8 +36,8 @@ static void test_format(void **state)
     s[CHAT_MD_WS].v[CHAT_M_CONNECTIONS] = 7;
     s[CHAT_MD_FCGI].v[CHAT_M_MESSAGES_IN] = 12345678901LL;
     s[CHAT_MD_FCGI].refused[CHAT_E_RATE_LIMITED] = 3;
-    s[CHAT_MD_WS].db_bucket[0] = 1;  /* <= 0.5 ms */
-    s[CHAT_MD_WS].db_bucket[3] = 2;  /* <= 5 ms */
+    s[CHAT_MD_WS].db_bucket[0] = 1;                     /* <= 0.5 ms */
+    s[CHAT_MD_WS].db_bucket[3] = 2;                     /* <= 5 ms */
     s[CHAT_MD_WS].db_bucket[CHAT_METRICS_NBUCKETS] = 1; /* > 5 s */
     s[CHAT_MD_WS].db_sum_us = 7250000;
     s[CHAT_MD_WS].db_count = 4;
