@@ -201,7 +201,7 @@ multihost: deps all
 	$(Q)VAR=$(MULTIHOST_VAR) BIN=$(CURDIR)/$(REL) scripts/multihost.sh run
 
 # ---- install and the Debian package ---------------------------------------
-# make install [PREFIX=/usr/local] [DESTDIR=]: the daemons, chat-migrate, chat-export, the
+# make install [PREFIX=/usr/local] [DESTDIR=]: the daemons, chat-migrate, chat-export, chatctl, the
 # migrations, the browser client, the nginx snippets in /etc/nginx/chat/, the
 # systemd units and tmpfiles entry, /etc/default/nginx-chat. An existing
 # chat-upstreams.conf or /etc/default/nginx-chat (the files an admin edits)
@@ -235,7 +235,7 @@ install: all
 	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/web \
 	    $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/nginx/chat $(DESTDIR)$(SYSCONFDIR)/default \
 	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) build/install
-	$(Q)install -m 755 $(REL)/chat-ws $(REL)/chat-fcgi scripts/chat-migrate scripts/chat-export $(DESTDIR)$(BINDIR)/
+	$(Q)install -m 755 $(REL)/chat-ws $(REL)/chat-fcgi scripts/chat-migrate scripts/chat-export scripts/chatctl $(DESTDIR)$(BINDIR)/
 	$(Q)install -m 644 sql/[0-9][0-9][0-9]_*.sql $(DESTDIR)$(DATADIR)/sql/
 	$(Q)cp -R web/. $(DESTDIR)$(DATADIR)/web/ && chmod -R u=rwX,go=rX $(DESTDIR)$(DATADIR)/web
 	$(Q)install -m 644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
