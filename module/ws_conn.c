@@ -202,6 +202,7 @@ void ws_conn_queue(struct ws_conn *c, struct ws_buf *b, bool urgent)
     }
     c->out_bytes += b->len;
     c->srv->stat_frames_out++;
+    chat_metric_inc(CHAT_M_DELIVERIES);
     conn_mark_pending(c);
 }
 

@@ -280,7 +280,6 @@ static void publish_gauges(struct ws_server *srv)
     chat_metric_set(CHAT_M_ROOMS, (int64_t)srv->nrooms);
     chat_metric_set(CHAT_M_QUEUE, (int64_t)srv->nsends);
     chat_metric_set(CHAT_M_OUTBOX_BYTES, (int64_t)outbox);
-    chat_metric_set(CHAT_M_DELIVERIES, (int64_t)srv->stat_frames_out);
 }
 
 static void worker_before_sleep(struct ev_loop *loop, void *data)
