@@ -30,12 +30,11 @@
 /* ---- process-wide settings and state (lp_main.c) ----------------------- */
 
 struct lp_config {
-    const char *db;          /* libpq conninfo; "" = PG* environment */
-    const char *listen;      /* socket path or [host]:port; NULL = fd 0 (spawn-fcgi) */
-    const char *ws_health;   /* the WebSocket daemon's socket, for /health; may be NULL */
-    const char *metrics_dir; /* --metrics-dir; NULL: beside the socket (chat_metrics.h) */
-    int threads;             /* acceptor threads */
-    int max_parked;          /* parked polls; beyond: 503 */
+    const char *db;        /* libpq conninfo; "" = PG* environment */
+    const char *listen;    /* socket path or [host]:port; NULL = fd 0 (spawn-fcgi) */
+    const char *ws_health; /* the WebSocket daemon's socket, for /health; may be NULL */
+    int threads;           /* acceptor threads */
+    int max_parked;        /* parked polls; beyond: 503 */
     /* token buckets (lp_accept.c, docs/longpoll.md "Rate limits"); rate 0: off */
     double send_rate, send_burst; /* sends per second per client */
     double req_rate, req_burst;   /* requests (poll, send, typing, history) */
@@ -44,6 +43,9 @@ struct lp_config {
     int rate_table;               /* entries of the bucket table */
     int db_timeout;               /* ms a query may take (lp_db_exec) */
     char node[128];               /* presence node name: fcgi-<host>-<pid>-<random> */
+
+    /* --metrics-dir; NULL: beside the socket (chat_metrics.h) */
+    const char *metrics_dir;
 };
 
 extern atomic_bool lp_stopping;   /* SIGTERM seen */
@@ -86,15 +88,16 @@ enum lp_endpoint {
     LP_EP_HISTORY,
     LP_EP_TYPING,
     LP_EP_HEALTH,
-    LP_EP_EVENTS,  /* GET events: Server-Sent Events (lp_sse.c) */
-    LP_EP_BASIC,   /* basic/...: the HTML mode without JavaScript (lp_basic.c) */
-    LP_EP_EDIT,    /* POST edit (moderation) */
-    LP_EP_DELETE,  /* POST delete (moderation) */
-    LP_EP_BAN,     /* POST ban (moderators) */
-    LP_EP_UNBAN,   /* POST unban (moderators) */
-    LP_EP_BANS,    /* GET bans (moderators) */
-    LP_EP_SEARCH,  /* GET search */
-    LP_EP_METRICS, /* GET metrics: Prometheus text (lp_metrics.c), CHAT_ADMIN only */
+    LP_EP_EVENTS, /* GET events: Server-Sent Events (lp_sse.c) */
+    LP_EP_BASIC,  /* basic/...: the HTML mode without JavaScript (lp_basic.c) */
+    LP_EP_EDIT,   /* POST edit (moderation) */
+    LP_EP_DELETE, /* POST delete (moderation) */
+    LP_EP_BAN,    /* POST ban (moderators) */
+    LP_EP_UNBAN,  /* POST unban (moderators) */
+    LP_EP_BANS,   /* GET bans (moderators) */
+    LP_EP_SEARCH, /* GET search */
+    /* GET metrics: Prometheus text (lp_metrics.c), where nginx passes CHAT_ADMIN on */
+    LP_EP_METRICS,
 };
 
 /* Everything an acceptor needs of one request, copied out of libfcgi so
@@ -105,8 +108,6 @@ struct lp_req {
     bool get, post;
     struct chat_policy policy;
     char addr[64];          /* REMOTE_ADDR as nginx passed it; "" when none */
-    bool admin;             /* nginx passed CHAT_ADMIN on: health details, metrics (lp_health.c) */
-    bool ws_checked;        /* nginx passed CHAT_HEALTH_WS on: it reached chat_ws's /health */
     const char *policy_err; /* non-NULL: nginx passed a bad CHAT_* value */
     /* GET events (lp_sse.c): the Accept and Last-Event-ID headers */
     bool accept_sse;          /* Accept names text/event-stream */
@@ -125,6 +126,11 @@ struct lp_req {
     size_t body_len;
     bool body_too_large;
     bool body_short; /* fewer bytes than CONTENT_LENGTH */
+
+    /* nginx passed CHAT_ADMIN on: health details, metrics (lp_health.c) */
+    bool admin;
+    /* nginx passed CHAT_HEALTH_WS on: it reached chat_ws's /health first */
+    bool ws_checked;
 };
 
 struct FCGX_Request;

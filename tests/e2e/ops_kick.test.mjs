@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { Client, DATABASE_URL, ROOT, portBase, uniqueRoom, withTimeout } from './lib.mjs';
+import { Client, DATABASE_URL, ROOT, portBase, uniqueRoom } from './lib.mjs';
 import { pollOnce, parkedCount, request, waitUntil } from './lp_lib.mjs';
 
 const AUTH = portBase(1);
@@ -22,46 +22,63 @@ async function ws(user) {
   return { c, first };
 }
 
+// Polls room in a loop as user, from its cursor, keeping every answer.
+function pollLoop(user, room) {
+  const answers = [];
+  const ctl = new AbortController();
+  let cursor = room;
+  const done = (async () => {
+    while (!ctl.signal.aborted) {
+      const r = await pollOnce(`rooms=${cursor}&timeout=60`, { base: AUTH, headers: basic(user), signal: ctl.signal })
+        .catch(() => null);
+      if (!r) return;
+      answers.push({ at: Date.now(), status: r.status, events: r.json?.events });
+      if (r.json?.cursor) cursor = r.json.cursor;
+    }
+  })();
+  return { answers, async stop() { ctl.abort(); await done; } };
+}
+
 test('chatctl kick ends a user\'s WebSockets and long-poll everywhere; another user stays', async () => {
-  const room = uniqueRoom('kick');
+  const roomW = uniqueRoom('kickws');
+  const roomP = uniqueRoom('kicklp'); // a quiet room: only the two polls, no presence changes
   const sockets = [];
+  const parked0 = await parkedCount();
+  const alicePolls = pollLoop('alice', roomP);
+  const bobPolls = pollLoop('bob', roomP);
   try {
     // alice on four sockets (the stack's chat-ws workers share them), bob on one
     for (let i = 0; i < 4; i++) {
       const { c, first } = await ws('alice');
       assert.equal(first.op, 'hello');
-      c.send({ op: 'join', room });
+      c.send({ op: 'join', room: roomW });
       await c.op('joined');
       sockets.push(c);
     }
     const { c: bob } = await ws('bob');
-    bob.send({ op: 'join', room });
+    bob.send({ op: 'join', room: roomW });
     await bob.op('joined');
-    bob.send({ op: 'send', room, text: 'before', ref: 'b0' });
-    const seq = (await bob.next((e) => e.ref === 'b0')).seq; // the polls wait for what follows
-    const parked0 = await parkedCount();
-    const alicePoll = pollOnce(`rooms=${room}:${seq}&timeout=60`, { base: AUTH, headers: basic('alice') });
-    const ctl = new AbortController();
-    const bobPoll = pollOnce(`rooms=${room}:${seq}&timeout=60`, { base: AUTH, headers: basic('bob'), signal: ctl.signal })
-      .catch(() => null);
-    await waitUntil(async () => (await parkedCount()) >= parked0 + 2, 10000, 'both polls parked');
+    // both parked, and the room quiet: presence news (at most one a second
+    // per room) of the two joining ends early polls, which poll again
+    const quiet = (l) => Date.now() - (l.answers.at(-1)?.at ?? 0) > 1500;
+    await waitUntil(async () => (await parkedCount()) >= parked0 + 2 && quiet(alicePolls) && quiet(bobPolls),
+      15000, 'both polls parked in a quiet room');
 
+    const kickedAt = Date.now();
     const r = chatctl(['--db', DATABASE_URL, 'kick', 'alice']);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /kicked alice/);
 
     for (const c of sockets) assert.equal((await c.waitClose()).code, 4001, 'closed as kicked');
-    const p = await withTimeout(alicePoll, 10000, 'alice\'s parked poll ends');
-    assert.equal(p.status, 200);
-    assert.deepEqual(p.json.events, []);
-    // bob: socket open and served, his poll still parked
+    // alice's parked poll ends at once, empty (a kick's answer), not at its 60 s
+    await waitUntil(async () => alicePolls.answers.some((a) => a.at >= kickedAt && a.status === 200 &&
+      a.events?.length === 0), 10000, 'alice\'s parked poll ended by the kick');
+    // bob: socket open and served; his poll was not ended empty
     assert.equal(bob.closed, null);
-    bob.send({ op: 'send', room, text: 'still here', ref: 'b1' });
+    bob.send({ op: 'send', room: roomW, text: 'still here', ref: 'b1' });
     assert.equal((await bob.next((e) => e.ref === 'b1')).op, 'ack');
-    // his poll ends with news (alice gone, his message), not a kick's empty answer
-    const b = await withTimeout(bobPoll, 10000, 'bob\'s poll answered');
-    assert.equal(b.status, 200);
-    assert.ok(b.json.events.length > 0, JSON.stringify(b.json));
+    assert.ok(!bobPolls.answers.some((a) => a.at >= kickedAt && a.events?.length === 0),
+      JSON.stringify(bobPolls.answers));
     // a kick keeps no one out
     const back = await ws('alice');
     assert.equal(back.first.op, 'hello');
@@ -69,6 +86,8 @@ test('chatctl kick ends a user\'s WebSockets and long-poll everywhere; another u
     bob.close();
   } finally {
     for (const c of sockets) c.close();
+    await alicePolls.stop();
+    await bobPolls.stop();
   }
 });
 
