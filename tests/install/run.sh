@@ -262,12 +262,13 @@ health_until() { # status-code regex: waits (20 s at most) for /chat/health to m
     done
     die "/chat/health never matched '$1'; last: $body"
 }
-kill -TERM "${UNIT_PID[chat-ws]}"
-health_until '"ws":\{"status":"down".* 503 application/json' >/dev/null
-say "chat-ws stopped: /chat/health 503, ws down"
+# (nginx asks chat-ws first, then chat-fcgi: stop chat-fcgi first to see each)
 kill -TERM "${UNIT_PID[chat-fcgi]}"
 health_until '^\{"status":"down","backends":\{"fcgi":\{"status":"down"\}\}\}.* 503 application/json' >/dev/null
 say "chat-fcgi stopped: /chat/health 503 JSON from nginx, not an HTML 502"
+kill -TERM "${UNIT_PID[chat-ws]}"
+health_until '^\{"status":"down","backends":\{"ws":\{"status":"down"\}\}\}.* 503 application/json' >/dev/null
+say "chat-ws stopped too: /chat/health 503 JSON from nginx, ws down"
 
 # ---- backup and restore, as docs/install.md says ("7. Backup and restore") ----
 # (both daemons are stopped now, as the doc's restore begins)
