@@ -421,6 +421,8 @@ static void dispatch(struct lp_req *r, PGconn **db)
                                            want_post ? "use POST" : "use GET");
     if (r->ep == LP_EP_HEALTH)
         return lp_health(r, db);
+    if (r->ep == LP_EP_METRICS)
+        return lp_metrics(r);
     if (r->policy.user[0] == '\0' && !r->policy.guests)
         return (void)lp_reply_error(&r->conn, CHAT_E_UNAUTHORIZED, "guests are not allowed here");
     if (r->query_too_long)

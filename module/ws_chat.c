@@ -15,6 +15,7 @@
 #include "chat_db.h"
 #include "chat_log.h"
 #include "chat_members.h"
+#include "chat_metrics.h"
 #include "chat_sys.h"
 #include "chat_valid.h"
 #include "chat_sql.h"
@@ -154,6 +155,7 @@ static void post_done(struct pg *pg, PGresult *res, void *data)
             continue;
         }
         size_t len;
+        chat_metric_inc(CHAT_M_MESSAGES_IN);
         char *ack = chat_encode_ack(s->room, s->has_cid ? s->cid : NULL, a.seq, a.ts, s->ref, &len);
         ws_conn_reply(s->conn, ack, &len);
     }
@@ -325,6 +327,7 @@ static void conn_banned(struct ws_conn *c, const struct chat_ban *ban, const jso
 
     log_info("conn %llu: %s (%s) is banned (ban %lld): closing", (unsigned long long)c->id, c->user,
              c->addr, (long long)ban->id);
+    chat_metric_refused(CHAT_E_BANNED);
     ws_conn_reply(c, chat_encode_banned(ban->until, ban->reason, ref, &len), &len);
     ws_conn_close(c, WS_CLOSE_BANNED, "banned");
 }

@@ -22,6 +22,7 @@
 #include "chat_hash.h"
 #include "chat_list.h"
 #include "chat_log.h"
+#include "chat_metrics.h"
 #include "ws.h"
 #include "ws_handshake.h"
 
@@ -289,6 +290,7 @@ void ws_conn_queue(struct ws_conn *c, struct ws_buf *b, bool urgent)
     }
     c->out_bytes += b->len;
     c->srv->stat_frames_out++;
+    chat_metric_inc(CHAT_M_DELIVERIES);
     conn_mark_pending(c);
 }
 
@@ -326,6 +328,7 @@ void ws_conn_reply(struct ws_conn *c, char *json, const size_t *lenp)
 void ws_conn_error(struct ws_conn *c, enum chat_err code, const char *message, const json_t *ref)
 {
     size_t len;
+    chat_metric_refused(code);
     ws_conn_reply(c, chat_encode_error(code, message, ref, &len), &len);
 }
 

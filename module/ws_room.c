@@ -20,6 +20,7 @@
 #include "chat_db.h"
 #include "chat_log.h"
 #include "chat_members.h"
+#include "chat_metrics.h"
 #include "chat_notify.h"
 #include "chat_valid.h"
 #include "chat_sql.h"
@@ -379,9 +380,10 @@ static bool deliver(struct ws_room *r, int64_t seq, const char *json, size_t len
     }
     chat_cursor_delivered(&r->cur, seq);
     for (struct ws_sub *s = r->subs; s; s = s->rnext) {
-        if (s->state == SUB_LIVE && seq > s->after)
+        if (s->state == SUB_LIVE && seq > s->after) {
             ws_conn_queue(s->c, b, false);
-        else if (s->state == SUB_BACKFILL)
+            chat_metric_inc(CHAT_M_MESSAGES_OUT);
+        } else if (s->state == SUB_BACKFILL)
             hold(s, b, seq);
     }
     ws_buf_unref(b);
@@ -930,6 +932,7 @@ void ws_room_join(struct ws_conn *c, const char *name, int64_t since, const json
     c->subs = s;
     c->nsubs++;
     member_add(r, c->user);
+    chat_metric_inc(CHAT_M_JOINS);
     if (r->cur.loaded)
         backfill(s);
     else
