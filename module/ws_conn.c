@@ -289,8 +289,7 @@ void ws_conn_queue(struct ws_conn *c, struct ws_buf *b, bool urgent)
         return;
     }
     c->out_bytes += b->len;
-    c->srv->stat_frames_out++;
-    chat_metric_inc(CHAT_M_DELIVERIES);
+    c->srv->stat_frames_out++; /* chat_deliveries_total: published per loop turn (ws_main.c) */
     conn_mark_pending(c);
 }
 
@@ -422,7 +421,7 @@ static int conn_flush(struct ws_conn *c)
         if (c->state == WS_DEAD)
             return -1;
     }
-    bool reading = c->linger || (!conn_stalled(c) && c->in_len == 0);
+    bool reading = c->linger || (c->in_len == 0 && !conn_stalled(c));
     uint32_t want = (reading ? EPOLLIN | EPOLLRDHUP : 0) | (c->out_bytes ? EPOLLOUT : 0);
     if (ev_io_set(c->srv->loop, &c->io, want) < 0) {
         conn_kill(c);

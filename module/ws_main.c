@@ -291,13 +291,20 @@ static void stop_now(struct ev_loop *loop, struct ev_timer *t)
     ev_loop_stop(loop);
 }
 
-/* The gauges of /chat/metrics (core/chat_metrics.h), at most once a second
- * (the 1 s tick wakes the loop at least that often). */
+/* The frames queued since the last turn of the loop (one atomic add per
+ * turn, not one per frame of a fan-out), and the gauges of /chat/metrics
+ * (core/chat_metrics.h) at most once a second (the 1 s tick wakes the loop
+ * at least that often). */
 static void publish_gauges(struct ws_server *srv)
 {
     static int64_t last;
+    static uint64_t frames;
     size_t outbox = 0;
 
+    if (srv->stat_frames_out != frames) {
+        chat_metric_add(CHAT_M_DELIVERIES, (int64_t)(srv->stat_frames_out - frames));
+        frames = srv->stat_frames_out;
+    }
     if (ev_now(srv->loop) - last < 1000)
         return;
     last = ev_now(srv->loop);
