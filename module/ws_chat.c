@@ -42,7 +42,8 @@ struct ws_op {
     struct ws_conn *conn; /* referenced */
     json_t *ref;          /* owned, may be NULL */
     char room[CHAT_ROOM_MAX + 1];
-    char cid[CHAT_CID_MAX + 1]; /* edit, delete: "" when none; ban, unban, bans: the op */
+    char cid[CHAT_CID_MAX + 1]; /* edit, delete: "" when none; ban, unban, bans,
+                                 * history, search: the op */
     int64_t id;                 /* unban: the ban */
 };
 
@@ -476,57 +477,31 @@ static size_t page_fit(const struct ws_conn *c, const struct chat_str *msgs, siz
     return first;
 }
 
-static void history_done(struct pg *pg, PGresult *res, void *data)
+/* A history or search page (op->cid holds which: "history" or "search"),
+ * cut to what half an outbox holds. */
+static void page_done(struct pg *pg, PGresult *res, void *data)
 {
     struct ws_op *op = data;
-    struct chat_str msgs[CHAT_HISTORY_MAX];
-    size_t n = 0, len;
+    struct chat_str msgs[CHAT_HISTORY_MAX > CHAT_SEARCH_MAX ? CHAT_HISTORY_MAX : CHAT_SEARCH_MAX];
+    size_t len;
+    int64_t horizon;
     (void)pg;
 
     if (!ws_conn_alive(op->conn))
         goto out;
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         if (res)
-            log_error("history: %s", PQresultErrorMessage(res));
+            log_error("%s: %s", op->cid, PQresultErrorMessage(res));
         ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "the database is unavailable", op->ref);
         goto out;
     }
-    int64_t horizon;
-    n = chat_history_rows(res, msgs, CHAT_HISTORY_MAX, &horizon);
+    size_t n = chat_page_rows(op->cid, res, msgs, sizeof(msgs) / sizeof(msgs[0]), &horizon);
     size_t first = page_fit(op->conn, msgs, n);
     if (first > 0)
         horizon = -1; /* older messages are left */
     ws_conn_reply(
         op->conn,
-        chat_encode_page("history", op->room, msgs + first, n - first, horizon, op->ref, &len),
-        &len);
-out:
-    op_free(op);
-}
-
-static void search_done(struct pg *pg, PGresult *res, void *data)
-{
-    struct ws_op *op = data;
-    struct chat_str msgs[CHAT_SEARCH_MAX];
-    size_t n = 0, len;
-    (void)pg;
-
-    if (!ws_conn_alive(op->conn))
-        goto out;
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        if (res)
-            log_error("search: %s", PQresultErrorMessage(res));
-        ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "the database is unavailable", op->ref);
-        goto out;
-    }
-    for (int i = 0; i < PQntuples(res) && n < CHAT_SEARCH_MAX; i++, n++) {
-        msgs[n].p = PQgetvalue(res, i, 1);
-        msgs[n].len = (size_t)PQgetlength(res, i, 1);
-    }
-    size_t first = page_fit(op->conn, msgs, n);
-    ws_conn_reply(op->conn,
-                  chat_encode_page("search", op->room, msgs + first, n - first, -1, op->ref, &len),
-                  &len);
+        chat_encode_page(op->cid, op->room, msgs + first, n - first, horizon, op->ref, &len), &len);
 out:
     op_free(op);
 }
@@ -543,7 +518,8 @@ static void chat_search(struct ws_conn *c, const struct chat_request *r)
     snprintf(before, sizeof(before), "%lld", (long long)r->before);
     snprintf(limit, sizeof(limit), "%d", r->limit);
     const char *params[4] = {op->room, r->q.p, before, limit};
-    if (pg_query(c->srv->reader, CHAT_SQL_SEARCH, 4, params, search_done, op) < 0) {
+    snprintf(op->cid, sizeof(op->cid), "search");
+    if (pg_query(c->srv->reader, CHAT_SQL_SEARCH, 4, params, page_done, op) < 0) {
         ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable", r->ref);
         op_free(op);
     }
@@ -561,7 +537,8 @@ static void chat_history(struct ws_conn *c, const struct chat_request *r)
     snprintf(before, sizeof(before), "%lld", (long long)r->before);
     snprintf(limit, sizeof(limit), "%d", r->limit);
     const char *params[3] = {op->room, before, limit};
-    if (pg_query(c->srv->reader, CHAT_SQL_HISTORY, 3, params, history_done, op) < 0) {
+    snprintf(op->cid, sizeof(op->cid), "history");
+    if (pg_query(c->srv->reader, CHAT_SQL_HISTORY, 3, params, page_done, op) < 0) {
         ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable", r->ref);
         op_free(op);
     }
