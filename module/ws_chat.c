@@ -587,6 +587,24 @@ static bool room_allowed(struct ws_conn *c, const struct chat_request *r)
     return false;
 }
 
+/* A send, edit or delete: a writable location, an allowed room, and a
+ * token of the send bucket (docs/protocol.md, "Limits"). false: answered. */
+static bool may_write(struct ws_conn *c, const struct chat_request *r, const char *slow)
+{
+    if (c->policy->readonly) {
+        ws_conn_error(c, CHAT_E_FORBIDDEN, "this location is read-only", r->ref);
+        return false;
+    }
+    if (!room_allowed(c, r))
+        return false;
+    if (c->send_tokens < 1.0) {
+        ws_conn_error(c, CHAT_E_RATE_LIMITED, slow, r->ref);
+        return false;
+    }
+    c->send_tokens -= 1.0;
+    return true;
+}
+
 static void dispatch(struct ws_conn *c, const struct chat_request *r)
 {
     char room[CHAT_ROOM_MAX + 1];
@@ -614,33 +632,13 @@ static void dispatch(struct ws_conn *c, const struct chat_request *r)
         ws_room_leave(c, room, r->ref);
         return;
     case CHAT_OP_SEND:
-        if (c->policy->readonly) {
-            ws_conn_error(c, CHAT_E_FORBIDDEN, "this location is read-only", r->ref);
-            return;
-        }
-        if (!room_allowed(c, r))
-            return;
-        if (c->send_tokens < 1.0) {
-            ws_conn_error(c, CHAT_E_RATE_LIMITED, "too many messages: slow down", r->ref);
-            return;
-        }
-        c->send_tokens -= 1.0;
-        chat_send(c, r);
+        if (may_write(c, r, "too many messages: slow down"))
+            chat_send(c, r);
         return;
     case CHAT_OP_EDIT:
     case CHAT_OP_DELETE:
-        if (c->policy->readonly) {
-            ws_conn_error(c, CHAT_E_FORBIDDEN, "this location is read-only", r->ref);
-            return;
-        }
-        if (!room_allowed(c, r))
-            return;
-        if (c->send_tokens < 1.0) {
-            ws_conn_error(c, CHAT_E_RATE_LIMITED, "too many changes: slow down", r->ref);
-            return;
-        }
-        c->send_tokens -= 1.0;
-        chat_change(c, r);
+        if (may_write(c, r, "too many changes: slow down"))
+            chat_change(c, r);
         return;
     case CHAT_OP_BAN:
     case CHAT_OP_UNBAN:
