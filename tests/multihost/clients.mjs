@@ -204,6 +204,7 @@ export class Receiver {
       let json;
       try {
         const res = await fetch(`${BASE}poll?rooms=${rooms}&name=${this.name}&timeout=${wait}`, {
+          headers: { 'x-chat-request': '1' }, // as the shipped client (cross-site polls are refused)
           signal: AbortSignal.timeout(wait * 1000 + REPLY_MS),
         });
         if (res.status !== 200) { await res.text(); return false; }
