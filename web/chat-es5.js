@@ -47,6 +47,7 @@
   // The location's policy, from the first poll's answer (GET poll without
   // rooms): { max_text, readonly, rooms, first_room }; null until then.
   var policy = null;
+  var helloDone = false; // the server was asked (a server without a policy answers none)
   var provisional = false; // the rooms are the default until the server names the first one
   var asked = ''; // the room the page was opened on (#room), if any
   var rooms = {}; // room -> see makeRoom()
@@ -284,9 +285,9 @@
     poll = null;
     // Until the server told the policy: GET poll without rooms (who we are
     // and what the site allows, at once), so no room it refuses is asked for.
-    var list = policy ? roomsParam() : '';
-    if (!list && policy) return;
-    var timeout = quick || !policy ? 0 : POLL_TIMEOUT;
+    var list = helloDone ? roomsParam() : '';
+    if (!list && helloDone) return;
+    var timeout = quick || !helloDone ? 0 : POLL_TIMEOUT;
     var query = { rooms: list || null, name: me.name, timeout: timeout };
     var flight = { rooms: list };
     poll = flight;
@@ -296,10 +297,16 @@
       if (status === 200 && body && isArray(body.events)) {
         fails = 0;
         var hello = !list;
+        helloDone = true;
         onPoll(body);
         if (state !== 'connected') setState('connected');
         pump();
         pollNow(hello);
+        return;
+      }
+      if (!list && status === 400) { // a server that wants rooms: go on without a policy
+        helloDone = true;
+        pollNow(true);
         return;
       }
       if (status === 403) {

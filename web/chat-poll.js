@@ -80,7 +80,7 @@ export class Poller {
   #timers = [];
   #lastStatus = null;
 
-  #hello = null; // the last answer with the policy: { user, policy }
+  #hello = null; // once asked: { user, policy } (policy null from a server that has none)
   #sse = false; // reading GET events rather than polling
   #sseWorked = false; // a stream said "ready" once
 
@@ -248,7 +248,14 @@ export class Poller {
         headers: { accept: 'application/json' },
       });
       const body = await res.json().catch(() => null);
+      // 400: a server that wants rooms (or a guest without a name, which the
+      // poll proper reports): go on without a policy
+      if (res.status === 400) {
+        this.#hello = { user: null, policy: null };
+        return;
+      }
       if (!res.ok || !body || !Array.isArray(body.events)) throw new HttpError(res.status, body);
+      this.#hello = { user: body.user ?? null, policy: body.policy ?? null };
       this.#answer(body);
     } finally {
       clearTimeout(timer);
@@ -447,7 +454,7 @@ export class Poller {
       if (msg.t === 'want') {
         this.#tabs.set(msg.tab, new Map(Object.entries(msg.rooms || {})));
         if (this.#lastStatus) this.#post(this.#lastStatus);
-        if (this.#hello) this.#post({ t: 'resp', resp: { events: [], cursor: '', members: {}, ...this.#hello } });
+        if (this.policy) this.#post({ t: 'resp', resp: { events: [], cursor: '', members: {}, ...this.#hello } });
         this.#changed();
       } else if (msg.t === 'bye') {
         this.#tabs.delete(msg.tab);
