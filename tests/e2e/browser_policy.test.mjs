@@ -2,9 +2,9 @@
 // any link and any text (issue 12 item 8), and does not ask the server for
 // member lists on every busy second (issue 12 item 3): in Chromium, on
 // WebSocket and on the HTTP fallbacks (SSE, long-poll), and in the ES5 page.
-// tests/nginx.test.conf's servers: +1 auth_basic (alice/bob:secret), +7
-// $chat_max_text 8000 and $chat_rooms "team-* help" (no lobby), +8
-// read-only with $chat_first_room news.
+// tests/nginx.test.conf's servers: +1 auth_basic (alice/bob:secret), +8
+// $chat_max_text 8000 and $chat_rooms "team-* help" (no lobby), +9
+// read-only with $chat_first_room news. (+7 is stack_run.test.mjs's.)
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { BASE, uniqueRoom, Client, portBase } from './lib.mjs';
@@ -106,7 +106,7 @@ describe('the page follows the location\'s policy', { skip: SKIP }, () => {
   for (const transport of TRANSPORTS) {
     test(`${transport}: $chat_max_text 8000 and rooms without lobby: the allowed room opens with no error, 5000 bytes can be sent`,
       () => scene(`policy-max-${transport}`, async (pages) => {
-        const u = await openPage(browser, { base: portBase(7), name: `max${transport}` });
+        const u = await openPage(browser, { base: portBase(8), name: `max${transport}` });
         pages.push(u.page);
         await waitRoom(u.page, 'help'); // the first name in "team-* help"
         assert.deepEqual(await listed(u.page), ['help']);
@@ -129,7 +129,7 @@ describe('the page follows the location\'s policy', { skip: SKIP }, () => {
 
     test(`${transport}: a read-only location opens its first room with no composer`,
       () => scene(`policy-ro-${transport}`, async (pages) => {
-        const u = await openPage(browser, { base: portBase(8), name: `ro${transport}` });
+        const u = await openPage(browser, { base: portBase(9), name: `ro${transport}` });
         pages.push(u.page);
         await waitRoom(u.page, 'news'); // $chat_first_room
         await u.page.locator('#readonly-note').waitFor({ state: 'visible', timeout: WAIT });
@@ -155,7 +155,7 @@ describe('the page follows the location\'s policy', { skip: SKIP }, () => {
   }
 
   test('ES5 page: max text, rooms without lobby, read-only and the signed-in name', () => scene('policy-es5', async (pages) => {
-    const max = await openPage(browser, { base: portBase(7), name: 'oldmax', es5: true });
+    const max = await openPage(browser, { base: portBase(8), name: 'oldmax', es5: true });
     pages.push(max.page);
     await waitRoom(max.page, 'help');
     assert.deepEqual(await listed(max.page), ['help']);
@@ -166,7 +166,7 @@ describe('the page follows the location\'s policy', { skip: SKIP }, () => {
     await waitText(max.page, text);
     assert.deepEqual(await max.troubles(), []);
 
-    const ro = await openPage(browser, { base: portBase(8), name: 'oldro', es5: true });
+    const ro = await openPage(browser, { base: portBase(9), name: 'oldro', es5: true });
     pages.push(ro.page);
     await waitRoom(ro.page, 'news');
     await ro.page.locator('#readonly-note').waitFor({ state: 'visible', timeout: WAIT });
