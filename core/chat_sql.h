@@ -30,6 +30,9 @@
 #define CHAT_NODE_REAP_S 30
 /* Rows per catch-up read; a full page asks for the next one. */
 #define CHAT_CATCHUP_PAGE 500
+/* sends per group commit: default and ceiling of --batch in both daemons */
+#define CHAT_BATCH_DEFAULT 256
+#define CHAT_BATCH_LIMIT 10000
 
 /* ---- statements ---- */
 

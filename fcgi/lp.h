@@ -26,15 +26,21 @@
 #define LP_SEND_QUEUE_MAX 10000            /* sends waiting for the writer */
 #define LP_MAX_PARKED_DEFAULT 15000
 #define LP_RATE_TABLE_DEFAULT 65536 /* rate-limit entries (32 bytes each) */
+/* all guests of one address share buckets this many times a client's: a
+ * guest names itself, and a new name per request must not buy a new budget */
+#define LP_GUEST_ADDR_FACTOR_DEFAULT 10
 
 /* ---- process-wide settings and state (lp_main.c) ----------------------- */
 
 struct lp_config {
-    const char *db;        /* libpq conninfo; "" = PG* environment */
-    const char *listen;    /* socket path or [host]:port; NULL = fd 0 (spawn-fcgi) */
-    const char *ws_health; /* the WebSocket daemon's socket, for /health; may be NULL */
-    int threads;           /* acceptor threads */
-    int max_parked;        /* parked polls; beyond: 503 */
+    const char *db;            /* libpq conninfo; "" = PG* environment */
+    const char *listen;        /* socket path or [host]:port; NULL = fd 0 (spawn-fcgi) */
+    const char *ws_health;     /* the WebSocket daemon's socket, for /health; may be NULL */
+    int threads;               /* acceptor threads */
+    int workers;               /* processes sharing the socket (--workers) */
+    int max_parked;            /* parked polls; beyond: 503 */
+    int max_parked_per_addr;   /* parked polls of one address; beyond: 503; 0: no bound */
+    int max_presence_per_addr; /* presence entries of one address; beyond: not shown online */
     /* token buckets (lp_accept.c, docs/longpoll.md "Rate limits"); rate 0: off */
     double send_rate, send_burst; /* sends per second per client */
     double req_rate, req_burst;   /* requests (poll, send, typing, history) */
@@ -42,6 +48,7 @@ struct lp_config {
                                    * many times larger, too; 0: off */
     int rate_table;               /* entries of the bucket table */
     int db_timeout;               /* ms a query may take (lp_db_exec) */
+    int batch_max;                /* sends per group commit (lp_writer.c) */
     char node[128];               /* presence node name: fcgi-<host>-<pid>-<random> */
 };
 
@@ -113,6 +120,11 @@ struct lp_req {
     char base[128];      /* DOCUMENT_URI up to and with "basic/" */
     bool form;           /* Content-Type application/x-www-form-urlencoded */
     char cookie[1024], origin[256], referer[512], host[256];
+    /* cross-site requests (lp_req_cross_site): what nginx says the site is
+     * ($scheme, $http_host), $chat_origins, and what the browser sent */
+    char scheme[8], site_host[256], origins[1024];
+    char fetch_site[16]; /* Sec-Fetch-Site; "" when none */
+    bool xreq;           /* an X-Chat-Request header (the shipped clients send it) */
     char query[LP_QUERY_MAX + 1];
     size_t query_len;
     bool query_too_long;
@@ -129,6 +141,11 @@ struct FCGX_Request;
  * closing): from here on only r->conn ties it to the web server. */
 void lp_req_read(struct FCGX_Request *fr, struct lp_req *r);
 void lp_req_free(struct lp_req *r);
+/* Did a page of another site make this request (docs/protocol.md,
+ * "Cross-site requests")? true when the browser sent an Origin that is
+ * neither the site (core/chat_origin.h) nor in $chat_origins, or no Origin
+ * and Sec-Fetch-Site says cross-site or same-site. */
+bool lp_req_cross_site(const struct lp_req *r);
 
 /* ---- database helpers (lp_db.c) ----------------------------------------- */
 
@@ -237,7 +254,7 @@ void lp_writer_stop(void);                        /* drains the queue, node down
 int lp_presence_init(const struct lp_config *cfg);
 void lp_presence_free(void);
 /* member polled room: online now, offline 2 * timeout_s after its last poll. */
-void lp_presence_touch(const char *room, const char *member, unsigned timeout_s);
+void lp_presence_touch(const char *room, const char *member, const char *addr, unsigned timeout_s);
 /* Writer thread: sends due transitions (one chat_presence call) and users
  * seen. 0, or -1 on a database error (nothing is lost: retried later). */
 int lp_presence_flush(PGconn *db);
@@ -247,6 +264,36 @@ int lp_presence_flush(PGconn *db);
 void lp_presence_resync(void);
 /* Members this node holds online right now (for /health). */
 size_t lp_presence_count(void);
+
+/* ---- what one client address holds (lp_addr.c) --------------------------- */
+
+#define LP_MAX_PARKED_PER_ADDR_DEFAULT 1000   /* polls and streams of one address */
+#define LP_MAX_PRESENCE_PER_ADDR_DEFAULT 5000 /* (room, member) entries of one address */
+
+enum lp_addr_kind { LP_ADDR_PARKED = 0, LP_ADDR_PRESENCE, LP_ADDR_KINDS };
+
+int lp_addr_init(const struct lp_config *cfg); /* 0, or -1 out of memory */
+void lp_addr_free(void);
+/* One more of kind for addr (REMOTE_ADDR; IPv6 by its /64): true when
+ * within its bound (then counted), false when the address holds its
+ * maximum already (counted as refused). */
+bool lp_addr_take(const char *addr, enum lp_addr_kind kind);
+void lp_addr_give(const char *addr, enum lp_addr_kind kind); /* undoes one take */
+unsigned long lp_addr_refused(enum lp_addr_kind kind);
+/* A parked poll or stream: --max-parked and the address's bound. 0, -1
+ * when the process is full, -2 when the address is (nothing taken then). */
+int lp_park_take(const char *addr);
+void lp_park_give(const char *addr); /* when it is answered or dropped */
+
+/* ---- members of a room, read lately (lp_members.c) ------------------------ */
+
+#define LP_MEMBERS_TTL_MS 1000 /* presence reaches the database once a second */
+
+/* The members array (JSON, malloc'd) and count of room read less than
+ * LP_MEMBERS_TTL_MS ago by any thread, or NULL. */
+char *lp_members_get(const char *room, size_t *count);
+void lp_members_put(const char *room, size_t count, const char *json); /* what was read */
+void lp_members_free(void);
 
 /* ---- health (lp_health.c) and the acceptors (lp_accept.c) --------------- */
 
@@ -289,6 +336,7 @@ int lp_poll_read(PGconn **db, struct lp_poll_ctx *c);
 char *lp_poll_members(PGconn **db, struct lp_poll_ctx *c);
 /* --max-parked: polls and streams one process holds */
 int lp_poll_max_parked(void);
+int lp_poll_workers(void); /* --workers */
 /* Every cursor at or past what the listener vouches for (lp_seqcache.c). */
 bool lp_poll_covered(const struct lp_poll_ctx *c, unsigned gen);
 
@@ -304,8 +352,8 @@ void lp_basic_handle(struct lp_req *r, PGconn **db);
 
 struct lp_stream;
 /* A stream of member over rooms (cursors: what the client has). NULL out of memory. */
-struct lp_stream *lp_stream_new(const char *member, const struct lp_cursor *rooms, size_t n,
-                                unsigned heartbeat_s);
+struct lp_stream *lp_stream_new(const char *member, const char *addr, const struct lp_cursor *rooms,
+                                size_t n, unsigned heartbeat_s);
 void lp_stream_free(struct lp_stream *s);
 /* The acceptor's read reached cursor[i] of each room (nothing to send before). */
 void lp_stream_reached(struct lp_stream *s, const int64_t *cursor);

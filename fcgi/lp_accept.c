@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcgiapp.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -95,34 +96,52 @@ static int check_writable(struct lp_req *r)
     return 0;
 }
 
-static void handle_send(struct lp_req *r)
+/* What every write of a client goes through, in this order: a writable
+ * location, the body as a request of op, who speaks (the nginx user, or
+ * the body's guest name), bans, the location's rooms, the rate buckets
+ * (a send also spends the send bucket). 0: admitted, q, room and sender
+ * filled, the caller frees q; -1: answered and q freed. */
+static int admit_write(struct lp_req *r, enum chat_op op, struct chat_request *q,
+                       char room[CHAT_ROOM_MAX + 1], char sender[CHAT_SENDER_MAX + 1])
 {
-    struct lp_send *s;
     const char *why;
     enum chat_err e;
 
     if (check_writable(r) < 0)
-        return;
+        return -1;
+    e = chat_request_parse(q, r->body, r->body_len, op, r->policy.max_text, &why);
+    if (e != CHAT_OK) {
+        lp_reply_error(&r->conn, e, why);
+        chat_request_free(q);
+        return -1;
+    }
+    json_t *name = json_object_get(q->root, "name");
+    snprintf(room, CHAT_ROOM_MAX + 1, "%.*s", (int)q->room.len, q->room.p);
+    if (identity(r, json_string_value(name), json_string_length(name), sender) == 0 &&
+        !lp_bans_refuse(r, sender) && room_allowed(r, room) &&
+        lp_rate_admit(r, sender, op != CHAT_OP_TYPING))
+        return 0;
+    chat_request_free(q);
+    return -1;
+}
+
+static void handle_send(struct lp_req *r)
+{
+    struct lp_send *s;
+
     if ((s = calloc(1, sizeof(*s))) == NULL) {
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
         return;
     }
     s->conn.fd = -1;
-    e = chat_request_parse(&s->req, r->body, r->body_len, CHAT_OP_SEND, r->policy.max_text, &why);
-    if (e != CHAT_OK) {
-        lp_reply_error(&r->conn, e, why);
-    } else if (identity(r, s->req.name.p, s->req.name.len, s->sender) == 0) {
-        snprintf(s->room, sizeof(s->room), "%.*s", (int)s->req.room.len, s->req.room.p);
-        if (!lp_bans_refuse(r, s->sender) && room_allowed(r, s->room) &&
-            lp_rate_admit(r, s->sender, true)) {
-            s->conn = r->conn;
-            if (lp_writer_submit(s) == 0) {
-                r->conn.fd = -1; /* the writer answers it */
-                return;
-            }
-            s->conn.fd = -1;
-            lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "too many sends waiting; retry");
+    if (admit_write(r, CHAT_OP_SEND, &s->req, s->room, s->sender) == 0) {
+        s->conn = r->conn;
+        if (lp_writer_submit(s) == 0) {
+            r->conn.fd = -1; /* the writer answers it */
+            return;
         }
+        s->conn.fd = -1;
+        lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "too many sends waiting; retry");
     }
     lp_send_free(s);
 }
@@ -140,36 +159,25 @@ static void handle_change(struct lp_req *r, PGconn **db, enum chat_op op)
     const char *why;
     enum chat_err e;
 
-    if (check_writable(r) < 0)
+    if (admit_write(r, op, &q, room, sender) < 0)
         return;
-    e = chat_request_parse(&q, r->body, r->body_len, op, r->policy.max_text, &why);
+    chat_change_params(&a, &q, sender, &r->policy);
+    PGresult *res = lp_db_query(db, "change", CHAT_SQL_CHANGE, 8, a.params);
+    if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
+        log_error("chat_change failed: %s", PQresultErrorMessage(res));
+    e = chat_change_answer(res, &ack, &why);
     if (e != CHAT_OK) {
         lp_reply_error(&r->conn, e, why);
-        chat_request_free(&q);
-        return;
+    } else {
+        size_t len;
+        char *body = chat_encode_ack(room, q.cid.p, ack.seq, ack.ts, NULL, &len);
+        if (body)
+            lp_reply(&r->conn, 200, body, len);
+        else
+            lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
+        free(body);
     }
-    json_t *name = json_object_get(q.root, "name");
-    snprintf(room, sizeof(room), "%.*s", (int)q.room.len, q.room.p);
-    if (identity(r, json_string_value(name), json_string_length(name), sender) == 0 &&
-        !lp_bans_refuse(r, sender) && room_allowed(r, room) && lp_rate_admit(r, sender, true)) {
-        chat_change_params(&a, &q, sender, &r->policy);
-        PGresult *res = lp_db_query(db, "change", CHAT_SQL_CHANGE, 8, a.params);
-        if (res && PQresultStatus(res) != PGRES_TUPLES_OK)
-            log_error("chat_change failed: %s", PQresultErrorMessage(res));
-        e = chat_change_answer(res, &ack, &why);
-        if (e != CHAT_OK) {
-            lp_reply_error(&r->conn, e, why);
-        } else {
-            size_t len;
-            char *body = chat_encode_ack(room, q.cid.p, ack.seq, ack.ts, NULL, &len);
-            if (body)
-                lp_reply(&r->conn, 200, body, len);
-            else
-                lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
-            free(body);
-        }
-        PQclear(res);
-    }
+    PQclear(res);
     chat_request_free(&q);
 }
 
@@ -235,10 +243,12 @@ out:
 static pthread_mutex_t typing_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct chat_typing typing; /* the one throttle (core/chat_typing.h) */
 
-static bool typing_too_soon(const char *room, const char *sender)
+/* addr: nginx's REMOTE_ADDR; for a guest it is part of the key (a new
+ * name per request must not buy a new slot). */
+static bool typing_too_soon(const char *room, const char *sender, const char *addr)
 {
     pthread_mutex_lock(&typing_lock);
-    bool due = chat_typing_due(&typing, room, sender, chat_now_ms());
+    bool due = chat_typing_due(&typing, room, sender, addr, chat_now_ms());
     pthread_mutex_unlock(&typing_lock);
     return !due;
 }
@@ -247,50 +257,46 @@ static void handle_typing(struct lp_req *r, PGconn **db)
 {
     struct chat_request q;
     char room[CHAT_ROOM_MAX + 1], sender[CHAT_SENDER_MAX + 1];
-    const char *why;
-    enum chat_err e;
 
-    if (check_writable(r) < 0)
+    if (admit_write(r, CHAT_OP_TYPING, &q, room, sender) < 0)
         return;
-    e = chat_request_parse(&q, r->body, r->body_len, CHAT_OP_TYPING, r->policy.max_text, &why);
-    if (e != CHAT_OK) {
-        lp_reply_error(&r->conn, e, why);
-        chat_request_free(&q);
-        return;
+    size_t len;
+    char *ev =
+        typing_too_soon(room, sender, r->addr) ? NULL : chat_encode_typing(room, sender, &len);
+    if (ev) {
+        const char *vals[1] = {ev};
+        PGresult *res = lp_db_query(db, "typing", CHAT_SQL_NOTIFY, 1, vals);
+        if (!res || !lp_db_ok(res))
+            log_warn("typing: notify failed");
+        PQclear(res);
+        free(ev);
     }
-    json_t *name = json_object_get(q.root, "name");
-    snprintf(room, sizeof(room), "%.*s", (int)q.room.len, q.room.p);
-    if (identity(r, json_string_value(name), json_string_length(name), sender) == 0 &&
-        !lp_bans_refuse(r, sender) && room_allowed(r, room) && lp_rate_admit(r, sender, false)) {
-        size_t len;
-        char *ev = typing_too_soon(room, sender) ? NULL : chat_encode_typing(room, sender, &len);
-        if (ev) {
-            const char *vals[1] = {ev};
-            PGresult *res = lp_db_query(db, "typing", CHAT_SQL_NOTIFY, 1, vals);
-            if (!res || !lp_db_ok(res))
-                log_warn("typing: notify failed");
-            PQclear(res);
-            free(ev);
-        }
-        lp_reply(&r->conn, 204, NULL, 0);
-    }
+    lp_reply(&r->conn, 204, NULL, 0);
     chat_request_free(&q);
 }
 
-/* ---- GET history ---------------------------------------------------------- */
+/* ---- GET history, GET search ---------------------------------------------- */
 
-static void history_answer(struct lp_req *r, const char *room, PGresult *res)
+/* A page of rows (history: chat_history_rows, with the horizon; search:
+ * the text of column 1) as one answer of op. */
+static void page_answer(struct lp_req *r, const char *op, const char *room, PGresult *res)
 {
     int n = PQntuples(res);
     struct chat_str *msgs = calloc((size_t)n + 1, sizeof(*msgs));
-    size_t len;
+    int64_t horizon = -1;
+    size_t len, got = (size_t)n;
     char *body = NULL;
 
-    if (msgs) {
-        int64_t horizon;
-        size_t got = chat_history_rows(res, msgs, (size_t)n + 1, &horizon);
-        body = chat_encode_page("history", room, msgs, got, horizon, NULL, &len);
+    if (msgs && strcmp(op, "history") == 0) {
+        got = chat_history_rows(res, msgs, (size_t)n + 1, &horizon);
+    } else if (msgs) {
+        for (int i = 0; i < n; i++) {
+            msgs[i].p = PQgetvalue(res, i, 1);
+            msgs[i].len = (size_t)PQgetlength(res, i, 1);
+        }
     }
+    if (msgs)
+        body = chat_encode_page(op, room, msgs, got, horizon, NULL, &len);
     if (body)
         lp_reply(&r->conn, 200, body, len);
     else
@@ -299,8 +305,8 @@ static void history_answer(struct lp_req *r, const char *room, PGresult *res)
     free(msgs);
 }
 
-/* Who reads history, for the rate limit: the user, the guest's "~name"
- * when the query gives a valid one, else "" (keyed by address alone). */
+/* Who reads, for the rate limit: the user, the guest's "~name" when the
+ * query gives a valid one, else "" (keyed by address alone). */
 static const char *reader(struct lp_req *r, char *out)
 {
     char q[CHAT_USER_MAX + 2];
@@ -311,89 +317,93 @@ static const char *reader(struct lp_req *r, char *out)
     return out;
 }
 
-static void handle_history(struct lp_req *r, PGconn **db)
+/* The query of a page: room (allowed here), before (0: the newest) and
+ * limit (1..max) as decimal strings for the statement, then the rate
+ * bucket. 0: go on; -1: answered. */
+static int page_query(struct lp_req *r, int64_t max, char room[CHAT_ROOM_MAX + 2],
+                      char before_s[24], char limit_s[16])
 {
-    char room[CHAT_ROOM_MAX + 2], num[32], before_s[24], limit_s[16], who[CHAT_SENDER_MAX + 1];
+    char num[32], who[CHAT_SENDER_MAX + 1], why[48];
     int64_t before = 0, limit = CHAT_HISTORY_DEFAULT;
-    int n = query_param(r, "room", room, sizeof(room));
+    int n = query_param(r, "room", room, CHAT_ROOM_MAX + 2);
 
     if (n < 0 || !chat_valid_room(room, (size_t)n))
-        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "missing or invalid room");
+        return lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "missing or invalid room"), -1;
     n = query_param(r, "before", num, sizeof(num));
     if (n == CHAT_QUERY_BAD ||
         (n >= 0 && chat_query_int(num, (size_t)n, 1, INT64_MAX, &before) < 0))
-        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "before must be an integer >= 1");
+        return lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "before must be an integer >= 1"), -1;
     n = query_param(r, "limit", num, sizeof(num));
-    if (n == CHAT_QUERY_BAD ||
-        (n >= 0 && chat_query_int(num, (size_t)n, 1, CHAT_HISTORY_MAX, &limit) < 0))
-        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST,
-                                    "limit must be an integer in 1..200");
+    if (n == CHAT_QUERY_BAD || (n >= 0 && chat_query_int(num, (size_t)n, 1, max, &limit) < 0)) {
+        snprintf(why, sizeof(why), "limit must be an integer in 1..%" PRId64, max);
+        return lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, why), -1;
+    }
     if (!room_allowed(r, room) || !lp_rate_admit(r, reader(r, who), false))
+        return -1;
+    snprintf(before_s, 24, "%" PRId64, before);
+    snprintf(limit_s, 16, "%" PRId64, limit);
+    return 0;
+}
+
+static void handle_history(struct lp_req *r, PGconn **db)
+{
+    char room[CHAT_ROOM_MAX + 2], before_s[24], limit_s[16];
+
+    if (page_query(r, CHAT_HISTORY_MAX, room, before_s, limit_s) < 0)
         return;
-    snprintf(before_s, sizeof(before_s), "%" PRId64, before);
-    snprintf(limit_s, sizeof(limit_s), "%" PRId64, limit);
     const char *vals[3] = {room, before_s, limit_s};
     PGresult *res = lp_db_query(db, "history", CHAT_SQL_HISTORY, 3, vals);
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "database unavailable; retry later");
     else
-        history_answer(r, room, res);
+        page_answer(r, "history", room, res);
     PQclear(res);
 }
 
-/* ---- GET search ------------------------------------------------------------- */
-
 static void handle_search(struct lp_req *r, PGconn **db)
 {
-    char room[CHAT_ROOM_MAX + 2], q[CHAT_SEARCH_Q_MAX + 2], num[32], before_s[24], limit_s[16];
-    char who[CHAT_SENDER_MAX + 1];
-    int64_t before = 0, limit = CHAT_HISTORY_DEFAULT;
-    int n = query_param(r, "room", room, sizeof(room));
+    char room[CHAT_ROOM_MAX + 2], q[CHAT_SEARCH_Q_MAX + 2], before_s[24], limit_s[16];
+    int n = query_param(r, "q", q, sizeof(q));
 
-    if (n < 0 || !chat_valid_room(room, (size_t)n))
-        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "missing or invalid room");
-    n = query_param(r, "q", q, sizeof(q));
+    /* the text first: a bad q is a bad request whatever the room */
     if (n < 0 || chat_valid_text(q, (size_t)n, CHAT_SEARCH_Q_MAX) != CHAT_TEXT_OK)
         return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "q must be 1..256 bytes of text");
-    n = query_param(r, "before", num, sizeof(num));
-    if (n == CHAT_QUERY_BAD ||
-        (n >= 0 && chat_query_int(num, (size_t)n, 1, INT64_MAX, &before) < 0))
-        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "before must be an integer >= 1");
-    n = query_param(r, "limit", num, sizeof(num));
-    if (n == CHAT_QUERY_BAD ||
-        (n >= 0 && chat_query_int(num, (size_t)n, 1, CHAT_SEARCH_MAX, &limit) < 0))
-        return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST,
-                                    "limit must be an integer in 1..100");
-    if (!room_allowed(r, room) || !lp_rate_admit(r, reader(r, who), false))
+    if (page_query(r, CHAT_SEARCH_MAX, room, before_s, limit_s) < 0)
         return;
-    snprintf(before_s, sizeof(before_s), "%" PRId64, before);
-    snprintf(limit_s, sizeof(limit_s), "%" PRId64, limit);
     const char *vals[4] = {room, q, before_s, limit_s};
     PGresult *res = lp_db_query(db, "search", CHAT_SQL_SEARCH, 4, vals);
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "database unavailable; retry later");
-    } else {
-        int rows = PQntuples(res);
-        struct chat_str *msgs = calloc((size_t)rows + 1, sizeof(*msgs));
-        size_t len;
-        char *body = NULL;
-        for (int i = 0; msgs && i < rows; i++) {
-            msgs[i].p = PQgetvalue(res, i, 1);
-            msgs[i].len = (size_t)PQgetlength(res, i, 1);
-        }
-        if (msgs)
-            body = chat_encode_page("search", room, msgs, (size_t)rows, -1, NULL, &len);
-        if (body)
-            lp_reply(&r->conn, 200, body, len);
-        else
-            lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
-        free(body);
-        free(msgs);
-    }
+    else
+        page_answer(r, "search", room, res);
     PQclear(res);
 }
 
 /* ---- dispatch and the thread ------------------------------------------------ */
+
+/* Another site's page must not act for the user whose credentials the
+ * browser attaches (docs/protocol.md, "Cross-site requests"): a foreign
+ * Origin, or Sec-Fetch-Site cross-site without one (an <img>), is refused
+ * on every endpoint before any bucket or presence is touched; GET poll also
+ * needs the X-Chat-Request header, which a cross-site page cannot send
+ * without a CORS preflight (the POSTs need application/json, which is
+ * the same). GET events cannot carry a header (EventSource): the Origin
+ * and Sec-Fetch-Site rule is what guards it. true when answered. */
+static bool refuse_cross_site(struct lp_req *r)
+{
+    if (lp_req_cross_site(r)) {
+        log_debug("refused a cross-site request (Origin \"%s\", Sec-Fetch-Site \"%s\")", r->origin,
+                  r->fetch_site);
+        lp_reply_error(&r->conn, CHAT_E_FORBIDDEN, "cross-site request refused");
+        return true;
+    }
+    if (r->ep == LP_EP_POLL && !r->xreq) {
+        lp_reply_error(&r->conn, CHAT_E_FORBIDDEN,
+                       "poll needs the X-Chat-Request header (cross-site requests are refused)");
+        return true;
+    }
+    return false;
+}
 
 static void dispatch(struct lp_req *r, PGconn **db)
 {
@@ -415,6 +425,8 @@ static void dispatch(struct lp_req *r, PGconn **db)
         return (void)lp_reply_error(&r->conn, CHAT_E_UNAUTHORIZED, "guests are not allowed here");
     if (r->query_too_long)
         return (void)lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "query string too long");
+    if (refuse_cross_site(r))
+        return;
     switch (r->ep) {
     case LP_EP_POLL:
         lp_poll_handle(r, db);
@@ -452,6 +464,65 @@ static void dispatch(struct lp_req *r, PGconn **db)
     }
 }
 
+/* --workers: the processes share one listening socket and the kernel hands
+ * a connection to whichever thread waits in accept(), so a process at
+ * --max-parked would go on taking connections (and answering 503) while
+ * another had room. So a thread waits in accept() only while the parked
+ * polls plus the threads waiting there or serving what they accepted stay
+ * below --max-parked;
+ * otherwise it leaves the connections to the other processes, and takes
+ * one only when it has been pending for FULL_WAIT_MS (nobody took it: every
+ * process is full, or busy), then answers it (503 if it must park). One
+ * process alone never holds back. */
+#define FULL_WAIT_MS 100
+
+static pthread_mutex_t seat_lock = PTHREAD_MUTEX_INITIALIZER;
+static int in_accept; /* threads in accept() or serving what it gave (--workers > 1) */
+
+/* A connection pending now and still FULL_WAIT_MS later: nobody took it. */
+static bool pending_unclaimed(int listen_sock)
+{
+    struct pollfd pf = {.fd = listen_sock, .events = POLLIN};
+
+    if (poll(&pf, 1, FULL_WAIT_MS) != 1)
+        return false;
+    struct timespec ts = {0, FULL_WAIT_MS * 1000000L};
+    nanosleep(&ts, NULL);
+    pf.revents = 0;
+    return poll(&pf, 1, 0) == 1;
+}
+
+static void take_seat(int listen_sock)
+{
+    if (lp_poll_workers() <= 1)
+        return;
+    for (;;) {
+        pthread_mutex_lock(&seat_lock);
+        bool room = atomic_load(&lp_parked) + in_accept < lp_poll_max_parked();
+        if (room || atomic_load(&lp_stopping)) {
+            in_accept++;
+            pthread_mutex_unlock(&seat_lock);
+            return;
+        }
+        pthread_mutex_unlock(&seat_lock);
+        if (pending_unclaimed(listen_sock)) {
+            pthread_mutex_lock(&seat_lock);
+            in_accept++;
+            pthread_mutex_unlock(&seat_lock);
+            return;
+        }
+    }
+}
+
+static void leave_seat(void)
+{
+    if (lp_poll_workers() <= 1)
+        return;
+    pthread_mutex_lock(&seat_lock);
+    in_accept--;
+    pthread_mutex_unlock(&seat_lock);
+}
+
 void *lp_acceptor_main(void *arg)
 {
     struct lp_acceptor *a = arg;
@@ -470,9 +541,11 @@ void *lp_acceptor_main(void *arg)
      * signal interrupts accept() at shutdown */
     pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
     while (!atomic_load(&lp_stopping)) {
+        take_seat(a->listen_sock);
         FCGX_InitRequest(fr, a->listen_sock, FCGI_FAIL_ACCEPT_ON_INTR);
         int rc = FCGX_Accept_r(fr);
         if (rc < 0) {
+            leave_seat();
             if (atomic_load(&lp_stopping))
                 break;
             if (rc != -EINTR) {
@@ -485,6 +558,7 @@ void *lp_acceptor_main(void *arg)
         lp_req_read(fr, r);
         dispatch(r, &db);
         lp_req_free(r);
+        leave_seat(); /* counted until here: what it accepted may have parked */
     }
 out:
     PQfinish(db);

@@ -145,6 +145,16 @@ static int csrf_new(char *tok)
     return 0;
 }
 
+/* A page view the user made (not another site's <img> or link): it makes
+ * the user online and takes from the user's bucket. The browser says so
+ * with Sec-Fetch-Site (same-origin, or none: typed, a bookmark); one too
+ * old to send it, by sending the SameSite=Strict chat_csrf cookie, which
+ * it never attaches to another site's request. */
+static bool own_view(const struct lp_req *r, const char *tok)
+{
+    return !lp_req_cross_site(r) && (r->fetch_site[0] != '\0' || tok[0] != '\0');
+}
+
 /* Origin or Referer, when the browser sent one, must name this host. */
 static bool same_host(const struct lp_req *r)
 {
@@ -256,9 +266,11 @@ static void room_page(struct lp_req *r, PGconn **db)
     n = lp_cookie_get(r->cookie, strlen(r->cookie), "chat_name", name, sizeof(name));
     if (chat_policy_identity(&r->policy, n > 0 ? name : NULL, n > 0 ? (size_t)n : 0, who) != 0)
         who[0] = '\0';
+    csrf_cookie(r, tok);
+    if (!own_view(r, tok))
+        who[0] = '\0'; /* not online, and the address's bucket, not the user's */
     if (!lp_rate_admit(r, who, false))
         return;
-    csrf_cookie(r, tok);
     if (tok[0] == '\0') {
         if (csrf_new(tok) < 0)
             return error_page(r, 503, "No randomness for the form token; try again.", room);
@@ -339,7 +351,7 @@ static void room_page(struct lp_req *r, PGconn **db)
     }
     bad |= add(&b, "</body></html>\n");
     if (who[0])
-        lp_presence_touch(room, who, r->policy.poll_timeout);
+        lp_presence_touch(room, who, r->addr, r->policy.poll_timeout);
     if (!bad)
         reply(r, 200, cookie_hdr, &b);
     else

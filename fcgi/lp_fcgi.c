@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "chat_log.h"
+#include "chat_origin.h"
 
 #define FCGI_VERSION_1 1
 #define FCGI_END_REQUEST 3
@@ -305,10 +306,32 @@ static void read_basic(FCGX_Request *fr, struct lp_req *r, const char *uri)
     r->base[blen] = '\0';
     r->form = ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0 &&
               (ct[33] == '\0' || ct[33] == ';');
-    copy_param(fr, "HTTP_COOKIE", r->cookie, sizeof(r->cookie));
-    copy_param(fr, "HTTP_ORIGIN", r->origin, sizeof(r->origin));
     copy_param(fr, "HTTP_REFERER", r->referer, sizeof(r->referer));
     copy_param(fr, "HTTP_HOST", r->host, sizeof(r->host));
+}
+
+/* What tells a cross-site request (lp_req_cross_site), on every endpoint. */
+static void read_site(FCGX_Request *fr, struct lp_req *r)
+{
+    const char *x = FCGX_GetParam("HTTP_X_CHAT_REQUEST", fr->envp);
+
+    copy_param(fr, "HTTP_COOKIE", r->cookie, sizeof(r->cookie));
+    copy_param(fr, "HTTP_ORIGIN", r->origin, sizeof(r->origin));
+    copy_param(fr, "HTTP_SEC_FETCH_SITE", r->fetch_site, sizeof(r->fetch_site));
+    copy_param(fr, "CHAT_SCHEME", r->scheme, sizeof(r->scheme));
+    copy_param(fr, "CHAT_HOST", r->site_host, sizeof(r->site_host));
+    copy_param(fr, "CHAT_ORIGINS", r->origins, sizeof(r->origins));
+    r->xreq = x != NULL && x[0] != '\0';
+    if (FCGX_GetParam("HTTP_ORIGIN", fr->envp) && r->origin[0] == '\0')
+        memcpy(r->origin, "null", 5); /* too long to be a site's: never allowed */
+}
+
+bool lp_req_cross_site(const struct lp_req *r)
+{
+    if (r->origin[0])
+        return !chat_origin_allowed(r->origin, strlen(r->origin), r->scheme, r->site_host,
+                                    r->origins);
+    return strcmp(r->fetch_site, "cross-site") == 0 || strcmp(r->fetch_site, "same-site") == 0;
 }
 
 void lp_req_read(FCGX_Request *fr, struct lp_req *r)
@@ -350,6 +373,7 @@ void lp_req_read(FCGX_Request *fr, struct lp_req *r)
     /* GET events: Accept and Last-Event-ID (nginx passes request headers as HTTP_*) */
     const char *acc = FCGX_GetParam("HTTP_ACCEPT", fr->envp);
     r->accept_sse = acc && strcasestr(acc, "text/event-stream") != NULL;
+    read_site(fr, r);
     if (r->ep == LP_EP_BASIC)
         read_basic(fr, r, uri);
     const char *lei = FCGX_GetParam("HTTP_LAST_EVENT_ID", fr->envp);

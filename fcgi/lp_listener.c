@@ -181,7 +181,7 @@ static bool end_banned(struct lp_poll *p)
     else
         lp_reply(&p->conn, 403, body, len);
     free(body);
-    atomic_fetch_sub(&lp_parked, 1);
+    lp_park_give(p->addr);
     lp_poll_free(p);
     return true;
 }
@@ -196,7 +196,7 @@ static void finish(struct lp_poll *p)
         return;
     if (p->stream) { /* shutting down, or out of memory: the client resumes elsewhere */
         lp_stream_end(&p->conn);
-        atomic_fetch_sub(&lp_parked, 1);
+        lp_park_give(p->addr);
         lp_poll_free(p);
         return;
     }
@@ -211,7 +211,7 @@ static void finish(struct lp_poll *p)
     else
         lp_reply(&p->conn, 200, body, len);
     free(body);
-    atomic_fetch_sub(&lp_parked, 1);
+    lp_park_give(p->addr);
     lp_poll_free(p);
 }
 
@@ -229,7 +229,7 @@ static void complete(struct lp_poll *p)
             log_debug("stream %d: gone or too slow; dropping it (it resumes by its id)",
                       p->conn.id);
             lp_conn_drop(&p->conn);
-            atomic_fetch_sub(&lp_parked, 1);
+            lp_park_give(p->addr);
             lp_poll_free(p);
             return;
         }
@@ -344,7 +344,7 @@ static void on_poll_event(struct lp_poll *p)
     log_debug("parked poll %d: web server closed it; freeing it", p->conn.id);
     unpark(p);
     lp_conn_drop(&p->conn);
-    atomic_fetch_sub(&lp_parked, 1);
+    lp_park_give(p->addr);
     lp_poll_free(p);
 }
 
@@ -462,7 +462,7 @@ static void sweep(const char *kicked)
         unpark(p);
         lp_reply(&p->conn, 403, body, len);
         free(body);
-        atomic_fetch_sub(&lp_parked, 1);
+        lp_park_give(p->addr);
         lp_poll_free(p);
     }
     free(hit);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "chat_log.h"
+#include "chat_sql.h"
 #include "chat_supervise.h"
 #include "chat_sys.h"
 
@@ -30,13 +31,18 @@
  * from here). */
 static struct lp_config lp_cfg = {
     .threads = 4,
+    .workers = 1,
     .max_parked = LP_MAX_PARKED_DEFAULT,
+    .max_parked_per_addr = LP_MAX_PARKED_PER_ADDR_DEFAULT,
+    .max_presence_per_addr = LP_MAX_PRESENCE_PER_ADDR_DEFAULT,
     .send_rate = 10,
     .send_burst = 30,
     .req_rate = 50,
     .req_burst = 100,
+    .guest_addr_factor = LP_GUEST_ADDR_FACTOR_DEFAULT,
     .rate_table = LP_RATE_TABLE_DEFAULT,
     .db_timeout = CHAT_DB_TIMEOUT_MS,
+    .batch_max = CHAT_BATCH_DEFAULT,
 };
 
 static int listen_sock = -1;
@@ -58,20 +64,26 @@ static void usage(FILE *f)
             "  --threads N        acceptor threads per process (default 4)\n"
             "  --workers N        processes sharing the socket (default 1)\n"
             "  --max-parked N     parked polls per process; beyond: 503 (default %d)\n"
+            "  --max-parked-per-addr N  of which one client address (IPv6: its /64) may\n"
+            "                     hold; beyond: 503; 0: no bound (default %d)\n"
+            "  --max-presence-per-addr N  (room, member) entries one address may make\n"
+            "                     online; beyond: not shown online; 0: no bound (default %d)\n"
             "  --send-rate R      sends per second per client; 0: no limit (default 10)\n"
             "  --send-burst N     sends a client may make at once (default 3 x --send-rate)\n"
             "  --req-rate R       requests (poll, send, typing, history) per second per\n"
             "                     client; 0: no limit (default 50)\n"
             "  --req-burst N      requests a client may make at once (default 2 x --req-rate)\n"
             "  --guest-addr-factor F  all guests of one address together: F times a client's\n"
-            "                     rates and bursts; 0: no such limit (default 0)\n"
+            "                     rates and bursts; 0: no such limit (default 10)\n"
             "  --rate-table N     clients the rate limits remember (default %d)\n"
             "  --ws-health PATH   the WebSocket daemon's unix socket, probed by /health\n"
+            "  --batch N          sends per group commit at most (default %d; 1 = off)\n"
             "  --db-timeout MS    a query's deadline: past it the connection is dropped and\n"
             "                     the client gets unavailable (default 5000)\n"
             "  --log-level L      error|warn|info|debug (default info)\n"
             "  --log FILE         log to FILE instead of stderr (reopened on SIGHUP)\n",
-            LP_MAX_PARKED_DEFAULT, LP_RATE_TABLE_DEFAULT);
+            LP_MAX_PARKED_DEFAULT, LP_MAX_PARKED_PER_ADDR_DEFAULT, LP_MAX_PRESENCE_PER_ADDR_DEFAULT,
+            LP_RATE_TABLE_DEFAULT, CHAT_BATCH_DEFAULT);
 }
 
 static int int_arg(const char *name, const char *v, long min, long max, int base)
@@ -116,6 +128,9 @@ enum {
     O_ADDR_FACTOR,
     O_RATE_TABLE,
     O_DB_TIMEOUT,
+    O_PARKED_ADDR,
+    O_PRESENCE_ADDR,
+    O_BATCH,
     O_HELP,
 };
 
@@ -128,12 +143,16 @@ static bool number_option(int c, const char *v, bool *send_burst, bool *req_burs
         break;
     case O_WORKERS:
         workers = int_arg("--workers", v, 1, 64, 10);
+        lp_cfg.workers = workers;
         break;
     case O_MAX_PARKED:
         lp_cfg.max_parked = int_arg("--max-parked", v, 1, 1000000, 10);
         break;
     case O_DB_TIMEOUT:
         lp_cfg.db_timeout = int_arg("--db-timeout", v, 100, 3600000, 10);
+        break;
+    case O_BATCH:
+        lp_cfg.batch_max = int_arg("--batch", v, 1, CHAT_BATCH_LIMIT, 10);
         break;
     case O_BACKLOG:
         backlog = int_arg("--backlog", v, 1, 65535, 10);
@@ -163,6 +182,12 @@ static bool number_option(int c, const char *v, bool *send_burst, bool *req_burs
     case O_ADDR_FACTOR:
         lp_cfg.guest_addr_factor = num_arg("--guest-addr-factor", v, 0, 1e6);
         break;
+    case O_PARKED_ADDR:
+        lp_cfg.max_parked_per_addr = int_arg("--max-parked-per-addr", v, 0, 1000000, 10);
+        break;
+    case O_PRESENCE_ADDR:
+        lp_cfg.max_presence_per_addr = int_arg("--max-presence-per-addr", v, 0, 1000000, 10);
+        break;
     case O_RATE_TABLE:
         lp_cfg.rate_table = int_arg("--rate-table", v, 64, 1 << 26, 10);
         break;
@@ -182,6 +207,7 @@ static void parse_args(int argc, char **argv)
         {"max-parked", required_argument, 0, O_MAX_PARKED},
         {"ws-health", required_argument, 0, O_WS_HEALTH},
         {"db-timeout", required_argument, 0, O_DB_TIMEOUT},
+        {"batch", required_argument, 0, O_BATCH},
         {"log-level", required_argument, 0, O_LEVEL},
         {"log", required_argument, 0, O_LOG},
         {"backlog", required_argument, 0, O_BACKLOG},
@@ -192,6 +218,8 @@ static void parse_args(int argc, char **argv)
         {"req-burst", required_argument, 0, O_REQ_BURST},
         {"guest-addr-factor", required_argument, 0, O_ADDR_FACTOR},
         {"rate-table", required_argument, 0, O_RATE_TABLE},
+        {"max-parked-per-addr", required_argument, 0, O_PARKED_ADDR},
+        {"max-presence-per-addr", required_argument, 0, O_PRESENCE_ADDR},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -381,8 +409,8 @@ static int run_worker(const sigset_t *set)
     lp_db_init(&lp_cfg);
     lp_poll_init(&lp_cfg);
     lp_health_init(&lp_cfg);
-    if (lp_rate_init(&lp_cfg) < 0 || lp_presence_init(&lp_cfg) < 0 || lp_listener_start() < 0 ||
-        lp_writer_start(&lp_cfg) < 0)
+    if (lp_rate_init(&lp_cfg) < 0 || lp_addr_init(&lp_cfg) < 0 || lp_presence_init(&lp_cfg) < 0 ||
+        lp_listener_start() < 0 || lp_writer_start(&lp_cfg) < 0)
         goto out;
     for (; started < lp_cfg.threads; started++) {
         slots[started].a.index = started;
@@ -408,6 +436,8 @@ out:
     lp_listener_stop();
     lp_writer_stop();
     lp_presence_free();
+    lp_addr_free();
+    lp_members_free();
     lp_bans_free();
     log_info("stopped");
     return rc;

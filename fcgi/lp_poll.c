@@ -172,23 +172,30 @@ char *lp_poll_members(PGconn **db, struct lp_poll_ctx *c)
     for (size_t i = 0; all && i < c->n; i++) {
         if (c->rooms[i].seq >= 0)
             continue;
-        const char *vals[1] = {c->rooms[i].room};
-        PGresult *res = lp_db_query(db, "poll", CHAT_SQL_MEMBERS, 1, vals);
         const char **names = NULL;
         size_t n = 0, count = 0;
         json_t *list = json_array();
-        if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-            count = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        char *cached = lp_members_get(c->rooms[i].room, &count);
+        PGresult *res = NULL;
+        if (cached == NULL) {
+            const char *vals[1] = {c->rooms[i].room};
+            res = lp_db_query(db, "poll", CHAT_SQL_MEMBERS, 1, vals);
+            if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+                count = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+                lp_members_put(c->rooms[i].room, count, PQgetvalue(res, 0, 1));
+                cached = strdup(PQgetvalue(res, 0, 1));
+            }
+            PQclear(res);
+        }
         /* the poller is a member from its first poll on, as a WebSocket
          * client is in its own "joined"; an unreadable answer is no one */
-        if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-            chat_members_parse(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1), c->member,
-                               &names, &n, &count) < 0) {
+        if (cached == NULL ||
+            chat_members_parse(cached, strlen(cached), c->member, &names, &n, &count) < 0) {
             count = 0;
             if (chat_members_parse("[]", 2, c->member, &names, &n, &count) < 0)
                 n = 0;
         }
-        PQclear(res);
+        free(cached);
         for (size_t k = 0; list && k < n; k++)
             json_array_append_new(list, json_string(names[k]));
         chat_members_free(names, n);
@@ -228,10 +235,17 @@ static bool park(struct lp_req *r, struct lp_poll_ctx *c, unsigned gen, enum lp_
 {
     struct lp_cursor at[LP_MAX_ROOMS];
 
-    if (atomic_fetch_add(&lp_parked, 1) >= conf->max_parked) {
-        atomic_fetch_sub(&lp_parked, 1);
+    int full = lp_park_take(r->addr);
+    if (full == -1) {
         log_warn("poll: %d polls parked already (--max-parked); refusing one", conf->max_parked);
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "too many waiting polls; retry later");
+        return false;
+    }
+    if (full == -2) {
+        log_debug("poll: %s holds %d parked polls (--max-parked-per-addr); refusing one", r->addr,
+                  conf->max_parked_per_addr);
+        lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE,
+                       "too many waiting polls from your address; retry later");
         return false;
     }
     for (size_t i = 0; i < c->n; i++) {
@@ -243,7 +257,7 @@ static bool park(struct lp_req *r, struct lp_poll_ctx *c, unsigned gen, enum lp_
         r->conn.fd = -1; /* the listener answers it */
         return true;
     }
-    atomic_fetch_sub(&lp_parked, 1);
+    lp_park_give(r->addr);
     lp_poll_free(p);
     answer(r, c, db); /* shutting down (or out of memory): events: [] now */
     return true;
@@ -266,6 +280,11 @@ void lp_poll_init(const struct lp_config *cfg)
 int lp_poll_max_parked(void)
 {
     return conf->max_parked;
+}
+
+int lp_poll_workers(void)
+{
+    return conf->workers;
 }
 
 void lp_poll_handle(struct lp_req *r, PGconn **db)
@@ -298,6 +317,6 @@ void lp_poll_handle(struct lp_req *r, PGconn **db)
     }
     /* online while polling: from the first poll that is served */
     for (size_t i = 0; served && i < c.n; i++)
-        lp_presence_touch(c.rooms[i].room, c.member, r->policy.poll_timeout);
+        lp_presence_touch(c.rooms[i].room, c.member, r->addr, r->policy.poll_timeout);
     chat_sbuf_free(&c.events);
 }

@@ -30,6 +30,7 @@ struct pair {
     int64_t expires;
     char room[CHAT_ROOM_MAX + 1];
     char member[CHAT_SENDER_MAX + 1];
+    char addr[48]; /* whose poll made it: counted against --max-presence-per-addr */
 };
 
 static const struct lp_config *conf; /* given at init */
@@ -79,7 +80,15 @@ static void note_seen(const char *member)
         snprintf(seen[nseen++], sizeof(seen[0]), "%s", member);
 }
 
-void lp_presence_touch(const char *room, const char *member, unsigned timeout_s)
+/* Frees p (unlinked by the caller) and gives its address's entry back. */
+static void pair_free(struct pair *p)
+{
+    lp_addr_give(p->addr, LP_ADDR_PRESENCE);
+    npairs--;
+    free(p);
+}
+
+void lp_presence_touch(const char *room, const char *member, const char *addr, unsigned timeout_s)
 {
     int64_t expires = chat_now_ms() + 2 * (int64_t)timeout_s * 1000;
 
@@ -89,13 +98,19 @@ void lp_presence_touch(const char *room, const char *member, unsigned timeout_s)
     while (p && (strcmp(p->room, room) != 0 || strcmp(p->member, member) != 0))
         p = p->hnext;
     if (p == NULL) {
+        if (!lp_addr_take(addr, LP_ADDR_PRESENCE)) { /* (counted for /health) */
+            pthread_mutex_unlock(&lock);
+            return;
+        }
         if (npairs >= PAIRS_MAX || (p = calloc(1, sizeof(*p))) == NULL) {
+            lp_addr_give(addr, LP_ADDR_PRESENCE);
             if (!full_logged)
                 log_warn("presence: %zu pairs tracked, not tracking more", npairs);
             full_logged = true;
             pthread_mutex_unlock(&lock);
             return;
         }
+        snprintf(p->addr, sizeof(p->addr), "%s", addr ? addr : "");
         snprintf(p->room, sizeof(p->room), "%s", room);
         snprintf(p->member, sizeof(p->member), "%s", member);
         p->state = PAIR_NEW;
@@ -174,8 +189,7 @@ static size_t collect(struct pair **out, int64_t now)
             struct pair *p = *pp;
             if (p->state == PAIR_NEW && p->expires <= now) {
                 *pp = p->hnext;
-                npairs--;
-                free(p);
+                pair_free(p);
                 continue;
             }
             if (p->state == PAIR_NEW) {
@@ -199,8 +213,7 @@ static void unlink_pair(struct pair *p)
         pp = &(*pp)->hnext;
     if (*pp) {
         *pp = p->hnext;
-        npairs--;
-        free(p);
+        pair_free(p);
     }
 }
 

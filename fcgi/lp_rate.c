@@ -190,7 +190,9 @@ bool lp_rate_admit(struct lp_req *r, const char *who, bool send)
 {
     if (rate_table == NULL)
         return true;
-    bool guest = r->policy.user[0] == '\0';
+    /* a signed-in user's bucket only for what the user asked (who is the
+     * user): a request that speaks for nobody is the address's */
+    bool guest = r->policy.user[0] == '\0' || who[0] == '\0';
     uint64_t key = guest ? rate_key('g', who, r->addr) : rate_key('u', who, "");
     enum rate_verdict v = rate_take(key, 1.0, send);
 

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "lp_rooms.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,7 +28,8 @@ struct item {
     enum item_kind kind;
     int64_t seq;
     size_t off, len;                /* in room->bytes */
-    char user[CHAT_SENDER_MAX + 1]; /* typing: who types (not sent to itself) */
+    char user[CHAT_SENDER_MAX + 1]; /* not sent to this member: the typist, or the one
+                                     * member a presence line is about */
 };
 
 struct lp_room {
@@ -242,6 +244,24 @@ static void add_item(struct lp_room *r, enum item_kind kind, int64_t seq, const 
     mark_dirty(r);
 }
 
+/* The one member a presence line is about (online and offline together
+ * name exactly one) into out, else "": a poller is not woken by its own
+ * coming and going (its own answer counts itself already). */
+static void presence_sole(const char *line, size_t len, char *out, size_t cap)
+{
+    json_t *ev = json_loadb(line, len, 0, NULL);
+    json_t *on = json_object_get(ev, "online"), *off = json_object_get(ev, "offline");
+
+    out[0] = '\0';
+    if (json_is_array(on) && json_is_array(off) &&
+        json_array_size(on) + json_array_size(off) == 1) {
+        const char *m = json_string_value(json_array_get(json_array_size(on) ? on : off, 0));
+        if (m && strlen(m) < cap)
+            memcpy(out, m, strlen(m) + 1);
+    }
+    json_decref(ev);
+}
+
 static void news_line(const char *line, size_t len)
 {
     struct chat_line l;
@@ -264,8 +284,11 @@ static void news_line(const char *line, size_t len)
         }
     } else {
         struct lp_room *r = find(l.room, nlen, false);
+        char sole[CHAT_SENDER_MAX + 1] = "";
+        if (r && r->nwaiters > 0 && l.op == CHAT_LINE_PRESENCE)
+            presence_sole(line, len, sole, sizeof(sole));
         if (r && r->nwaiters > 0)
-            add_item(r, ITEM_EPHEMERAL, 0, line, len, l.op == CHAT_LINE_TYPING ? l.user : NULL);
+            add_item(r, ITEM_EPHEMERAL, 0, line, len, l.op == CHAT_LINE_TYPING ? l.user : sole);
     }
 }
 

@@ -133,34 +133,37 @@ void lp_sse_handle(struct lp_req *r, PGconn **db)
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
         goto out;
     }
-    if (atomic_fetch_add(&lp_parked, 1) >= lp_poll_max_parked()) {
-        atomic_fetch_sub(&lp_parked, 1);
-        log_warn("events: %d polls and streams parked already (--max-parked); refusing one",
-                 lp_poll_max_parked());
-        lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "too many waiting polls; retry later");
+    int full = lp_park_take(r->addr);
+    if (full < 0) {
+        if (full == -1)
+            log_warn("events: %d polls and streams parked already (--max-parked); refusing one",
+                     lp_poll_max_parked());
+        lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE,
+                       full == -1 ? "too many waiting polls; retry later"
+                                  : "too many waiting polls from your address; retry later");
         goto out;
     }
     for (size_t i = 0; i < c.n; i++)
         at[i] = c.rooms[i];
-    s = lp_stream_new(c.member, at, c.n, hb);
+    s = lp_stream_new(c.member, r->addr, at, c.n, hb);
     policy = chat_encode_policy(&r->policy, NULL);
     if (s == NULL || first_bytes(s, &c, members, hb, policy, &out) < 0) {
-        atomic_fetch_sub(&lp_parked, 1);
+        lp_park_give(r->addr);
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
         goto out;
     }
     if (lp_stream_records(&r->conn, out.p, out.len, false, true) < 0) {
-        atomic_fetch_sub(&lp_parked, 1);
+        lp_park_give(r->addr);
         log_debug("events %d: web server gone before the head", r->conn.id);
         goto out; /* lp_req_free closes it */
     }
     for (size_t i = 0; i < c.n; i++) {
         at[i].seq = c.cursor[i];
-        lp_presence_touch(c.rooms[i].room, c.member, hb < 10 ? 10 : hb);
+        lp_presence_touch(c.rooms[i].room, c.member, r->addr, hb < 10 ? 10 : hb);
     }
     struct lp_poll *p = lp_poll_new(&r->conn, c.member, r->addr, at, c.n, hb, gen, how);
     if (p == NULL) {
-        atomic_fetch_sub(&lp_parked, 1);
+        lp_park_give(r->addr);
         lp_stream_end(&r->conn);
         goto out;
     }
@@ -169,7 +172,7 @@ void lp_sse_handle(struct lp_req *r, PGconn **db)
     if (lp_listener_park(p) == 0) {
         r->conn.fd = -1; /* the listener's now */
     } else {
-        atomic_fetch_sub(&lp_parked, 1);
+        lp_park_give(r->addr);
         lp_poll_free(p);
         lp_stream_end(&r->conn); /* shutting down: the client resumes elsewhere */
     }
@@ -177,5 +180,6 @@ out:
     lp_stream_free(s);
     free(members);
     free(policy);
+    chat_sbuf_free(&out);
     chat_sbuf_free(&c.events);
 }

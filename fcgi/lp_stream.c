@@ -21,13 +21,14 @@
 struct lp_stream {
     size_t n;
     char member[CHAT_SENDER_MAX + 1];
+    char addr[48]; /* REMOTE_ADDR, for the presence bound per address */
     unsigned heartbeat_s;
     int64_t touched;       /* last presence touch, ms */
     struct lp_cursor at[]; /* n: what the client has been sent */
 };
 
-struct lp_stream *lp_stream_new(const char *member, const struct lp_cursor *rooms, size_t n,
-                                unsigned heartbeat_s)
+struct lp_stream *lp_stream_new(const char *member, const char *addr, const struct lp_cursor *rooms,
+                                size_t n, unsigned heartbeat_s)
 {
     struct lp_stream *s = n <= LP_MAX_ROOMS ? calloc(1, sizeof(*s) + n * sizeof(s->at[0])) : NULL;
 
@@ -36,6 +37,7 @@ struct lp_stream *lp_stream_new(const char *member, const struct lp_cursor *room
     s->n = n;
     memcpy(s->at, rooms, n * sizeof(rooms[0]));
     snprintf(s->member, sizeof(s->member), "%s", member);
+    snprintf(s->addr, sizeof(s->addr), "%s", addr ? addr : "");
     s->heartbeat_s = heartbeat_s;
     s->touched = chat_now_ms();
     return s;
@@ -131,7 +133,7 @@ int lp_stream_flush(struct lp_stream *s, struct lp_conn *c, const char *events, 
     if (rc == 0 && (len == 0 || now - s->touched >= TOUCH_MS)) {
         unsigned t = s->heartbeat_s < 10 ? 10 : s->heartbeat_s;
         for (size_t i = 0; i < s->n; i++)
-            lp_presence_touch(s->at[i].room, s->member, t);
+            lp_presence_touch(s->at[i].room, s->member, s->addr, t);
         s->touched = now;
     }
     return rc;

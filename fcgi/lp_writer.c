@@ -21,7 +21,6 @@
 #include "chat_sys.h"
 #include "chat_sql.h"
 
-#define BATCH_MAX 1000
 #define BEAT_MS 10000
 #define PRESENCE_MS 1000
 
@@ -266,7 +265,7 @@ static size_t take(struct lp_send *v[], int64_t wake_at)
         }
         pthread_cond_timedwait(&qcond, &qlock, &ts);
     }
-    while (qhead && n < BATCH_MAX) {
+    while (qhead && n < (size_t)conf->batch_max) {
         v[n++] = qhead;
         qhead = qhead->next;
         qlen--;
@@ -279,7 +278,7 @@ static size_t take(struct lp_send *v[], int64_t wake_at)
 
 static void *writer_main(void *arg)
 {
-    static struct lp_send *v[BATCH_MAX];
+    static struct lp_send *v[CHAT_BATCH_LIMIT];
     int64_t next_presence = 0, next_beat = chat_now_ms() + BEAT_MS;
     (void)arg;
 

@@ -27,7 +27,9 @@ struct ws_config {
     int workers;                  /* processes sharing the socket */
     bool echo;                    /* conformance mode: echo, no database */
     int heartbeat;                /* seconds between server pings */
+    int message_timeout;          /* seconds a started client message may take (1008) */
     size_t max_conns;             /* per process; 503 before upgrade past it */
+    size_t max_per_addr;          /* per client address (X-Chat-Addr) per process; 0: none */
     int handshake_timeout;        /* ms for the request head */
     size_t max_message;           /* bytes of one client message (1009) */
     size_t outbox_max;            /* bytes queued to one client (1008) */
@@ -65,26 +67,45 @@ enum ws_conn_state { WS_HANDSHAKE, WS_OPEN, WS_CLOSING, WS_DEAD };
 
 struct ws_sub;
 struct ws_server;
+struct ws_addr_count;
+
+/* Requests of one connection waiting for the database (history, search,
+ * members, sends, edits...) before it stops parsing more: with pages cut
+ * to half the outbox, a connection holds at most --outbox plus this many
+ * half-outboxes of replies. */
+#define WS_INFLIGHT_MAX 4
 
 struct ws_conn {
     struct ws_server *srv;
     struct ev_io io;
     struct ev_timer timer;        /* handshake deadline, then heartbeat, then close wait */
+    struct ev_timer msg_timer;    /* a started message's deadline (--message-timeout) */
     struct ws_conn *prev, *next;  /* srv->conns */
     struct ws_conn *pending_next; /* srv->pending (output to flush) */
     struct ws_conn *reap_next;    /* srv->reap */
     uint64_t id;
-    uint32_t refs; /* async operations holding it; freed at 0 once dead */
+    uint32_t refs; /* async operations holding it; freed at 0 once dead;
+                      no request is parsed while WS_INFLIGHT_MAX are */
     uint8_t state; /* enum ws_conn_state */
     bool pending;  /* on srv->pending */
     bool close_sent, close_received;
     bool full;     /* accepted past --max-conns: answered 503 */
     bool chatting; /* opened in chat mode: leaves its rooms when reaped */
     bool paused;   /* outbox over its bound: not reading */
+    bool counted;  /* counted in srv->addrs under addr */
+    bool linger;   /* failed (or answered before the upgrade): input drained, not parsed */
+    bool shut;     /* lingering: our side shut down, waiting for the peer's FIN */
+    size_t drained;
+    int64_t msg_since; /* ms: a client message has been arriving since; 0: none */
+    /* input read but not yet parsed: held while the connection is stalled
+     * (outbox over its bound, or WS_INFLIGHT_MAX requests at the database);
+     * at most one read buffer */
+    uint8_t *in;
+    size_t in_len;
     uint8_t missed_pongs;
     /* handshake bytes, freed once open */
     char *hs;
-    size_t hs_len;
+    size_t hs_len, hs_cap;
     struct ws_reader rd;
     /* outbox: cur is partly written; urgent (replies, control) go ahead of
      * fan-out frames not yet started */
@@ -92,6 +113,7 @@ struct ws_conn {
     uint32_t cur_off;
     struct ws_ring urgent, normal;
     size_t out_bytes;
+    size_t held_bytes; /* fan-out frames held for joins in progress (ws_room.c) */
     /* chat */
     char user[CHAT_SENDER_MAX + 1]; /* "alice" or "~bob" */
     bool authenticated;
@@ -117,6 +139,15 @@ struct ws_handlers {
     int (*health)(struct ws_server *srv, char *out, size_t size);
 };
 
+/* What one worker tells the others (shared memory, one slot per worker,
+ * set up by the parent before forking): its connections, so that a full
+ * worker stops taking new ones while another has room. */
+struct ws_peer {
+    int pid;       /* 0: free; a dead worker's slot is taken over */
+    uint32_t full; /* at --max-conns */
+    int64_t at;    /* ms, chat_now_ms(): a slot not updated for a while is not trusted */
+};
+
 struct ws_server {
     const struct ws_handlers *h;
     struct ws_config cfg;
@@ -125,8 +156,16 @@ struct ws_server {
     struct ev_io listen_io;
     struct ev_timer accept_pause; /* out of file descriptors: retry soon */
     bool accepting;
-    struct chat_typing typing; /* one typing event per (room, sender) a second */
-    struct ws_conn *conns;     /* doubly linked */
+    bool listening;             /* the listening socket is in epoll */
+    bool accept_paused;         /* out of file descriptors: accept_pause runs */
+    struct ws_peer *peers, *me; /* NULL with one worker */
+    int npeers;
+    struct ev_timer balance;      /* refreshes *me, re-decides whether to accept */
+    struct chat_typing typing;    /* one typing event per (room, sender) a second */
+    struct ws_conn *conns;        /* doubly linked */
+    struct ws_addr_count **addrs; /* open connections per client address */
+    size_t addr_buckets;
+    uint64_t addr_seed;
     size_t nconns;
     uint64_t next_id;
     struct ws_conn *pending, *reap;
@@ -186,6 +225,10 @@ void ws_room_join(struct ws_conn *c, const char *room, int64_t since, const json
 void ws_room_leave(struct ws_conn *c, const char *room, const json_t *ref);
 void ws_room_leave_all(struct ws_conn *c);
 bool ws_room_joined(struct ws_conn *c, const char *room);
+/* Answers a members request: from the room's remembered list, or the one
+ * query in flight for the room (shared by every request meanwhile), with
+ * this process's own members added. */
+void ws_room_members(struct ws_conn *c, const char *room, const json_t *ref);
 void ws_room_notify(struct ws_server *srv, const char *payload, size_t len);
 void ws_room_bus_up(struct ws_server *srv);
 void ws_room_bus_down(struct ws_server *srv);

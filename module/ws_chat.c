@@ -459,6 +459,20 @@ static void chat_moderate(struct ws_conn *c, const struct chat_request *r)
 
 /* ---- reads: history, members, typing ---- */
 
+/* A page of msgs[0..n) (ascending) cut to its newest messages that fit
+ * half an outbox (at least one): a reply is bounded like the join backlog,
+ * and the client pages on from the oldest it got. Returns the first kept. */
+static size_t page_fit(const struct ws_conn *c, const struct chat_str *msgs, size_t n)
+{
+    size_t budget = c->srv->cfg.outbox_max / 2, used = 0, first = n;
+
+    while (first > 0 && (first == n || used + msgs[first - 1].len + 1 <= budget)) {
+        used += msgs[first - 1].len + 1;
+        first--;
+    }
+    return first;
+}
+
 static void history_done(struct pg *pg, PGresult *res, void *data)
 {
     struct ws_op *op = data;
@@ -476,8 +490,13 @@ static void history_done(struct pg *pg, PGresult *res, void *data)
     }
     int64_t horizon;
     n = chat_history_rows(res, msgs, CHAT_HISTORY_MAX, &horizon);
-    ws_conn_reply(op->conn, chat_encode_page("history", op->room, msgs, n, horizon, op->ref, &len),
-                  &len);
+    size_t first = page_fit(op->conn, msgs, n);
+    if (first > 0)
+        horizon = -1; /* older messages are left */
+    ws_conn_reply(
+        op->conn,
+        chat_encode_page("history", op->room, msgs + first, n - first, horizon, op->ref, &len),
+        &len);
 out:
     op_free(op);
 }
@@ -501,7 +520,10 @@ static void search_done(struct pg *pg, PGresult *res, void *data)
         msgs[n].p = PQgetvalue(res, i, 1);
         msgs[n].len = (size_t)PQgetlength(res, i, 1);
     }
-    ws_conn_reply(op->conn, chat_encode_page("search", op->room, msgs, n, -1, op->ref, &len), &len);
+    size_t first = page_fit(op->conn, msgs, n);
+    ws_conn_reply(op->conn,
+                  chat_encode_page("search", op->room, msgs + first, n - first, -1, op->ref, &len),
+                  &len);
 out:
     op_free(op);
 }
@@ -542,47 +564,6 @@ static void chat_history(struct ws_conn *c, const struct chat_request *r)
     }
 }
 
-static void members_done(struct pg *pg, PGresult *res, void *data)
-{
-    struct ws_op *op = data;
-    const char **names = NULL;
-    size_t n = 0, count = 0, len;
-    (void)pg;
-
-    if (!ws_conn_alive(op->conn))
-        goto out;
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "the database is unavailable", op->ref);
-        goto out;
-    }
-    count = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-    if (chat_members_parse(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1),
-                           ws_room_joined(op->conn, op->room) ? op->conn->user : NULL, &names, &n,
-                           &count) < 0) {
-        ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "out of memory", op->ref);
-        goto out;
-    }
-    ws_conn_reply(op->conn, chat_encode_members(op->room, names, n, count, op->ref, &len), &len);
-    chat_members_free(names, n);
-out:
-    op_free(op);
-}
-
-static void chat_members(struct ws_conn *c, const struct chat_request *r)
-{
-    struct ws_op *op = op_new(c, r->ref, &r->room);
-
-    if (!op) {
-        ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", r->ref);
-        return;
-    }
-    const char *params[1] = {op->room};
-    if (pg_query(c->srv->reader, CHAT_SQL_MEMBERS, 1, params, members_done, op) < 0) {
-        ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable", r->ref);
-        op_free(op);
-    }
-}
-
 static void chat_typing(struct ws_conn *c, const struct chat_request *r)
 {
     char room[CHAT_ROOM_MAX + 1];
@@ -590,7 +571,7 @@ static void chat_typing(struct ws_conn *c, const struct chat_request *r)
 
     /* a typist sends one per keystroke; the others need one a second */
     cstr(room, &r->room);
-    if (!chat_typing_due(&c->srv->typing, room, c->user, ev_now(c->srv->loop)))
+    if (!chat_typing_due(&c->srv->typing, room, c->user, c->addr, ev_now(c->srv->loop)))
         return;
     char *ev = chat_encode_typing(room, c->user, &len);
     if (!ev)
@@ -703,8 +684,10 @@ static void dispatch(struct ws_conn *c, const struct chat_request *r)
             chat_typing(c, r);
         return;
     case CHAT_OP_MEMBERS:
-        if (room_allowed(c, r))
-            chat_members(c, r);
+        if (!room_allowed(c, r))
+            return;
+        cstr(room, &r->room);
+        ws_room_members(c, room, r->ref);
         return;
     default:
         ws_conn_error(c, CHAT_E_UNKNOWN_OP, NULL, r->ref);

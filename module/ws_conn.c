@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "chat_hash.h"
 #include "chat_list.h"
 #include "chat_log.h"
 #include "ws.h"
@@ -29,10 +31,18 @@
 #define WS_FULL_MARGIN 64
 #define WS_RING_KEEP 8
 #define WS_ACCEPT_PAUSE_MS 200
+#define WS_HS_FIRST 2048            /* bytes of a handshake buffer at first */
+#define WS_LINGER_MS 2000           /* a failed connection's input is drained this long at most */
+#define WS_LINGER_BYTES (16u << 20) /* and this much */
+#define WS_PEER_EVERY_MS 250        /* a worker publishes its state this often */
+#define WS_PEER_STALE_MS 1500       /* a worker silent longer is not counted on */
 
 static void conn_io_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events);
 static void conn_timer_cb(struct ev_loop *loop, struct ev_timer *t);
+static void conn_msg_timer_cb(struct ev_loop *loop, struct ev_timer *t);
 static void conn_kill(struct ws_conn *c);
+static void conn_mark_pending(struct ws_conn *c);
+static void listen_update(struct ws_server *srv);
 static void conn_feed(struct ws_conn *c, uint8_t *buf, size_t len);
 const struct chat_policy *ws_policy_intern(const struct chat_policy *p);
 
@@ -116,6 +126,72 @@ static void ring_clear(struct ws_ring *r, size_t *bytes)
     r->cap = r->head = 0;
 }
 
+/* ---- open connections per client address (nginx's X-Chat-Addr) ---- */
+
+#define WS_ADDR_BUCKETS 1024
+
+struct ws_addr_count {
+    struct ws_addr_count *next;
+    size_t conns;
+    char addr[CHAT_ADDR_MAX + 1];
+};
+
+static struct ws_addr_count **addr_slot(struct ws_server *srv, const char *addr)
+{
+    if (!srv->addrs) {
+        srv->addrs = calloc(WS_ADDR_BUCKETS, sizeof(*srv->addrs));
+        if (!srv->addrs)
+            return NULL;
+        srv->addr_buckets = WS_ADDR_BUCKETS;
+        /* seeded: peers choose the keys */
+        srv->addr_seed = chat_hash_more(CHAT_HASH_INIT, (const char *)&srv, sizeof(srv)) ^
+                         (uint64_t)ev_now(srv->loop) ^ (uint64_t)getpid() << 32;
+    }
+    struct ws_addr_count **pp =
+        &srv->addrs[chat_hash_more(srv->addr_seed, addr, strlen(addr)) % srv->addr_buckets];
+    while (*pp && strcmp((*pp)->addr, addr) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* Counts c under its address: 0, or -1 when the address has its
+ * --max-conns-per-addr already (or out of memory). */
+static int addr_take(struct ws_conn *c)
+{
+    struct ws_server *srv = c->srv;
+    struct ws_addr_count **pp, *a;
+
+    if (!srv->cfg.max_per_addr || !c->addr[0])
+        return 0;
+    if (!(pp = addr_slot(srv, c->addr)))
+        return -1;
+    if (!(a = *pp)) {
+        if (!(a = calloc(1, sizeof(*a))))
+            return -1;
+        strcpy(a->addr, c->addr);
+        *pp = a;
+    }
+    if (a->conns >= srv->cfg.max_per_addr)
+        return -1;
+    a->conns++;
+    c->counted = true;
+    return 0;
+}
+
+static void addr_release(struct ws_conn *c)
+{
+    struct ws_addr_count **pp, *a;
+
+    if (!c->counted)
+        return;
+    c->counted = false;
+    pp = addr_slot(c->srv, c->addr);
+    if (pp && (a = *pp) && --a->conns == 0) {
+        *pp = a->next;
+        free(a);
+    }
+}
+
 /* ---- references and reaping ---- */
 
 void ws_conn_ref(struct ws_conn *c)
@@ -130,8 +206,13 @@ static void conn_free(struct ws_conn *c)
 
 void ws_conn_unref(struct ws_conn *c)
 {
-    if (--c->refs == 0 && c->state == WS_DEAD && c->io.fd < 0)
+    if (--c->refs == 0 && c->state == WS_DEAD && c->io.fd < 0) {
         conn_free(c);
+        return;
+    }
+    /* a request came back: a connection that stopped parsing may go on */
+    if (c->refs == WS_INFLIGHT_MAX - 1 && c->state == WS_OPEN)
+        conn_mark_pending(c);
 }
 
 static void conn_mark_pending(struct ws_conn *c)
@@ -151,6 +232,7 @@ static void conn_kill(struct ws_conn *c)
     c->state = WS_DEAD;
     ev_io_set(c->srv->loop, &c->io, 0);
     ev_timer_stop(c->srv->loop, &c->timer);
+    ev_timer_stop(c->srv->loop, &c->msg_timer);
     c->reap_next = c->srv->reap;
     c->srv->reap = c;
 }
@@ -169,14 +251,20 @@ static void conn_reap(struct ws_conn *c)
     c->io.fd = -1;
     free(c->hs);
     c->hs = NULL;
+    free(c->in);
+    c->in = NULL;
+    c->in_len = 0;
     ws_reader_free(&c->rd);
     if (c->cur)
         ws_buf_unref(c->cur);
     c->cur = NULL;
     ring_clear(&c->urgent, &c->out_bytes);
     ring_clear(&c->normal, &c->out_bytes);
+    addr_release(c);
     CHAT_LIST_UNLINK(srv->conns, c, prev, next);
     srv->nconns--;
+    if (!srv->listening)
+        listen_update(srv);
     if (c->refs == 0)
         conn_free(c);
 }
@@ -258,6 +346,13 @@ void ws_conn_close(struct ws_conn *c, unsigned code, const char *reason)
     ev_timer_start(c->srv->loop, &c->timer, WS_CLOSE_WAIT_MS);
 }
 
+/* Not parsing requests now: the outbox is over its bound (until half of
+ * it drained), or WS_INFLIGHT_MAX requests wait for the database. */
+static bool conn_stalled(const struct ws_conn *c)
+{
+    return c->paused || c->out_bytes > c->srv->cfg.outbox_max || c->refs >= WS_INFLIGHT_MAX;
+}
+
 /* Writes as much of the outbox as the socket takes. 0, or -1 when the
  * connection died. */
 static int conn_flush(struct ws_conn *c)
@@ -307,20 +402,43 @@ static int conn_flush(struct ws_conn *c)
             c->cur_off = 0;
         }
     }
-    /* backpressure: replies come only from requests, so not reading while
-     * the outbox is over its bound bounds them too (resume below half) */
-    if (c->out_bytes > c->srv->cfg.outbox_max)
+    /* backpressure: replies come only from requests, so not parsing them
+     * while the outbox is over its bound (resume below half) or while
+     * WS_INFLIGHT_MAX are at the database bounds replies too */
+    if (c->out_bytes > c->srv->cfg.outbox_max) {
+        if (!c->paused)
+            log_info("conn %llu: outbox over %zu bytes: stops reading until half of it drained",
+                     (unsigned long long)c->id, c->srv->cfg.outbox_max);
         c->paused = true;
-    else if (c->out_bytes <= c->srv->cfg.outbox_max / 2)
+    } else if (c->out_bytes <= c->srv->cfg.outbox_max / 2)
         c->paused = false;
-    uint32_t want = (c->paused ? 0 : EPOLLIN | EPOLLRDHUP) | (c->out_bytes ? EPOLLOUT : 0);
+    if (c->in_len > 0 && !conn_stalled(c) && c->state == WS_OPEN) {
+        /* input held while stalled: parse it now; what it queues comes
+         * back here (pending) */
+        conn_feed(c, c->in, c->in_len);
+        if (c->state == WS_DEAD)
+            return -1;
+    }
+    bool reading = c->linger || (!conn_stalled(c) && c->in_len == 0);
+    uint32_t want = (reading ? EPOLLIN | EPOLLRDHUP : 0) | (c->out_bytes ? EPOLLOUT : 0);
     if (ev_io_set(c->srv->loop, &c->io, want) < 0) {
         conn_kill(c);
         return -1;
     }
     /* our close frame is out: done once the peer's arrived (or timed out) */
-    if (c->out_bytes == 0 && c->close_sent && (c->close_received || c->state == WS_HANDSHAKE))
-        conn_kill(c);
+    if (c->out_bytes == 0 && c->close_sent && (c->close_received || c->state == WS_HANDSHAKE)) {
+        if (!c->linger) {
+            conn_kill(c);
+        } else if (!c->shut) {
+            /* lingering close: our FIN after the close frame, then what the
+             * peer still sends is read and dropped until its FIN, for at
+             * most WS_LINGER_MS; closing with unread bytes would send a
+             * reset, and the peer would lose our close frame (1006) */
+            c->shut = true;
+            shutdown(c->io.fd, SHUT_WR);
+            ev_timer_start(c->srv->loop, &c->timer, WS_LINGER_MS);
+        }
+    }
     return 0;
 }
 
@@ -353,8 +471,9 @@ static void http_answer(struct ws_conn *c, int status, const char *extra, const 
 
     if (n > 0)
         queue_raw(c, -1, out, (size_t)n);
-    c->close_sent = true; /* closed once written */
+    c->close_sent = true; /* closed once written (and drained) */
     c->close_received = true;
+    c->linger = true;
 }
 
 static void http_error(struct ws_conn *c, int status, const char *why)
@@ -414,6 +533,14 @@ static void upgrade(struct ws_conn *c, const struct ws_request *req, const struc
             memcpy(c->addr, addr, addr_len);
             c->addr[addr_len] = '\0';
         }
+        if (addr_take(c) < 0) {
+            log_info("conn %llu: refused: %zu connections from %s", (unsigned long long)c->id,
+                     srv->cfg.max_per_addr, c->addr);
+            http_answer(c, 429, "Retry-After: 5", "application/json",
+                        "{\"op\":\"error\",\"code\":\"rate_limited\","
+                        "\"message\":\"too many connections from your address\"}");
+            return;
+        }
         p.user[0] = '\0'; /* the identity lives in c->user; policies are shared */
         c->policy = ws_policy_intern(&p);
         if (!c->policy) {
@@ -444,7 +571,7 @@ static void upgrade(struct ws_conn *c, const struct ws_request *req, const struc
     }
     free(c->hs);
     c->hs = NULL;
-    c->hs_len = 0;
+    c->hs_len = c->hs_cap = 0;
     if (rest > 0)
         conn_feed(c, srv->rbuf, rest);
 }
@@ -514,6 +641,7 @@ static void on_frame_event(struct ws_conn *c, const struct ws_event *ev)
     switch (ev->type) {
     case WS_EV_TEXT:
     case WS_EV_BINARY:
+        ev_timer_stop(srv->loop, &c->msg_timer); /* the message is whole */
         if (c->close_sent)
             return;
         srv->stat_msgs_in++;
@@ -541,7 +669,8 @@ static void on_frame_event(struct ws_conn *c, const struct ws_event *ev)
     case WS_EV_ERROR:
         log_info("conn %llu: protocol error, closing with %u", (unsigned long long)c->id, ev->code);
         ws_conn_close(c, ev->code, NULL);
-        c->close_received = true; /* nothing more will be read */
+        c->close_received = true; /* nothing more will be parsed */
+        c->linger = true;         /* but read, so that the client sees the code */
         conn_mark_pending(c);
         return;
     default:
@@ -549,9 +678,30 @@ static void on_frame_event(struct ws_conn *c, const struct ws_event *ev)
     }
 }
 
+/* Holds buf[0..len) (the unparsed rest of a read, or of what was held)
+ * until the connection is no longer stalled. */
+static void conn_hold(struct ws_conn *c, const uint8_t *buf, size_t len)
+{
+    /* what a read leaves: at most a read buffer, or a handshake's tail */
+    size_t cap = c->srv->rbuf_size > WS_HANDSHAKE_MAX ? c->srv->rbuf_size : WS_HANDSHAKE_MAX;
+
+    if (!c->in && !(c->in = malloc(cap))) {
+        conn_kill(c);
+        return;
+    }
+    memmove(c->in, buf, len);
+    c->in_len = len;
+    conn_mark_pending(c); /* reading stops at the next flush */
+}
+
 static void conn_feed(struct ws_conn *c, uint8_t *buf, size_t len)
 {
+    c->in_len = 0; /* buf may be c->in itself: held again below if need be */
     while (len > 0 && c->state != WS_DEAD) {
+        if (c->state == WS_OPEN && !c->close_received && conn_stalled(c)) {
+            conn_hold(c, buf, len);
+            return;
+        }
         struct ws_event ev;
         size_t used = 0;
         int r = ws_reader_feed(&c->rd, buf, len, &used, &ev);
@@ -563,6 +713,40 @@ static void conn_feed(struct ws_conn *c, uint8_t *buf, size_t len)
         if (r < 0)
             break;
     }
+    /* a message begun: it has --message-timeout to finish, whatever else
+     * (pongs, pings) comes meanwhile */
+    if (c->state == WS_OPEN && c->rd.msg_opcode && !ev_timer_armed(&c->msg_timer))
+        ev_timer_start(c->srv->loop, &c->msg_timer, (int64_t)c->srv->cfg.message_timeout * 1000);
+}
+
+static void conn_msg_timer_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct ws_conn *c = t->data;
+    (void)loop;
+
+    if (c->state != WS_OPEN || c->close_sent)
+        return;
+    log_info("conn %llu: a message not finished in %d s: closing", (unsigned long long)c->id,
+             c->srv->cfg.message_timeout);
+    ws_conn_close(c, WS_CLOSE_POLICY, "message not finished in time");
+    c->close_received = true; /* the rest of it is drained, not parsed */
+    c->linger = true;
+    conn_mark_pending(c);
+}
+
+/* A failed connection being closed: reads and drops, up to a bound. */
+static void conn_drain(struct ws_conn *c)
+{
+    ssize_t n = read(c->io.fd, c->srv->rbuf, c->srv->rbuf_size);
+
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            conn_kill(c);
+        return;
+    }
+    c->drained += (size_t)n;
+    if (n == 0 || c->drained > WS_LINGER_BYTES)
+        conn_kill(c);
 }
 
 static void conn_read(struct ws_conn *c)
@@ -570,12 +754,29 @@ static void conn_read(struct ws_conn *c)
     struct ws_server *srv = c->srv;
     ssize_t n;
 
+    if (c->linger) {
+        conn_drain(c);
+        return;
+    }
+
     if (c->state == WS_HANDSHAKE) {
-        if (!c->hs && !(c->hs = malloc(WS_HANDSHAKE_MAX + 1))) {
-            conn_kill(c);
-            return;
+        /* the head's buffer grows as it comes: most are under 1 KiB */
+        if (c->hs_len == c->hs_cap) {
+            size_t cap = c->hs_cap ? c->hs_cap * 2 : WS_HS_FIRST;
+            if (cap > WS_HANDSHAKE_MAX + 1)
+                cap = WS_HANDSHAKE_MAX + 1;
+            char *hs = realloc(c->hs, cap);
+            if (!hs) {
+                conn_kill(c);
+                return;
+            }
+            c->hs = hs;
+            c->hs_cap = cap;
         }
-        n = read(c->io.fd, c->hs + c->hs_len, WS_HANDSHAKE_MAX + 1 - c->hs_len);
+        n = read(c->io.fd, c->hs + c->hs_len, c->hs_cap - c->hs_len);
+    } else if (c->in_len > 0 || conn_stalled(c)) {
+        conn_mark_pending(c); /* the flush stops reading (level-triggered) */
+        return;
     } else {
         n = read(c->io.fd, srv->rbuf, srv->rbuf_size);
     }
@@ -616,6 +817,10 @@ static void conn_timer_cb(struct ev_loop *loop, struct ev_timer *t)
     struct ws_conn *c = t->data;
     struct ws_server *srv = c->srv;
 
+    if (c->linger) { /* drained long enough */
+        conn_kill(c);
+        return;
+    }
     switch (c->state) {
     case WS_HANDSHAKE:
         log_info("conn %llu: no complete handshake in %d ms", (unsigned long long)c->id,
@@ -641,12 +846,55 @@ static void conn_timer_cb(struct ev_loop *loop, struct ev_timer *t)
 
 /* ---- accept ---- */
 
+/* Another worker is alive, has published lately and is below --max-conns. */
+static bool others_have_room(const struct ws_server *srv)
+{
+    int64_t now = ev_now(srv->loop);
+
+    for (int i = 0; i < srv->npeers; i++) {
+        const struct ws_peer *p = &srv->peers[i];
+        if (p == srv->me || __atomic_load_n(&p->pid, __ATOMIC_RELAXED) == 0)
+            continue;
+        if (now - __atomic_load_n(&p->at, __ATOMIC_RELAXED) < WS_PEER_STALE_MS &&
+            !__atomic_load_n(&p->full, __ATOMIC_RELAXED))
+            return true;
+    }
+    return false;
+}
+
+/* Publishes this worker's state and takes the listening socket in or out
+ * of epoll: a full worker leaves new connections to one that has room;
+ * when every worker is full, they all take them again, to answer 503. */
+static void listen_update(struct ws_server *srv)
+{
+    bool full = srv->nconns >= srv->cfg.max_conns;
+
+    if (srv->me) {
+        __atomic_store_n(&srv->me->full, full, __ATOMIC_RELAXED);
+        __atomic_store_n(&srv->me->at, ev_now(srv->loop), __ATOMIC_RELAXED);
+    }
+    bool want = srv->accepting && !srv->accept_paused && !(full && others_have_room(srv));
+    if (want == srv->listening)
+        return;
+    /* several worker processes share the socket: wake one of them */
+    if (ev_io_set(srv->loop, &srv->listen_io,
+                  want ? EPOLLIN | (srv->cfg.workers > 1 ? EPOLLEXCLUSIVE : 0) : 0) < 0) {
+        log_error("cannot %s accepting: %s", want ? "resume" : "pause", strerror(errno));
+        return;
+    }
+    srv->listening = want;
+    if (srv->accepting && !srv->accept_paused)
+        log_info(want ? "accepting connections again (%zu)"
+                      : "full (%zu connections): leaving new ones to the other workers",
+                 srv->nconns);
+}
+
 static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
 {
     struct ws_server *srv = io->data;
     (void)events;
 
-    for (int i = 0; i < WS_ACCEPT_BATCH && srv->accepting; i++) {
+    for (int i = 0; i < WS_ACCEPT_BATCH && srv->listening; i++) {
         int fd = accept4(srv->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
@@ -654,7 +902,8 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
                  * moment instead of spinning on it */
                 log_error("accept: %s: pausing accepts for %d ms", strerror(errno),
                           WS_ACCEPT_PAUSE_MS);
-                ev_io_set(loop, &srv->listen_io, 0);
+                srv->accept_paused = true;
+                listen_update(srv);
                 ev_timer_start(loop, &srv->accept_pause, WS_ACCEPT_PAUSE_MS);
             } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
                        errno != ECONNABORTED)
@@ -679,6 +928,8 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
         c->io.data = c;
         c->timer.cb = conn_timer_cb;
         c->timer.data = c;
+        c->msg_timer.cb = conn_msg_timer_cb;
+        c->msg_timer.data = c;
         c->state = WS_HANDSHAKE;
         c->full = srv->nconns >= srv->cfg.max_conns;
         if (ev_io_set(loop, &c->io, EPOLLIN | EPOLLRDHUP) < 0) {
@@ -689,16 +940,44 @@ static void accept_cb(struct ev_loop *loop, struct ev_io *io, uint32_t events)
         CHAT_LIST_LINK(srv->conns, c, prev, next);
         srv->nconns++;
         ev_timer_start(loop, &c->timer, srv->cfg.handshake_timeout);
+        if (srv->nconns >= srv->cfg.max_conns)
+            listen_update(srv);
     }
 }
 
 static void accept_resume(struct ev_loop *loop, struct ev_timer *t)
 {
     struct ws_server *srv = t->data;
+    (void)loop;
 
-    if (srv->accepting &&
-        ev_io_set(loop, &srv->listen_io, EPOLLIN | (srv->cfg.workers > 1 ? EPOLLEXCLUSIVE : 0)) < 0)
-        log_error("cannot resume accepting: %s", strerror(errno));
+    srv->accept_paused = false;
+    listen_update(srv);
+}
+
+static void balance_cb(struct ev_loop *loop, struct ev_timer *t)
+{
+    struct ws_server *srv = t->data;
+
+    listen_update(srv);
+    if (srv->accepting)
+        ev_timer_start(loop, t, WS_PEER_EVERY_MS);
+}
+
+/* Takes this worker's slot: a free one, or a dead worker's. */
+static void peer_claim(struct ws_server *srv)
+{
+    int me = (int)getpid();
+
+    for (int pass = 0; pass < 2 && !srv->me; pass++) {
+        for (int i = 0; i < srv->npeers && !srv->me; i++) {
+            int was = __atomic_load_n(&srv->peers[i].pid, __ATOMIC_RELAXED);
+            if (pass == 0 ? was != 0 : (was == 0 || kill(was, 0) == 0 || errno != ESRCH))
+                continue;
+            if (__atomic_compare_exchange_n(&srv->peers[i].pid, &was, me, false, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_RELAXED))
+                srv->me = &srv->peers[i];
+        }
+    }
 }
 
 int ws_server_listen(struct ws_server *srv)
@@ -709,18 +988,22 @@ int ws_server_listen(struct ws_server *srv)
     srv->listen_io.cb = accept_cb;
     srv->listen_io.data = srv;
     srv->accepting = true;
-    /* several worker processes share the socket: wake one of them */
-    return ev_io_set(srv->loop, &srv->listen_io,
-                     EPOLLIN | (srv->cfg.workers > 1 ? EPOLLEXCLUSIVE : 0));
+    if (srv->peers) {
+        peer_claim(srv);
+        srv->balance.cb = balance_cb;
+        srv->balance.data = srv;
+        ev_timer_start(srv->loop, &srv->balance, WS_PEER_EVERY_MS);
+    }
+    listen_update(srv);
+    return srv->listening ? 0 : -1;
 }
 
 void ws_server_shutdown(struct ws_server *srv)
 {
     ev_timer_stop(srv->loop, &srv->accept_pause);
-    if (srv->accepting) {
-        ev_io_set(srv->loop, &srv->listen_io, 0);
-        srv->accepting = false;
-    }
+    ev_timer_stop(srv->loop, &srv->balance);
+    srv->accepting = false;
+    listen_update(srv);
     for (struct ws_conn *c = srv->conns; c; c = c->next) {
         if (c->state == WS_OPEN)
             ws_conn_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");

@@ -136,21 +136,60 @@ static int parse_header(const char *buf, size_t lim, size_t *pos, struct ws_head
     return rc;
 }
 
+/* A field the daemon reads: the upgrade's own and nginx's X-Chat-*. */
+static bool header_used(const struct ws_header *h)
+{
+    static const char *const used[] = {
+        "Host", "Upgrade", "Connection", "Sec-WebSocket-Key", "Origin", "Sec-WebSocket-Version"};
+
+    if (h->name_len >= 7 && eq_nocase(h->name, 7, "X-Chat-", 7))
+        return true;
+    for (size_t i = 0; i < sizeof(used) / sizeof(used[0]); i++)
+        if (eq_nocase(h->name, h->name_len, used[i], strlen(used[i])))
+            return true;
+    return false;
+}
+
+/* Keeps h: in a free slot, else in place of a field nobody reads (the
+ * fields kept stay in their order). false when every slot holds a used
+ * field. */
+static bool keep_header(struct ws_request *req, const struct ws_header *h)
+{
+    if (req->num_headers < WS_HEADERS_MAX) {
+        req->headers[req->num_headers++] = *h;
+        return true;
+    }
+    if (!header_used(h))
+        return true; /* parsed and checked, not kept */
+    for (size_t i = 0; i < req->num_headers; i++) {
+        if (!header_used(&req->headers[i])) {
+            memmove(&req->headers[i], &req->headers[i + 1],
+                    (req->num_headers - i - 1) * sizeof(req->headers[0]));
+            req->headers[req->num_headers - 1] = *h;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Every field is parsed and checked; past WS_HEADERS_MAX fields only the
+ * ones the daemon reads are kept (a browser's many cookies and headers
+ * pass, as they pass nginx). */
 static int parse_headers(const char *buf, size_t lim, size_t *pos, struct ws_request *req)
 {
     for (;;) {
+        struct ws_header h;
         if (*pos == lim)
             return P_NEED;
         if (buf[*pos] == '\r')
             return parse_crlf(buf, lim, pos);
-        if (req->num_headers == WS_HEADERS_MAX) {
+        int rc = parse_header(buf, lim, pos, &h);
+        if (rc != P_OK)
+            return rc;
+        if (!keep_header(req, &h)) {
             req->too_large = true;
             return P_BAD;
         }
-        int rc = parse_header(buf, lim, pos, &req->headers[req->num_headers]);
-        if (rc != P_OK)
-            return rc;
-        req->num_headers++;
     }
 }
 
@@ -291,9 +330,9 @@ static bool split_authority(const char *s, size_t n, const char **host, size_t *
     return true;
 }
 
-/* Same host and port? Ports absent on either side are the default port of
- * the origin's scheme. */
-static bool origin_same_host(const char *o, size_t olen, const char *host, size_t hlen)
+/* An origin "scheme://authority" split: false when it is not of that shape. */
+static bool origin_split(const char *o, size_t olen, const char **scheme, size_t *scheme_len,
+                         const char **host, size_t *host_len, long *port)
 {
     const char *sep = NULL;
     for (size_t i = 0; i + 3 <= olen; i++) {
@@ -304,24 +343,95 @@ static bool origin_same_host(const char *o, size_t olen, const char *host, size_
     }
     if (sep == NULL)
         return false;
-    size_t slen = (size_t)(sep - o);
-    long dflt = -1;
-    if (eq_nocase(o, slen, "http", 4) || eq_nocase(o, slen, "ws", 2))
-        dflt = 80;
-    else if (eq_nocase(o, slen, "https", 5) || eq_nocase(o, slen, "wss", 3))
-        dflt = 443;
+    *scheme = o;
+    *scheme_len = (size_t)(sep - o);
+    return split_authority(sep + 3, olen - *scheme_len - 3, host, host_len, port);
+}
 
-    const char *oh, *hh;
-    size_t ohl, hhl;
+static long scheme_port(const char *s, size_t n)
+{
+    if (eq_nocase(s, n, "http", 4) || eq_nocase(s, n, "ws", 2))
+        return 80;
+    if (eq_nocase(s, n, "https", 5) || eq_nocase(s, n, "wss", 3))
+        return 443;
+    return -1;
+}
+
+/* Same host and port? Ports absent on either side are the default port of
+ * the origin's scheme. */
+static bool origin_same_host(const char *o, size_t olen, const char *host, size_t hlen)
+{
+    const char *sc, *oh, *hh;
+    size_t scl, ohl, hhl;
     long op, hp;
-    if (!split_authority(sep + 3, olen - slen - 3, &oh, &ohl, &op) ||
+
+    if (!origin_split(o, olen, &sc, &scl, &oh, &ohl, &op) ||
         !split_authority(host, hlen, &hh, &hhl, &hp))
         return false;
+    long dflt = scheme_port(sc, scl);
     if (op < 0)
         op = dflt;
     if (hp < 0)
         hp = dflt;
     return op == hp && eq_nocase(oh, ohl, hh, hhl);
+}
+
+/* Is host[0..n) a name of this server: nginx's $server_name (exactly, or a
+ * "*.example.org" / ".example.org" wildcard), or its own address (the
+ * connection's $server_addr, [brackets] around IPv6)? A name the admin
+ * never configured is what a DNS rebinding attack brings. */
+static bool host_is_site(const char *h, size_t n, const struct ws_request *req)
+{
+    const char *name, *addr;
+    size_t name_len, addr_len;
+
+    if (ws_header_get(req, "X-Chat-Server-Name", &name, &name_len) == 1 && name_len > 0) {
+        if (eq_nocase(h, n, name, name_len))
+            return true;
+        size_t skip = name[0] == '.'                               ? 0
+                      : name_len > 2 && memcmp(name, "*.", 2) == 0 ? 1
+                                                                   : name_len;
+        if (skip < name_len) { /* ".example.org": it and below; "*.example.org": below */
+            const char *suf = name + skip;
+            size_t sl = name_len - skip;
+            if (n > sl && eq_nocase(h + n - sl, sl, suf, sl))
+                return true;
+            if (skip == 0 && eq_nocase(h, n, suf + 1, sl - 1))
+                return true;
+        }
+    }
+    if (ws_header_get(req, "X-Chat-Server-Addr", &addr, &addr_len) == 1 && addr_len > 0) {
+        if (n >= 2 && h[0] == '[') {
+            h++;
+            n -= 2;
+        }
+        if (eq_nocase(h, n, addr, addr_len))
+            return true;
+    }
+    return false;
+}
+
+/* The Origin against what nginx says the site is: X-Chat-Scheme ($scheme,
+ * or $chat_scheme behind a TLS-terminating balancer) and a Host that is a
+ * name of this server. Without X-Chat-Scheme (the daemon reached without
+ * nginx's proxy headers) the host and port alone. */
+static bool origin_is_site(const char *o, size_t olen, const struct ws_request *req,
+                           const char *host, size_t hlen)
+{
+    const char *scheme, *sc, *oh, *hh;
+    size_t scheme_len, scl, ohl, hhl;
+    long op, hp;
+
+    if (!origin_same_host(o, olen, host, hlen))
+        return false;
+    if (ws_header_get(req, "X-Chat-Scheme", &scheme, &scheme_len) != 1)
+        return true;
+    if (!origin_split(o, olen, &sc, &scl, &oh, &ohl, &op) ||
+        !eq_nocase(sc, scl, scheme, scheme_len))
+        return false;
+    if (!split_authority(host, hlen, &hh, &hhl, &hp))
+        return false;
+    return host_is_site(hh, hhl, req);
 }
 
 /* Is o[0..olen) one of the space-separated entries of list? */
@@ -380,7 +490,7 @@ int ws_handshake_check(const struct ws_request *req, const char *allowed, size_t
         return reject(res, 403, "repeated Origin");
     if (norigin == 1 && !origin_listed(origin, origin_len, allowed, allowed_len)) {
         bool is_null = origin_len == 4 && memcmp(origin, "null", 4) == 0;
-        if (is_null || !origin_same_host(origin, origin_len, host, host_len))
+        if (is_null || !origin_is_site(origin, origin_len, req, host, host_len))
             return reject(res, 403, "cross-origin request not allowed");
     }
     res->key = key;

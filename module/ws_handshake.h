@@ -9,10 +9,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define WS_HANDSHAKE_MAX 8192 /* bytes of a request head, final CRLFCRLF included */
-#define WS_HEADERS_MAX 64     /* header fields per request */
-#define WS_ACCEPT_LEN 28      /* base64 of a SHA-1 digest */
-#define WS_KEY_LEN 24         /* base64 of 16 bytes */
+/* Bytes of a request head, final CRLFCRLF included: what nginx lets
+ * through with its default large_client_header_buffers (4 x 8k, the whole
+ * head of the client) plus 16 KiB for the headers nginx adds (X-Chat-*),
+ * so that nothing nginx passes is refused here (docs/nginx.md). */
+#define WS_HANDSHAKE_MAX (48 * 1024)
+#define WS_HEADERS_MAX 64 /* header fields kept per request (see ws_handshake_parse) */
+#define WS_ACCEPT_LEN 28  /* base64 of a SHA-1 digest */
+#define WS_KEY_LEN 24     /* base64 of 16 bytes */
 
 enum {
     WS_HS_BAD = -1,        /* malformed, or over a limit (see too_large) */
@@ -38,7 +42,8 @@ struct ws_request {
     int minor_version; /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
     bool too_large;    /* set with WS_HS_BAD when the head does not end within
                           WS_HANDSHAKE_MAX bytes or has more than
-                          WS_HEADERS_MAX fields: answer 431, else 400 */
+                          WS_HEADERS_MAX fields the daemon reads: answer
+                          431, else 400 */
     size_t num_headers;
     struct ws_header headers[WS_HEADERS_MAX];
 };
@@ -49,7 +54,11 @@ struct ws_request {
  * ended, or WS_HS_BAD. Each call parses from the start; req is filled only
  * as far as parsing got. Lines must end with CRLF; obsolete line folding is
  * refused; only HTTP/1.x. A head of exactly WS_HANDSHAKE_MAX bytes is
- * accepted. */
+ * accepted. The first WS_HEADERS_MAX fields are kept in headers[]; past
+ * them a field the daemon reads (Host, Upgrade, Connection, Origin,
+ * Sec-WebSocket-*, X-Chat-*) takes the place of the first other one, and
+ * other fields are checked and dropped: only more than WS_HEADERS_MAX
+ * fields the daemon reads is too_large. */
 int ws_handshake_parse(const char *buf, size_t len, struct ws_request *req);
 
 /* Case-insensitive lookup of header name (NUL-terminated). Returns how many
@@ -87,10 +96,14 @@ struct ws_hs_result {
  * (both case-insensitive), "Sec-WebSocket-Version: 13" (else 426 with
  * "Sec-WebSocket-Version: 13"), and one Sec-WebSocket-Key that is base64 of
  * exactly 16 bytes (else 400). Origin: absent is accepted; present, it is
- * accepted when its host and port equal the Host header's (default ports
- * by the origin's scheme), or when the whole origin string is one of the
- * space-separated entries of allowed[0..allowed_len) (the X-Chat-Origins
- * value nginx sets; NULL for none). "null" is accepted only when listed.
+ * accepted when the whole origin string is one of the space-separated
+ * entries of allowed[0..allowed_len) (the X-Chat-Origins value nginx sets;
+ * NULL for none), or when it is the site: its host and port equal the Host
+ * header's (default ports by the origin's scheme) and, when nginx sent
+ * X-Chat-Scheme, its scheme is that one and the Host's host is nginx's
+ * X-Chat-Server-Name (or a "*.x"/".x" wildcard of it) or X-Chat-Server-Addr
+ * (DNS rebinding brings a Host nobody configured). "null" is accepted only
+ * when listed.
  * Otherwise 403. Sec-WebSocket-Extensions is ignored (no extension is
  * supported). Returns one of enum ws_hs_verdict and fills *res. */
 int ws_handshake_check(const struct ws_request *req, const char *allowed, size_t allowed_len,

@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -44,16 +45,20 @@ static void usage(FILE *f)
             "  --max-message BYTES    largest client message (default 262144)\n"
             "  --outbox BYTES         queued bytes per client before 1008 (default 1048576)\n"
             "  --max-rooms N          rooms per connection (default 100)\n"
+            "  --message-timeout S    seconds a started message may take to finish (default 30)\n"
+            "  --max-conns-per-addr N connections per client address (nginx's) per process\n"
+            "                         (default a quarter of --max-conns; 0: no limit)\n"
             "  --send-rate R          sends per second per connection (default 10, burst 3x)\n"
             "  --req-rate R           requests per second per connection (default 50, burst 2x)\n"
             "  --backlog N            messages replayed on join at most (default 500)\n"
-            "  --batch N              sends per group commit at most (default 256; 1 = off)\n"
+            "  --batch N              sends per group commit at most (default %d; 1 = off)\n"
             "  --handshake-timeout MS (default 10000)\n"
             "  --db-timeout MS        a query's deadline: past it the connection is dropped,\n"
             "                         the client gets unavailable (default 5000)\n"
             "  --echo                 conformance mode: echo every message, no database\n"
             "  --log FILE             log to FILE (reopened on SIGHUP; default stderr)\n"
-            "  --log-level L          error|warn|info|debug (default info)\n");
+            "  --log-level L          error|warn|info|debug (default info)\n",
+            CHAT_BATCH_DEFAULT);
 }
 
 /* A unix socket's mode: octal, at most 0777, never writable by others
@@ -70,6 +75,11 @@ static int parse_socket_mode(const char *s, unsigned *mode)
     *mode = (unsigned)m;
     return 0;
 }
+
+/* --max-message was given: echo mode keeps it (else 16 MiB there) */
+static bool max_message_given;
+/* --max-conns-per-addr was given (else a quarter of --max-conns) */
+static bool per_addr_given;
 
 static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned *mode)
 {
@@ -92,7 +102,9 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
         O_HELP,
         O_BATCH,
         O_REQRATE,
-        O_DBTIMEOUT
+        O_DBTIMEOUT,
+        O_PERADDR,
+        O_MSGTIME
     };
     static const struct option opts[] = {{"db", 1, 0, O_DB},
                                          {"listen", 1, 0, O_LISTEN},
@@ -113,6 +125,8 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
                                          {"batch", 1, 0, O_BATCH},
                                          {"req-rate", 1, 0, O_REQRATE},
                                          {"db-timeout", 1, 0, O_DBTIMEOUT},
+                                         {"max-conns-per-addr", 1, 0, O_PERADDR},
+                                         {"message-timeout", 1, 0, O_MSGTIME},
                                          {0, 0, 0, 0}};
     int o;
 
@@ -143,12 +157,20 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
             break;
         case O_MSG:
             cfg->max_message = (size_t)v;
+            max_message_given = true;
             break;
         case O_OUTBOX:
             cfg->outbox_max = (size_t)v;
             break;
         case O_ROOMS:
             cfg->max_rooms = (int)v;
+            break;
+        case O_MSGTIME:
+            cfg->message_timeout = (int)v;
+            break;
+        case O_PERADDR:
+            cfg->max_per_addr = v < 0 ? SIZE_MAX : (size_t)v;
+            per_addr_given = true;
             break;
         case O_RATE:
             cfg->send_rate = strtod(optarg, NULL);
@@ -180,13 +202,18 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
         }
     }
     if (optind < argc || cfg->workers < 1 || cfg->workers > 64 || cfg->heartbeat < 1 ||
-        cfg->max_conns < 1 || cfg->max_message < 1024 || cfg->outbox_max < 4096 ||
-        cfg->max_rooms < 1 || cfg->send_rate <= 0 || cfg->req_rate <= 0 || cfg->backlog_max < 0 ||
-        cfg->batch_max < 1 || cfg->batch_max > 10000 || cfg->handshake_timeout < 100 ||
+        cfg->message_timeout < 1 || cfg->max_conns < 1 || cfg->max_per_addr == SIZE_MAX ||
+        cfg->max_message < 1024 || cfg->outbox_max < 4096 || cfg->max_rooms < 1 ||
+        cfg->send_rate <= 0 || cfg->req_rate <= 0 || cfg->backlog_max < 0 || cfg->batch_max < 1 ||
+        cfg->batch_max > CHAT_BATCH_LIMIT || cfg->handshake_timeout < 100 ||
         cfg->db_timeout < 100) {
         fprintf(stderr, "chat-ws: bad option value (see --help)\n");
         return -1;
     }
+    /* one address may take a quarter of a process: a crowd behind one NAT
+     * fits, one client cannot fill it */
+    if (!per_addr_given)
+        cfg->max_per_addr = cfg->max_conns / 4 ? cfg->max_conns / 4 : 1;
     return 0;
 }
 
@@ -298,6 +325,9 @@ static void node_down(const struct ws_config *cfg, const char *node)
     PQfinish(c);
 }
 
+/* the workers' slots (struct ws_peer), shared: mapped before forking */
+static struct ws_peer *peers;
+
 static int run_worker(const struct ws_config *cfg, int listen_fd)
 {
     struct worker w = {0};
@@ -313,6 +343,8 @@ static int run_worker(const struct ws_config *cfg, int listen_fd)
     w.srv.cfg = *cfg;
     w.srv.h = &ws_chat_handlers;
     w.srv.listen_fd = listen_fd;
+    w.srv.peers = peers;
+    w.srv.npeers = peers ? cfg->workers : 0;
     w.srv.loop = ev_loop_new();
     w.srv.rbuf_size = 64 * 1024;
     w.srv.rbuf = malloc(w.srv.rbuf_size);
@@ -344,6 +376,7 @@ out:
     if (w.sig_io.fd >= 0)
         close(w.sig_io.fd);
     free(w.srv.rbuf);
+    free(w.srv.addrs); /* empty: every connection was reaped */
     ev_loop_free(w.srv.loop);
     return rc;
 }
@@ -372,6 +405,7 @@ int main(int argc, char **argv)
         .listen = "unix:/run/chat/ws.sock",
         .workers = (int)sysconf(_SC_NPROCESSORS_ONLN),
         .heartbeat = 30,
+        .message_timeout = 30,
         .max_conns = 10000,
         .handshake_timeout = 10000,
         .max_message = 256 * 1024,
@@ -382,7 +416,7 @@ int main(int argc, char **argv)
         .req_rate = 50,
         .req_burst = 100,
         .backlog_max = 500,
-        .batch_max = 256,
+        .batch_max = CHAT_BATCH_DEFAULT,
         .db_timeout = CHAT_DB_TIMEOUT_MS,
     };
     unsigned mode = 0660;
@@ -397,7 +431,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "chat-ws: cannot open log %s: %s\n", log_path, strerror(errno));
         return 1;
     }
-    if (cfg.echo && cfg.max_message == 256 * 1024)
+    if (cfg.echo && !max_message_given)
         cfg.max_message = 16 * 1024 * 1024; /* conformance suites send big messages */
     signal(SIGPIPE, SIG_IGN);
     long nofile = chat_sys_raise_nofile();
@@ -424,6 +458,17 @@ int main(int argc, char **argv)
     log_info("listening on %s: %d worker(s), open files %ld, heartbeat %d s, %zu connections "
              "per worker",
              cfg.listen, cfg.workers, nofile, cfg.heartbeat, cfg.max_conns);
+    if (cfg.workers > 1) {
+        /* each worker says whether it is full: a full one leaves new
+         * connections to the others (ws_conn.c, listen_update) */
+        void *m = mmap(NULL, sizeof(*peers) * (size_t)cfg.workers, PROT_READ | PROT_WRITE,
+                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            log_error("mmap: %s", strerror(errno));
+            return 1;
+        }
+        peers = m;
+    }
     struct worker_args wa = {&cfg, fd};
     int rc =
         cfg.workers == 1 ? run_worker(&cfg, fd) : chat_supervise(cfg.workers, run_worker_args, &wa);

@@ -67,6 +67,20 @@ struct ws_sub {
     uint32_t nheld, capheld;
 };
 
+/* The answer to members built from a remembered list (members_cached). */
+struct ws_members_list {
+    const char **names;
+    size_t n, count;
+    uint64_t json_ver, local_ver; /* of what it was built from */
+};
+
+/* A members request waiting for the room's one query. */
+struct ws_members_wait {
+    struct ws_members_wait *next;
+    struct ws_conn *c; /* referenced */
+    json_t *ref;
+};
+
 struct ws_pres_change {
     struct ws_pres_change *next;
     char room[CHAT_ROOM_MAX + 1];
@@ -85,7 +99,13 @@ struct ws_room {
     size_t members_len;
     long long members_count;
     int64_t members_at;
-    uint64_t members_gen;         /* presence lines heard: a member list older than one is stale */
+    uint64_t members_gen; /* presence lines heard: a member list older than one is stale */
+    struct ws_members_wait *members_waiting; /* members requests for the query in flight */
+    bool members_asking;                     /* a CHAT_SQL_MEMBERS for this room is in flight */
+    uint64_t members_asked_gen;              /* members_gen when it was sent */
+    uint64_t members_ver;                    /* members_json replaced or dropped */
+    uint64_t local_ver;                      /* r->members gained or lost a name */
+    struct ws_members_list answer;
     struct chat_cursor cur;       /* delivered to subscribers, heard of, loaded */
     int64_t reset_at, reset_from; /* the last reset: from reset_from down to reset_at */
     struct ws_sub *subs;
@@ -172,6 +192,7 @@ static void room_free(struct ws_room *r)
     json_decref(r->pres_on);
     json_decref(r->pres_off);
     free(r->members_json);
+    chat_members_free(r->answer.names, r->answer.n);
     free(r);
 }
 
@@ -224,6 +245,7 @@ static void member_add(struct ws_room *r, const char *name)
     m->conns = 1;
     m->next = r->members;
     r->members = m;
+    r->local_ver++;
     pres_change(r, name, true);
 }
 
@@ -237,6 +259,7 @@ static void member_del(struct ws_room *r, const char *name)
         return;
     *pp = m->next;
     free(m);
+    r->local_ver++;
     pres_change(r, name, false);
 }
 
@@ -257,8 +280,10 @@ bool ws_room_joined(struct ws_conn *c, const char *room)
 
 static void sub_release(struct ws_sub *s)
 {
-    for (uint32_t i = 0; i < s->nheld; i++)
+    for (uint32_t i = 0; i < s->nheld; i++) {
+        s->c->held_bytes -= s->held[i].b->len;
         ws_buf_unref(s->held[i].b);
+    }
     free(s->held);
     s->held = NULL;
     s->nheld = s->capheld = 0;
@@ -313,6 +338,17 @@ static void sub_fail(struct ws_sub *s, bool in_query)
 
 static void hold(struct ws_sub *s, struct ws_buf *b, int64_t seq)
 {
+    struct ws_conn *c = s->c;
+
+    if (c->close_sent)
+        return; /* closing: nothing more is sent */
+    /* held frames are part of the outbox to be: the same bound */
+    if (c->out_bytes + c->held_bytes + b->len > c->srv->cfg.outbox_max) {
+        log_info("conn %llu: outbox and held frames over %zu bytes: closing slow consumer",
+                 (unsigned long long)c->id, c->srv->cfg.outbox_max);
+        ws_conn_close(c, WS_CLOSE_POLICY, "too slow: resume from your cursor");
+        return;
+    }
     if (s->nheld == s->capheld) {
         uint32_t cap = s->capheld ? s->capheld * 2 : 16;
         struct ws_held *v = realloc(s->held, cap * sizeof(*v));
@@ -323,6 +359,7 @@ static void hold(struct ws_sub *s, struct ws_buf *b, int64_t seq)
         s->held = v;
         s->capheld = cap;
     }
+    c->held_bytes += b->len;
     s->held[s->nheld].b = ws_buf_ref(b);
     s->held[s->nheld++].seq = seq;
 }
@@ -476,10 +513,189 @@ static void catchup(struct ws_room *r)
     }
 }
 
+/* ---- member lists: the database's, with this process's own members ---- */
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Is name in the open-addressing set (cap a power of two)? Adds it if not. */
+static bool set_add(const char **set, size_t cap, const char *name)
+{
+    size_t i = (size_t)chat_hash_more(CHAT_HASH_INIT, name, strlen(name)) & (cap - 1);
+
+    for (; set[i]; i = (i + 1) & (cap - 1))
+        if (strcmp(set[i], name) == 0)
+            return true;
+    set[i] = name;
+    return false;
+}
+
+/* The database's list (json) as the answer: with every member this process
+ * has in r now, not a second later when its presence reaches the database
+ * (a user joining just after another here sees the other). Sorted, capped
+ * at CHAT_MEMBERS_MAX names; count raised for each name added. O(n + m)
+ * with a set of the names. *names: new. */
+static int members_of(struct ws_room *r, const char *json, size_t len, const char *self,
+                      const char ***names, size_t *n, size_t *count)
+{
+    size_t cap = 16, added = 0, local = 0;
+    const char **set;
+
+    if (chat_members_parse(json, len, self, names, n, count) < 0)
+        return -1;
+    for (struct ws_member *m = r->members; m; m = m->next)
+        local++;
+    while (cap < 2 * (*n + local + 1))
+        cap *= 2;
+    if (!(set = calloc(cap, sizeof(*set))))
+        goto err;
+    for (size_t i = 0; i < *n; i++)
+        set_add(set, cap, (*names)[i]);
+    for (struct ws_member *m = r->members; m; m = m->next) {
+        if (set_add(set, cap, m->name))
+            continue;
+        const char **v = realloc(*names, (*n + 1) * sizeof(*v));
+        char *copy = v ? strdup(m->name) : NULL;
+        if (v)
+            *names = v;
+        if (!copy) {
+            free(set);
+            goto err;
+        }
+        (*names)[(*n)++] = copy;
+        (*count)++;
+        added++;
+    }
+    free(set);
+    if (added) { /* in order again, and capped like the database's */
+        qsort(*names, *n, sizeof(**names), name_cmp);
+        while (*n > CHAT_MEMBERS_MAX)
+            free((void *)(*names)[--*n]);
+    }
+    return 0;
+err:
+    chat_members_free(*names, *n);
+    return -1;
+}
+
+/* The room's answer to members: built once from the remembered list and
+ * the local members, until either changes. */
+static const struct ws_members_list *members_cached(struct ws_room *r)
+{
+    struct ws_members_list *l = &r->answer;
+
+    if (l->names && l->json_ver == r->members_ver && l->local_ver == r->local_ver)
+        return l;
+    chat_members_free(l->names, l->n);
+    l->names = NULL;
+    l->count = (size_t)r->members_count;
+    if (members_of(r, r->members_json, r->members_len, NULL, &l->names, &l->n, &l->count) < 0) {
+        l->names = NULL;
+        return NULL;
+    }
+    l->json_ver = r->members_ver;
+    l->local_ver = r->local_ver;
+    return l;
+}
+
+static void members_reply(struct ws_room *r, struct ws_conn *c, const char **names, size_t n,
+                          size_t count, const json_t *ref)
+{
+    size_t len;
+
+    if (!ws_conn_alive(c))
+        return;
+    if (!names) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", ref);
+        return;
+    }
+    ws_conn_reply(c, chat_encode_members(r->name, names, n, count, ref, &len), &len);
+}
+
+static void members_remember(struct ws_room *r, long long count, const char *json, size_t len);
+
+static void members_done(struct pg *pg, PGresult *res, void *data)
+{
+    struct ws_room *r = data;
+    struct ws_members_wait *w = r->members_waiting, *next;
+    bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    const char **names = NULL;
+    size_t n = 0, count = 0;
+    (void)pg;
+
+    r->members_asking = false;
+    r->members_waiting = NULL;
+    if (ok) {
+        count = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+        if (r->members_gen == r->members_asked_gen)
+            members_remember(r, (long long)count, PQgetvalue(res, 0, 1),
+                             (size_t)PQgetlength(res, 0, 1));
+        if (members_of(r, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1), NULL, &names, &n,
+                       &count) < 0)
+            names = NULL;
+    }
+    /* every request that waited gets this answer: one query for a crowd */
+    for (; w; w = next) {
+        next = w->next;
+        if (!ok)
+            ws_conn_error(w->c, CHAT_E_UNAVAILABLE, "the database is unavailable", w->ref);
+        else
+            members_reply(r, w->c, names, n, count, w->ref);
+        ws_conn_unref(w->c);
+        json_decref(w->ref);
+        free(w);
+    }
+    if (names)
+        chat_members_free(names, n);
+    room_unref(r);
+}
+
+void ws_room_members(struct ws_conn *c, const char *name, const json_t *ref)
+{
+    struct ws_server *srv = c->srv;
+    struct ws_room *r = ws_room_get(srv, name, true);
+    struct ws_members_wait *w;
+
+    if (!r) {
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", ref);
+        return;
+    }
+    /* remembered, and no presence line since: no query at all */
+    if (r->members_json && ev_now(srv->loop) - r->members_at < WS_MEMBERS_TTL_MS) {
+        const struct ws_members_list *l = members_cached(r);
+        members_reply(r, c, l ? l->names : NULL, l ? l->n : 0, l ? l->count : 0, ref);
+        return;
+    }
+    w = calloc(1, sizeof(*w));
+    if (!w) {
+        if (r->refs == 0)
+            room_free(r);
+        ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", ref);
+        return;
+    }
+    w->c = c;
+    ws_conn_ref(c);
+    w->ref = ref ? json_deep_copy(ref) : NULL;
+    w->next = r->members_waiting;
+    r->members_waiting = w;
+    if (r->members_asking)
+        return; /* the query in flight answers it too */
+    const char *params[1] = {r->name};
+    log_debug("room %s: members from the database", r->name);
+    r->members_asked_gen = r->members_gen;
+    r->refs++;
+    r->members_asking = true;
+    if (pg_query(srv->reader, CHAT_SQL_MEMBERS, 1, params, members_done, r) < 0)
+        members_done(srv->reader, NULL, r);
+}
+
 /* ---- joining ---- */
 
 struct backfill {
     struct ws_sub *s;
+    struct ws_conn *c; /* referenced: a join is a request at the database */
     int64_t n;
     uint64_t members_gen; /* the room's when the query was sent */
     char *members;        /* a copy of the remembered list used instead of asking */
@@ -500,6 +716,7 @@ static void members_remember(struct ws_room *r, long long count, const char *jso
     copy[len] = '\0';
     free(r->members_json);
     r->members_json = copy;
+    r->members_ver++;
     r->members_len = len;
     r->members_count = count;
     r->members_at = ev_now(r->srv->loop);
@@ -535,8 +752,8 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
         if (bf->members_gen == r->members_gen)
             members_remember(r, (long long)count, members, members_len);
     }
-    if (chat_members_parse(members ? members : "[]", members ? members_len : 2, c->user, &names, &n,
-                           &count) < 0) {
+    if (members_of(r, members ? members : "[]", members ? members_len : 2, c->user, &names, &n,
+                   &count) < 0) {
         sub_fail(s, false);
         goto out;
     }
@@ -570,6 +787,7 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
     sub_release(s);
     s->state = SUB_LIVE;
 out:
+    ws_conn_unref(bf->c);
     free(bf->members);
     free(bf);
 }
@@ -631,7 +849,10 @@ static void backfill(struct ws_sub *s)
         free(bf->members);
         free(bf);
         sub_fail(s, false);
+        return;
     }
+    bf->c = s->c;
+    ws_conn_ref(bf->c);
 }
 
 static void load_done(struct pg *pg, PGresult *res, void *data)
@@ -794,6 +1015,7 @@ static void on_presence_line(struct ws_server *srv, const struct chat_line *l)
      * any answer still on its way */
     free(r->members_json);
     r->members_json = NULL;
+    r->members_ver++;
     r->members_gen++;
     if (!r->cur.loaded)
         goto out;
@@ -1008,9 +1230,17 @@ void ws_room_free_all(struct ws_server *srv)
                 r->members = m->next;
                 free(m);
             }
+            while (r->members_waiting) { /* their query's callback never comes */
+                struct ws_members_wait *w = r->members_waiting;
+                r->members_waiting = w->next;
+                ws_conn_unref(w->c);
+                json_decref(w->ref);
+                free(w);
+            }
             json_decref(r->pres_on);
             json_decref(r->pres_off);
             free(r->members_json);
+            chat_members_free(r->answer.names, r->answer.n);
             free(r);
         }
     }

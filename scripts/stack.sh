@@ -112,9 +112,12 @@ start_ws() {
         --max-conns 19000 ${CHAT_WS_ARGS:-} >>"$LOG/chat-ws.log" 2>&1 8>&- 9>&- &
     PIDS[ws]=$!
 }
+# No bound per address: every client of the private stack is 127.0.0.1 (the
+# tests of those bounds run workers of their own, tests/e2e/lp_hostile_addr).
 start_fcgi() {
     setsid "$BIN/chat-fcgi" --db "$DB" --listen "$RUN/fcgi.sock" --threads "$FCGI_THREADS" \
-        --ws-health "$RUN/ws.sock" ${CHAT_FCGI_ARGS:-} >>"$LOG/chat-fcgi.log" 2>&1 8>&- 9>&- &
+        --ws-health "$RUN/ws.sock" --max-parked-per-addr 0 --max-presence-per-addr 0 \
+        ${CHAT_FCGI_ARGS:-} >>"$LOG/chat-fcgi.log" 2>&1 8>&- 9>&- &
     PIDS[fcgi]=$!
 }
 start_nginx() {

@@ -57,7 +57,7 @@ function readOnly() { return chat?.policy?.readonly === true; }
 // from a signed-in user (401: guests are not allowed, and we are not one).
 async function whoami() {
   try {
-    const res = await fetch('poll?timeout=0', { cache: 'no-store', headers: { accept: 'application/json' } });
+    const res = await fetch('poll?timeout=0', { cache: 'no-store', headers: { accept: 'application/json', 'x-chat-request': '1' } });
     if (res.status === 200) return 'signed-in';
     if (res.status === 401) return 'unauthorized';
   } catch { /* the server is not there: a guest can still pick a name */ }

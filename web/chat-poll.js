@@ -245,7 +245,7 @@ export class Poller {
     try {
       const res = await (this.#o.fetch || fetch)(url, {
         signal: flight.ctl.signal, cache: 'no-store', credentials: 'same-origin',
-        headers: { accept: 'application/json' },
+        headers: { accept: 'application/json', 'x-chat-request': '1' },
       });
       const body = await res.json().catch(() => null);
       // 400: a server that wants rooms (or a guest without a name, which the
@@ -390,7 +390,7 @@ export class Poller {
       try {
         const res = await (this.#o.fetch || fetch)(url, {
           signal: flight.ctl.signal, cache: 'no-store', credentials: 'same-origin',
-          headers: { accept: 'application/json' },
+          headers: { accept: 'application/json', 'x-chat-request': '1' },
         });
         const body = await res.json().catch(() => null);
         if (!res.ok || !body || !Array.isArray(body.events)) throw new HttpError(res.status, body);

@@ -9,43 +9,14 @@
 // Needs `ulimit -n` above polls + a margin (the stack raises nginx's). The
 // client ramps up in batches so that nginx never finds the worker's listen
 // backlog full.
-import http from 'node:http';
-import { readFileSync } from 'node:fs';
+import { agent, health, numericArgs, procStatus, request, sleep, waitParked } from './http_lib.mjs';
 
-const BASE = process.env.CHAT_URL || 'http://127.0.0.1:8080/chat/';
-const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
-  if (a.startsWith('--')) acc.push([a.slice(2), Number(all[i + 1])]);
-  return acc;
-}, []));
+const args = numericArgs();
 const POLLS = args.polls ?? 10000;
 const ROOMS = args.rooms ?? 100;
 const LIGHT_POLLS = args['light-polls'] ?? 10;
 const LIGHT_SENDS = args['light-sends'] ?? 100;
-const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
 const tag = `bench-${process.pid}-${Date.now().toString(36)}`;
-
-function request(path, { method = 'GET', body } = {}) {
-  return new Promise((resolve, reject) => {
-    const data = body ? JSON.stringify(body) : undefined;
-    const req = http.request(BASE + path, {
-      method, agent,
-      headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
-    }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString();
-        let json = null;
-        try { json = JSON.parse(text); } catch { /* not JSON */ }
-        resolve({ status: res.statusCode, json, at: performance.now() });
-      });
-    });
-    req.on('error', reject);
-    req.end(data);
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // A client that polls its room from its cursor until a message arrives;
 // resolves with the time it arrived.
@@ -72,32 +43,10 @@ async function pollUntilMessage(room, name, counters) {
   }
 }
 
-async function health() {
-  return (await request('health')).json;
-}
-
-function procStatus(pid) {
-  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const get = (k) => s.match(new RegExp(`^${k}:\\s+(\\d+)`, 'm'))?.[1];
-  const fds = readFileSync(`/proc/${pid}/limits`, 'utf8').match(/Max open files\s+(\d+)/)?.[1];
-  return { rssKiB: Number(get('VmRSS')), hwmKiB: Number(get('VmHWM')), threads: Number(get('Threads')), maxFiles: Number(fds) };
-}
-
 function stats(ms) {
   const s = [...ms].sort((a, b) => a - b);
   const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
   return { n: s.length, median: +q(0.5).toFixed(2), p90: +q(0.9).toFixed(2), p99: +q(0.99).toFixed(2), max: +s[s.length - 1].toFixed(2) };
-}
-
-async function waitParked(n, ms) {
-  const deadline = Date.now() + ms;
-  let h;
-  while (Date.now() < deadline) {
-    h = await health();
-    if (h.backends.fcgi.parked >= n) return h;
-    await sleep(200);
-  }
-  throw new Error(`only ${h?.backends.fcgi.parked} parked after ${ms} ms`);
 }
 
 async function heavy() {

@@ -10,40 +10,14 @@
 //
 // One JSON line per phase on stdout (tests/bench/run.sh records them).
 import http from 'node:http';
-import { readFileSync } from 'node:fs';
+import { BASE, agent, health, numericArgs, procStatus, request, sleep, waitParked } from './http_lib.mjs';
 
-const BASE = process.env.CHAT_URL || 'http://127.0.0.1:8080/chat/';
-const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
-  if (a.startsWith('--')) acc.push([a.slice(2), Number(all[i + 1])]);
-  return acc;
-}, []));
+const args = numericArgs();
 const READERS = args.readers ?? 200;
 const RATE = args.rate ?? 20;
 const SECONDS = args.seconds ?? 10;
 const STREAMS = args.streams ?? 2000;
-const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
 const tag = `sseb-${process.pid}-${Date.now().toString(36)}`;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function request(path, { method = 'GET', body, headers = {} } = {}) {
-  return new Promise((resolve, reject) => {
-    const data = body ? JSON.stringify(body) : undefined;
-    const req = http.request(BASE + path, {
-      method, agent,
-      headers: { ...headers, ...(data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}) },
-    }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        let json = null;
-        try { json = JSON.parse(Buffer.concat(chunks).toString()); } catch { /* not JSON */ }
-        resolve({ status: res.statusCode, json, at: performance.now() });
-      });
-    });
-    req.on('error', reject);
-    req.end(data);
-  });
-}
 
 // An open stream: calls onEvent(json, at) per data event. Resolves once "ready".
 function stream(query, onEvent) {
@@ -77,27 +51,6 @@ function stats(ms) {
   if (!s.length) return { n: 0 };
   const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
   return { n: s.length, p50: +q(0.5).toFixed(2), p99: +q(0.99).toFixed(2), max: +s[s.length - 1].toFixed(2) };
-}
-
-function rss(pid) {
-  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const get = (k) => Number(s.match(new RegExp(`^${k}:\\s+(\\d+)`, 'm'))?.[1]);
-  return { rssKiB: get('VmRSS'), threads: get('Threads') };
-}
-
-async function health() {
-  return (await request('health')).json;
-}
-
-async function waitParked(n, ms) {
-  const deadline = Date.now() + ms;
-  let h;
-  while (Date.now() < deadline) {
-    h = await health();
-    if (h.backends.fcgi.parked >= n) return h;
-    await sleep(100);
-  }
-  throw new Error(`only ${h?.backends.fcgi.parked} parked, wanted ${n}`);
 }
 
 async function rate(transport) {
@@ -168,7 +121,7 @@ async function rate(transport) {
 async function memory() {
   const h0 = await health();
   const pid = h0.backends.fcgi.pid;
-  const before = rss(pid);
+  const before = procStatus(pid);
   const open = [];
   for (let i = 0; i < STREAMS; i += 250) {
     const batch = [];
@@ -179,7 +132,7 @@ async function memory() {
   }
   await waitParked(h0.backends.fcgi.parked + STREAMS, 30000);
   await sleep(2000); // presence of the newcomers settles (a quiet moment to read RSS in)
-  const after = rss(pid);
+  const after = procStatus(pid);
   for (const s of open) s.destroy();
   console.log(JSON.stringify({
     phase: 'sse-memory', streams: STREAMS, worker_pid: pid, rss_before_kib: before.rssKiB,

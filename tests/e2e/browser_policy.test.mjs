@@ -3,8 +3,9 @@
 // member lists on every busy second (issue 12 item 3): in Chromium, on
 // WebSocket and on the HTTP fallbacks (SSE, long-poll), and in the ES5 page.
 // tests/nginx.test.conf's servers: +1 auth_basic (alice/bob:secret), +8
-// $chat_max_text 8000 and $chat_rooms "team-* help" (no lobby), +9
-// read-only with $chat_first_room news. (+7 is stack_run.test.mjs's.)
+// $chat_max_text 8000 and $chat_rooms "team-* help" (no lobby) at /chat/,
+// and read-only with $chat_first_room news at /ro/. (+7 is
+// stack_run.test.mjs's own stack, +9 lp_hostile_addr's.)
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { BASE, uniqueRoom, Client, portBase } from './lib.mjs';
@@ -27,7 +28,7 @@ async function openPage(browser, { base, name, hash = '', transport = 'websocket
         'URLSearchParams', 'queueMicrotask']) delete window[k];
       delete HTMLScriptElement.prototype.noModule;
     });
-    await context.route((url) => /^\/chat\/(index\.html)?$/.test(url.pathname), async (route) => {
+    await context.route((url) => /^\/(chat|ro)\/(index\.html)?$/.test(url.pathname), async (route) => {
       const res = await route.fetch();
       const html = (await res.text()).replace(/<script type="module"/g, '<script type="x-module-unknown"')
         .replace(/rel="modulepreload"/g, 'rel="x-unknown"');
@@ -129,7 +130,7 @@ describe('the page follows the location\'s policy', { skip: SKIP }, () => {
 
     test(`${transport}: a read-only location opens its first room with no composer`,
       () => scene(`policy-ro-${transport}`, async (pages) => {
-        const u = await openPage(browser, { base: portBase(9), name: `ro${transport}` });
+        const u = await openPage(browser, { base: portBase(8).replace(/chat\/$/, 'ro/'), name: `ro${transport}` });
         pages.push(u.page);
         await waitRoom(u.page, 'news'); // $chat_first_room
         await u.page.locator('#readonly-note').waitFor({ state: 'visible', timeout: WAIT });
@@ -166,7 +167,7 @@ describe('the page follows the location\'s policy', { skip: SKIP }, () => {
     await waitText(max.page, text);
     assert.deepEqual(await max.troubles(), []);
 
-    const ro = await openPage(browser, { base: portBase(9), name: 'oldro', es5: true });
+    const ro = await openPage(browser, { base: portBase(8).replace(/chat\/$/, 'ro/'), name: 'oldro', es5: true });
     pages.push(ro.page);
     await waitRoom(ro.page, 'news');
     await ro.page.locator('#readonly-note').waitFor({ state: 'visible', timeout: WAIT });

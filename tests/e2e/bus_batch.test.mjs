@@ -8,17 +8,8 @@
 // a batch, then alone).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, http, pgClient, uniqueRoom } from './lib.mjs';
+import { Client, http, pgClient, uniqueRoom, waitUntil } from './lib.mjs';
 import { send } from './lp_lib.mjs';
-
-async function until(check, ms, what) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
-}
 
 async function poisonTrigger(db, room) {
   const seq = `test_poison_${room.replace(/-/g, '_')}`;
@@ -74,7 +65,7 @@ test('WebSocket: a batch the database refuses for one send stores the others; th
     assert.equal((await ws.next((e) => e.ref === 'c0')).op, 'ack');
     const lock = await holdRoom(room);
     ws.send({ op: 'send', room, text: 'blocker', cid: 'c1', ref: 'c1' });
-    await until(() => writerBlocked(db), 10000, 'the writer waiting for the room');
+    await waitUntil(() => writerBlocked(db), 10000, 'the writer waiting for the room');
     ws.send({ op: 'send', room, text: 'poison', cid: 'c2', ref: 'c2' });
     ws.send({ op: 'send', room, text: 'fine', cid: 'c3', ref: 'c3' });
     ws.send({ op: 'ping', ref: 'p' }); // answered once the sends before it are queued
@@ -103,11 +94,11 @@ test('long-poll: a batch the database refuses for one send stores the others; th
     assert.equal((await send(room, 'first', { name: 'bea' })).status, 200);
     const lock = await holdRoom(room);
     const blocker = send(room, 'blocker', { name: 'bea', cid: 'c1' });
-    await until(() => writerBlocked(db), 10000, 'the writer waiting for the room');
+    await waitUntil(() => writerBlocked(db), 10000, 'the writer waiting for the room');
     const base = (await http('health')).json.backends.fcgi.queued;
     const poison = send(room, 'poison', { name: 'bea', cid: 'c2' });
     const fine = send(room, 'fine', { name: 'bea', cid: 'c3' });
-    await until(async () => (await http('health')).json.backends.fcgi.queued >= base + 2, 10000,
+    await waitUntil(async () => (await http('health')).json.backends.fcgi.queued >= base + 2, 10000,
       'both sends queued behind the blocked one');
     await lock.release();
     const [b, p, f] = await Promise.all([blocker, poison, fine]);

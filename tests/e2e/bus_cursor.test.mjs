@@ -7,17 +7,8 @@
 // the case it claims (a hint; no line for the lost message).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, pgClient, uniqueRoom } from './lib.mjs';
+import { Client, pgClient, uniqueRoom, waitUntil } from './lib.mjs';
 import { Poller, parkedCount, send } from './lp_lib.mjs';
-
-async function until(check, ms, what) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
-}
 
 // The message lines (msg, hint) of channel 'chat' about one room.
 async function listen(room) {
@@ -36,8 +27,8 @@ async function listen(room) {
 
 // A member of room from since over one transport: a WebSocket client, or a
 // long-poll client parked on it (answered within the test's deadlines only
-// by news: its timeout is longer than they are, and it is parked after its
-// own presence, so the message finds it waiting in the listener). seqs() lists the seqs of
+// by news: its timeout is longer than they are, and its own presence does
+// not wake it, so the message finds it waiting in the listener). seqs() lists the seqs of
 // the room's messages received, texts() their texts, in order.
 async function member(transport, room, since) {
   if (transport === 'WebSocket') {
@@ -51,9 +42,8 @@ async function member(transport, room, since) {
   }
   const base = await parkedCount();
   const lp = new Poller([room], { name: 'lena', since, timeout: 60 }).start();
-  // its first poll is answered by its own presence; the next one parks
-  await lp.waitFor((p) => p.events.some((e) => e.op === 'presence'), 10000, 'its own presence');
-  await until(async () => (await parkedCount()) >= base + 1, 10000, 'the poll parked');
+  // its own presence does not wake it (issue 12, point 12): it stays parked
+  await waitUntil(async () => (await parkedCount()) >= base + 1, 10000, 'the poll parked');
   return { msgs: () => lp.msgs.get(room), close: () => lp.stop() };
 }
 
@@ -69,10 +59,10 @@ for (const transport of ['WebSocket', 'long-poll']) {
       const ack = await send(room, text, { name: 'sam', cid: 'long-1' });
       assert.equal(ack.status, 200, ack.text);
       assert.equal(ack.json.seq, 2);
-      await until(() => lines.some((l) => l.seq === 2), 5000, 'its line on the bus');
+      await waitUntil(() => lines.some((l) => l.seq === 2), 5000, 'its line on the bus');
       assert.deepEqual(lines.filter((l) => l.seq === 2).map((l) => l.op), ['hint']);
       // nothing else is sent to the room: it must come on its own
-      await until(() => m.msgs().length >= 1, 5000, 'the long message');
+      await waitUntil(() => m.msgs().length >= 1, 5000, 'the long message');
       assert.deepEqual(m.msgs().map((x) => [x.seq, x.text, x.cid]), [[2, text, 'long-1']]);
     } finally {
       await m.close();
@@ -98,9 +88,9 @@ for (const transport of ['WebSocket', 'long-poll']) {
       // the next message comes whole on the bus, one past what was heard
       const ack = await send(room, 'after the loss', { name: 'sam' });
       assert.equal(ack.json.seq, 3);
-      await until(() => lines.some((l) => l.seq === 3), 5000, 'its line on the bus');
+      await waitUntil(() => lines.some((l) => l.seq === 3), 5000, 'its line on the bus');
       assert.deepEqual(lines.map((l) => [l.op, l.seq]), [['msg', 1], ['msg', 3]]);
-      await until(() => m.msgs().length >= 2, 5000, 'both messages');
+      await waitUntil(() => m.msgs().length >= 2, 5000, 'both messages');
       assert.deepEqual(m.msgs().map((x) => [x.seq, x.text]), [[2, 'lost line'], [3, 'after the loss']]);
     } finally {
       await m.close();

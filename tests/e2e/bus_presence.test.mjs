@@ -5,17 +5,8 @@
 // waits for the rows of a WebSocket member and of a long-poll member.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, http, pgClient, uniqueRoom } from './lib.mjs';
+import { Client, http, pgClient, uniqueRoom, waitUntil } from './lib.mjs';
 import { Poller } from './lp_lib.mjs';
-
-async function until(check, ms, what) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 50)); // polling the database, not waiting for time
-  }
-}
 
 test('after a reconnect both daemons send their whole presence view: rows lost meanwhile come back', { timeout: 60000 }, async () => {
   const room = uniqueRoom('pres');
@@ -29,7 +20,7 @@ test('after a reconnect both daemons send their whole presence view: rows lost m
   try {
     ws.send({ op: 'join', room });
     await ws.op('joined');
-    await until(async () => (await members()).length === 2, 15000, 'both members online');
+    await waitUntil(async () => (await members()).length === 2, 15000, 'both members online');
     assert.deepEqual(await members(), ['~pat', '~wes']);
 
     await db.query('DELETE FROM presence WHERE room = $1', [room]);
@@ -37,11 +28,11 @@ test('after a reconnect both daemons send their whole presence view: rows lost m
       'SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
     assert.ok(cut.rows[0].n >= 4, `cut ${cut.rows[0].n} connections`);
 
-    await until(async () => (await members()).length === 2, 30000, 'both members back after the reconnect');
+    await waitUntil(async () => (await members()).length === 2, 30000, 'both members back after the reconnect');
     assert.deepEqual(await members(), ['~pat', '~wes']);
     // leave the stack as found: every daemon connection back (the next
     // suites expect a listening long-poll worker and a healthy database)
-    await until(async () => {
+    await waitUntil(async () => {
       const h = await http('health');
       return h.status === 200 && h.json?.backends?.fcgi?.listen === true;
     }, 30000, 'the stack healthy again');

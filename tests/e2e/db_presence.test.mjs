@@ -312,6 +312,8 @@ test('a reaper and a multi-room chat_post lock rooms in one global order: no dea
     nodesUsed.add(n);
     await db.query('SELECT chat_node_up($1, $2, 1)', [n, 'ws']);
   }
+  // rooms exist once someone posted (presence makes none: sql/004_anonymous.sql)
+  await db.query('INSERT INTO rooms (name) VALUES ($1), ($2)', [lo, hi]);
   await presence(first, [[hi, 'ann', true]]);
   await presence(second, [[lo, 'ben', true]]);
   await db.query("UPDATE nodes SET heartbeat = now() - interval '1 hour' WHERE node = ANY ($1)", [[first, second]]);

@@ -137,11 +137,46 @@ export class Client {
 export async function http(path, { method = 'GET', body, headers = {} } = {}) {
   const res = await fetch(BASE + path, {
     method,
-    headers: body !== undefined ? { 'content-type': 'application/json', ...headers } : headers,
+    // X-Chat-Request: what the shipped clients send (a cross-site page cannot)
+    headers: { 'x-chat-request': '1', ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   });
   const text = await res.text();
   let json = null;
   try { json = JSON.parse(text); } catch { /* not JSON */ }
   return { status: res.status, headers: res.headers, text, json };
+}
+
+// Waits until check() (sync or async) gives a truthy value, and returns it;
+// looks every 10 ms; throws after ms.
+export async function waitUntil(check, ms, what) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10)); // between two looks at the condition
+  }
+}
+
+// A guest on WebSocket, greeted.
+export async function wsUser(name) {
+  const c = await Client.connect(`name=${name}`);
+  await c.op('hello');
+  return c;
+}
+
+// Sends over WebSocket; a rate_limited answer is retried with the same cid
+// after the pause the browser client makes.
+export async function wsSend(c, room, text, cid) {
+  for (let attempt = 0; ; attempt++) {
+    c.send({ op: 'send', room, text, cid, ref: cid });
+    const ack = await c.next((e) => (e.op === 'ack' || e.op === 'error') && e.ref === cid, 10000, `ack ${cid}`);
+    if (ack.op === 'error' && ack.code === 'rate_limited' && attempt < 50) {
+      await new Promise((r) => setTimeout(r, 200));
+      continue;
+    }
+    if (ack.op !== 'ack') throw new Error(`send refused: ${JSON.stringify(ack)}`);
+    return ack;
+  }
 }

@@ -5,7 +5,9 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { rm } from 'node:fs/promises';
-import { BASE, BIN, DATABASE_URL, VAR, http, withTimeout } from './lib.mjs';
+import { BASE, BIN, DATABASE_URL, VAR, http, waitUntil, withTimeout } from './lib.mjs';
+
+export { waitUntil };
 
 export { BASE };
 
@@ -25,7 +27,8 @@ export function parseCursor(s) {
 // GET poll once; resolves with { status, json, ms }.
 export async function pollOnce(query, { base = BASE, signal, headers } = {}) {
   const t0 = Date.now();
-  const res = await fetch(`${base}poll?${query}`, { signal, headers });
+  // X-Chat-Request: what the shipped clients send (a cross-site page cannot)
+  const res = await fetch(`${base}poll?${query}`, { signal, headers: { 'x-chat-request': '1', ...headers } });
   const text = await res.text();
   let json = null;
   try { json = JSON.parse(text); } catch { /* not JSON */ }
@@ -150,7 +153,7 @@ export async function send(room, text, {
 
 // Any request to another server (the policy servers of nginx.test.conf).
 export async function request(base, path, { method = 'GET', body, headers = {}, type } = {}) {
-  const h = { ...headers };
+  const h = { 'x-chat-request': '1', ...headers };
   if (body !== undefined) h['content-type'] = type || 'application/json';
   const res = await fetch(base + path, {
     method, headers: h,
@@ -228,8 +231,9 @@ function parseAnswer(raw) {
 // One request to the FastCGI socket at path. target: 'poll?rooms=a:0',
 // 'send', ... (under /chat/). params: more FastCGI parameters (REMOTE_ADDR,
 // CHAT_USER, ...). Resolves with { status, headers (a Map), text, json };
-// rejects if the worker closes without an answer. signal aborts (closes).
-export function fcgi(path, target, { method, body, params = {}, signal, type } = {}) {
+// rejects if the worker closes without an answer. signal aborts (closes);
+// onStdout(bytes) is called on each STDOUT record (a stream's head, its events).
+export function fcgi(path, target, { method, body, params = {}, signal, type, onStdout } = {}) {
   const [uri, query = ''] = target.split('?');
   const data = body === undefined ? Buffer.alloc(0)
     : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
@@ -237,6 +241,7 @@ export function fcgi(path, target, { method, body, params = {}, signal, type } =
     REQUEST_METHOD: method || (body === undefined ? 'GET' : 'POST'),
     DOCUMENT_URI: `/chat/${uri}`, SCRIPT_NAME: `/chat/${uri}`, REQUEST_URI: `/chat/${target}`,
     QUERY_STRING: query, SERVER_PROTOCOL: 'HTTP/1.1', REMOTE_ADDR: '127.0.0.1',
+    HTTP_X_CHAT_REQUEST: '1',
     CONTENT_LENGTH: String(data.length),
     ...(body !== undefined ? { CONTENT_TYPE: type || 'application/json' } : {}),
     ...params,
@@ -261,7 +266,7 @@ export function fcgi(path, target, { method, body, params = {}, signal, type } =
         const total = 8 + len + buf.readUInt8(6);
         if (buf.length < total) break;
         const type = buf.readUInt8(1);
-        if (type === FCGI.STDOUT) out.push(buf.subarray(8, 8 + len));
+        if (type === FCGI.STDOUT) { out.push(buf.subarray(8, 8 + len)); onStdout?.(buf.subarray(8, 8 + len)); }
         if (type === FCGI.END) ended = true;
         buf = buf.subarray(total);
       }
@@ -277,15 +282,6 @@ export function fcgi(path, target, { method, body, params = {}, signal, type } =
 
 // Retries check() (which resolves truthy when the condition holds) until
 // it holds or ms pass; resolves with its value.
-export async function waitUntil(check, ms, what) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10)); // between two looks at the condition
-  }
-}
 
 export function sanitizerReports(log) {
   return log.split('\n').filter((l) => /AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer/.test(l));

@@ -3,29 +3,8 @@
 // once, whichever transport sent them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, uniqueRoom } from './lib.mjs';
+import { Client, uniqueRoom, waitUntil, wsSend, wsUser } from './lib.mjs';
 import { Poller, parkedCount, pollOnce, send } from './lp_lib.mjs';
-
-async function wsUser(name) {
-  const c = await Client.connect(`name=${name}`);
-  await c.op('hello');
-  return c;
-}
-
-// Sends over WebSocket; a rate_limited answer is retried with the same cid
-// after a pause, as the browser client does.
-async function wsSend(c, room, text, cid) {
-  for (let attempt = 0; ; attempt++) {
-    c.send({ op: 'send', room, text, cid, ref: cid });
-    const ack = await c.next((e) => (e.op === 'ack' || e.op === 'error') && e.ref === cid, 10000, `ack ${cid}`);
-    if (ack.op === 'error' && ack.code === 'rate_limited' && attempt < 50) {
-      await new Promise((r) => setTimeout(r, 200));
-      continue;
-    }
-    assert.equal(ack.op, 'ack', JSON.stringify(ack));
-    return ack;
-  }
-}
 
 // Joins room since `since` and collects its messages, checking order.
 function collect(c, room) {
@@ -50,14 +29,6 @@ function collect(c, room) {
     pump();
   };
   return got;
-}
-
-async function until(pred, ms, what) {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
 }
 
 test('a parked poll is answered as soon as a message is sent over WebSocket', async () => {
@@ -116,7 +87,7 @@ test('mixed: WebSocket and long-poll senders and receivers, every receiver gap-f
     await Promise.all(jobs);
     const total = 4 * per;
     for (const p of lpReaders) await p.waitFor((x) => x.msgs.get(room).length >= total, 30000, 'long-poll reader');
-    for (const g of wsGot) await until(() => g.msgs.length >= total, 30000, 'ws reader');
+    for (const g of wsGot) await waitUntil(() => g.msgs.length >= total, 30000, 'ws reader');
     const reference = lpReaders[0].msgs.get(room).map((m) => `${m.seq}:${m.text}`);
     assert.equal(reference.length, total);
     assert.deepEqual(reference.map((s) => Number(s.split(':')[0])), Array.from({ length: total }, (_, i) => i + 1));
@@ -155,7 +126,7 @@ test('a receiver that switches WebSocket -> long-poll -> WebSocket sees every me
     let ws = await wsUser('switcher');
     let got = collect(ws, room);
     await got.join(0);
-    await until(() => got.msgs.length >= total / 3, 30000, 'first third over WebSocket');
+    await waitUntil(() => got.msgs.length >= total / 3, 30000, 'first third over WebSocket');
     ws.close();
     seen.push(...got.msgs);
     let cursor = seen[seen.length - 1].seq;
@@ -171,7 +142,7 @@ test('a receiver that switches WebSocket -> long-poll -> WebSocket sees every me
     got = collect(ws, room);
     await got.join(cursor);
     await sent;
-    await until(() => seen.length + got.msgs.length >= total, 30000, 'last third over WebSocket');
+    await waitUntil(() => seen.length + got.msgs.length >= total, 30000, 'last third over WebSocket');
     ws.close();
     seen.push(...got.msgs);
     assert.deepEqual(seen.map((m) => m.seq), Array.from({ length: total }, (_, i) => i + 1));

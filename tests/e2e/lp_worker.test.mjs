@@ -23,24 +23,28 @@ async function stopClean(w, within = 5000) {
 test('--max-parked: past the bound a poll gets 503 unavailable at once; a freed slot is usable again', async () => {
   const w = await startWorker(['--max-parked', '3']);
   try {
-    const room = uniqueRoom('maxp');
+    // a room each: one poller's presence would wake the others' polls
+    const rooms = [0, 1, 2].map(() => uniqueRoom('maxp'));
+    const room9 = uniqueRoom('maxp');
     const aborts = [];
     const parked = [];
     for (let i = 0; i < 3; i++) {
       const ac = new AbortController();
       aborts.push(ac);
-      parked.push(w.request(`poll?rooms=${room}:0&name=p${i}&timeout=60`, { signal: ac.signal }).catch((e) => e));
+      parked.push(w.request(`poll?rooms=${rooms[i]}:0&name=p${i}&timeout=60`, { signal: ac.signal }).catch((e) => e));
     }
     await parkedIs(w, 3);
     const t0 = Date.now();
-    const over = await w.request(`poll?rooms=${room}:0&name=p9&timeout=60`);
+    const over = await w.request(`poll?rooms=${room9}:0&name=p9&timeout=60`);
     assert.equal(over.status, 503, over.text);
     assert.equal(over.json.op, 'error');
     assert.equal(over.json.code, 'unavailable');
     assert.ok(Date.now() - t0 < 2000, 'refused at once, not parked');
     // a poll with news is answered without parking, bound or not
-    const sent = await w.request('send', { body: { room, text: 'news', cid: 'n1', name: 'sam' } });
-    assert.equal(sent.status, 200, sent.text);
+    for (const [i, room] of rooms.entries()) {
+      const sent = await w.request('send', { body: { room, text: 'news', cid: `n${i}`, name: 'sam' } });
+      assert.equal(sent.status, 200, sent.text);
+    }
     for (const p of parked) {
       const r = await withTimeout(p, 5000, 'parked poll woken');
       assert.equal(r.status, 200, r.text);
@@ -51,14 +55,14 @@ test('--max-parked: past the bound a poll gets 503 unavailable at once; a freed 
     const again = [0, 1, 2].map((i) => {
       const ac = new AbortController();
       aborts[i] = ac;
-      return w.request(`poll?rooms=${room}:1&name=p${i}&timeout=60`, { signal: ac.signal }).catch((e) => e);
+      return w.request(`poll?rooms=${rooms[i]}:1&name=p${i}&timeout=60`, { signal: ac.signal }).catch((e) => e);
     });
     await parkedIs(w, 3);
-    assert.equal((await w.request(`poll?rooms=${room}:1&name=p9&timeout=60`)).status, 503);
+    assert.equal((await w.request(`poll?rooms=${room9}:0&name=p9&timeout=60`)).status, 503);
     aborts[0].abort();
     assert.match(String(await again[0]), /aborted/);
     await parkedIs(w, 2);
-    const late = w.request(`poll?rooms=${room}:1&name=p9&timeout=60`);
+    const late = w.request(`poll?rooms=${room9}:0&name=p9&timeout=60`);
     await parkedIs(w, 3);
     await stopClean(w);
     for (const p of [again[1], again[2], late]) {
@@ -74,11 +78,9 @@ test('--max-parked: past the bound a poll gets 503 unavailable at once; a freed 
 
 test('SIGTERM: every parked poll is answered with events: [] and the worker exits within 5 s', async () => {
   const w = await startWorker();
-  const rooms = [uniqueRoom('term'), uniqueRoom('term')];
-  const polls = [];
-  for (let i = 0; i < 20; i++) {
-    polls.push(w.request(`poll?rooms=${rooms[i % 2]}:0&name=t${i}&timeout=120`));
-  }
+  // a room each: one poller's presence would wake the others' polls
+  const rooms = Array.from({ length: 20 }, () => uniqueRoom('term'));
+  const polls = rooms.map((room, i) => w.request(`poll?rooms=${room}:0&name=t${i}&timeout=120`));
   await parkedIs(w, 20);
   const t0 = Date.now();
   const e = await stopClean(w);
@@ -86,7 +88,7 @@ test('SIGTERM: every parked poll is answered with events: [] and the worker exit
   for (const [i, r] of answers.entries()) {
     assert.equal(r.status, 200, r.text);
     assert.deepEqual(r.json.events, []);
-    assert.equal(r.json.cursor, `${rooms[i % 2]}:0`);
+    assert.equal(r.json.cursor, `${rooms[i]}:0`);
   }
   assert.ok(Date.now() - t0 < 5000 + 100, `took ${e.ms} ms`);
   assert.match(w.log(), /SIGTERM: stopping \(20 parked polls/);

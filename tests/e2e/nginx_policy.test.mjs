@@ -24,7 +24,7 @@ test('send, poll, history and typing ignore client-sent policy headers', async (
   const room = uniqueRoom('smuggle');
   const ack = await post(BASE, 'send', { room, text: 'hi', cid: 'c1', name: 'eve' });
   assert.equal(ack.status, 200);
-  const poll = await fetch(`${BASE}poll?rooms=${room}&name=eve`, { headers: SMUGGLED });
+  const poll = await fetch(`${BASE}poll?rooms=${room}&name=eve`, { headers: { ...SMUGGLED, 'x-chat-request': '1' } });
   const events = (await poll.json()).events;
   assert.equal(events.find((e) => e.op === 'msg').user, '~eve', 'the sender is the guest, not "admin"');
   const hist = await fetch(`${BASE}history?room=${room}`, { headers: SMUGGLED });
@@ -65,7 +65,7 @@ test('the restricted server applies its rooms and text limit on the HTTP endpoin
   const big = await post(base, 'send', { room: 'lobby', text: 'x'.repeat(101), name: 'eve' });
   assert.equal(big.status, 413);
   assert.equal(big.json.code, 'too_large');
-  assert.equal((await fetch(`${base}poll?rooms=secret&name=eve`)).status, 403);
+  assert.equal((await fetch(`${base}poll?rooms=secret&name=eve`, { headers: { 'x-chat-request': '1' } })).status, 403);
   assert.equal((await post(base, 'ro/send', { room: 'lobby', text: 'x', name: 'eve' })).status, 403);
 });
 

@@ -4,36 +4,9 @@
 // gap-free, in the same order.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, uniqueRoom } from './lib.mjs';
+import { Client, uniqueRoom, waitUntil, wsSend, wsUser } from './lib.mjs';
 import { Poller, pollOnce, send } from './lp_lib.mjs';
 import { openStream } from './sse_lib.mjs';
-
-async function wsUser(name) {
-  const c = await Client.connect(`name=${name}`);
-  await c.op('hello');
-  return c;
-}
-
-async function wsSend(c, room, text, cid) {
-  for (let attempt = 0; ; attempt++) {
-    c.send({ op: 'send', room, text, cid, ref: cid });
-    const ack = await c.next((e) => (e.op === 'ack' || e.op === 'error') && e.ref === cid, 10000, `ack ${cid}`);
-    if (ack.op === 'error' && ack.code === 'rate_limited' && attempt < 50) {
-      await new Promise((r) => setTimeout(r, 200)); // the pause the client makes
-      continue;
-    }
-    assert.equal(ack.op, 'ack', JSON.stringify(ack));
-    return ack;
-  }
-}
-
-async function until(pred, ms, what) {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 5)); // between two looks
-  }
-}
 
 // A reader that moves SSE -> long-poll -> WebSocket -> SSE (by Last-Event-ID)
 // -> ... taking at least one message on each before it switches.
@@ -112,7 +85,7 @@ test('mixed: senders and readers on WebSocket, long-poll and SSE; a reader switc
     ]);
     await lpReader.waitFor((x) => x.msgs.get(room).length >= total, 30000, 'long-poll reader');
     await sse.waitFor(() => sse.texts(room).length >= total, 30000, 'SSE reader');
-    await until(() => wsReader.events.filter((e) => e.op === 'msg').length >= total, 30000, 'ws reader');
+    await waitUntil(() => wsReader.events.filter((e) => e.op === 'msg').length >= total, 30000, 'ws reader');
     for (const e of wsReader.events) if (e.op === 'msg') wsMsgs.push(e);
     const { got, errors } = await sw;
     const reference = lpReader.msgs.get(room).map((m) => `${m.seq}:${m.text}`);

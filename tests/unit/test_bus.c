@@ -1,8 +1,7 @@
-/* Unit tests for the small shared policies of core/: the typing throttle
- * (one event per room and sender a second, rooms and senders apart), the
- * reconnect backoff (jittered within its step, doubling to the cap, reset
- * after a success) and the hash (FNV-1a's published values; fields kept
- * apart by a separator). */
+/* Unit tests for the small shared policies of core/ (the typing throttle
+ * has test_typing.c): the reconnect backoff (jittered within its step,
+ * doubling to the cap, reset after a success) and the hash (FNV-1a's
+ * published values; fields kept apart by a separator). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -18,21 +17,6 @@
 #include "chat_backoff.h"
 #include "chat_hash.h"
 #include "chat_supervise.h"
-#include "chat_typing.h"
-
-static void test_typing(void **state)
-{
-    struct chat_typing *t = calloc(1, sizeof(*t));
-
-    (void)state;
-    assert_true(chat_typing_due(t, "lobby", "bob", 10000));
-    assert_false(chat_typing_due(t, "lobby", "bob", 10000 + CHAT_TYPING_EVERY_MS - 1));
-    assert_true(chat_typing_due(t, "dev", "bob", 10001));    /* another room */
-    assert_true(chat_typing_due(t, "lobby", "~bob", 10001)); /* another sender */
-    assert_true(chat_typing_due(t, "lobby", "bob", 10000 + CHAT_TYPING_EVERY_MS));
-    assert_false(chat_typing_due(t, "lobby", "bob", 10000 + CHAT_TYPING_EVERY_MS + 5));
-    free(t);
-}
 
 static void test_backoff(void **state)
 {
@@ -87,7 +71,6 @@ static void test_supervise_gives_up(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_typing),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_hash),
         cmocka_unit_test(test_supervise_gives_up),

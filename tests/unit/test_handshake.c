@@ -201,13 +201,46 @@ static void test_too_many_headers(void **state)
     char buf[2048];
     size_t n = (size_t)snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\n");
     for (int i = 0; i < WS_HEADERS_MAX; i++)
-        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "H%d: v\r\n", i);
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "X-Chat-H%d: v\r\n", i);
     memcpy(buf + n, "\r\n", 3);
     assert_int_equal(ws_handshake_parse(buf, n + 2, &req), (int)(n + 2));
     assert_int_equal(req.num_headers, WS_HEADERS_MAX);
-    memcpy(buf + n, "X: y\r\n\r\n", 9);
-    assert_int_equal(ws_handshake_parse(buf, n + 8, &req), WS_HS_BAD);
+    /* one more field the daemon reads: too many */
+    memcpy(buf + n, "Origin: y\r\n\r\n", 14);
+    assert_int_equal(ws_handshake_parse(buf, n + 13, &req), WS_HS_BAD);
     assert_true(req.too_large);
+    /* one the daemon does not read: checked and dropped */
+    memcpy(buf + n, "X: y\r\n\r\n", 9);
+    assert_int_equal(ws_handshake_parse(buf, n + 8, &req), (int)(n + 8));
+    assert_int_equal(req.num_headers, WS_HEADERS_MAX);
+}
+
+/* A browser's many headers pass as they pass nginx: the ones the daemon
+ * reads are kept whatever comes before them, in their order. */
+static void test_many_other_headers(void **state)
+{
+    (void)state;
+    struct ws_request req;
+    static char buf[16384];
+    const char *v;
+    size_t vl;
+    size_t n = (size_t)snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 0; i < 3 * WS_HEADERS_MAX; i++)
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "Cookie-%d: v\r\n", i);
+    n += (size_t)snprintf(buf + n, sizeof(buf) - n,
+                          "Origin: http://a\r\nX-Chat-User: u1\r\nbad header\r\n\r\n");
+    assert_int_equal(ws_handshake_parse(buf, n, &req), WS_HS_BAD); /* still checked */
+    assert_false(req.too_large);
+    n -= strlen("bad header\r\n\r\n");
+    memcpy(buf + n, "x-chat-user: u2\r\n\r\n", strlen("x-chat-user: u2\r\n\r\n") + 1);
+    n += strlen("x-chat-user: u2\r\n\r\n");
+    assert_int_equal(ws_handshake_parse(buf, n, &req), (int)n);
+    assert_int_equal(req.num_headers, WS_HEADERS_MAX);
+    assert_int_equal(ws_header_get(&req, "Host", &v, &vl), 1);
+    assert_int_equal(ws_header_get(&req, "Origin", &v, &vl), 1);
+    assert_memory_equal(v, "http://a", vl);
+    assert_int_equal(ws_header_get(&req, "X-Chat-User", &v, &vl), 2);
+    assert_memory_equal(v, "u1", vl);
 }
 
 static void test_header_get(void **state)
@@ -506,25 +539,16 @@ static void test_query_param(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_browser),
-        cmocka_unit_test(test_every_prefix_incomplete),
-        cmocka_unit_test(test_byte_at_a_time),
-        cmocka_unit_test(test_parse_whitespace),
-        cmocka_unit_test(test_parse_bad),
-        cmocka_unit_test(test_too_large),
-        cmocka_unit_test(test_too_many_headers),
-        cmocka_unit_test(test_header_get),
-        cmocka_unit_test(test_token_list),
-        cmocka_unit_test(test_accept_key),
-        cmocka_unit_test(test_accept_response),
-        cmocka_unit_test(test_http_response),
-        cmocka_unit_test(test_check_browser),
-        cmocka_unit_test(test_check_not_upgrade),
-        cmocka_unit_test(test_check_400),
-        cmocka_unit_test(test_check_426),
-        cmocka_unit_test(test_check_case_and_lists),
-        cmocka_unit_test(test_check_origin),
-        cmocka_unit_test(test_query_param),
+        cmocka_unit_test(test_parse_browser),      cmocka_unit_test(test_every_prefix_incomplete),
+        cmocka_unit_test(test_byte_at_a_time),     cmocka_unit_test(test_parse_whitespace),
+        cmocka_unit_test(test_parse_bad),          cmocka_unit_test(test_too_large),
+        cmocka_unit_test(test_many_other_headers), cmocka_unit_test(test_too_many_headers),
+        cmocka_unit_test(test_header_get),         cmocka_unit_test(test_token_list),
+        cmocka_unit_test(test_accept_key),         cmocka_unit_test(test_accept_response),
+        cmocka_unit_test(test_http_response),      cmocka_unit_test(test_check_browser),
+        cmocka_unit_test(test_check_not_upgrade),  cmocka_unit_test(test_check_400),
+        cmocka_unit_test(test_check_426),          cmocka_unit_test(test_check_case_and_lists),
+        cmocka_unit_test(test_check_origin),       cmocka_unit_test(test_query_param),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
