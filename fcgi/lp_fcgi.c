@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "chat_log.h"
+#include "chat_metrics.h"
 #include "chat_origin.h"
 
 #define FCGI_VERSION_1 1
@@ -160,6 +161,7 @@ int lp_reply_error_status(struct lp_conn *c, int status, enum chat_err code, con
     char *body = chat_encode_error(code, message, NULL, &len);
     int rc;
 
+    chat_metric_refused(code);
     if (body == NULL) {
         static const char oom[] = "{\"op\":\"error\",\"code\":\"unavailable\","
                                   "\"message\":\"out of memory\"}";
@@ -190,10 +192,11 @@ static enum lp_endpoint endpoint_of(const char *uri)
         const char *name;
         enum lp_endpoint ep;
     } eps[] = {
-        {"poll", LP_EP_POLL},     {"send", LP_EP_SEND},     {"history", LP_EP_HISTORY},
-        {"typing", LP_EP_TYPING}, {"health", LP_EP_HEALTH}, {"events", LP_EP_EVENTS},
-        {"edit", LP_EP_EDIT},     {"delete", LP_EP_DELETE}, {"ban", LP_EP_BAN},
-        {"unban", LP_EP_UNBAN},   {"bans", LP_EP_BANS},     {"search", LP_EP_SEARCH},
+        {"poll", LP_EP_POLL},      {"send", LP_EP_SEND},       {"history", LP_EP_HISTORY},
+        {"typing", LP_EP_TYPING},  {"health", LP_EP_HEALTH},   {"events", LP_EP_EVENTS},
+        {"edit", LP_EP_EDIT},      {"delete", LP_EP_DELETE},   {"ban", LP_EP_BAN},
+        {"unban", LP_EP_UNBAN},    {"bans", LP_EP_BANS},       {"search", LP_EP_SEARCH},
+        {"details", LP_EP_HEALTH}, {"metrics", LP_EP_METRICS},
     };
     const char *slash;
 
@@ -281,6 +284,14 @@ static void read_body(FCGX_Request *fr, struct lp_req *r, long declared)
     }
 }
 
+/* A parameter only nginx's configuration sets (a client's headers arrive
+ * as HTTP_*): "on" or not. */
+static bool param_on(FCGX_Request *fr, const char *name)
+{
+    const char *v = FCGX_GetParam(name, fr->envp);
+    return v != NULL && strcmp(v, "on") == 0;
+}
+
 static void copy_param(FCGX_Request *fr, const char *name, char *out, size_t cap)
 {
     const char *v = FCGX_GetParam(name, fr->envp);
@@ -320,6 +331,8 @@ static void read_site(FCGX_Request *fr, struct lp_req *r)
     copy_param(fr, "HTTP_SEC_FETCH_SITE", r->fetch_site, sizeof(r->fetch_site));
     copy_param(fr, "CHAT_SCHEME", r->scheme, sizeof(r->scheme));
     copy_param(fr, "CHAT_HOST", r->site_host, sizeof(r->site_host));
+    copy_param(fr, "CHAT_SERVER_NAME", r->server_name, sizeof(r->server_name));
+    copy_param(fr, "CHAT_SERVER_ADDR", r->server_addr, sizeof(r->server_addr));
     copy_param(fr, "CHAT_ORIGINS", r->origins, sizeof(r->origins));
     r->xreq = x != NULL && x[0] != '\0';
     if (FCGX_GetParam("HTTP_ORIGIN", fr->envp) && r->origin[0] == '\0')
@@ -328,9 +341,21 @@ static void read_site(FCGX_Request *fr, struct lp_req *r)
 
 bool lp_req_cross_site(const struct lp_req *r)
 {
-    if (r->origin[0])
-        return !chat_origin_allowed(r->origin, strlen(r->origin), r->scheme, r->site_host,
-                                    r->origins);
+    if (r->origin[0]) {
+        struct chat_site site = {
+            .scheme = r->scheme[0] ? r->scheme : NULL, /* no scheme: not through nginx */
+            .scheme_len = strlen(r->scheme),
+            .host = r->site_host[0] ? r->site_host : NULL,
+            .host_len = strlen(r->site_host),
+            .server_name = r->server_name,
+            .server_name_len = strlen(r->server_name),
+            .server_addr = r->server_addr,
+            .server_addr_len = strlen(r->server_addr),
+            .allowed = r->origins,
+            .allowed_len = strlen(r->origins),
+        };
+        return !chat_origin_allowed(r->origin, strlen(r->origin), &site);
+    }
     return strcmp(r->fetch_site, "cross-site") == 0 || strcmp(r->fetch_site, "same-site") == 0;
 }
 
@@ -358,6 +383,8 @@ void lp_req_read(FCGX_Request *fr, struct lp_req *r)
     r->get = method && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
     r->post = method && strcmp(method, "POST") == 0;
     read_policy(fr, r);
+    r->admin = param_on(fr, "CHAT_ADMIN");
+    r->ws_checked = param_on(fr, "CHAT_HEALTH_WS");
     const char *addr = FCGX_GetParam("REMOTE_ADDR", fr->envp);
     snprintf(r->addr, sizeof(r->addr), "%s", addr ? addr : "");
     if (qs) {

@@ -5,6 +5,7 @@
 #include "ws_handshake.h"
 
 #include "chat_http.h"
+#include "chat_origin.h"
 
 #include <limits.h>
 #include <stdint.h>
@@ -290,169 +291,6 @@ static bool key_valid(const char *k, size_t n)
     return k[22] == '=' && k[23] == '=';
 }
 
-/* host[:port], host a reg-name, IPv4 or [IPv6]. *port is -1 when absent.
- * Returns false when it is not of that shape. */
-static bool split_authority(const char *s, size_t n, const char **host, size_t *host_len,
-                            long *port)
-{
-    size_t i;
-
-    if (n == 0)
-        return false;
-    if (s[0] == '[') {
-        const char *rb = memchr(s, ']', n);
-        if (rb == NULL)
-            return false;
-        i = (size_t)(rb - s) + 1;
-    } else {
-        for (i = 0; i < n && s[i] != ':'; i++)
-            if (s[i] == '/' || s[i] == '?' || s[i] == '#' || s[i] == '@' || s[i] == '[')
-                return false;
-    }
-    if (i == 0 || (s[0] == '[' && i == 2))
-        return false;
-    *host = s;
-    *host_len = i;
-    *port = -1;
-    if (i == n)
-        return true;
-    if (s[i] != ':' || i + 1 == n || n - i - 1 > 5)
-        return false;
-    long v = 0;
-    for (size_t j = i + 1; j < n; j++) {
-        if (s[j] < '0' || s[j] > '9')
-            return false;
-        v = v * 10 + (s[j] - '0');
-    }
-    if (v > 65535)
-        return false;
-    *port = v;
-    return true;
-}
-
-/* An origin "scheme://authority" split: false when it is not of that shape. */
-static bool origin_split(const char *o, size_t olen, const char **scheme, size_t *scheme_len,
-                         const char **host, size_t *host_len, long *port)
-{
-    const char *sep = NULL;
-    for (size_t i = 0; i + 3 <= olen; i++) {
-        if (memcmp(o + i, "://", 3) == 0) {
-            sep = o + i;
-            break;
-        }
-    }
-    if (sep == NULL)
-        return false;
-    *scheme = o;
-    *scheme_len = (size_t)(sep - o);
-    return split_authority(sep + 3, olen - *scheme_len - 3, host, host_len, port);
-}
-
-static long scheme_port(const char *s, size_t n)
-{
-    if (eq_nocase(s, n, "http", 4) || eq_nocase(s, n, "ws", 2))
-        return 80;
-    if (eq_nocase(s, n, "https", 5) || eq_nocase(s, n, "wss", 3))
-        return 443;
-    return -1;
-}
-
-/* Same host and port? Ports absent on either side are the default port of
- * the origin's scheme. */
-static bool origin_same_host(const char *o, size_t olen, const char *host, size_t hlen)
-{
-    const char *sc, *oh, *hh;
-    size_t scl, ohl, hhl;
-    long op, hp;
-
-    if (!origin_split(o, olen, &sc, &scl, &oh, &ohl, &op) ||
-        !split_authority(host, hlen, &hh, &hhl, &hp))
-        return false;
-    long dflt = scheme_port(sc, scl);
-    if (op < 0)
-        op = dflt;
-    if (hp < 0)
-        hp = dflt;
-    return op == hp && eq_nocase(oh, ohl, hh, hhl);
-}
-
-/* Is host[0..n) a name of this server: nginx's $server_name (exactly, or a
- * "*.example.org" / ".example.org" wildcard), or its own address (the
- * connection's $server_addr, [brackets] around IPv6)? A name the admin
- * never configured is what a DNS rebinding attack brings. */
-static bool host_is_site(const char *h, size_t n, const struct ws_request *req)
-{
-    const char *name, *addr;
-    size_t name_len, addr_len;
-
-    if (ws_header_get(req, "X-Chat-Server-Name", &name, &name_len) == 1 && name_len > 0) {
-        if (eq_nocase(h, n, name, name_len))
-            return true;
-        size_t skip = name[0] == '.'                               ? 0
-                      : name_len > 2 && memcmp(name, "*.", 2) == 0 ? 1
-                                                                   : name_len;
-        if (skip < name_len) { /* ".example.org": it and below; "*.example.org": below */
-            const char *suf = name + skip;
-            size_t sl = name_len - skip;
-            if (n > sl && eq_nocase(h + n - sl, sl, suf, sl))
-                return true;
-            if (skip == 0 && eq_nocase(h, n, suf + 1, sl - 1))
-                return true;
-        }
-    }
-    if (ws_header_get(req, "X-Chat-Server-Addr", &addr, &addr_len) == 1 && addr_len > 0) {
-        if (n >= 2 && h[0] == '[') {
-            h++;
-            n -= 2;
-        }
-        if (eq_nocase(h, n, addr, addr_len))
-            return true;
-    }
-    return false;
-}
-
-/* The Origin against what nginx says the site is: X-Chat-Scheme ($scheme,
- * or $chat_scheme behind a TLS-terminating balancer) and a Host that is a
- * name of this server. Without X-Chat-Scheme (the daemon reached without
- * nginx's proxy headers) the host and port alone. */
-static bool origin_is_site(const char *o, size_t olen, const struct ws_request *req,
-                           const char *host, size_t hlen)
-{
-    const char *scheme, *sc, *oh, *hh;
-    size_t scheme_len, scl, ohl, hhl;
-    long op, hp;
-
-    if (!origin_same_host(o, olen, host, hlen))
-        return false;
-    if (ws_header_get(req, "X-Chat-Scheme", &scheme, &scheme_len) != 1)
-        return true;
-    if (!origin_split(o, olen, &sc, &scl, &oh, &ohl, &op) ||
-        !eq_nocase(sc, scl, scheme, scheme_len))
-        return false;
-    if (!split_authority(host, hlen, &hh, &hhl, &hp))
-        return false;
-    return host_is_site(hh, hhl, req);
-}
-
-/* Is o[0..olen) one of the space-separated entries of list? */
-static bool origin_listed(const char *o, size_t olen, const char *list, size_t llen)
-{
-    size_t i = 0;
-
-    if (list == NULL)
-        return false;
-    while (i < llen) {
-        while (i < llen && (list[i] == ' ' || list[i] == '\t'))
-            i++;
-        size_t start = i;
-        while (i < llen && list[i] != ' ' && list[i] != '\t')
-            i++;
-        if (i > start && i - start == olen && memcmp(list + start, o, olen) == 0)
-            return true;
-    }
-    return false;
-}
-
 static int reject(struct ws_hs_result *res, int status, const char *reason)
 {
     res->status = status;
@@ -485,14 +323,21 @@ int ws_handshake_check(const struct ws_request *req, const char *allowed, size_t
     if (ws_header_get(req, "Sec-WebSocket-Key", &key, &key_len) != 1 || !key_valid(key, key_len))
         return reject(res, 400, "missing or bad Sec-WebSocket-Key");
 
+    /* what nginx says the site is (chat-proxy.conf); the scheme only
+     * through nginx, so a daemon reached without it checks host and port */
+    struct chat_site site = {
+        .host = host, .host_len = host_len, .allowed = allowed, .allowed_len = allowed_len};
+    if (ws_header_get(req, "X-Chat-Scheme", &site.scheme, &site.scheme_len) != 1)
+        site.scheme = NULL;
+    if (ws_header_get(req, "X-Chat-Server-Name", &site.server_name, &site.server_name_len) != 1)
+        site.server_name = NULL;
+    if (ws_header_get(req, "X-Chat-Server-Addr", &site.server_addr, &site.server_addr_len) != 1)
+        site.server_addr = NULL;
     size_t norigin = ws_header_get(req, "Origin", &origin, &origin_len);
     if (norigin > 1)
         return reject(res, 403, "repeated Origin");
-    if (norigin == 1 && !origin_listed(origin, origin_len, allowed, allowed_len)) {
-        bool is_null = origin_len == 4 && memcmp(origin, "null", 4) == 0;
-        if (is_null || !origin_is_site(origin, origin_len, req, host, host_len))
-            return reject(res, 403, "cross-origin request not allowed");
-    }
+    if (norigin == 1 && !chat_origin_allowed(origin, origin_len, &site))
+        return reject(res, 403, "cross-origin request not allowed");
     res->key = key;
     res->key_len = key_len;
     return WS_HS_UPGRADE;

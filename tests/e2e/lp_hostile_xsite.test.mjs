@@ -7,6 +7,7 @@
 // and the site's Origin where the browser sends one) is still served.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { pgClient, portBase, uniqueRoom } from './lib.mjs';
 import { waitUntil } from './lp_lib.mjs';
 
@@ -58,6 +59,17 @@ test('a cross-site <img> poll makes nobody a member and takes nothing from the b
     const scheme = await get(`poll?rooms=${room}&timeout=0`,
       { ...cred('alice'), 'x-chat-request': '1', origin: SITE.replace('http:', 'https:') });
     assert.equal(scheme.status, 403, 'another scheme is another origin');
+    // DNS rebinding: a page of evil.example, a name pointed at this server,
+    // sends a Host and an Origin that agree, but a name nginx was never given
+    const port = new URL(AUTH).port;
+    const rebound = await new Promise((resolve, reject) => {
+      const req = http.request(`${AUTH}poll?rooms=${room}&timeout=0`, {
+        headers: { ...cred('alice'), ...OWN, host: `evil.example:${port}`, origin: `http://evil.example:${port}` },
+      }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(rebound, 403, 'a Host nobody configured is not the site');
     // her own client: 10 polls in a row, every one served (the bucket is full)
     for (let i = 0; i < 10; i++) {
       const own = await get(`poll?rooms=${room}&timeout=0`, { ...cred('bob'), ...OWN, origin: SITE });
