@@ -159,8 +159,14 @@ e2e:
 	    --test-force-exit $(or $(T),e2e/*.test.mjs)
 
 # ---- fuzzing ---------------------------------------------------------------
+# make fuzz [FUZZ_TIME=60] [FUZZ_RUNS=N]: every target in turn, FUZZ_TIME
+# seconds or FUZZ_RUNS executions each (whichever comes first; 0 / -1: no
+# bound). Prints each target's executions and result; the output of a run
+# is in build/fuzz/fuzz_T.log, a crashing input in build/fuzz/crash-*.
+# Exits non-zero when any target crashed (or did not run).
 .PHONY: fuzz
 FUZZ_TIME ?= 60
+FUZZ_RUNS ?= -1
 FUZZ_BINS := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 FUZZ_CFLAGS = -std=c11 $(WARN) $(INC_tests) $(PKG_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRCS) $(WS_CODEC_SRCS) $(wildcard core/*.h module/*.h)
@@ -168,11 +174,19 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRCS) $(WS_CODEC_SRCS) $(wildcard 
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) $< $(CORE_SRCS) $(WS_CODEC_SRCS) -o $@ $(LDLIBS_ALL)
 $(FUZZ_BINS): | build-deps
 fuzz: deps $(FUZZ_BINS)
-	$(Q)for t in $(FUZZ_TARGETS); do \
-	    echo "== fuzz_$$t ($(FUZZ_TIME) s)"; mkdir -p build/fuzz/corpus/$$t; \
-	    build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
-	        build/fuzz/corpus/$$t tests/fuzz/corpus/$$t 2>&1 | tail -n 3 || exit 1; \
-	done
+	$(Q)failed=""; for t in $(FUZZ_TARGETS); do \
+	    log=build/fuzz/fuzz_$$t.log; mkdir -p build/fuzz/corpus/$$t; \
+	    echo "== fuzz_$$t ($(FUZZ_TIME) s, $(FUZZ_RUNS) runs at most)"; \
+	    if build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) -runs=$(FUZZ_RUNS) \
+	        -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+	        build/fuzz/corpus/$$t tests/fuzz/corpus/$$t >$$log 2>&1; then res=ok; \
+	    else res="FAILED (exit $$?)"; failed="$$failed $$t"; \
+	        grep -E -A12 '^==[0-9]+==ERROR|^SUMMARY|deadly signal|Test unit written' $$log | head -n 40; fi; \
+	    execs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log | tail -n 1); \
+	    secs=$$(sed -n 's/^stat::average_exec_per_sec: *//p' $$log | tail -n 1); \
+	    echo "fuzz_$$t: $${execs:-?} executions ($${secs:-?}/s): $$res"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed (logs: build/fuzz/fuzz_*.log)"; exit 1; fi
 
 # ---- benchmarks ------------------------------------------------------------
 .PHONY: bench

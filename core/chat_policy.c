@@ -20,6 +20,7 @@ static const struct policy_name policy_names[CHAT_POLICY_NKEYS] = {
     [CHAT_POLICY_POLL_TIMEOUT] = {NULL, "CHAT_POLL_TIMEOUT"},
     [CHAT_POLICY_ROLE] = {"x-chat-role", "CHAT_ROLE"},
     [CHAT_POLICY_EDIT_WINDOW] = {"x-chat-edit-window", "CHAT_EDIT_WINDOW"},
+    [CHAT_POLICY_FIRST_ROOM] = {"x-chat-first-room", "CHAT_FIRST_ROOM"},
 };
 
 void chat_policy_init(struct chat_policy *p)
@@ -220,6 +221,14 @@ int chat_policy_set(struct chat_policy *p, enum chat_policy_key key, const char 
         }
         p->edit_window = (unsigned)n;
         return 0;
+    case CHAT_POLICY_FIRST_ROOM:
+        if (!chat_valid_room(v, len)) {
+            *why = "first room is not a room name";
+            return -1;
+        }
+        memcpy(p->first_room, v, len);
+        p->first_room[len] = '\0';
+        return 0;
     default:
         *why = "unknown policy key";
         return -1;
@@ -252,6 +261,57 @@ bool chat_policy_room_allowed(const struct chat_policy *p, const char *room, siz
         }
     }
     return false;
+}
+
+/* The first pattern of the rooms list that is a plain name (want_prefix
+ * false) or a "prefix*" (true), copied without its '*'; false if none. */
+static bool first_pattern(const char *s, bool want_prefix, char *out)
+{
+    while (*s) {
+        const char *start;
+        size_t plen;
+
+        if (*s == ' ') {
+            s++;
+            continue;
+        }
+        start = s;
+        while (*s && *s != ' ')
+            s++;
+        plen = (size_t)(s - start);
+        bool prefix = start[plen - 1] == '*';
+        if (prefix != want_prefix || (prefix && plen == 1))
+            continue;
+        plen -= prefix;
+        memcpy(out, start, plen);
+        out[plen] = '\0';
+        return true;
+    }
+    return false;
+}
+
+void chat_policy_first_room(const struct chat_policy *p, char *out)
+{
+    static const char lobby[] = "lobby";
+    size_t n;
+
+    if (p->first_room[0] && chat_policy_room_allowed(p, p->first_room, strlen(p->first_room))) {
+        memcpy(out, p->first_room, strlen(p->first_room) + 1);
+        return;
+    }
+    if (chat_policy_room_allowed(p, lobby, sizeof(lobby) - 1) || !p->rooms[0]) {
+        memcpy(out, lobby, sizeof(lobby));
+        return;
+    }
+    if (first_pattern(p->rooms, false, out))
+        return;
+    if (!first_pattern(p->rooms, true, out)) { /* cannot be: set_rooms checked it */
+        memcpy(out, lobby, sizeof(lobby));
+        return;
+    }
+    n = strlen(out);
+    if (n + sizeof(lobby) - 1 <= CHAT_ROOM_MAX)
+        memcpy(out + n, lobby, sizeof(lobby));
 }
 
 int chat_policy_identity(const struct chat_policy *p, const char *guest_name, size_t len, char *out)

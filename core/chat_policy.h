@@ -26,6 +26,7 @@ enum chat_policy_key {
     CHAT_POLICY_POLL_TIMEOUT, /* (none)           CHAT_POLL_TIMEOUT 1..CHAT_POLL_TIMEOUT_MAX */
     CHAT_POLICY_ROLE,         /* X-Chat-Role      CHAT_ROLE     user|moderator */
     CHAT_POLICY_EDIT_WINDOW,  /* X-Chat-Edit-Window CHAT_EDIT_WINDOW 0..CHAT_EDIT_WINDOW_MAX s */
+    CHAT_POLICY_FIRST_ROOM,   /* X-Chat-First-Room CHAT_FIRST_ROOM a room name */
     CHAT_POLICY_NKEYS
 };
 
@@ -38,6 +39,7 @@ struct chat_policy {
     bool moderator;                      /* role moderator: deletes any message; default false */
     unsigned edit_window;                /* seconds an author may edit/delete; default 900 */
     char rooms[CHAT_ROOMS_SPEC_MAX + 1]; /* space-separated patterns, default "*" */
+    char first_room[CHAT_ROOM_MAX + 1];  /* the room a client opens first; "" = derived */
 };
 
 /* Defaults of docs/protocol.md. */
@@ -58,6 +60,13 @@ int chat_policy_set(struct chat_policy *p, enum chat_policy_key key, const char 
 /* Rooms spec: patterns separated by spaces; "name" matches exactly,
  * "prefix*" matches every room starting with prefix, "*" matches all. */
 bool chat_policy_room_allowed(const struct chat_policy *p, const char *room, size_t len);
+
+/* The room a client opens first (the page's first room; docs/client.md):
+ * $chat_first_room when set and allowed, else "lobby" when allowed, else
+ * the first plain name of the rooms list, else the first "prefix*" as
+ * prefix + "lobby" (or the prefix alone when that would be too long).
+ * Writes a NUL-terminated valid room name to out (size >= CHAT_ROOM_MAX+1). */
+void chat_policy_first_room(const struct chat_policy *p, char *out);
 
 /* Resolves who is speaking: the nginx user when set (guest_name ignored),
  * else "~" + guest_name when guests are allowed and guest_name is a valid

@@ -476,6 +476,54 @@ char *chat_encode_hello_role(const char *user, int heartbeat, bool moderator, si
     return out_finish(&o, len);
 }
 
+/* {"max_text":N,"readonly":B,"rooms":"…","first_room":"…"} */
+static void out_policy_obj(struct out *o, const struct chat_policy *p)
+{
+    char first[CHAT_ROOM_MAX + 1];
+
+    chat_policy_first_room(p, first);
+    out_fmt(o, "{\"max_text\":%zu,\"readonly\":%s", p->max_text, p->readonly ? "true" : "false");
+    out_key_str(o, "rooms", p->rooms);
+    out_key_str(o, "first_room", first);
+    out_mem(o, "}", 1);
+}
+
+static void out_policy(struct out *o, const struct chat_policy *p)
+{
+    out_lit(o, ",\"policy\":");
+    out_policy_obj(o, p);
+}
+
+char *chat_encode_policy(const struct chat_policy *p, size_t *len)
+{
+    struct out o = {0};
+
+    out_policy_obj(&o, p);
+    out_reserve(&o, 1);
+    if (o.oom) {
+        free(o.p);
+        return NULL;
+    }
+    o.p[o.len] = '\0';
+    if (len)
+        *len = o.len;
+    return o.p;
+}
+
+char *chat_encode_hello_policy(const char *user, int heartbeat, const struct chat_policy *p,
+                               size_t *len)
+{
+    struct out o = {0};
+
+    out_op(&o, "hello");
+    out_key_str(&o, "user", user);
+    out_fmt(&o, ",\"heartbeat\":%d", heartbeat);
+    if (p->moderator)
+        out_lit(&o, ",\"role\":\"moderator\"");
+    out_policy(&o, p);
+    return out_finish(&o, len);
+}
+
 char *chat_encode_hello(const char *user, int heartbeat, size_t *len)
 {
     return chat_encode_hello_role(user, heartbeat, false, len);
@@ -565,6 +613,15 @@ char *chat_encode_poll_h(const char *events, size_t events_len, const char *cons
                          const int64_t *cursors, const int64_t *horizons, size_t n,
                          const char *members, size_t *len)
 {
+    return chat_encode_poll_p(events, events_len, rooms, cursors, horizons, n, members, NULL, NULL,
+                              len);
+}
+
+char *chat_encode_poll_p(const char *events, size_t events_len, const char *const *rooms,
+                         const int64_t *cursors, const int64_t *horizons, size_t n,
+                         const char *members, const char *user, const struct chat_policy *p,
+                         size_t *len)
+{
     struct out o = {0};
     bool any = false;
 
@@ -590,6 +647,10 @@ char *chat_encode_poll_h(const char *events, size_t events_len, const char *cons
     }
     if (any)
         out_lit(&o, "}");
+    if (user)
+        out_key_str(&o, "user", user);
+    if (p)
+        out_policy(&o, p);
     return out_finish(&o, len); /* closes the object */
 }
 

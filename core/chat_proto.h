@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chat_policy.h"
+
 #define CHAT_REF_MAX 128 /* bytes of a string ref */
 #define CHAT_HISTORY_DEFAULT 50
 #define CHAT_HISTORY_MAX 200
@@ -97,6 +99,14 @@ char *chat_encode_hello(const char *user, int heartbeat, size_t *len);
 /* hello with "role":"moderator" when moderator (the page shows its controls;
  * the daemon, not the page, decides what a moderator may do). */
 char *chat_encode_hello_role(const char *user, int heartbeat, bool moderator, size_t *len);
+/* The location's policy as the client needs it to follow it (docs/protocol.md,
+ * "What the client is told"): {"max_text":N,"readonly":B,"rooms":"…",
+ * "first_room":"…"}. Appended to hello, to the long-poll answers and to the
+ * event stream's ready event, so every transport tells the same. */
+char *chat_encode_policy(const struct chat_policy *p, size_t *len);
+/* hello with the role and "policy" of p: what chat-ws says first. */
+char *chat_encode_hello_policy(const char *user, int heartbeat, const struct chat_policy *p,
+                               size_t *len);
 char *chat_encode_joined(const char *room, int64_t seq, const char *const *members, size_t n,
                          size_t count, const json_t *ref, size_t *len);
 /* joined with "horizon":H before "ref" (H <= 0: as chat_encode_joined):
@@ -125,6 +135,13 @@ char *chat_encode_poll(const char *events, size_t events_len, const char *const 
 char *chat_encode_poll_h(const char *events, size_t events_len, const char *const *rooms,
                          const int64_t *cursors, const int64_t *horizons, size_t n,
                          const char *members, size_t *len);
+/* As chat_encode_poll_h, followed by "user":user (NULL: left out) and
+ * "policy":{…} of chat_encode_policy (NULL: left out): who the poller is
+ * and what the location allows, in every answer that has them. */
+char *chat_encode_poll_p(const char *events, size_t events_len, const char *const *rooms,
+                         const int64_t *cursors, const int64_t *horizons, size_t n,
+                         const char *members, const char *user, const struct chat_policy *p,
+                         size_t *len);
 char *chat_encode_typing(const char *room, const char *user, size_t *len);
 /* {"op":"reset","room":R,"seq":N}: the room's history past N is not what
  * was delivered (the database went back in time): drop what is shown past

@@ -32,8 +32,8 @@
 #define LP_STDIN_DRAIN_MAX (4 * 1024 * 1024)
 
 static const char *const policy_params[] = {
-    "CHAT_USER",     "CHAT_GUESTS",       "CHAT_ROOMS", "CHAT_READONLY",
-    "CHAT_MAX_TEXT", "CHAT_POLL_TIMEOUT", "CHAT_ROLE",  "CHAT_EDIT_WINDOW",
+    "CHAT_USER",         "CHAT_GUESTS", "CHAT_ROOMS",       "CHAT_READONLY",   "CHAT_MAX_TEXT",
+    "CHAT_POLL_TIMEOUT", "CHAT_ROLE",   "CHAT_EDIT_WINDOW", "CHAT_FIRST_ROOM",
 };
 
 static unsigned char *put_record_header(unsigned char *h, int type, int id, size_t clen)

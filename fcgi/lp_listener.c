@@ -205,7 +205,8 @@ static void finish(struct lp_poll *p)
         rooms[k] = p->w[k].name;
         cursors[k] = p->w[k].cursor;
     }
-    char *body = chat_encode_poll(p->events.p, p->events.len, rooms, cursors, p->n, NULL, &len);
+    char *body = chat_encode_poll_p(p->events.p, p->events.len, rooms, cursors, NULL, p->n, NULL,
+                                    p->member, NULL, &len);
     if (!body)
         lp_reply_error(&p->conn, CHAT_E_UNAVAILABLE, "out of memory");
     else

@@ -44,9 +44,10 @@ int lp_poll_parse(struct lp_req *r, struct lp_poll_ctx *c)
     int n = chat_query_get(r->query, r->query_len, "rooms", list, sizeof(list));
     int64_t t = r->policy.poll_timeout;
 
-    if (n < 0)
-        return bad(r, n == CHAT_QUERY_ABSENT ? "rooms missing" : "bad rooms parameter");
-    n = lp_cursor_parse(list, (size_t)n, c->rooms, LP_MAX_ROOMS);
+    if (n < 0 && n != CHAT_QUERY_ABSENT)
+        return bad(r, "bad rooms parameter");
+    /* no rooms: who the poller is and the policy, at once (lp_poll_handle) */
+    n = n < 0 ? 0 : lp_cursor_parse(list, (size_t)n, c->rooms, LP_MAX_ROOMS);
     if (n == LP_CURSOR_TOO_MANY)
         return bad(r, "too many rooms (at most 20)");
     if (n < 0)
@@ -223,8 +224,8 @@ static void answer(struct lp_req *r, struct lp_poll_ctx *c, PGconn **db)
         rooms[i] = c->rooms[i].room;
     char *body = c->backlog && members == NULL
                      ? NULL
-                     : chat_encode_poll_h(c->events.p, c->events.len, rooms, c->cursor, c->horizon,
-                                          c->n, members, &len);
+                     : chat_encode_poll_p(c->events.p, c->events.len, rooms, c->cursor, c->horizon,
+                                          c->n, members, c->member, &r->policy, &len);
     if (!body)
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
     else
@@ -302,7 +303,9 @@ void lp_poll_handle(struct lp_req *r, PGconn **db)
         !lp_rate_admit(r, c.member, false))
         return;
     unsigned gen = atomic_load(&lp_listen_gen);
-    if (!c.backlog && c.timeout > 0 && lp_poll_covered(&c, gen)) {
+    if (c.n == 0) {
+        answer(r, &c, db); /* no rooms: "user" and "policy" only */
+    } else if (!c.backlog && c.timeout > 0 && lp_poll_covered(&c, gen)) {
         served = park(r, &c, gen, LP_CHECKED_CACHE, db); /* the listener says: nothing to read */
     } else if (lp_poll_read(db, &c) < 0) {
         if (c.backlog) {

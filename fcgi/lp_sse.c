@@ -69,9 +69,10 @@ static int add_str(struct chat_sbuf *out, const char *s)
     return chat_sbuf_add(out, s, strlen(s));
 }
 
-/* The head, the events read, and {"op":"ready",...} with the cursor as its id. */
+/* The head, the events read, and {"op":"ready",...,"policy":policy} with the
+ * cursor as its id. */
 static int first_bytes(struct lp_stream *s, struct lp_poll_ctx *c, const char *members, unsigned hb,
-                       struct chat_sbuf *out)
+                       const char *policy, struct chat_sbuf *out)
 {
     char tail[96];
     int bad_mem = chat_sbuf_add(out, head, sizeof(head) - 1);
@@ -89,6 +90,8 @@ static int first_bytes(struct lp_stream *s, struct lp_poll_ctx *c, const char *m
     bad_mem |= chat_sbuf_add(out, tail, (size_t)n);
     if (members)
         bad_mem |= add_str(out, members);
+    bad_mem |= add_str(out, ",\"policy\":");
+    bad_mem |= !policy || add_str(out, policy);
     bad_mem |= add_str(out, "}\n\n");
     return bad_mem ? -1 : 0;
 }
@@ -99,7 +102,7 @@ void lp_sse_handle(struct lp_req *r, PGconn **db)
     struct lp_cursor at[LP_MAX_ROOMS];
     struct chat_sbuf out = {0};
     struct lp_stream *s = NULL;
-    char *members = NULL;
+    char *members = NULL, *policy = NULL;
     unsigned hb;
     enum lp_checked how = LP_CHECKED_TABLE;
 
@@ -110,8 +113,9 @@ void lp_sse_handle(struct lp_req *r, PGconn **db)
                               "events needs Accept: text/event-stream");
         return;
     }
-    if (lp_poll_parse(r, &c) < 0 || resume(r, &c) < 0 || heartbeat(r, &hb) < 0 ||
-        lp_bans_refuse(r, c.member) || !lp_rate_admit(r, c.member, false))
+    if (lp_poll_parse(r, &c) < 0 || (c.n == 0 && (bad(r, "rooms missing"), true)) ||
+        resume(r, &c) < 0 || heartbeat(r, &hb) < 0 || lp_bans_refuse(r, c.member) ||
+        !lp_rate_admit(r, c.member, false))
         goto out;
     unsigned gen = atomic_load(&lp_listen_gen);
     if (!c.backlog && lp_poll_covered(&c, gen)) {
@@ -142,7 +146,8 @@ void lp_sse_handle(struct lp_req *r, PGconn **db)
     for (size_t i = 0; i < c.n; i++)
         at[i] = c.rooms[i];
     s = lp_stream_new(c.member, r->addr, at, c.n, hb);
-    if (s == NULL || first_bytes(s, &c, members, hb, &out) < 0) {
+    policy = chat_encode_policy(&r->policy, NULL);
+    if (s == NULL || first_bytes(s, &c, members, hb, policy, &out) < 0) {
         lp_park_give(r->addr);
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "out of memory");
         goto out;
@@ -174,6 +179,7 @@ void lp_sse_handle(struct lp_req *r, PGconn **db)
 out:
     lp_stream_free(s);
     free(members);
+    free(policy);
     chat_sbuf_free(&out);
     chat_sbuf_free(&c.events);
 }

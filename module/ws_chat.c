@@ -713,9 +713,8 @@ static void ws_chat_open(struct ws_conn *c)
         conn_banned(c, ban, NULL);
         return;
     }
-    ws_conn_reply(
-        c, chat_encode_hello_role(c->user, c->srv->cfg.heartbeat, c->policy->moderator, &len),
-        &len);
+    ws_conn_reply(c, chat_encode_hello_policy(c->user, c->srv->cfg.heartbeat, c->policy, &len),
+                  &len);
     seen(c);
 }
 

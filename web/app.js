@@ -3,7 +3,7 @@
 // into calls. Rooms are kept per name in localStorage, with the last seq
 // read in each (unread counts survive a reload).
 import { ChatClient, ROOM_RE, NAME_RE } from './chat-client.js';
-import { h, avatar, messageEl, setState, insertBySeq, relabelDays, applyChange } from './view.js';
+import { h, avatar, messageEl, setState, insertBySeq, relabelDays, applyChange, plain } from './view.js';
 
 // An engine that parses these modules but lacks a DOM method the page calls
 // (Element.replaceChildren: Chrome 86, Firefox 78, Safari 14) stops here,
@@ -16,7 +16,7 @@ if (typeof Element.prototype.replaceChildren !== 'function' || typeof String.pro
 window.chatModule = 'module';
 
 const $ = (id) => document.getElementById(id);
-const MAX_TEXT = 4096; // bytes; the server's default ($chat_max_text)
+const DEFAULT_MAX_TEXT = 4096; // bytes, until the server tells its $chat_max_text
 const TYPING_SHOWN_MS = 6000;
 const NEAR_BOTTOM = 48; // px: a reader this close to the end follows new messages
 const MAX_ROOMS = 20; // a long-poll carries at most 20 rooms
@@ -38,6 +38,17 @@ let chat = null;
 let me = { name: null, user: null };
 const rooms = new Map(); // room -> view state, see makeRoom()
 let active = null;
+let provisional = false; // the rooms are the default, until the server names the first room
+let asked = ''; // the room the page was opened on (#room), if any
+
+// The room in the URL's fragment, or '' (a malformed escape is no room, not an error).
+function hashRoom() {
+  try { return decodeURIComponent(location.hash.slice(1)); } catch { return ''; }
+}
+
+// The location's policy as the server told it (hello, or the first poll).
+function maxText() { return chat?.policy?.max_text || DEFAULT_MAX_TEXT; }
+function readOnly() { return chat?.policy?.readonly === true; }
 
 // ---- start: a name, or the user nginx signed in ------------------------------------
 
@@ -46,8 +57,8 @@ let active = null;
 // from a signed-in user (401: guests are not allowed, and we are not one).
 async function whoami() {
   try {
-    const res = await fetch('poll?rooms=lobby&timeout=0', { cache: 'no-store', headers: { accept: 'application/json', 'x-chat-request': '1' } });
-    if (res.status === 200 || res.status === 403) return 'signed-in';
+    const res = await fetch('poll?timeout=0', { cache: 'no-store', headers: { accept: 'application/json', 'x-chat-request': '1' } });
+    if (res.status === 200) return 'signed-in';
     if (res.status === 401) return 'unauthorized';
   } catch { /* the server is not there: a guest can still pick a name */ }
   return 'guest';
@@ -104,14 +115,50 @@ function start(name) {
   chat.on('gap', onGap);
   chat.on('reset', onReset);
   chat.on('error', onError);
+  chat.on('hello', onHello);
   renderMe();
-  const saved = store.get(roomsKey(), ['lobby']).filter((r) => ROOM_RE.test(r)).slice(0, MAX_ROOMS - 1);
+  const kept = store.get(roomsKey(), []);
+  const saved = (Array.isArray(kept) ? kept : []).filter((r) => ROOM_RE.test(r)).slice(0, MAX_ROOMS - 1);
+  const wanted = hashRoom();
+  asked = wanted;
+  // nothing saved, no room asked for: lobby until the server names the first room
+  provisional = saved.length === 0 && !ROOM_RE.test(wanted);
   for (const r of saved.length ? saved : ['lobby']) addRoom(r);
-  const wanted = decodeURIComponent(location.hash.slice(1));
   if (ROOM_RE.test(wanted)) addRoom(wanted);
   chat.connect();
   switchTo(ROOM_RE.test(wanted) ? wanted : [...rooms.keys()][0]);
   renderConn({ state: chat.state, transport: chat.transport });
+}
+
+// What the server says first (hello on WebSocket, the first poll's answer
+// otherwise): who we are and the location's policy. Rooms the site does not
+// allow are dropped before they are joined (a nginx $chat_rooms without
+// lobby greets no one with an error), the first room is the server's, and
+// a read-only location has no composer.
+function onHello({ user, policy }) {
+  if (user && user !== me.user) {
+    me.user = user;
+    renderMe();
+  }
+  if (!policy) return;
+  const first = ROOM_RE.test(policy.first_room) ? policy.first_room : null;
+  const wrong = [...rooms.keys()].filter((r) => !chat.allowed(r) || (provisional && r !== first));
+  provisional = false;
+  if (first && wrong.length === rooms.size) addRoom(first);
+  for (const r of wrong) {
+    // the room of a link the site does not open says why; the others go quietly
+    if (r === asked && !chat.allowed(r)) toast(`Cannot join #${r}: not allowed here`);
+    if (rooms.size > 1) removeRoom(r);
+  }
+  if (!active || !rooms.has(active.name)) switchTo([...rooms.keys()][0]);
+  renderComposer();
+}
+
+function renderComposer() {
+  const ro = readOnly();
+  $('composer').hidden = ro;
+  $('readonly-note').hidden = !ro;
+  checkLength();
 }
 
 // ---- rooms ----------------------------------------------------------------------
@@ -174,6 +221,7 @@ function switchTo(name) {
     active.scrollTop = log.scrollTop;
   }
   active = r;
+  chat?.focus(name); // the member list shown: the one kept fresh in a busy room
   if (location.hash.slice(1) !== name) history.replaceState(null, '', `#${name}`);
   log.replaceChildren(r.view);
   if (r.stuck) scrollToBottom(); else log.scrollTop = r.scrollTop;
@@ -194,7 +242,7 @@ function switchTo(name) {
 }
 
 window.addEventListener('hashchange', () => {
-  const name = decodeURIComponent(location.hash.slice(1));
+  const name = hashRoom();
   if (chat && ROOM_RE.test(name) && (!active || name !== active.name)) switchTo(name);
 });
 
@@ -215,6 +263,10 @@ $('join-form').addEventListener('submit', (e) => {
   }
   if (!rooms.has(name) && rooms.size >= MAX_ROOMS) {
     $('join-error').textContent = `You can be in ${MAX_ROOMS} rooms at most: leave one first.`;
+    return;
+  }
+  if (!chat.allowed(name)) {
+    $('join-error').textContent = `#${name} is not open on this site.`;
     return;
   }
   $('join-error').textContent = '';
@@ -364,7 +416,7 @@ function showMessage(r, m, { older = false, state } = {}) {
   if (r.bySeq.has(m.seq)) return null;
   const mine = isMine(m);
   const el = messageEl(m, { mine, state: state ?? (mine ? 'sent' : '') });
-  if (mine && typeof m.seq === 'number' && !m.deleted) addActions(r, el);
+  if (mine && typeof m.seq === 'number' && !m.deleted && !readOnly()) addActions(r, el);
   else if (!mine && chat.role === 'moderator' && typeof m.seq === 'number' && !m.deleted) addModActions(r, el);
   const isActive = r === active;
   const follow = isActive && !older && nearBottom();
@@ -605,9 +657,10 @@ function autosize() {
 
 function checkLength() {
   const bytes = encoder.encode(input.value).length;
-  const over = bytes > MAX_TEXT;
-  $('counter').hidden = bytes < MAX_TEXT * 0.8;
-  $('counter').textContent = `${bytes} / ${MAX_TEXT}`;
+  const max = maxText();
+  const over = bytes > max;
+  $('counter').hidden = bytes < max * 0.8;
+  $('counter').textContent = `${bytes} / ${max}`;
   $('counter').classList.toggle('over', over);
   $('send').disabled = over || cleanText(input.value) === '';
   return !over;
@@ -631,7 +684,7 @@ input.addEventListener('keydown', (e) => {
 $('composer').addEventListener('submit', (e) => {
   e.preventDefault();
   const text = cleanText(input.value);
-  if (!text || !checkLength() || !active) return;
+  if (!text || !checkLength() || !active || readOnly()) return;
   sendText(text);
   input.value = '';
   autosize();
@@ -657,7 +710,7 @@ function renderMembers() {
   $('members-toggle-count').textContent = String(n);
   const list = r ? [...r.members] : [];
   $('member-list').replaceChildren(...list.map((u) => h('li', { class: 'member' },
-    avatar(u), h('span', { class: 'member-name', text: u }),
+    avatar(u), h('span', { class: 'member-name', text: plain(u) }),
     u === myName() ? h('span', { class: 'you', text: '(you)' }) : null)));
   if (r && r.count > list.length) {
     $('member-list').append(h('li', { class: 'more', text: `and ${r.count - list.length} more` }));
@@ -680,7 +733,7 @@ function clearTyper(r, user) {
 }
 
 function renderTyping() {
-  const names = active ? [...active.typers.keys()] : [];
+  const names = active ? [...active.typers.keys()].map(plain) : [];
   const el = $('typing');
   let text = '';
   if (names.length === 1) text = `${names[0]} is typing…`;
@@ -719,7 +772,7 @@ function renderConn({ state, transport, retryIn }) {
 $('conn-retry').addEventListener('click', () => chat?.reconnectNow());
 
 function renderMe() {
-  const shown = me.user || (me.name ? `~${me.name}` : '');
+  const shown = plain(me.user || (me.name ? `~${me.name}` : ''));
   $('me-name').textContent = shown;
   $('me-avatar').replaceChildren(avatar(shown || '?'));
   $('change-name').hidden = !me.name; // a signed-in user keeps the name nginx gave

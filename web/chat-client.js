@@ -14,7 +14,7 @@
 //   chat.on('message', (m) => console.log(m.room, m.seq, m.user, m.text));
 //   chat.connect().join('lobby');
 //   chat.send('lobby', 'hi');
-import { Poller, HttpError } from './chat-poll.js';
+import { Poller, HttpError, roomAllowed } from './chat-poll.js';
 
 export const ROOM_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 export const NAME_RE = /^[A-Za-z0-9_.-]{1,32}$/;
@@ -34,6 +34,7 @@ const DEFAULTS = {
   typingEvery: 3000, // at most one typing notice per room per this many ms
   sharePoll: true,
   maxSendRetries: 8, // "unavailable"/"rate_limited" answers before a send fails
+  membersEvery: 5000, // ms: at most one members request per room this often
 };
 
 const RETRYABLE = new Set(['unavailable', 'rate_limited', 'network', 'timeout', 'http_502', 'http_504', 'http_500']);
@@ -65,6 +66,9 @@ export class ChatClient {
   #typingAt = new Map();
   #acked = new Map(); // `${room}\n${cid}` -> seq, the last 500 acks
   #listeners = [];
+  #focus = undefined; // the room whose member list is shown (undefined: every room)
+  #membersAt = new Map(); // room -> when members was last asked
+  #membersStale = new Set(); // rooms whose list a count-only presence made stale
 
   /**
    * @param {object} options
@@ -81,6 +85,10 @@ export class ChatClient {
     this.base = base.href;
     this.name = options.name ?? null;
     this.user = null; // who the server says we are, e.g. "alice" or "~bob"
+    this.role = 'user'; // 'moderator' on a $chat_role moderator location
+    // the location's policy, once the server told it (hello, or the first
+    // poll): { max_text, readonly, rooms, first_room }; null until then
+    this.policy = null;
     this.rooms = new Map(); // room -> { seq, members: Set, count, synced }
     this.outbox = new Map(); // cid -> { room, text, cid, status, tries }
   }
@@ -112,6 +120,7 @@ export class ChatClient {
     this.#listen(globalThis, 'online', () => this.reconnectNow());
     this.#listen(globalThis.document, 'visibilitychange', () => {
       if (globalThis.document.visibilityState !== 'visible') return;
+      for (const room of this.#membersStale) this.#refreshMembers(room);
       if (this.#ws) this.#ping();
       else this.reconnectNow();
     });
@@ -252,6 +261,20 @@ export class ChatClient {
     else if (this.#overHttp()) {
       this.#http('POST', 'typing', { room, name: this.name ?? undefined }).catch(() => {});
     }
+  }
+
+  /** Whether the location lets this client use room (true until the policy is known). */
+  allowed(room) { return !this.policy || roomAllowed(this.policy.rooms, room); }
+
+  /**
+   * The room whose member list the page shows (null: none). When a busy
+   * room's presence carries only a count, the list is asked again for this
+   * room only, at most once per membersEvery, and not while the page is
+   * hidden. Without a call, every room's list is kept (the same pace).
+   */
+  focus(room) {
+    this.#focus = room;
+    if (room && this.#membersStale.has(room)) this.#refreshMembers(room);
   }
 
   /** Who is in the room, as last reported by the server. */
@@ -405,14 +428,33 @@ export class ChatClient {
     this.#schedule('reconnect', delay, () => this.#openWs(false));
   }
 
+  // What the server says first (hello, or a poll's "user" and "policy"):
+  // 'hello' { user, role, policy } when something changed, then an error
+  // for each room the page still has that the policy does not allow.
+  #setHello(user, role, policy) {
+    const changed = user !== this.user || role !== this.role ||
+      JSON.stringify(policy) !== JSON.stringify(this.policy);
+    this.user = user;
+    this.role = role;
+    this.policy = policy;
+    if (!changed) return;
+    this.#emit('hello', { user, role, policy });
+    for (const room of [...this.rooms.keys()]) {
+      if (this.allowed(room)) continue;
+      this.rooms.delete(room);
+      this.#emit('error', { code: 'forbidden', message: 'room not allowed here', room, op: 'join' });
+    }
+  }
+
   #wsReady(attempt, hello) {
+    // first, so that the page leaves and joins rooms before the joins go
+    this.#setHello(hello.user ?? this.user, hello.role === 'moderator' ? 'moderator' : 'user',
+      hello.policy && typeof hello.policy === 'object' ? hello.policy : this.policy);
     this.#ws = attempt.ws;
     this.#wsTry = null;
     this.#clearTimer('probe');
     this.#clearTimer('reconnect');
     this.#stopPoll();
-    this.user = hello.user ?? this.user;
-    this.role = hello.role === 'moderator' ? 'moderator' : 'user'; // for the page's controls only
     this.#heartbeat = (Number(hello.heartbeat) || 30) * 1000;
     this.#fails = 0;
     this.#probes = 0;
@@ -593,7 +635,10 @@ export class ChatClient {
 
   #onPoll(resp) {
     if (!this.#poller) return;
-    if (resp.user) this.user = resp.user;
+    if (resp.user || resp.policy) {
+      this.#setHello(resp.user || this.user, this.role,
+        resp.policy && typeof resp.policy === 'object' ? resp.policy : this.policy);
+    }
     for (const [room, m] of Object.entries(resp.members)) {
       this.#applyMembers(room, m.members, m.count, true);
     }
@@ -644,6 +689,7 @@ export class ChatClient {
         if (r.seq === null && ev.seq === 0) r.seq = 0;
         if (typeof ev.horizon === 'number') this.#horizon(ev.room, ev.horizon);
         r.synced = true;
+        this.#membersStale.delete(ev.room);
         this.#applyMembers(ev.room, ev.members, ev.count, false);
         this.#emit('joined', { room: ev.room, seq: ev.seq, members: ev.members || [], count: ev.count });
         this.#emitPresence(ev.room, [], []);
@@ -653,8 +699,12 @@ export class ChatClient {
         const r = this.rooms.get(ev.room);
         if (!r) break;
         if (!Array.isArray(ev.online) && !Array.isArray(ev.offline) && via === 'websocket') {
-          r.count = ev.count;
-          this.#request({ op: 'members', room: ev.room }).catch(() => {});
+          // a busy second: only the count. The list is asked again, but
+          // not on every such event (docs/client.md, "Presence")
+          if (typeof ev.count === 'number') r.count = ev.count;
+          this.#membersStale.add(ev.room);
+          this.#refreshMembers(ev.room);
+          this.#emitPresence(ev.room, [], []);
           break;
         }
         for (const u of ev.online || []) r.members.add(u);
@@ -663,7 +713,10 @@ export class ChatClient {
         this.#emitPresence(ev.room, ev.online || [], ev.offline || []);
         break;
       }
-      case 'members': this.#applyMembers(ev.room, ev.members, ev.count, true); break;
+      case 'members':
+        this.#membersStale.delete(ev.room);
+        this.#applyMembers(ev.room, ev.members, ev.count, true);
+        break;
       case 'typing':
         if (this.rooms.has(ev.room) && ev.user !== this.user) {
           this.#emit('typing', { room: ev.room, user: ev.user });
@@ -675,6 +728,23 @@ export class ChatClient {
       case 'pong': this.#pingAt = 0; break;
       default: break;
     }
+  }
+
+  // Asks members of a room whose list is stale: only the focused room (or
+  // every room without focus()), while the page is visible, at most once
+  // per membersEvery (a later call is made at the end of the interval).
+  #refreshMembers(room) {
+    if (!this.#membersStale.has(room) || !this.rooms.has(room) || !this.#ws) return;
+    if (this.#focus !== undefined && this.#focus !== room) return;
+    if (globalThis.document?.visibilityState === 'hidden') return;
+    const wait = (this.#membersAt.get(room) ?? -Infinity) + this.#o.membersEvery - Date.now();
+    if (wait > 0) {
+      if (!this.#timers.has(`members:${room}`)) this.#schedule(`members:${room}`, wait, () => this.#refreshMembers(room));
+      return;
+    }
+    this.#membersAt.set(room, Date.now());
+    this.#membersStale.delete(room);
+    this.#request({ op: 'members', room }).catch(() => {});
   }
 
   #applyMembers(room, members, count, emit) {

@@ -29,10 +29,14 @@
   var TYPING_EVERY = 3000;
   var TYPING_SHOWN = 6000;
   var MAX_ROOMS = 20; // a poll carries at most 20 rooms
-  var MAX_TEXT = 4096; // bytes, the server's default $chat_max_text
+  var DEFAULT_MAX_TEXT = 4096; // bytes, until the server tells its $chat_max_text
   var ROOM_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
   var NAME_RE = /^[A-Za-z0-9_.\-]{1,32}$/;
   var URL_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
+  // Unicode's Bidi_Control characters (ALM, LRM, RLM, embeddings, overrides,
+  // isolates): stripped from what is shown, so no text reorders itself or a
+  // link into something it is not (view.js does the same).
+  var BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
   var TRAILING = /[.,;:!?'")\]}>]+$/;
   var REASONS = {
     too_large: 'too long', forbidden: 'not allowed here', rate_limited: 'too fast, slow down',
@@ -40,6 +44,12 @@
   };
 
   var me = { name: null, user: null };
+  // The location's policy, from the first poll's answer (GET poll without
+  // rooms): { max_text, readonly, rooms, first_room }; null until then.
+  var policy = null;
+  var helloDone = false; // the server was asked (a server without a policy answers none)
+  var provisional = false; // the rooms are the default until the server names the first one
+  var asked = ''; // the room the page was opened on (#room), if any
   var rooms = {}; // room -> see makeRoom()
   var order = []; // room names, as listed
   var active = null;
@@ -137,6 +147,29 @@
   }
 
   function pad2(n) { return (n < 10 ? '0' : '') + n; }
+
+  function plain(text) { return String(text === undefined || text === null ? '' : text).replace(BIDI_CONTROLS, ''); }
+
+  // The room in the URL's fragment, or '' (a malformed escape is no room).
+  function hashRoom() {
+    try { return decodeURIComponent(window.location.hash.slice(1)); } catch (e) { return ''; }
+  }
+
+  function maxText() { return (policy && policy.max_text) || DEFAULT_MAX_TEXT; }
+
+  function readOnly() { return Boolean(policy && policy.readonly === true); }
+
+  // $chat_rooms: names, "prefix*" and "*", separated by spaces.
+  function allowed(room) {
+    if (!policy) return true;
+    var parts = String(policy.rooms || '*').split(' ');
+    for (var i = 0; i < parts.length; i++) {
+      var p = parts[i];
+      if (!p) continue;
+      if (p.charAt(p.length - 1) === '*' ? room.indexOf(p.slice(0, -1)) === 0 : p === room) return true;
+    }
+    return false;
+  }
 
   // ---- HTTP ---------------------------------------------------------------------------
 
@@ -239,7 +272,7 @@
     var parts = [];
     each(order, function (name) {
       var r = rooms[name];
-      parts.push(r.seq === null ? name : name + ':' + r.seq);
+      if (allowed(name)) parts.push(r.seq === null ? name : name + ':' + r.seq);
     });
     return parts.join(',');
   }
@@ -251,10 +284,12 @@
     pollTimer = null;
     if (poll) poll.xhr.abort();
     poll = null;
-    var list = roomsParam();
-    if (!list) return;
-    var timeout = quick ? 0 : POLL_TIMEOUT;
-    var query = { rooms: list, name: me.name, timeout: timeout };
+    // Until the server told the policy: GET poll without rooms (who we are
+    // and what the site allows, at once), so no room it refuses is asked for.
+    var list = helloDone ? roomsParam() : '';
+    if (!list && helloDone) return;
+    var timeout = quick || !helloDone ? 0 : POLL_TIMEOUT;
+    var query = { rooms: list || null, name: me.name, timeout: timeout };
     var flight = { rooms: list };
     poll = flight;
     flight.xhr = request('GET', 'poll', query, (timeout + 15) * 1000, function (status, body) {
@@ -262,10 +297,17 @@
       poll = null;
       if (status === 200 && body && isArray(body.events)) {
         fails = 0;
+        var hello = !list;
+        helloDone = true;
         onPoll(body);
         if (state !== 'connected') setState('connected');
         pump();
-        pollNow(false);
+        pollNow(hello);
+        return;
+      }
+      if (!list && status === 400) { // a server that wants rooms: go on without a policy
+        helloDone = true;
+        pollNow(true);
         return;
       }
       if (status === 403) {
@@ -323,6 +365,11 @@
   function onPoll(body) {
     var name;
     var members = body.members || {};
+    if (typeof body.user === 'string' && body.user !== me.user) {
+      me.user = body.user;
+      $('me-name').textContent = plain(me.user);
+    }
+    if (body.policy && typeof body.policy === 'object') applyPolicy(body.policy);
     for (name in members) {
       if (members.hasOwnProperty(name) && rooms[name] && members[name] && isArray(members[name].members)) {
         rooms[name].members = members[name].members.slice();
@@ -385,6 +432,27 @@
   function mine(m, item) { return Boolean(item) || (myName() !== null && m.user === myName()); }
 
   function myName() { return me.user || (me.name ? '~' + me.name : null); }
+
+  // The location's policy: rooms it does not allow are left (a nginx
+  // $chat_rooms without lobby greets no one with an error), the first room
+  // is the server's, a read-only location has no composer.
+  function applyPolicy(p) {
+    policy = p;
+    var first = typeof p.first_room === 'string' && ROOM_RE.test(p.first_room) ? p.first_room : null;
+    var wrong = [];
+    each(order, function (name) { if (!allowed(name) || (provisional && name !== first)) wrong.push(name); });
+    provisional = false;
+    if (first && wrong.length === order.length) addRoom(first);
+    each(wrong, function (name) {
+      // the room of a link the site does not open says why; the others go quietly
+      if (!allowed(name) && name === asked) toast('Cannot join #' + name + ': not allowed here');
+      if (order.length > 1) removeRoom(name, true);
+    });
+    if (!active || !rooms[active.name]) switchTo(order[0]);
+    show($('composer'), !readOnly());
+    show($('readonly-note'), readOnly());
+    checkLength();
+  }
 
   // ---- sending ----------------------------------------------------------------------------
 
@@ -473,7 +541,8 @@
 
   // ---- messages on screen -----------------------------------------------------------------
 
-  function linkify(parent, text) {
+  function linkify(parent, raw) {
+    var text = plain(raw); // a link's text and its target are the same characters
     var last = 0;
     var m;
     URL_RE.lastIndex = 0;
@@ -499,7 +568,7 @@
     var li = el('li', 'msg' + (msgState ? ' mine' : ''));
     var bubble = el('div', 'bubble');
     var meta = el('div', 'meta');
-    meta.appendChild(el('span', 'who', m.user));
+    meta.appendChild(el('span', 'who', plain(m.user)));
     meta.appendChild(document.createTextNode(' '));
     var time = el('time', '', pad2(date.getHours()) + ':' + pad2(date.getMinutes()));
     time.title = date.toString();
@@ -746,7 +815,7 @@
     if (!r) return;
     each(r.members, function (u) {
       var li = el('li', 'member');
-      li.appendChild(el('span', 'member-name', u));
+      li.appendChild(el('span', 'member-name', plain(u)));
       if (u === myName()) li.appendChild(el('span', 'you', '(you)'));
       ul.appendChild(li);
     });
@@ -762,7 +831,7 @@
 
   function renderTyping() {
     var names = [];
-    if (active) for (var u in active.typers) if (active.typers.hasOwnProperty(u)) names.push(u.slice(2));
+    if (active) for (var u in active.typers) if (active.typers.hasOwnProperty(u)) names.push(plain(u.slice(2)));
     var text = '';
     if (names.length === 1) text = names[0] + ' is typing…';
     else if (names.length === 2) text = names[0] + ' and ' + names[1] + ' are typing…';
@@ -798,13 +867,16 @@
     me = { name: name, user: name ? '~' + name : null };
     show($('login'), false);
     show($('app'), true);
-    $('me-name').textContent = myName() || '';
+    $('me-name').textContent = plain(myName() || '');
     show($('change-name'), Boolean(name));
-    var saved = store.get(roomsKey(), ['lobby']);
-    if (!isArray(saved)) saved = ['lobby'];
+    var saved = store.get(roomsKey(), []);
+    if (!isArray(saved)) saved = [];
     each(saved, function (r) { if (typeof r === 'string' && ROOM_RE.test(r) && order.length < MAX_ROOMS - 1) addRoom(r); });
+    var wanted = hashRoom();
+    asked = wanted;
+    // nothing saved, no room asked for: lobby until the server names the first room
+    provisional = !order.length && !ROOM_RE.test(wanted);
     if (!order.length) addRoom('lobby');
-    var wanted = decodeURIComponent(window.location.hash.slice(1));
     if (ROOM_RE.test(wanted)) addRoom(wanted);
     switchTo(ROOM_RE.test(wanted) ? wanted : order[0]);
     started = true;
@@ -824,8 +896,8 @@
   function boot() {
     var name = store.get('name', null);
     if (typeof name === 'string' && NAME_RE.test(name)) { start(name); return; }
-    request('GET', 'poll', { rooms: 'lobby', timeout: 0 }, REQUEST_TIMEOUT, function (status) {
-      if (status === 200 || status === 403) start(null);
+    request('GET', 'poll', { timeout: 0 }, REQUEST_TIMEOUT, function (status) {
+      if (status === 200) start(null);
       else if (status === 401) showLogin('This chat is for signed-in users only: sign in first.', false);
       else showLogin('', true);
     });
@@ -838,9 +910,10 @@
   function checkLength() {
     var input = $('input');
     var bytes = utf8Bytes(input.value);
-    var over = bytes > MAX_TEXT;
-    show($('counter'), bytes >= MAX_TEXT * 0.8);
-    $('counter').textContent = bytes + ' / ' + MAX_TEXT;
+    var max = maxText();
+    var over = bytes > max;
+    show($('counter'), bytes >= max * 0.8);
+    $('counter').textContent = bytes + ' / ' + max;
     setClass($('counter'), 'over', over);
     $('send').disabled = over || cleanText(input.value) === '';
     return !over;
@@ -849,7 +922,7 @@
   function submit() {
     var input = $('input');
     var text = cleanText(input.value);
-    if (!text || !checkLength() || !active) return;
+    if (!text || !checkLength() || !active || readOnly()) return;
     send(active.name, text);
     input.value = '';
     checkLength();
@@ -896,6 +969,10 @@
       $('join-error').textContent = 'You can be in ' + MAX_ROOMS + ' rooms at most: leave one first.';
       return;
     }
+    if (!allowed(name)) {
+      $('join-error').textContent = '#' + name + ' is not open on this site.';
+      return;
+    }
     $('join-error').textContent = '';
     input.value = '';
     switchTo(name);
@@ -929,7 +1006,7 @@
   });
 
   on(window, 'hashchange', function () {
-    var name = decodeURIComponent(window.location.hash.slice(1));
+    var name = hashRoom();
     if (started && ROOM_RE.test(name) && (!active || name !== active.name)) {
       if (!rooms[name] && order.length >= MAX_ROOMS) return;
       switchTo(name);

@@ -19,6 +19,14 @@
 // list). A stream that fails before its first "ready" event (a proxy that
 // buffers or refuses it) turns this Poller to long-poll for good, and
 // onMode('longpoll') says so.
+//
+// Before its first poll or stream a leader asks `GET poll` without rooms:
+// the answer names the user and carries the location's policy (max text,
+// read-only, the rooms allowed, the room to open first; docs/protocol.md).
+// Every tab gets it as an answer with no events, so a page can drop the
+// rooms the site does not allow before they are asked for (a poll with one
+// of them would be refused whole), and rooms the policy does not allow are
+// never put in a poll.
 
 const BEAT_MS = 15000; // the leader says it is alive at least this often
 
@@ -29,6 +37,18 @@ function parseCursor(s) {
     if (i > 0) out.set(part.slice(0, i), Number(part.slice(i + 1)));
   }
   return out;
+}
+
+/**
+ * Whether a location's rooms list ($chat_rooms: names, "prefix*" and "*",
+ * separated by spaces; docs/protocol.md) allows room.
+ */
+export function roomAllowed(patterns, room) {
+  for (const p of String(patterns ?? '*').split(' ')) {
+    if (p === '') continue;
+    if (p.endsWith('*') ? room.startsWith(p.slice(0, -1)) : p === room) return true;
+  }
+  return false;
 }
 
 export class HttpError extends Error {
@@ -60,6 +80,7 @@ export class Poller {
   #timers = [];
   #lastStatus = null;
 
+  #hello = null; // once asked: { user, policy } (policy null from a server that has none)
   #sse = false; // reading GET events rather than polling
   #sseWorked = false; // a stream said "ready" once
 
@@ -72,6 +93,7 @@ export class Poller {
   get leading() { return this.#leading; }
   get mode() { return this.#sse ? 'sse' : 'longpoll'; }
   get shared() { return this.#channel !== null; }
+  get policy() { return this.#hello?.policy ?? null; }
 
   start() {
     if (this.#running) return;
@@ -183,8 +205,10 @@ export class Poller {
   // room some tab has never seen goes without one (its last 50 at once).
   #rooms() {
     const want = new Map();
+    const policy = this.policy;
     for (const rooms of this.#tabs.values()) {
       for (const [room, seq] of rooms) {
+        if (policy && !roomAllowed(policy.rooms, room)) continue; // refused whole otherwise
         if (!want.has(room)) want.set(room, seq);
         else if (seq === null || want.get(room) === null) want.set(room, null);
         else want.set(room, Math.min(want.get(room), seq));
@@ -196,7 +220,7 @@ export class Poller {
 
   #changed() {
     if (!this.#leading) return;
-    if (this.#inflight && this.#inflight.rooms !== this.#rooms()) {
+    if (this.#inflight && this.#inflight.rooms !== null && this.#inflight.rooms !== this.#rooms()) {
       this.#inflight.restart = true;
       this.#inflight.ctl.abort();
     }
@@ -211,12 +235,54 @@ export class Poller {
     });
   }
 
+  // GET poll without rooms: who we are and the location's policy, at once.
+  // Handed to every tab like an answer. Throws an HttpError when refused.
+  async #askHello(flight) {
+    const url = new URL('poll', this.#o.base);
+    if (this.#o.name) url.searchParams.set('name', this.#o.name);
+    url.searchParams.set('timeout', '0');
+    const timer = setTimeout(() => flight.ctl.abort(), 15000);
+    try {
+      const res = await (this.#o.fetch || fetch)(url, {
+        signal: flight.ctl.signal, cache: 'no-store', credentials: 'same-origin',
+        headers: { accept: 'application/json', 'x-chat-request': '1' },
+      });
+      const body = await res.json().catch(() => null);
+      // 400: a server that wants rooms (or a guest without a name, which the
+      // poll proper reports): go on without a policy
+      if (res.status === 400) {
+        this.#hello = { user: null, policy: null };
+        return;
+      }
+      if (!res.ok || !body || !Array.isArray(body.events)) throw new HttpError(res.status, body);
+      this.#hello = { user: body.user ?? null, policy: body.policy ?? null };
+      this.#answer(body);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   // GET events: one stream for the rooms of every tab, reopened from the
   // cursors when the rooms change or it breaks (after a backoff). Returns
   // when the Poller stops leading, or turns to long-poll (#sse false).
   async #streamLoop() {
     let fails = 0;
     while (this.#running && this.#leading && this.#sse) {
+      if (!this.#hello) {
+        const flight = this.#inflight = { ctl: new AbortController(), rooms: null, restart: false };
+        try {
+          await this.#askHello(flight);
+        } catch (err) {
+          if (this.#inflight === flight) this.#inflight = null;
+          if (flight.restart || !this.#running || !this.#leading) continue;
+          fails++;
+          const delay = this.#o.backoff(fails);
+          this.#status(false, err instanceof HttpError ? err : new HttpError(0, null), delay);
+          await this.#idle(delay);
+          continue;
+        }
+        if (this.#inflight === flight) this.#inflight = null;
+      }
       const rooms = this.#rooms();
       if (!rooms) {
         await this.#idle(0);
@@ -239,7 +305,7 @@ export class Poller {
           try { ev = JSON.parse(e.data); } catch { return; }
           if (!ev || typeof ev !== 'object') return;
           const resp = ev.op === 'ready'
-            ? { events: [], cursor: ev.cursor, members: ev.members || {}, user: ev.user }
+            ? { events: [], cursor: ev.cursor, members: ev.members || {}, user: ev.user, policy: ev.policy }
             : { events: [ev], cursor: e.lastEventId, members: {} };
           if (ev.op === 'ready') {
             clearTimeout(timer);
@@ -272,6 +338,7 @@ export class Poller {
 
   // An answer (of a poll, or one event of a stream): every tab gets it.
   #answer(resp) {
+    if (resp.policy) this.#hello = { user: resp.user, policy: resp.policy };
     const cursor = parseCursor(resp.cursor);
     for (const tabRooms of this.#tabs.values()) {
       for (const [room, seq] of cursor) {
@@ -289,7 +356,25 @@ export class Poller {
     let quick = true; // the first poll (and the first after a failure) does
     // not park: it answers at once, which tells that we are connected.
     while (this.#running && this.#leading && !this.#sse) {
-      const rooms = this.#rooms();
+      const rooms = this.#hello ? this.#rooms() : null;
+      if (!this.#hello) {
+        const flight = this.#inflight = { ctl: new AbortController(), rooms: null, restart: false };
+        try {
+          await this.#askHello(flight);
+        } catch (err) {
+          if (flight.restart || !this.#running || !this.#leading) continue;
+          fails++;
+          const delay = this.#o.backoff(fails);
+          this.#status(false, err instanceof HttpError ? err : new HttpError(0, null), delay);
+          await this.#idle(delay);
+          continue;
+        } finally {
+          if (this.#inflight === flight) this.#inflight = null;
+        }
+        fails = 0;
+        this.#status(true);
+        continue;
+      }
       if (!rooms) {
         await this.#idle(0);
         continue;
@@ -312,6 +397,9 @@ export class Poller {
         resp = body;
       } catch (err) {
         if (flight.restart || !this.#running || !this.#leading) continue;
+        // refused whole (403: the site's rooms changed under us): read the
+        // policy again before the next poll
+        if (err instanceof HttpError && err.status === 403) this.#hello = null;
         fails++;
         quick = true;
         const delay = this.#o.backoff(fails);
@@ -325,17 +413,8 @@ export class Poller {
       fails = 0;
       quick = false;
       this.#status(true);
-      const cursor = parseCursor(resp.cursor);
       // Every tab gets this answer, so every tab's cursor moves with it.
-      for (const tabRooms of this.#tabs.values()) {
-        for (const [room, seq] of cursor) {
-          if (tabRooms.has(room) && (tabRooms.get(room) === null || tabRooms.get(room) < seq)) {
-            tabRooms.set(room, seq);
-          }
-        }
-      }
-      this.#post({ t: 'resp', resp });
-      this.#deliver(resp, cursor);
+      this.#answer(resp);
     }
   }
 
@@ -361,6 +440,7 @@ export class Poller {
       members,
       horizon,
       user: resp.user,
+      policy: resp.policy,
     });
   }
 
@@ -374,6 +454,7 @@ export class Poller {
       if (msg.t === 'want') {
         this.#tabs.set(msg.tab, new Map(Object.entries(msg.rooms || {})));
         if (this.#lastStatus) this.#post(this.#lastStatus);
+        if (this.policy) this.#post({ t: 'resp', resp: { events: [], cursor: '', members: {}, ...this.#hello } });
         this.#changed();
       } else if (msg.t === 'bye') {
         this.#tabs.delete(msg.tab);

@@ -1,10 +1,21 @@
 // view.js: DOM building blocks of the chat page. Every text from the
 // network goes in through textContent (never innerHTML); only http(s) URLs
 // become links, and those open in a new tab without an opener or referrer.
+// Bidirectional controls are stripped from what is shown, so no text can
+// reorder itself (or a link) into something it is not: a link to
+// "gnp.exe" never reads "exe.png".
 
 const URL_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
 const TRAILING = /[.,;:!?'")\]}>]+$/;
 const GROUP_MS = 5 * 60 * 1000;
+// Unicode's Bidi_Control characters: ALM, LRM, RLM, the embeddings and
+// overrides (U+202A-202E) and the isolates (U+2066-2069).
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** Text from the network as it may be shown: without bidi controls. */
+export function plain(text) {
+  return String(text ?? '').replace(BIDI_CONTROLS, '');
+}
 
 const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
@@ -25,7 +36,8 @@ export function h(tag, attrs = {}, ...children) {
 }
 
 /** Text with its http(s) links made clickable, as a fragment of text nodes and <a>s. */
-export function linkify(text) {
+export function linkify(raw) {
+  const text = plain(raw); // the link's text and its target are the same characters
   const frag = document.createDocumentFragment();
   let last = 0;
   for (const m of text.matchAll(URL_RE)) {
@@ -73,7 +85,7 @@ function hue(name) {
 
 /** A round badge with the name's first letter, coloured by the name. */
 export function avatar(name) {
-  const letter = [...name.replace(/^~/, '')][0] || '?';
+  const letter = [...plain(name).replace(/^~/, '')][0] || '?';
   const el = h('span', { class: 'avatar', 'aria-hidden': 'true', text: letter.toUpperCase() });
   el.style.setProperty('--hue', String(hue(name)));
   return el;
@@ -90,7 +102,7 @@ export function messageEl(m, { mine = false, state = '' } = {}) {
   const el = h('li', { class: `msg${mine ? ' mine' : ''}` },
     mine ? null : avatar(m.user),
     h('div', { class: 'bubble' },
-      h('div', { class: 'meta' }, h('span', { class: 'who', text: m.user }), ' ', time),
+      h('div', { class: 'meta' }, h('span', { class: 'who', text: plain(m.user) }), ' ', time),
       h('div', { class: 'text' }),
       h('div', { class: 'foot' }, status)));
   showBody(el, m);

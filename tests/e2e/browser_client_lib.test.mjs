@@ -117,11 +117,17 @@ describe('chat-client.js against a scripted server', { skip: SKIP }, () => {
         FakeWS.refuse = true;
         const polls = [];
         const posts = [];
+        let hellos = 0;
         let parked = null;
         const json = (body, status = 200) => new Response(JSON.stringify(body),
           { status, headers: { 'content-type': 'application/json' } });
         const fetch = async (url, init) => {
           const u = new URL(url);
+          if (u.pathname.endsWith('/poll') && !u.searchParams.has('rooms')) { // who we are, the policy
+            hellos++;
+            return json({ events: [], cursor: '', user: '~tess',
+              policy: { max_text: 4096, readonly: false, rooms: '*', first_room: 'lobby' } });
+          }
           if (u.pathname.endsWith('/poll')) {
             polls.push(u.searchParams.get('rooms'));
             if (polls.length === 1) {
@@ -159,8 +165,10 @@ describe('chat-client.js against a scripted server', { skip: SKIP }, () => {
         const join = await ws.next('join');
         const aborted = parked.aborted;
         chat.close();
-        return { got, polls, posts, cid, join, aborted, transport: got.states.at(-2) };
+        return { got, polls, posts, cid, join, aborted, transport: got.states.at(-2), hellos, user: chat.user };
       });
+      assert.equal(r.hellos, 1, 'the policy is asked once, before the first poll');
+      assert.equal(r.user, '~tess');
       assert.deepEqual(r.polls.slice(0, 3), ['lobby', 'lobby:8', 'lobby:9']);
       assert.deepEqual(r.got.messages, [7, 8, 9]);
       assert.deepEqual(r.got.presence.slice(0, 1), [2]);

@@ -150,7 +150,7 @@ test('a poll with nothing new waits for its timeout and answers events: []', asy
     assert.deepEqual(r.json.events.filter((e) => e.op !== 'presence'), []);
     if (r.json.events.length === 0) break;
   }
-  assert.deepEqual(r.json, { events: [], cursor: `${room}:0` });
+  assert.deepEqual(r.json, { events: [], cursor: `${room}:0`, user: '~carol' }); // parked: no policy
   assert.ok(r.ms >= 900 && r.ms < 5000, `waited ${r.ms} ms`);
   const capped = await request(SMALL, `poll?rooms=lobby:999999999&name=carol&timeout=60`);
   assert.equal(capped.status, 200, 'CHAT_POLL_TIMEOUT (2 s there) caps the wait');
@@ -158,7 +158,7 @@ test('a poll with nothing new waits for its timeout and answers events: []', asy
 
 test('poll errors: 400 for bad lists, names and timeouts, 403 for rooms not allowed', async () => {
   const room = uniqueRoom('lp');
-  assertError(await pollOnce('name=bob'), 400, 'bad_request');
+  assertError(await pollOnce('timeout=0'), 400, 'bad_request'); // a guest needs a name, rooms or not
   assertError(await pollOnce('rooms=&name=bob'), 400, 'bad_request');
   assertError(await pollOnce('rooms=Lobby&name=bob'), 400, 'bad_request');
   assertError(await pollOnce(`rooms=${room}:x&name=bob`), 400, 'bad_request');
@@ -178,6 +178,27 @@ test('poll errors: 400 for bad lists, names and timeouts, 403 for rooms not allo
   assertError(await http(`poll?rooms=${room}&name=bob`, { method: 'POST', body: {} }), 405, 'bad_request');
   const enc = await pollOnce(`rooms=${encodeURIComponent(`${room}:0`)}&name=b%6Fb&timeout=0`);
   assert.equal(enc.status, 200, 'percent-encoded parameters are decoded');
+});
+
+test('a poll without rooms answers at once with who the poller is and the location\'s policy', async () => {
+  const me = await pollOnce('name=bob&timeout=25');
+  assert.equal(me.status, 200);
+  assert.ok(me.ms < 2000, `at once, whatever the timeout (${me.ms} ms)`);
+  assert.deepEqual(me.json, { events: [], cursor: '', user: '~bob',
+    policy: { max_text: 4096, readonly: false, rooms: '*', first_room: 'lobby' } });
+  const small = await request(SMALL, 'poll?name=bob');
+  assert.deepEqual(small.json.policy, { max_text: 100, readonly: false, rooms: 'public-* lobby', first_room: 'lobby' });
+  const signed = await request(AUTH, 'poll?name=impostor', { headers: { authorization: `Basic ${Buffer.from('alice:secret').toString('base64')}` } });
+  assert.equal(signed.json.user, 'alice', 'a signed-in user learns its name at once');
+  // what a client sends cannot change it
+  const spoof = await pollOnce('name=bob', { headers: { 'X-Chat-First-Room': 'evil', 'X-Chat-Max-Text': '9' } });
+  assert.deepEqual(spoof.json.policy, me.json.policy);
+  // an answer with rooms carries them too; the event stream still wants rooms
+  const room = uniqueRoom('lp');
+  const first = await pollOnce(`rooms=${room}&name=bob&timeout=0`);
+  assert.equal(first.json.user, '~bob');
+  assert.deepEqual(first.json.policy, me.json.policy);
+  assertError(await http('events?name=bob', { headers: { accept: 'text/event-stream' } }), 400, 'bad_request');
 });
 
 test('history pages backwards and answers ascending', async () => {

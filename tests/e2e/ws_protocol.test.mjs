@@ -30,7 +30,8 @@ const msgsOf = (c, room, n) => Promise.all(Array.from({ length: n }, () =>
 describe('identity', () => {
   test('a guest is greeted with a ~name and the heartbeat', async () => {
     const c = await guest('bob_1');
-    assert.deepEqual(c.hello, { op: 'hello', user: '~bob_1', heartbeat: 30 });
+    assert.deepEqual(c.hello, { op: 'hello', user: '~bob_1', heartbeat: 30,
+      policy: { max_text: 4096, readonly: false, rooms: '*', first_room: 'lobby' } });
     c.close();
   });
 

@@ -207,6 +207,53 @@ static void test_rooms(void **state)
     assert_false(chat_policy_room_allowed(&p, LIT("../etc")));
 }
 
+/* The room a client opens first: $chat_first_room when allowed, else lobby
+ * when allowed, else the first name, else the first prefix + "lobby". */
+static void first_is(const char *rooms, const char *first, const char *want)
+{
+    struct chat_policy p;
+    char out[CHAT_ROOM_MAX + 1];
+
+    chat_policy_init(&p);
+    assert_int_equal(set(&p, CHAT_POLICY_ROOMS, rooms), 0);
+    if (first)
+        assert_int_equal(set(&p, CHAT_POLICY_FIRST_ROOM, first), 0);
+    memset(out, 0x5a, sizeof(out));
+    chat_policy_first_room(&p, out);
+    assert_string_equal(out, want);
+}
+
+static void test_first_room(void **state)
+{
+    struct chat_policy p;
+    char out[CHAT_ROOM_MAX + 1];
+
+    (void)state;
+    assert_int_equal(chat_policy_key_from_header(LIT("X-Chat-First-Room")), CHAT_POLICY_FIRST_ROOM);
+    assert_int_equal(chat_policy_key_from_param(LIT("CHAT_FIRST_ROOM")), CHAT_POLICY_FIRST_ROOM);
+    chat_policy_init(&p);
+    assert_string_equal(p.first_room, "");
+    chat_policy_first_room(&p, out);
+    assert_string_equal(out, "lobby");
+    assert_int_equal(set(&p, CHAT_POLICY_FIRST_ROOM, "Bad Room"), -1);
+    assert_int_equal(set(&p, CHAT_POLICY_FIRST_ROOM, "-x"), -1);
+    assert_string_equal(p.first_room, "");
+    assert_int_equal(set(&p, CHAT_POLICY_FIRST_ROOM, ""), 0); /* empty: derived */
+
+    first_is("*", NULL, "lobby");
+    first_is("*", "news", "news");
+    first_is("public-* lobby", NULL, "lobby");
+    first_is("team-* help", NULL, "help");
+    first_is("team-* help", "team-general", "team-general");
+    first_is("team-* help", "news", "help"); /* not allowed here: the default */
+    first_is("team-*", NULL, "team-lobby");
+    first_is("a", NULL, "a");
+    first_is("x* y*", NULL, "xlobby");
+    /* a prefix that leaves no room for "lobby": the prefix itself */
+    first_is("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa*", NULL,
+             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+}
+
 static void test_identity(void **state)
 {
     struct chat_policy p;
@@ -245,7 +292,7 @@ int main(void)
         cmocka_unit_test(test_defaults),        cmocka_unit_test(test_key_names),
         cmocka_unit_test(test_user_and_flags),  cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_rooms),           cmocka_unit_test(test_identity),
-        cmocka_unit_test(test_role_and_window),
+        cmocka_unit_test(test_role_and_window), cmocka_unit_test(test_first_room),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -486,6 +486,34 @@ static void test_encode_simple(void **state)
     assert_non_null(ref);
     expect_text(chat_encode_hello("alice", 30, &len), &len,
                 "{\"op\":\"hello\",\"user\":\"alice\",\"heartbeat\":30}");
+    struct chat_policy pol;
+    chat_policy_init(&pol);
+    expect_text(
+        chat_encode_hello_policy("~bob", 30, &pol, &len), &len,
+        "{\"op\":\"hello\",\"user\":\"~bob\",\"heartbeat\":30,\"policy\":{\"max_text\":4096,"
+        "\"readonly\":false,\"rooms\":\"*\",\"first_room\":\"lobby\"}}");
+    assert_int_equal(chat_policy_set(&pol, CHAT_POLICY_ROOMS, "team-* help", 11, NULL), 0);
+    assert_int_equal(chat_policy_set(&pol, CHAT_POLICY_MAX_TEXT, "8000", 4, NULL), 0);
+    assert_int_equal(chat_policy_set(&pol, CHAT_POLICY_READONLY, "on", 2, NULL), 0);
+    assert_int_equal(chat_policy_set(&pol, CHAT_POLICY_ROLE, "moderator", 9, NULL), 0);
+    expect_text(chat_encode_hello_policy("mod", 15, &pol, &len), &len,
+                "{\"op\":\"hello\",\"user\":\"mod\",\"heartbeat\":15,\"role\":\"moderator\","
+                "\"policy\":{\"max_text\":8000,\"readonly\":true,\"rooms\":\"team-* help\","
+                "\"first_room\":\"help\"}}");
+    expect_text(chat_encode_policy(&pol, &len), &len,
+                "{\"max_text\":8000,\"readonly\":true,\"rooms\":\"team-* help\",\"first_room\":"
+                "\"help\"}");
+    {
+        const char *rooms[] = {"help"};
+        int64_t cur[] = {3};
+        expect_text(chat_encode_poll_p("", 0, rooms, cur, NULL, 1, NULL, "~bob", &pol, &len), &len,
+                    "{\"events\":[],\"cursor\":\"help:3\",\"user\":\"~bob\",\"policy\":{"
+                    "\"max_text\":8000,\"readonly\":true,\"rooms\":\"team-* help\",\"first_room\":"
+                    "\"help\"}}");
+        /* no rooms (GET poll without rooms): who and what only */
+        expect_text(chat_encode_poll_p("", 0, NULL, NULL, NULL, 0, NULL, "alice", NULL, &len), &len,
+                    "{\"events\":[],\"cursor\":\"\",\"user\":\"alice\"}");
+    }
     expect_text(chat_encode_joined("lobby", 457, members, 2, 2, NULL, &len), &len,
                 "{\"op\":\"joined\",\"room\":\"lobby\",\"seq\":457,"
                 "\"members\":[\"alice\",\"~bob\"],\"count\":2}");
