@@ -57,7 +57,7 @@ test('one address fills its parked polls and streams: its next one gets 503, ano
     const ctl2 = new AbortController();
     [5, 6, 7].map((i) => stream(`a${i}`, A, ctl2.signal));
     await waitUntil(async () => (await w.health()).parked === 3, 10000, 'A parks three again');
-    const fourth = await w.request(`poll?rooms=${room}:0&name=a8&timeout=20`, { params: { REMOTE_ADDR: A } });
+    const fourth = await w.request(`poll?rooms=${room}:1&name=a8&timeout=20`, { params: { REMOTE_ADDR: A } });
     assert.equal(fourth.status, 503, fourth.text);
     assert.match(fourth.json.message, /your address/);
     ctl2.abort();
