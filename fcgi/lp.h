@@ -294,7 +294,9 @@ void lp_park_give(const char *addr); /* when it is answered or dropped */
 #define LP_MEMBERS_TTL_MS 1000 /* presence reaches the database once a second */
 
 /* The members array (JSON, malloc'd) and count of room read less than
- * LP_MEMBERS_TTL_MS ago by any thread, or NULL. */
+ * LP_MEMBERS_TTL_MS ago by any thread, or NULL: then the caller reads it
+ * and puts it (another thread that asks meanwhile waits for that answer,
+ * up to half a second). A list can be up to about 2 s old. */
 char *lp_members_get(const char *room, size_t *count);
 void lp_members_put(const char *room, size_t count, const char *json); /* what was read */
 void lp_members_free(void);
