@@ -52,11 +52,11 @@ CORE_SRCS := core/chat_log.c core/chat_utf8.c core/chat_valid.c core/chat_policy
              core/chat_proto.c core/chat_db.c core/chat_sys.c core/chat_http.c \
              core/chat_notify.c core/chat_cursor.c core/chat_members.c core/chat_sql.c \
              core/chat_backoff.c core/chat_typing.c core/chat_supervise.c core/chat_bans.c \
-             core/chat_origin.c core/chat_addr.c
+             core/chat_origin.c core/chat_metrics.c core/chat_addr.c
 WS_CODEC_SRCS := module/ws_frame.c module/ws_handshake.c
 WS_SRCS := module/ws_main.c module/ws_conn.c module/ws_chat.c module/ws_room.c module/ev.c module/pg.c module/pg_resolve.c
-LP_SRCS := fcgi/lp_main.c fcgi/lp_accept.c fcgi/lp_rate.c fcgi/lp_poll.c fcgi/lp_fcgi.c fcgi/lp_db.c fcgi/lp_query.c fcgi/lp_listener.c fcgi/lp_rooms.c fcgi/lp_seqcache.c fcgi/lp_writer.c fcgi/lp_presence.c fcgi/lp_health.c fcgi/lp_state.c fcgi/lp_sse.c fcgi/lp_stream.c fcgi/lp_basic.c fcgi/lp_bans.c fcgi/lp_addr.c fcgi/lp_members.c
-UNIT_TESTS := utf8 valid policy proto log notify cursor sql bus frame handshake lp_query bans resolve typing origin addr lp_addr
+LP_SRCS := fcgi/lp_main.c fcgi/lp_accept.c fcgi/lp_rate.c fcgi/lp_poll.c fcgi/lp_fcgi.c fcgi/lp_db.c fcgi/lp_query.c fcgi/lp_listener.c fcgi/lp_rooms.c fcgi/lp_seqcache.c fcgi/lp_writer.c fcgi/lp_presence.c fcgi/lp_health.c fcgi/lp_metrics.c fcgi/lp_state.c fcgi/lp_sse.c fcgi/lp_stream.c fcgi/lp_basic.c fcgi/lp_bans.c fcgi/lp_addr.c fcgi/lp_members.c
+UNIT_TESTS := utf8 valid policy proto log notify cursor sql bus frame handshake lp_query bans resolve typing origin metrics addr lp_addr
 FUZZ_TARGETS := utf8 proto notify frame handshake query
 
 REL := build/release
@@ -205,7 +205,7 @@ multihost: deps all
 	$(Q)VAR=$(MULTIHOST_VAR) BIN=$(CURDIR)/$(REL) scripts/multihost.sh run
 
 # ---- install and the Debian package ---------------------------------------
-# make install [PREFIX=/usr/local] [DESTDIR=]: the daemons, chat-migrate, chat-export, the
+# make install [PREFIX=/usr/local] [DESTDIR=]: the daemons, chat-migrate, chat-export, chatctl, the
 # migrations, the browser client, the nginx snippets in /etc/nginx/chat/, the
 # systemd units and tmpfiles entry, /etc/default/nginx-chat. An existing
 # chat-upstreams.conf or /etc/default/nginx-chat (the files an admin edits)
@@ -239,7 +239,7 @@ install: all
 	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/web \
 	    $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/nginx/chat $(DESTDIR)$(SYSCONFDIR)/default \
 	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) build/install
-	$(Q)install -m 755 $(REL)/chat-ws $(REL)/chat-fcgi scripts/chat-migrate scripts/chat-export $(DESTDIR)$(BINDIR)/
+	$(Q)install -m 755 $(REL)/chat-ws $(REL)/chat-fcgi scripts/chat-migrate scripts/chat-export scripts/chatctl $(DESTDIR)$(BINDIR)/
 	$(Q)install -m 644 sql/[0-9][0-9][0-9]_*.sql $(DESTDIR)$(DATADIR)/sql/
 	$(Q)cp -R web/. $(DESTDIR)$(DATADIR)/web/ && chmod -R u=rwX,go=rX $(DESTDIR)$(DATADIR)/web
 	$(Q)install -m 644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
@@ -247,6 +247,7 @@ install: all
 	    sed -e 's|^set $$chat_web .*|set $$chat_web $(DATADIR)/web;|' conf/$$f >build/install/$$f; \
 	    install -m 644 build/install/$$f $(DESTDIR)$(SYSCONFDIR)/nginx/chat/$$f; done
 	$(call install_keep,conf/chat-upstreams.conf,$(DESTDIR)$(SYSCONFDIR)/nginx/chat/chat-upstreams.conf)
+	$(call install_keep,conf/chat-admin-access.conf,$(DESTDIR)$(SYSCONFDIR)/nginx/chat/chat-admin-access.conf)
 	$(Q)$(INSTALL_SED) packaging/default.in >build/install/nginx-chat.default
 	$(call install_keep,build/install/nginx-chat.default,$(DESTDIR)$(SYSCONFDIR)/default/nginx-chat)
 	$(Q)for u in chat-ws.service chat-fcgi.service chat-prune.service chat-prune.timer; do \

@@ -217,3 +217,18 @@ size_t chat_history_rows(const PGresult *res, struct chat_str *msgs, size_t cap,
     *horizon = h > 0 && (n == 0 || first <= h + 1) ? h : -1;
     return n;
 }
+
+size_t chat_page_rows(const char *op, const PGresult *res, struct chat_str *msgs, size_t cap,
+                      int64_t *horizon)
+{
+    size_t n = 0;
+
+    if (strcmp(op, "history") == 0)
+        return chat_history_rows(res, msgs, cap, horizon);
+    for (int i = 0; i < PQntuples(res) && n < cap; i++, n++) {
+        msgs[n].p = PQgetvalue(res, i, 1);
+        msgs[n].len = (size_t)PQgetlength(res, i, 1);
+    }
+    *horizon = -1;
+    return n;
+}

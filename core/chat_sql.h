@@ -72,6 +72,11 @@
  * removed what was below), else -1. Returns how many. */
 size_t chat_history_rows(const PGresult *res, struct chat_str *msgs, size_t cap, int64_t *horizon);
 
+/* The messages of a page answer: "history" as chat_history_rows, "search"
+ * (CHAT_SQL_SEARCH: the text in column 1, no horizon: -1). */
+size_t chat_page_rows(const char *op, const PGresult *res, struct chat_str *msgs, size_t cap,
+                      int64_t *horizon);
+
 /* $1 room, $2 actor, $3 seq, $4 "edit"|"delete", $5 text (NULL for a
  * delete), $6 cid (NULL: none), $7 moderator, $8 the author's window in
  * seconds (chat_change_params): one row, seq, ts, dup, err, message

@@ -51,6 +51,9 @@ struct lp_config {
     int db_timeout;               /* ms a query may take (lp_db_exec) */
     int batch_max;                /* sends per group commit (lp_writer.c) */
     char node[128];               /* presence node name: fcgi-<host>-<pid>-<random> */
+
+    /* --metrics-dir; NULL: beside the socket (chat_metrics.h) */
+    const char *metrics_dir;
 };
 
 extern atomic_bool lp_stopping;   /* SIGTERM seen */
@@ -101,6 +104,8 @@ enum lp_endpoint {
     LP_EP_UNBAN,  /* POST unban (moderators) */
     LP_EP_BANS,   /* GET bans (moderators) */
     LP_EP_SEARCH, /* GET search */
+    /* GET metrics: Prometheus text (lp_metrics.c), where nginx passes CHAT_ADMIN on */
+    LP_EP_METRICS,
 };
 
 /* Everything an acceptor needs of one request, copied out of libfcgi so
@@ -135,6 +140,11 @@ struct lp_req {
     size_t body_len;
     bool body_too_large;
     bool body_short; /* fewer bytes than CONTENT_LENGTH */
+
+    /* nginx passed CHAT_ADMIN on: health details, metrics (lp_health.c) */
+    bool admin;
+    /* nginx passed CHAT_HEALTH_WS on: it reached chat_ws's /health first */
+    bool ws_checked;
 };
 
 struct FCGX_Request;
@@ -316,6 +326,8 @@ unsigned long lp_rate_refused(void);
 
 void lp_health_init(const struct lp_config *cfg);
 void lp_health(struct lp_req *r, PGconn **db);
+void lp_metrics_init(const struct lp_config *cfg);
+void lp_metrics(struct lp_req *r);
 /* GET poll (lp_poll.c): answers at once or parks the poll. */
 void lp_poll_init(const struct lp_config *cfg);
 void lp_poll_handle(struct lp_req *r, PGconn **db);

@@ -283,20 +283,14 @@ static void page_answer(struct lp_req *r, const char *op, const char *room, PGre
 {
     int n = PQntuples(res);
     struct chat_str *msgs = calloc((size_t)n + 1, sizeof(*msgs));
-    int64_t horizon = -1;
-    size_t len, got = (size_t)n;
+    int64_t horizon;
+    size_t len;
     char *body = NULL;
 
-    if (msgs && strcmp(op, "history") == 0) {
-        got = chat_history_rows(res, msgs, (size_t)n + 1, &horizon);
-    } else if (msgs) {
-        for (int i = 0; i < n; i++) {
-            msgs[i].p = PQgetvalue(res, i, 1);
-            msgs[i].len = (size_t)PQgetlength(res, i, 1);
-        }
-    }
-    if (msgs)
+    if (msgs) {
+        size_t got = chat_page_rows(op, res, msgs, (size_t)n + 1, &horizon);
         body = chat_encode_page(op, room, msgs, got, horizon, NULL, &len);
+    }
     if (body)
         lp_reply(&r->conn, 200, body, len);
     else
@@ -424,6 +418,8 @@ static void dispatch(struct lp_req *r, PGconn **db)
                                            want_post ? "use POST" : "use GET");
     if (r->ep == LP_EP_HEALTH)
         return lp_health(r, db);
+    if (r->ep == LP_EP_METRICS)
+        return lp_metrics(r);
     if (r->policy.user[0] == '\0' && !r->policy.guests)
         return (void)lp_reply_error(&r->conn, CHAT_E_UNAUTHORIZED, "guests are not allowed here");
     if (r->query_too_long)

@@ -13,6 +13,7 @@
 
 #include "chat_bans.h"
 #include "chat_log.h"
+#include "chat_metrics.h"
 
 static pthread_mutex_t bans_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct chat_bans bans;
@@ -58,6 +59,8 @@ char *lp_bans_answer(const char *who, const char *addr, size_t *len)
     const struct chat_ban *ban = chat_bans_match(&bans, who, addr, wall_ms());
     if (ban)
         body = chat_encode_banned(ban->until, ban->reason, NULL, len);
+    if (ban)
+        chat_metric_refused(CHAT_E_BANNED);
     pthread_mutex_unlock(&bans_lock);
     return body;
 }

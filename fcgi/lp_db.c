@@ -14,6 +14,7 @@
 
 #include "chat_log.h"
 #include "chat_sys.h"
+#include "chat_metrics.h"
 
 const char *lp_db_msg(const char *s, char *buf, size_t cap)
 {
@@ -95,6 +96,7 @@ PGconn *lp_db_connect(const char *what, char *err, size_t errlen)
         return NULL;
     }
     PQsetNoticeProcessor(c, on_notice, (void *)what);
+    chat_metric_inc(CHAT_M_DB_CONNECTS);
     log_debug("%s: connected to PostgreSQL", what);
     return c;
 }
@@ -125,6 +127,7 @@ PGconn *lp_db_connect_within(const char *what, int ms, char *err, size_t errlen)
         return NULL;
     }
     PQsetNoticeProcessor(c, on_notice, (void *)what);
+    chat_metric_inc(CHAT_M_DB_CONNECTS);
     return c;
 }
 
@@ -139,7 +142,7 @@ static void break_conn(PGconn *c)
 
 PGresult *lp_db_exec_within(PGconn *c, const char *sql, int n, const char *const *vals, int ms)
 {
-    int64_t deadline = chat_now_ms() + ms;
+    int64_t deadline = chat_now_ms() + ms, t0 = chat_metrics_now_us();
     PGresult *res = NULL, *r;
     int flushing;
 
@@ -153,6 +156,7 @@ PGresult *lp_db_exec_within(PGconn *c, const char *sql, int n, const char *const
         while (!PQisBusy(c)) {
             if ((r = PQgetResult(c)) == NULL) {
                 PQsetnonblocking(c, 0);
+                chat_metric_db_us(chat_metrics_now_us() - t0);
                 return res; /* as PQexec: the first result, or a later error */
             }
             ExecStatusType st = PQresultStatus(r);
@@ -169,6 +173,7 @@ PGresult *lp_db_exec_within(PGconn *c, const char *sql, int n, const char *const
                      "statement may or may not have run)",
                      ms);
             atomic_fetch_add(&lp_db_timeouts, 1);
+            chat_metric_inc(CHAT_M_DB_TIMEOUTS);
             break_conn(c);
             PQclear(res);
             return NULL;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "chat_log.h"
+#include "chat_metrics.h"
 #include "chat_origin.h"
 
 #define FCGI_VERSION_1 1
@@ -160,6 +161,7 @@ int lp_reply_error_status(struct lp_conn *c, int status, enum chat_err code, con
     char *body = chat_encode_error(code, message, NULL, &len);
     int rc;
 
+    chat_metric_refused(code);
     if (body == NULL) {
         static const char oom[] = "{\"op\":\"error\",\"code\":\"unavailable\","
                                   "\"message\":\"out of memory\"}";
@@ -190,10 +192,11 @@ static enum lp_endpoint endpoint_of(const char *uri)
         const char *name;
         enum lp_endpoint ep;
     } eps[] = {
-        {"poll", LP_EP_POLL},     {"send", LP_EP_SEND},     {"history", LP_EP_HISTORY},
-        {"typing", LP_EP_TYPING}, {"health", LP_EP_HEALTH}, {"events", LP_EP_EVENTS},
-        {"edit", LP_EP_EDIT},     {"delete", LP_EP_DELETE}, {"ban", LP_EP_BAN},
-        {"unban", LP_EP_UNBAN},   {"bans", LP_EP_BANS},     {"search", LP_EP_SEARCH},
+        {"poll", LP_EP_POLL},      {"send", LP_EP_SEND},       {"history", LP_EP_HISTORY},
+        {"typing", LP_EP_TYPING},  {"health", LP_EP_HEALTH},   {"events", LP_EP_EVENTS},
+        {"edit", LP_EP_EDIT},      {"delete", LP_EP_DELETE},   {"ban", LP_EP_BAN},
+        {"unban", LP_EP_UNBAN},    {"bans", LP_EP_BANS},       {"search", LP_EP_SEARCH},
+        {"details", LP_EP_HEALTH}, {"metrics", LP_EP_METRICS},
     };
     const char *slash;
 
@@ -279,6 +282,14 @@ static void read_body(FCGX_Request *fr, struct lp_req *r, long declared)
         if (!r->body_too_large)
             r->body_too_large = true; /* more than CONTENT_LENGTH said */
     }
+}
+
+/* A parameter only nginx's configuration sets (a client's headers arrive
+ * as HTTP_*): "on" or not. */
+static bool param_on(FCGX_Request *fr, const char *name)
+{
+    const char *v = FCGX_GetParam(name, fr->envp);
+    return v != NULL && strcmp(v, "on") == 0;
 }
 
 static void copy_param(FCGX_Request *fr, const char *name, char *out, size_t cap)
@@ -372,6 +383,8 @@ void lp_req_read(FCGX_Request *fr, struct lp_req *r)
     r->get = method && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
     r->post = method && strcmp(method, "POST") == 0;
     read_policy(fr, r);
+    r->admin = param_on(fr, "CHAT_ADMIN");
+    r->ws_checked = param_on(fr, "CHAT_HEALTH_WS");
     const char *addr = FCGX_GetParam("REMOTE_ADDR", fr->envp);
     snprintf(r->addr, sizeof(r->addr), "%s", addr ? addr : "");
     if (qs) {

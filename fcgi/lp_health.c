@@ -1,8 +1,12 @@
-/* lp_health: GET /chat/health. Names both backends and the database: this
- * worker (pid, parked polls, whether its LISTEN is up), the WebSocket
- * daemon as its own /health answer (probed over its unix socket, 1 s
- * timeout), and the database's schema version. 200 when all are up, 503
- * with the same shape otherwise. */
+/* lp_health: GET /chat/health and /chat/health/details. Names both
+ * backends and the database: this worker, the WebSocket daemon (probed
+ * over its unix socket with --ws-health, 1 s timeout; or already probed by
+ * nginx through the chat_ws upstream, which it says with the parameter
+ * CHAT_HEALTH_WS; else the live chat-ws processes of this host's metrics
+ * files), and the database's schema version. 200 when all are up, 503
+ * otherwise. The public answer has statuses only; pids, memory, the host
+ * and per-process numbers only where nginx passes CHAT_ADMIN on (a
+ * location the admin restricts: conf/chat-locations.conf). */
 #define _GNU_SOURCE
 #include "lp.h"
 
@@ -17,6 +21,7 @@
 #include <unistd.h>
 
 #include "chat_log.h"
+#include "chat_metrics.h"
 #include "chat_sys.h"
 #include "chat_sql.h"
 
@@ -142,22 +147,95 @@ void lp_health_init(const struct lp_config *cfg)
     conf = cfg;
 }
 
+static void add_process(const struct chat_metrics_block *b, int64_t rss, void *arg)
+{
+    json_t *p =
+        json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "daemon", b->daemon, "pid",
+                  (int)b->pid, "started", (json_int_t)b->started, "rss_bytes", (json_int_t)rss,
+                  "connections", (json_int_t)atomic_load(&b->v[CHAT_M_CONNECTIONS]), "rooms",
+                  (json_int_t)atomic_load(&b->v[CHAT_M_ROOMS]), "parked",
+                  (json_int_t)atomic_load(&b->v[CHAT_M_PARKED]), "queue",
+                  (json_int_t)atomic_load(&b->v[CHAT_M_QUEUE]), "outbox_bytes",
+                  (json_int_t)atomic_load(&b->v[CHAT_M_OUTBOX_BYTES]));
+    json_array_append_new(arg, p);
+}
+
+static void count_ws(const struct chat_metrics_block *b, int64_t rss, void *arg)
+{
+    (void)rss;
+    if (strcmp(b->daemon, "ws") == 0)
+        ++*(int *)arg;
+}
+
+/* chat-ws as far as this worker can tell: its own probe (--ws-health),
+ * else nginx's (CHAT_HEALTH_WS: nginx reached chat_ws's /health before
+ * passing the request here), else live chat-ws processes on this host. */
+static json_t *ws_state(const struct lp_req *r, bool *ok)
+{
+    int status, procs = 0;
+
+    if (conf->ws_health != NULL && (r->admin || !r->ws_checked)) {
+        json_t *ws = probe_ws(&status);
+        *ok = status == 200;
+        return ws;
+    }
+    *ok = true;
+    if (r->ws_checked)
+        return json_pack("{s:s, s:s}", "status", "ok", "checked_by", "nginx");
+    if (conf->metrics_dir && chat_metrics_each(conf->metrics_dir, count_ws, &procs) >= 0 &&
+        procs > 0)
+        return json_pack("{s:s, s:s, s:i}", "status", "ok", "checked_by", "metrics files",
+                         "processes", procs);
+    *ok = false;
+    return json_pack("{s:s, s:s}", "status", "unknown", "error",
+                     "no --ws-health, not probed by nginx, no chat-ws process in the metrics "
+                     "directory");
+}
+
+static json_t *fcgi_details(void)
+{
+    return json_pack(
+        "{s:s, s:i, s:i, s:b, s:i, s:s, s:I, s:I, s:I, s:I, s:I}", "status", "ok", "pid",
+        (int)getpid(), "parked", atomic_load(&lp_parked), "listen", atomic_load(&lp_listen_up),
+        "present", (int)lp_presence_count(), "node", conf->node, "rate_limited",
+        (json_int_t)lp_rate_refused(), "queued", (json_int_t)lp_writer_queued(), "db_timeouts",
+        (json_int_t)atomic_load(&lp_db_timeouts), "resets", (json_int_t)atomic_load(&lp_resets),
+        "rss_bytes", (json_int_t)chat_sys_rss_kib() * 1024);
+}
+
+/* Only "status" of each part: what a load balancer or the public needs. */
+static json_t *status_only(json_t *part)
+{
+    json_t *st = json_object_get(part, "status");
+    json_t *out = json_pack("{s:O}", "status", st ? st : json_string("unknown"));
+    json_decref(part);
+    return out;
+}
+
 void lp_health(struct lp_req *r, PGconn **db)
 {
-    bool db_up;
-    int ws_status;
+    bool db_up, ws_ok;
     json_t *dbj = probe_db(db, &db_up);
-    json_t *ws = probe_ws(&ws_status);
-    bool ws_ok = conf->ws_health == NULL || ws_status == 200;
+    json_t *ws = ws_state(r, &ws_ok);
     bool ok = db_up && ws_ok;
-    json_t *fcgi = json_pack(
-        "{s:s, s:i, s:i, s:b, s:i, s:s, s:I, s:I, s:I, s:I}", "status", "ok", "pid", (int)getpid(),
-        "parked", atomic_load(&lp_parked), "listen", atomic_load(&lp_listen_up), "present",
-        (int)lp_presence_count(), "node", conf->node, "rate_limited", (json_int_t)lp_rate_refused(),
-        "queued", (json_int_t)lp_writer_queued(), "db_timeouts",
-        (json_int_t)atomic_load(&lp_db_timeouts), "resets", (json_int_t)atomic_load(&lp_resets));
-    json_t *root = json_pack("{s:s, s:{s:o, s:o}, s:o}", "status", ok ? "ok" : "down", "backends",
-                             "fcgi", fcgi, "ws", ws, "database", dbj);
+    json_t *fcgi = r->admin ? fcgi_details() : json_pack("{s:s}", "status", "ok");
+    json_t *root;
+
+    if (!r->admin) {
+        dbj = status_only(dbj);
+        ws = status_only(ws);
+    }
+    root = json_pack("{s:s, s:{s:o, s:o}, s:o}", "status", ok ? "ok" : "down", "backends", "fcgi",
+                     fcgi, "ws", ws, "database", dbj);
+    if (root && r->admin) {
+        char host[256] = "";
+        json_t *procs = json_array();
+        gethostname(host, sizeof(host) - 1);
+        if (conf->metrics_dir)
+            chat_metrics_each(conf->metrics_dir, add_process, procs);
+        json_object_set_new(root, "host", json_string(host));
+        json_object_set_new(root, "processes", procs);
+    }
     char *body = root ? json_dumps(root, JSON_COMPACT) : NULL;
 
     if (body == NULL)

@@ -27,6 +27,7 @@
 #include "chat_sys.h"
 #include "chat_sql.h"
 #include "lp_rooms.h"
+#include "chat_metrics.h"
 
 /* ---- state (touched by the listener thread only, except the hand-off) --- */
 
@@ -221,6 +222,8 @@ static void adopt(struct lp_poll *p);
 static void complete(struct lp_poll *p)
 {
     unpark(p);
+    if (p->events.len > 0) /* a parked poll or a stream answered with events */
+        chat_metric_inc(CHAT_M_DELIVERIES);
     if (end_banned(p))
         return;
     if (p->stream && !atomic_load(&lp_stopping)) {

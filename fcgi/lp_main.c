@@ -15,12 +15,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "chat_log.h"
+#include "chat_metrics.h"
 #include "chat_sql.h"
 #include "chat_supervise.h"
 #include "chat_sys.h"
@@ -78,6 +81,8 @@ static void usage(FILE *f)
             "  --rate-table N     clients the rate limits remember (default %d)\n"
             "  --ws-health PATH   the WebSocket daemon's unix socket, probed by /health\n"
             "  --batch N          sends per group commit at most (default %d; 1 = off)\n"
+            "  --metrics-dir DIR  the metrics files of this host's daemons (default: the\n"
+            "                     socket's folder + /metrics, else " CHAT_METRICS_DIR_DEFAULT ")\n"
             "  --db-timeout MS    a query's deadline: past it the connection is dropped and\n"
             "                     the client gets unavailable (default 5000)\n"
             "  --log-level L      error|warn|info|debug (default info)\n"
@@ -131,6 +136,7 @@ enum {
     O_PARKED_ADDR,
     O_PRESENCE_ADDR,
     O_BATCH,
+    O_METRICS,
     O_HELP,
 };
 
@@ -220,6 +226,7 @@ static void parse_args(int argc, char **argv)
         {"rate-table", required_argument, 0, O_RATE_TABLE},
         {"max-parked-per-addr", required_argument, 0, O_PARKED_ADDR},
         {"max-presence-per-addr", required_argument, 0, O_PRESENCE_ADDR},
+        {"metrics-dir", required_argument, 0, O_METRICS},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -239,6 +246,9 @@ static void parse_args(int argc, char **argv)
             break;
         case O_WS_HEALTH:
             lp_cfg.ws_health = optarg;
+            break;
+        case O_METRICS:
+            lp_cfg.metrics_dir = optarg;
             break;
         case O_LOG:
         case O_LEVEL:
@@ -375,11 +385,25 @@ static void stop_acceptors(struct acceptor_slot *slots, int n, int ms)
             pthread_join(slots[i].thread, NULL);
 }
 
+/* The gauges of /chat/metrics (core/chat_metrics.h), sampled each second. */
+static void publish_gauges(void)
+{
+    int parked = atomic_load(&lp_parked);
+
+    chat_metric_set(CHAT_M_PARKED, parked);
+    chat_metric_set(CHAT_M_CONNECTIONS, parked); /* polls and streams held open */
+    chat_metric_set(CHAT_M_QUEUE, (int64_t)lp_writer_queued());
+    chat_metric_set(CHAT_M_PRESENT, (int64_t)lp_presence_count());
+}
+
 static int wait_for_stop(const sigset_t *set)
 {
+    const struct timespec second = {1, 0};
+
     for (;;) {
-        int sig;
-        if (sigwait(set, &sig) != 0)
+        publish_gauges();
+        int sig = sigtimedwait(set, NULL, &second);
+        if (sig < 0)
             continue;
         if (sig == SIGHUP) {
             if (log_path && chat_log_open(log_path) < 0)
@@ -390,6 +414,27 @@ static int wait_for_stop(const sigset_t *set)
                  sig == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&lp_parked));
         return 0;
     }
+}
+
+/* This process's metrics file: --metrics-dir, else beside the socket. */
+static void open_metrics(void)
+{
+    static char dir[400];
+    struct sockaddr_un sa = {0};
+    socklen_t sl = sizeof(sa);
+    int e;
+
+    if (lp_cfg.metrics_dir == NULL) {
+        /* spawn-fcgi: the socket on fd 0 has a path too */
+        if (lp_cfg.listen == NULL && getsockname(listen_sock, (struct sockaddr *)&sa, &sl) == 0 &&
+            sa.sun_family == AF_UNIX)
+            sa.sun_path[sizeof(sa.sun_path) - 1] = '\0';
+        chat_metrics_default_dir(lp_cfg.listen ? lp_cfg.listen : sa.sun_path, dir, sizeof(dir));
+        lp_cfg.metrics_dir = dir;
+    }
+    if ((e = chat_metrics_open(lp_cfg.metrics_dir, "fcgi")) < 0)
+        log_warn("metrics: cannot make a file in %s: %s (counted in memory only)",
+                 lp_cfg.metrics_dir, strerror(-e));
 }
 
 /* One worker process: threads up, serve until SIGTERM, clean exit. */
@@ -406,9 +451,11 @@ static int run_worker(const sigset_t *set)
     int started = 0, rc = 1;
 
     name_node();
+    open_metrics();
     lp_db_init(&lp_cfg);
     lp_poll_init(&lp_cfg);
     lp_health_init(&lp_cfg);
+    lp_metrics_init(&lp_cfg);
     if (lp_rate_init(&lp_cfg) < 0 || lp_addr_init(&lp_cfg) < 0 || lp_presence_init(&lp_cfg) < 0 ||
         lp_listener_start() < 0 || lp_writer_start(&lp_cfg) < 0)
         goto out;
@@ -439,6 +486,7 @@ out:
     lp_addr_free();
     lp_members_free();
     lp_bans_free();
+    chat_metrics_close();
     log_info("stopped");
     return rc;
 }

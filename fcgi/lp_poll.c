@@ -15,6 +15,7 @@
 #include "chat_log.h"
 #include "chat_members.h"
 #include "chat_sql.h"
+#include "chat_metrics.h"
 
 static const struct lp_config *conf; /* given at init */
 static const char *const sql_fast =
@@ -112,6 +113,7 @@ int lp_poll_read(PGconn **db, struct lp_poll_ctx *c)
 {
     struct chat_sbuf rooms = {0}, curs = {0};
     int bad_mem = 0, rc = -1;
+    size_t events_before = c->events.len;
 
     for (size_t i = 0; i < c->n; i++) {
         char num[24];
@@ -148,10 +150,14 @@ int lp_poll_read(PGconn **db, struct lp_poll_ctx *c)
                 continue;
             int64_t seq = strtoll(PQgetvalue(res, row, 2), NULL, 10);
             if (seq > c->cursor[i] &&
-                add_event(c, PQgetvalue(res, row, 3), (size_t)PQgetlength(res, row, 3)) == 0)
+                add_event(c, PQgetvalue(res, row, 3), (size_t)PQgetlength(res, row, 3)) == 0) {
                 c->cursor[i] = seq;
+                chat_metric_inc(CHAT_M_MESSAGES_OUT);
+            }
         }
         rc = 0;
+        if (c->events.len > events_before) /* an answer or a stream write with events */
+            chat_metric_inc(CHAT_M_DELIVERIES);
     } else if (res) {
         log_warn("poll: reading rooms failed: %s", lp_pgerr(res, NULL));
     }

@@ -17,6 +17,7 @@
 #include "chat_notify.h"
 #include "chat_sql.h"
 #include "chat_sys.h"
+#include "chat_metrics.h"
 
 #define ITEMS_MAX 2000 /* NOTIFY lines kept per room per round */
 #define IDLE_MS 30000  /* a room without waiters is forgotten after */
@@ -339,6 +340,7 @@ static bool serve_verbatim(struct lp_room *r)
             if (!full) {
                 chat_cursor_delivered(&c, it->seq);
                 w->cursor = it->seq;
+                chat_metric_inc(CHAT_M_MESSAGES_OUT);
             }
         }
         if (st != CHAT_STEP_CATCHUP && !full)
@@ -390,6 +392,7 @@ static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
                               (size_t)PQgetlength(res, (int)i, 1)))
                 break;
             w->cursor = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
+            chat_metric_inc(CHAT_M_MESSAGES_OUT);
         }
     }
     if (back) {

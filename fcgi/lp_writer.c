@@ -20,6 +20,7 @@
 #include "chat_log.h"
 #include "chat_sys.h"
 #include "chat_sql.h"
+#include "chat_metrics.h"
 
 #define BEAT_MS 10000
 #define PRESENCE_MS 1000
@@ -146,6 +147,7 @@ static void answer_ack(struct lp_send *s, int64_t n, const char *ts)
         lp_reply_error(&s->conn, CHAT_E_UNAVAILABLE, "out of memory after storing; retry");
         return;
     }
+    chat_metric_inc(CHAT_M_MESSAGES_IN);
     lp_reply(&s->conn, 200, body, len);
     free(body);
 }

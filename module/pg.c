@@ -13,6 +13,7 @@
 
 #include "chat_backoff.h"
 #include "chat_log.h"
+#include "chat_metrics.h"
 #include "ev.h"
 #include "pg_resolve.h"
 
@@ -44,6 +45,7 @@ struct pg {
     struct ev_timer qtimer;   /* the in-flight query's deadline */
     int timeout_ms;           /* of a query (pg_set_timeout) */
     int64_t sent_at;          /* when the in-flight query was sent */
+    int64_t sent_us;          /* the same in microseconds (chat_metrics) */
     int64_t heard_at;         /* when the server last sent anything */
     char fail_why[160];
     struct chat_backoff backoff;
@@ -161,6 +163,7 @@ static void qtimer_cb(struct ev_loop *loop, struct ev_timer *t)
              "run)",
              (long long)(ev_now(loop) - pg->sent_at));
     pg->stat_timeouts++;
+    chat_metric_inc(CHAT_M_DB_TIMEOUTS);
     pg_lost(pg, why);
 }
 
@@ -193,6 +196,7 @@ static void send_head(struct pg *pg)
     }
     pg->in_flight = true;
     pg->sent_at = ev_now(pg->loop);
+    pg->sent_us = chat_metrics_now_us();
     ev_timer_start(pg->loop, &pg->qtimer, q->timeout_ms > 0 ? q->timeout_ms : pg->timeout_ms);
     int f = PQflush(pg->conn);
     if (f < 0) {
@@ -206,6 +210,7 @@ static void send_head(struct pg *pg)
 static void became_up(struct pg *pg)
 {
     pg->state = PG_UP;
+    chat_metric_inc(CHAT_M_DB_CONNECTS);
     chat_backoff_reset(&pg->backoff);
     ev_timer_stop(pg->loop, &pg->deadline);
     pg->heard_at = ev_now(pg->loop);
@@ -362,6 +367,7 @@ static void drain_results(struct pg *pg)
         struct pg_query *q = pop_head(pg);
         PGresult *held = pg->held;
         ev_timer_stop(pg->loop, &pg->qtimer);
+        chat_metric_db_us(chat_metrics_now_us() - pg->sent_us);
         pg->held = NULL;
         pg->in_flight = false;
         if (q->cb)

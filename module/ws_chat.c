@@ -15,6 +15,7 @@
 #include "chat_db.h"
 #include "chat_log.h"
 #include "chat_members.h"
+#include "chat_metrics.h"
 #include "chat_sys.h"
 #include "chat_valid.h"
 #include "chat_sql.h"
@@ -41,7 +42,8 @@ struct ws_op {
     struct ws_conn *conn; /* referenced */
     json_t *ref;          /* owned, may be NULL */
     char room[CHAT_ROOM_MAX + 1];
-    char cid[CHAT_CID_MAX + 1]; /* edit, delete: "" when none; ban, unban, bans: the op */
+    char cid[CHAT_CID_MAX + 1]; /* edit, delete: "" when none; ban, unban, bans,
+                                 * history, search: the op */
     int64_t id;                 /* unban: the ban */
 };
 
@@ -154,6 +156,7 @@ static void post_done(struct pg *pg, PGresult *res, void *data)
             continue;
         }
         size_t len;
+        chat_metric_inc(CHAT_M_MESSAGES_IN);
         char *ack = chat_encode_ack(s->room, s->has_cid ? s->cid : NULL, a.seq, a.ts, s->ref, &len);
         ws_conn_reply(s->conn, ack, &len);
     }
@@ -325,6 +328,7 @@ static void conn_banned(struct ws_conn *c, const struct chat_ban *ban, const jso
 
     log_info("conn %llu: %s (%s) is banned (ban %lld): closing", (unsigned long long)c->id, c->user,
              c->addr, (long long)ban->id);
+    chat_metric_refused(CHAT_E_BANNED);
     ws_conn_reply(c, chat_encode_banned(ban->until, ban->reason, ref, &len), &len);
     ws_conn_close(c, WS_CLOSE_BANNED, "banned");
 }
@@ -473,57 +477,31 @@ static size_t page_fit(const struct ws_conn *c, const struct chat_str *msgs, siz
     return first;
 }
 
-static void history_done(struct pg *pg, PGresult *res, void *data)
+/* A history or search page (op->cid holds which: "history" or "search"),
+ * cut to what half an outbox holds. */
+static void page_done(struct pg *pg, PGresult *res, void *data)
 {
     struct ws_op *op = data;
-    struct chat_str msgs[CHAT_HISTORY_MAX];
-    size_t n = 0, len;
+    struct chat_str msgs[CHAT_HISTORY_MAX > CHAT_SEARCH_MAX ? CHAT_HISTORY_MAX : CHAT_SEARCH_MAX];
+    size_t len;
+    int64_t horizon;
     (void)pg;
 
     if (!ws_conn_alive(op->conn))
         goto out;
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
         if (res)
-            log_error("history: %s", PQresultErrorMessage(res));
+            log_error("%s: %s", op->cid, PQresultErrorMessage(res));
         ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "the database is unavailable", op->ref);
         goto out;
     }
-    int64_t horizon;
-    n = chat_history_rows(res, msgs, CHAT_HISTORY_MAX, &horizon);
+    size_t n = chat_page_rows(op->cid, res, msgs, sizeof(msgs) / sizeof(msgs[0]), &horizon);
     size_t first = page_fit(op->conn, msgs, n);
     if (first > 0)
         horizon = -1; /* older messages are left */
     ws_conn_reply(
         op->conn,
-        chat_encode_page("history", op->room, msgs + first, n - first, horizon, op->ref, &len),
-        &len);
-out:
-    op_free(op);
-}
-
-static void search_done(struct pg *pg, PGresult *res, void *data)
-{
-    struct ws_op *op = data;
-    struct chat_str msgs[CHAT_SEARCH_MAX];
-    size_t n = 0, len;
-    (void)pg;
-
-    if (!ws_conn_alive(op->conn))
-        goto out;
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        if (res)
-            log_error("search: %s", PQresultErrorMessage(res));
-        ws_conn_error(op->conn, CHAT_E_UNAVAILABLE, "the database is unavailable", op->ref);
-        goto out;
-    }
-    for (int i = 0; i < PQntuples(res) && n < CHAT_SEARCH_MAX; i++, n++) {
-        msgs[n].p = PQgetvalue(res, i, 1);
-        msgs[n].len = (size_t)PQgetlength(res, i, 1);
-    }
-    size_t first = page_fit(op->conn, msgs, n);
-    ws_conn_reply(op->conn,
-                  chat_encode_page("search", op->room, msgs + first, n - first, -1, op->ref, &len),
-                  &len);
+        chat_encode_page(op->cid, op->room, msgs + first, n - first, horizon, op->ref, &len), &len);
 out:
     op_free(op);
 }
@@ -540,7 +518,8 @@ static void chat_search(struct ws_conn *c, const struct chat_request *r)
     snprintf(before, sizeof(before), "%lld", (long long)r->before);
     snprintf(limit, sizeof(limit), "%d", r->limit);
     const char *params[4] = {op->room, r->q.p, before, limit};
-    if (pg_query(c->srv->reader, CHAT_SQL_SEARCH, 4, params, search_done, op) < 0) {
+    snprintf(op->cid, sizeof(op->cid), "search");
+    if (pg_query(c->srv->reader, CHAT_SQL_SEARCH, 4, params, page_done, op) < 0) {
         ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable", r->ref);
         op_free(op);
     }
@@ -558,7 +537,8 @@ static void chat_history(struct ws_conn *c, const struct chat_request *r)
     snprintf(before, sizeof(before), "%lld", (long long)r->before);
     snprintf(limit, sizeof(limit), "%d", r->limit);
     const char *params[3] = {op->room, before, limit};
-    if (pg_query(c->srv->reader, CHAT_SQL_HISTORY, 3, params, history_done, op) < 0) {
+    snprintf(op->cid, sizeof(op->cid), "history");
+    if (pg_query(c->srv->reader, CHAT_SQL_HISTORY, 3, params, page_done, op) < 0) {
         ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable", r->ref);
         op_free(op);
     }
@@ -607,6 +587,24 @@ static bool room_allowed(struct ws_conn *c, const struct chat_request *r)
     return false;
 }
 
+/* A send, edit or delete: a writable location, an allowed room, and a
+ * token of the send bucket (docs/protocol.md, "Limits"). false: answered. */
+static bool may_write(struct ws_conn *c, const struct chat_request *r, const char *slow)
+{
+    if (c->policy->readonly) {
+        ws_conn_error(c, CHAT_E_FORBIDDEN, "this location is read-only", r->ref);
+        return false;
+    }
+    if (!room_allowed(c, r))
+        return false;
+    if (c->send_tokens < 1.0) {
+        ws_conn_error(c, CHAT_E_RATE_LIMITED, slow, r->ref);
+        return false;
+    }
+    c->send_tokens -= 1.0;
+    return true;
+}
+
 static void dispatch(struct ws_conn *c, const struct chat_request *r)
 {
     char room[CHAT_ROOM_MAX + 1];
@@ -634,33 +632,13 @@ static void dispatch(struct ws_conn *c, const struct chat_request *r)
         ws_room_leave(c, room, r->ref);
         return;
     case CHAT_OP_SEND:
-        if (c->policy->readonly) {
-            ws_conn_error(c, CHAT_E_FORBIDDEN, "this location is read-only", r->ref);
-            return;
-        }
-        if (!room_allowed(c, r))
-            return;
-        if (c->send_tokens < 1.0) {
-            ws_conn_error(c, CHAT_E_RATE_LIMITED, "too many messages: slow down", r->ref);
-            return;
-        }
-        c->send_tokens -= 1.0;
-        chat_send(c, r);
+        if (may_write(c, r, "too many messages: slow down"))
+            chat_send(c, r);
         return;
     case CHAT_OP_EDIT:
     case CHAT_OP_DELETE:
-        if (c->policy->readonly) {
-            ws_conn_error(c, CHAT_E_FORBIDDEN, "this location is read-only", r->ref);
-            return;
-        }
-        if (!room_allowed(c, r))
-            return;
-        if (c->send_tokens < 1.0) {
-            ws_conn_error(c, CHAT_E_RATE_LIMITED, "too many changes: slow down", r->ref);
-            return;
-        }
-        c->send_tokens -= 1.0;
-        chat_change(c, r);
+        if (may_write(c, r, "too many changes: slow down"))
+            chat_change(c, r);
         return;
     case CHAT_OP_BAN:
     case CHAT_OP_UNBAN:

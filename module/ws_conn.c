@@ -23,6 +23,7 @@
 #include "chat_hash.h"
 #include "chat_list.h"
 #include "chat_log.h"
+#include "chat_metrics.h"
 #include "ws.h"
 #include "ws_handshake.h"
 
@@ -294,7 +295,7 @@ void ws_conn_queue(struct ws_conn *c, struct ws_buf *b, bool urgent)
         return;
     }
     c->out_bytes += b->len;
-    c->srv->stat_frames_out++;
+    c->srv->stat_frames_out++; /* chat_deliveries_total: published per loop turn (ws_main.c) */
     conn_mark_pending(c);
 }
 
@@ -332,6 +333,7 @@ void ws_conn_reply(struct ws_conn *c, char *json, const size_t *lenp)
 void ws_conn_error(struct ws_conn *c, enum chat_err code, const char *message, const json_t *ref)
 {
     size_t len;
+    chat_metric_refused(code);
     ws_conn_reply(c, chat_encode_error(code, message, ref, &len), &len);
 }
 
@@ -425,7 +427,7 @@ static int conn_flush(struct ws_conn *c)
         if (c->state == WS_DEAD)
             return -1;
     }
-    bool reading = c->linger || (!conn_stalled(c) && c->in_len == 0);
+    bool reading = c->linger || (c->in_len == 0 && !conn_stalled(c));
     uint32_t want = (reading ? EPOLLIN | EPOLLRDHUP : 0) | (c->out_bytes ? EPOLLOUT : 0);
     if (ev_io_set(c->srv->loop, &c->io, want) < 0) {
         conn_kill(c);

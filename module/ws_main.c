@@ -22,6 +22,7 @@
 
 #include "chat_db.h"
 #include "chat_log.h"
+#include "chat_metrics.h"
 #include "chat_supervise.h"
 #include "chat_sys.h"
 #include "chat_sql.h"
@@ -31,6 +32,7 @@
 #define WS_STOP_GRACE_MS 3000
 
 static const char *log_path;
+static const char *metrics_dir; /* --metrics-dir; NULL: beside the socket */
 
 static void usage(FILE *f)
 {
@@ -56,6 +58,8 @@ static void usage(FILE *f)
             "  --db-timeout MS        a query's deadline: past it the connection is dropped,\n"
             "                         the client gets unavailable (default 5000)\n"
             "  --echo                 conformance mode: echo every message, no database\n"
+            "  --metrics-dir DIR      per-process metrics files (default: the socket's folder\n"
+            "                         + /metrics, else " CHAT_METRICS_DIR_DEFAULT ")\n"
             "  --log FILE             log to FILE (reopened on SIGHUP; default stderr)\n"
             "  --log-level L          error|warn|info|debug (default info)\n",
             CHAT_BATCH_DEFAULT);
@@ -104,7 +108,8 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
         O_REQRATE,
         O_DBTIMEOUT,
         O_PERADDR,
-        O_MSGTIME
+        O_MSGTIME,
+        O_METRICS
     };
     static const struct option opts[] = {{"db", 1, 0, O_DB},
                                          {"listen", 1, 0, O_LISTEN},
@@ -127,6 +132,7 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
                                          {"db-timeout", 1, 0, O_DBTIMEOUT},
                                          {"max-conns-per-addr", 1, 0, O_PERADDR},
                                          {"message-timeout", 1, 0, O_MSGTIME},
+                                         {"metrics-dir", 1, 0, O_METRICS},
                                          {0, 0, 0, 0}};
     int o;
 
@@ -191,6 +197,9 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
             break;
         case O_ECHO:
             cfg->echo = true;
+            break;
+        case O_METRICS:
+            metrics_dir = optarg;
             break;
         case O_LOG:
         case O_LEVEL:
@@ -282,11 +291,37 @@ static void stop_now(struct ev_loop *loop, struct ev_timer *t)
     ev_loop_stop(loop);
 }
 
+/* The frames queued since the last turn of the loop (one atomic add per
+ * turn, not one per frame of a fan-out), and the gauges of /chat/metrics
+ * (core/chat_metrics.h) at most once a second (the 1 s tick wakes the loop
+ * at least that often). */
+static void publish_gauges(struct ws_server *srv)
+{
+    static int64_t last;
+    static uint64_t frames;
+    size_t outbox = 0;
+
+    if (srv->stat_frames_out != frames) {
+        chat_metric_add(CHAT_M_DELIVERIES, (int64_t)(srv->stat_frames_out - frames));
+        frames = srv->stat_frames_out;
+    }
+    if (ev_now(srv->loop) - last < 1000)
+        return;
+    last = ev_now(srv->loop);
+    for (const struct ws_conn *c = srv->conns; c; c = c->next)
+        outbox += c->out_bytes;
+    chat_metric_set(CHAT_M_CONNECTIONS, (int64_t)srv->nconns);
+    chat_metric_set(CHAT_M_ROOMS, (int64_t)srv->nrooms);
+    chat_metric_set(CHAT_M_QUEUE, (int64_t)srv->nsends);
+    chat_metric_set(CHAT_M_OUTBOX_BYTES, (int64_t)outbox);
+}
+
 static void worker_before_sleep(struct ev_loop *loop, void *data)
 {
     struct worker *w = data;
 
     ws_server_before_sleep(loop, &w->srv);
+    publish_gauges(&w->srv);
     if (w->stopping && w->srv.nconns == 0)
         ev_loop_stop(loop);
 }
@@ -325,6 +360,18 @@ static void node_down(const struct ws_config *cfg, const char *node)
     PQfinish(c);
 }
 
+static void open_metrics(const struct ws_config *cfg)
+{
+    char dir[400];
+    int e;
+
+    if (metrics_dir == NULL)
+        chat_metrics_default_dir(cfg->listen, dir, sizeof(dir));
+    if ((e = chat_metrics_open(metrics_dir ? metrics_dir : dir, "ws")) < 0)
+        log_warn("metrics: cannot make a file in %s: %s (counted in memory only)",
+                 metrics_dir ? metrics_dir : dir, strerror(-e));
+}
+
 /* the workers' slots (struct ws_peer), shared: mapped before forking */
 static struct ws_peer *peers;
 
@@ -335,6 +382,7 @@ static int run_worker(const struct ws_config *cfg, int listen_fd)
     int rc = 1;
 
     srand((unsigned)(time(NULL) ^ getpid()));
+    open_metrics(cfg);
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
@@ -378,6 +426,7 @@ out:
     free(w.srv.rbuf);
     free(w.srv.addrs); /* empty: every connection was reaped */
     ev_loop_free(w.srv.loop);
+    chat_metrics_close();
     return rc;
 }
 

@@ -20,6 +20,7 @@
 #include "chat_db.h"
 #include "chat_log.h"
 #include "chat_members.h"
+#include "chat_metrics.h"
 #include "chat_notify.h"
 #include "chat_valid.h"
 #include "chat_sql.h"
@@ -377,13 +378,17 @@ static bool deliver(struct ws_room *r, int64_t seq, const char *json, size_t len
         r->retry_catchup = true;
         return false;
     }
+    int64_t out = 0;
+
     chat_cursor_delivered(&r->cur, seq);
     for (struct ws_sub *s = r->subs; s; s = s->rnext) {
-        if (s->state == SUB_LIVE && seq > s->after)
+        if (s->state == SUB_LIVE && seq > s->after) {
             ws_conn_queue(s->c, b, false);
-        else if (s->state == SUB_BACKFILL)
+            out++;
+        } else if (s->state == SUB_BACKFILL)
             hold(s, b, seq);
     }
+    chat_metric_add(CHAT_M_MESSAGES_OUT, out); /* once per message, not per subscriber */
     ws_buf_unref(b);
     return true;
 }
@@ -545,21 +550,26 @@ static int members_of(struct ws_room *r, const char *json, size_t len, const cha
 
     if (chat_members_parse(json, len, self, names, n, count) < 0)
         return -1;
-    for (struct ws_member *m = r->members; m; m = m->next)
+    for (struct ws_member *m = r->members; m && local <= CHAT_MEMBERS_MAX; m = m->next)
         local++;
+    /* A room with more members here than a list shows: the database's
+     * answer alone (merging would cost a sort of them all on every join,
+     * and the list is cut at CHAT_MEMBERS_MAX anyway). */
+    if (local > CHAT_MEMBERS_MAX || local == 0)
+        return 0;
     while (cap < 2 * (*n + local + 1))
         cap *= 2;
-    if (!(set = calloc(cap, sizeof(*set))))
+    const char **v = realloc(*names, (*n + local) * sizeof(*v));
+    if (v)
+        *names = v;
+    if (!v || !(set = calloc(cap, sizeof(*set))))
         goto err;
     for (size_t i = 0; i < *n; i++)
         set_add(set, cap, (*names)[i]);
     for (struct ws_member *m = r->members; m; m = m->next) {
         if (set_add(set, cap, m->name))
             continue;
-        const char **v = realloc(*names, (*n + 1) * sizeof(*v));
-        char *copy = v ? strdup(m->name) : NULL;
-        if (v)
-            *names = v;
+        char *copy = strdup(m->name);
         if (!copy) {
             free(set);
             goto err;
@@ -930,6 +940,7 @@ void ws_room_join(struct ws_conn *c, const char *name, int64_t since, const json
     c->subs = s;
     c->nsubs++;
     member_add(r, c->user);
+    chat_metric_inc(CHAT_M_JOINS);
     if (r->cur.loaded)
         backfill(s);
     else

@@ -343,7 +343,7 @@ describe('ES5 client in a browser without WebSocket, fetch, Promise or modules',
       pages.push(old.page);
       web.send({ op: 'send', room, text: 'before', cid: 'w1' });
       await waitText(old.page, 'before');
-      const pid = (await http('health')).json?.backends?.fcgi?.pid;
+      const pid = (await http('health/details')).json?.backends?.fcgi?.pid;
       assert.ok(pid, 'the health check names the worker');
       await old.page.evaluate(() => {
         const conn = document.getElementById('conn');
@@ -365,7 +365,7 @@ describe('ES5 client in a browser without WebSocket, fetch, Promise or modules',
         return want.every((t) => got.includes(t)) && !document.querySelector('#log .outbox li');
       }, texts, 'every message on screen, none pending', 40000);
       await web.next((e) => e.op === 'msg' && e.text === 'during, from ES5', WAIT, 'the ES5 message');
-      assert.notEqual((await http('health')).json?.backends?.fcgi?.pid, pid, 'a new worker answers');
+      assert.notEqual((await http('health/details')).json?.backends?.fcgi?.pid, pid, 'a new worker answers');
       const stored = await history(room);
       assert.deepEqual(stored.map((x) => x.seq), [1, 2, 3]);
       assert.deepEqual([...stored.map((x) => x.text)].sort(), [...texts].sort());

@@ -21,7 +21,7 @@ async function killWsDaemon() {
 }
 
 async function wsPid() {
-  const r = await http('health');
+  const r = await http('health/details');
   return r.json?.backends?.ws?.pid ?? null;
 }
 

@@ -95,10 +95,10 @@ test('long-poll: a batch the database refuses for one send stores the others; th
     const lock = await holdRoom(room);
     const blocker = send(room, 'blocker', { name: 'bea', cid: 'c1' });
     await waitUntil(() => writerBlocked(db), 10000, 'the writer waiting for the room');
-    const base = (await http('health')).json.backends.fcgi.queued;
+    const base = (await http('health/details')).json.backends.fcgi.queued;
     const poison = send(room, 'poison', { name: 'bea', cid: 'c2' });
     const fine = send(room, 'fine', { name: 'bea', cid: 'c3' });
-    await waitUntil(async () => (await http('health')).json.backends.fcgi.queued >= base + 2, 10000,
+    await waitUntil(async () => (await http('health/details')).json.backends.fcgi.queued >= base + 2, 10000,
       'both sends queued behind the blocked one');
     await lock.release();
     const [b, p, f] = await Promise.all([blocker, poison, fine]);

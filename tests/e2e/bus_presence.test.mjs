@@ -33,7 +33,7 @@ test('after a reconnect both daemons send their whole presence view: rows lost m
     // leave the stack as found: every daemon connection back (the next
     // suites expect a listening long-poll worker and a healthy database)
     await waitUntil(async () => {
-      const h = await http('health');
+      const h = await http('health/details');
       return h.status === 200 && h.json?.backends?.fcgi?.listen === true;
     }, 30000, 'the stack healthy again');
   } finally {

@@ -31,7 +31,7 @@ function assertHttp(r) {
 }
 
 test('health names the fcgi backend, the WebSocket daemon and the database', async () => {
-  const r = await http('health');
+  const r = await http('health/details');
   assertHttp(r);
   assert.ok(r.status === 200 || r.status === 503, r.text);
   assert.equal(r.json.backends.fcgi.status, 'ok');
@@ -202,12 +202,12 @@ test('history pages backwards and answers ascending', async () => {
 
 test('typing answers 204 and reaches the others parked in the room, not the typist', async () => {
   const room = uniqueRoom('lp');
-  const base = (await http('health')).json.backends.fcgi.parked;
+  const base = (await http('health/details')).json.backends.fcgi.parked;
   const other = new Poller([room], { name: 'carol', since: 0, timeout: 10 }).start();
   const self = new Poller([room], { name: 'dave', since: 0, timeout: 10 }).start();
   try {
     for (let i = 0; i < 500; i++) {
-      if ((await http('health')).json.backends.fcgi.parked >= base + 2) break;
+      if ((await http('health/details')).json.backends.fcgi.parked >= base + 2) break;
     }
     const t = await http('typing', { method: 'POST', body: { room, name: 'dave' } });
     assert.equal(t.status, 204);

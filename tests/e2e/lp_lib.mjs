@@ -166,7 +166,7 @@ export async function request(base, path, { method = 'GET', body, headers = {}, 
 }
 
 export async function parkedCount() {
-  const r = await http('health');
+  const r = await http('health/details');
   return r.json?.backends?.fcgi?.parked;
 }
 
@@ -320,7 +320,7 @@ export async function startWorker(args = [], { socket = 'listen' } = {}) {
     log: () => log,
     request: (target, opts) => fcgi(path, target, opts),
     async health() {
-      return (await fcgi(path, 'health')).json.backends.fcgi;
+      return (await fcgi(path, 'health/details', { params: { CHAT_ADMIN: 'on' } })).json.backends.fcgi;
     },
     // SIGTERM; resolves with { code, sig, ms } once it has exited.
     async stop(ms = 10000) {

@@ -29,7 +29,7 @@ test('flood through nginx: 429 rate_limited past the burst, another guest unaffe
   const room = uniqueRoom('rate');
   const flooder = unique('fl');
   const other = unique('ot');
-  const before = (await http('health')).json.backends.fcgi.rate_limited;
+  const before = (await http('health/details')).json.backends.fcgi.rate_limited;
   const t0 = Date.now();
   const flood = Promise.all(Array.from({ length: 100 }, (_, i) =>
     send(room, `f${i}`, { name: flooder, cid: `f${i}`, limitedMs: 0 })));
@@ -53,7 +53,7 @@ test('flood through nginx: 429 rate_limited past the burst, another guest unaffe
   assert.deepEqual(stored.filter((m) => m.user === `~${flooder}`).map((m) => m.cid).sort(),
     accepted.map((r) => r.json.cid).sort());
   assert.deepEqual(stored.filter((m) => m.user === `~${other}`).map((m) => m.text), ['o0', 'o1', 'o2', 'o3', 'o4']);
-  const after = (await http('health')).json.backends.fcgi.rate_limited;
+  const after = (await http('health/details')).json.backends.fcgi.rate_limited;
   assert.ok(after - before >= limited.length, `health counts refusals (${before} -> ${after})`);
   // the bucket refills: the flooder may send again a little later
   const again = await send(room, 'later', { name: flooder, cid: 'later', limitedMs: 5000 });

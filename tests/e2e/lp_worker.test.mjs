@@ -100,7 +100,7 @@ test('spawn-fcgi mode: the socket comes as fd 0 and the worker serves health, se
   try {
     assert.match(w.log(), /serving the FastCGI socket on fd 0/);
     assert.ok((await stat(w.path)).isSocket());
-    const h = await w.request('health');
+    const h = await w.request('health/details', { params: { CHAT_ADMIN: 'on' } });
     assert.equal(h.status, 200, h.text);
     assert.equal(h.json.backends.fcgi.pid, w.pid, 'spawn-fcgi -n runs the worker itself');
     const room = uniqueRoom('spawn');

@@ -4,7 +4,11 @@ import assert from 'node:assert/strict';
 import { http } from './lib.mjs';
 
 test('GET /chat/health through nginx names both backends and the database', async () => {
-  const r = await http('health');
+  const pub = await http('health');
+  assert.equal(pub.status, 200, pub.text);
+  assert.deepEqual(pub.json, { status: 'ok', backends: { fcgi: { status: 'ok' }, ws: { status: 'ok' } },
+    database: { status: 'up' } }, 'the public answer carries statuses only');
+  const r = await http('health/details');
   assert.equal(r.status, 200, r.text);
   assert.equal(r.headers.get('cache-control'), 'no-store');
   assert.equal(r.json.status, 'ok');

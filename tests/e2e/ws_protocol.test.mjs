@@ -333,6 +333,6 @@ describe('errors carry the ref', () => {
 });
 
 test('health names the WebSocket backend', async () => {
-  const r = await http('health');
+  const r = await http('health/details');
   assert.equal(r.json.backends.ws.backend, 'ws');
 });

@@ -63,7 +63,10 @@ describe('installed from the .deb into Debian 12', () => {
       const page = await context.newPage();
       pages.push(page);
       await page.goto(`${CHAT}#${room}`);
-      await waitConnected(page, noWebSocket ? 'longpoll' : 'websocket');
+      // without WebSocket the client takes Server-Sent Events, else long-poll
+      await waitConnected(page, noWebSocket ? undefined : 'websocket');
+      const transport = await page.locator('#conn').getAttribute('data-transport');
+      assert.ok(noWebSocket ? ['sse', 'longpoll'].includes(transport) : transport === 'websocket', transport);
       assert.equal(await page.locator('#login').isHidden(), true, `${username} is not asked for a name`);
       return page;
     };

@@ -234,6 +234,24 @@ if grep -E ' (error|warn): ' "$W"/logs/chat-*.log | grep -v 'handshake refused' 
     die "errors in the daemons' logs (above)"
 fi
 
+# ---- the admin's view: details and metrics on this host only; chatctl ----------
+pub=$(curl -s "http://127.0.0.1:$PORT/chat/health")
+[[ $pub == '{"status":"ok",'* && $pub != *'"pid"'* ]] || die "public health not statuses only: $pub"
+curl -s "http://127.0.0.1:$PORT/chat/health/details" | grep -q '"processes":\[{' ||
+    die "/chat/health/details lists no process"
+metrics=$(curl -s "http://127.0.0.1:$PORT/chat/metrics")
+grep -Eq '^chat_processes\{daemon="ws"\} [1-9]' <<<"$metrics" &&
+    grep -Eq '^chat_messages_in_total\{daemon="fcgi"\} [1-9]' <<<"$metrics" ||
+    die "/chat/metrics misses the daemons or the browser test's messages: $(head -c 600 <<<"$metrics")"
+for path in health/details metrics; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --interface 127.0.0.2 "http://127.0.0.1:$PORT/chat/$path")
+    [ "$code" = 403 ] || die "/chat/$path from 127.0.0.2: $code, not 403"
+done
+say "/chat/health statuses only; details and metrics (all processes) from this host, 403 from 127.0.0.2"
+in_root runuser -u chat -- chatctl bans >/dev/null || die "chatctl bans as chat (the daemons' database rules)"
+in_root runuser -u chat -- chatctl kick alice | grep -q 'kicked alice' || die "chatctl kick"
+say "chatctl as chat reaches the database like the daemons: bans, kick"
+
 # ---- health tells a load balancer when a part is down ---------------------------
 health_until() { # status-code regex: waits (20 s at most) for /chat/health to match
     local i body
@@ -244,12 +262,13 @@ health_until() { # status-code regex: waits (20 s at most) for /chat/health to m
     done
     die "/chat/health never matched '$1'; last: $body"
 }
-kill -TERM "${UNIT_PID[chat-ws]}"
-health_until '"ws":\{"status":"down".* 503 application/json' >/dev/null
-say "chat-ws stopped: /chat/health 503, ws down"
+# (nginx asks chat-ws first, then chat-fcgi: stop chat-fcgi first to see each)
 kill -TERM "${UNIT_PID[chat-fcgi]}"
 health_until '^\{"status":"down","backends":\{"fcgi":\{"status":"down"\}\}\}.* 503 application/json' >/dev/null
 say "chat-fcgi stopped: /chat/health 503 JSON from nginx, not an HTML 502"
+kill -TERM "${UNIT_PID[chat-ws]}"
+health_until '^\{"status":"down","backends":\{"ws":\{"status":"down"\}\}\}.* 503 application/json' >/dev/null
+say "chat-ws stopped too: /chat/health 503 JSON from nginx, ws down"
 
 # ---- backup and restore, as docs/install.md says ("7. Backup and restore") ----
 # (both daemons are stopped now, as the doc's restore begins)
