@@ -9,50 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int chat_addr_parse(const char *s, int *family, unsigned char net[16], int *bits)
-{
-    char host[CHAT_ADDR_MAX + 1];
-    const char *slash;
-    size_t hl;
-    long b = -1;
-
-    if (s == NULL || *s == '\0')
-        return -1;
-    slash = strchr(s, '/');
-    hl = slash ? (size_t)(slash - s) : strlen(s);
-    if (hl == 0 || hl > CHAT_ADDR_MAX)
-        return -1;
-    memcpy(host, s, hl);
-    host[hl] = '\0';
-    if (slash) {
-        char *end;
-        b = strtol(slash + 1, &end, 10);
-        if (end == slash + 1 || *end != '\0' || b < 0 || b > 128)
-            return -1;
-    }
-    memset(net, 0, 16);
-    if (inet_pton(AF_INET, host, net) == 1) {
-        if (b > 32)
-            return -1;
-        *family = 4;
-        *bits = b < 0 ? 32 : (int)b;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, net) != 1)
-        return -1;
-    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (memcmp(net, mapped, 12) == 0 && (b < 0 || b >= 96)) {
-        memmove(net, net + 12, 4);
-        memset(net + 4, 0, 12);
-        *family = 4;
-        *bits = b < 0 ? 32 : (int)b - 96;
-        return 0;
-    }
-    *family = 6;
-    *bits = b < 0 ? 128 : (int)b;
-    return 0;
-}
-
 static bool in_net(const struct chat_ban *ban, int family, const unsigned char *a)
 {
     int full = ban->bits / 8, rest = ban->bits % 8;

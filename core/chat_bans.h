@@ -12,12 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chat_addr.h"
 #include "chat_valid.h"
 
 #define CHAT_ADMIN_CHANNEL "chat_admin"
 #define CHAT_SQL_LISTEN_ADMIN "LISTEN " CHAT_ADMIN_CHANNEL
 #define CHAT_BAN_REASON_MAX 1000
-#define CHAT_ADDR_MAX 63 /* bytes of an address as nginx writes it */
 
 /* id, target ("" none), addr (host/bits, "" none), until in ms since the
  * epoch (0: until lifted), until (protocol ts, "" none), reason. */
@@ -57,9 +57,5 @@ const struct chat_ban *chat_bans_match(const struct chat_bans *b, const char *us
 enum chat_admin_op { CHAT_ADMIN_BAD = 0, CHAT_ADMIN_BAN, CHAT_ADMIN_UNBAN, CHAT_ADMIN_KICK };
 /* user: the kicked user for a kick (a valid name), else "". */
 enum chat_admin_op chat_admin_parse(const char *line, size_t len, char user[CHAT_SENDER_MAX + 1]);
-
-/* Parses an address ("192.0.2.7", "::ffff:192.0.2.7", "2001:db8::1", with
- * an optional "/bits") into family, 16 bytes and bits. 0, or -1. */
-int chat_addr_parse(const char *s, int *family, unsigned char net[16], int *bits);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include "chat_addr.h"
 #include "chat_hash.h"
 
 static uint64_t typing_key(const struct chat_typing *t, char kind, const char *room,
@@ -43,7 +44,13 @@ bool chat_typing_due(struct chat_typing *t, const char *room, const char *sender
     if (t->seed == 0 && (getentropy(&t->seed, sizeof(t->seed)) < 0 || t->seed == 0))
         t->seed = (uint64_t)now * 0x9e3779b97f4a7c15ULL | 1;
     uint64_t ks = typing_key(t, 's', room, sender);
-    uint64_t ka = guest ? typing_key(t, 'a', room, addr) : 0;
+    char group[CHAT_ADDR_MAX + 1];
+    uint64_t ka = 0;
+
+    if (guest) { /* IPv6 by its /64: a host picks any address in it */
+        chat_addr_group(addr, group);
+        ka = typing_key(t, 'a', room, group);
+    }
 
     if (!slot_take(t, ks, 1, now, false) ||
         (guest && !slot_take(t, ka, CHAT_TYPING_PER_ADDR, now, true)))

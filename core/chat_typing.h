@@ -1,8 +1,9 @@
 /* chat_typing: the one typing throttle of both transports: at most one
  * typing event per (room, sender) per CHAT_TYPING_EVERY_MS is sent to the
- * bus, and for guests at most CHAT_TYPING_PER_ADDR per (room, address) in
- * the same interval, whatever names they give (a guest names itself: a new
- * name per request must not buy a new slot; docs/operations.md). The rest
+ * bus, and for guests at most CHAT_TYPING_PER_ADDR per (room, address
+ * group: an IPv6 address by its /64) in the same interval, whatever names
+ * and addresses of the group they give (a guest names itself: a new name
+ * per request must not buy a new slot; docs/operations.md). The rest
  * are dropped (the client repeats while the user types, and the event only
  * shows "is typing" for a few seconds). A fixed table of slots keyed by a
  * hash seeded per table (drawn at the first call), so that a peer cannot
@@ -31,7 +32,8 @@ struct chat_typing {
 /* true: send this event now (and remember it); false: drop it. sender:
  * "alice" or "~guest"; addr: the client's address as nginx gave it (NULL
  * or "" when unknown), used for guests only (a signed-in user's name is
- * vouched for by nginx). now in ms of a monotonic clock. */
+ * vouched for by nginx), counted by its group (chat_addr_group: an IPv6
+ * address by its /64). now in ms of a monotonic clock. */
 bool chat_typing_due(struct chat_typing *t, const char *room, const char *sender, const char *addr,
                      int64_t now);
 

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chat_addr.h"
 #include "chat_db.h"
 #include "chat_policy.h"
 #include "chat_proto.h"
@@ -114,8 +115,8 @@ struct lp_req {
     enum lp_endpoint ep;
     bool get, post;
     struct chat_policy policy;
-    char addr[64];          /* REMOTE_ADDR as nginx passed it; "" when none */
-    const char *policy_err; /* non-NULL: nginx passed a bad CHAT_* value */
+    char addr[CHAT_ADDR_MAX + 1]; /* REMOTE_ADDR as nginx passed it; "" when none */
+    const char *policy_err;       /* non-NULL: nginx passed a bad CHAT_* value */
     /* GET events (lp_sse.c): the Accept and Last-Event-ID headers */
     bool accept_sse;          /* Accept names text/event-stream */
     char last_event_id[1024]; /* "" when none */
@@ -280,14 +281,16 @@ size_t lp_presence_count(void);
 
 #define LP_MAX_PARKED_PER_ADDR_DEFAULT 1000   /* polls and streams of one address */
 #define LP_MAX_PRESENCE_PER_ADDR_DEFAULT 5000 /* (room, member) entries of one address */
+#define LP_PRESENCE_PAIRS_MAX 200000          /* (room, member) pairs tracked (lp_presence.c) */
 
 enum lp_addr_kind { LP_ADDR_PARKED = 0, LP_ADDR_PRESENCE, LP_ADDR_KINDS };
 
 int lp_addr_init(const struct lp_config *cfg); /* 0, or -1 out of memory */
 void lp_addr_free(void);
-/* One more of kind for addr (REMOTE_ADDR; IPv6 by its /64): true when
- * within its bound (then counted), false when the address holds its
- * maximum already (counted as refused). */
+/* One more of kind for addr (REMOTE_ADDR, counted by chat_addr_group: an
+ * IPv6 address by its /64): true when within its bound (then counted),
+ * false when the address holds its maximum already (counted as refused).
+ * Never true uncounted while the bound is on: give undoes exactly a take. */
 bool lp_addr_take(const char *addr, enum lp_addr_kind kind);
 void lp_addr_give(const char *addr, enum lp_addr_kind kind); /* undoes one take */
 unsigned long lp_addr_refused(enum lp_addr_kind kind);
@@ -301,7 +304,9 @@ void lp_park_give(const char *addr); /* when it is answered or dropped */
 #define LP_MEMBERS_TTL_MS 1000 /* presence reaches the database once a second */
 
 /* The members array (JSON, malloc'd) and count of room read less than
- * LP_MEMBERS_TTL_MS ago by any thread, or NULL. */
+ * LP_MEMBERS_TTL_MS ago by any thread, or NULL: then the caller reads it
+ * and puts it (another thread that asks meanwhile waits for that answer,
+ * up to half a second). A list can be up to about 2 s old. */
 char *lp_members_get(const char *room, size_t *count);
 void lp_members_put(const char *room, size_t count, const char *json); /* what was read */
 void lp_members_free(void);

@@ -378,11 +378,13 @@ static void handle_search(struct lp_req *r, PGconn **db)
 /* Another site's page must not act for the user whose credentials the
  * browser attaches (docs/protocol.md, "Cross-site requests"): a foreign
  * Origin, or Sec-Fetch-Site cross-site without one (an <img>), is refused
- * on every endpoint before any bucket or presence is touched; GET poll also
- * needs the X-Chat-Request header, which a cross-site page cannot send
- * without a CORS preflight (the POSTs need application/json, which is
- * the same). GET events cannot carry a header (EventSource): the Origin
- * and Sec-Fetch-Site rule is what guards it. true when answered. */
+ * on every endpoint before any bucket or presence is touched; every GET
+ * (poll, history, search, bans) also needs the X-Chat-Request header,
+ * which a cross-site page cannot send without a CORS preflight (the POSTs
+ * need application/json, which is the same). GET events cannot carry a
+ * header (EventSource): the Origin and Sec-Fetch-Site rule is what guards
+ * it; health and the basic HTML pages are answered before this. true when
+ * answered. */
 static bool refuse_cross_site(struct lp_req *r)
 {
     if (lp_req_cross_site(r)) {
@@ -391,9 +393,10 @@ static bool refuse_cross_site(struct lp_req *r)
         lp_reply_error(&r->conn, CHAT_E_FORBIDDEN, "cross-site request refused");
         return true;
     }
-    if (r->ep == LP_EP_POLL && !r->xreq) {
+    if (r->get && r->ep != LP_EP_EVENTS && !r->xreq) {
         lp_reply_error(&r->conn, CHAT_E_FORBIDDEN,
-                       "poll needs the X-Chat-Request header (cross-site requests are refused)");
+                       "this request needs the X-Chat-Request header (cross-site requests are "
+                       "refused)");
         return true;
     }
     return false;
@@ -475,17 +478,28 @@ static void dispatch(struct lp_req *r, PGconn **db)
 static pthread_mutex_t seat_lock = PTHREAD_MUTEX_INITIALIZER;
 static int in_accept; /* threads in accept() or serving what it gave (--workers > 1) */
 
-/* A connection pending now and still FULL_WAIT_MS later: nobody took it. */
+/* Connections pending at every look for FULL_WAIT_MS: the queue never
+ * emptied, so nobody took the one that was there. A listening socket does
+ * not say which connection waits, so two looks 100 ms apart would also
+ * see one that another process took followed by a new one; looking every
+ * FULL_LOOK_MS sees the queue empty in between unless they follow each
+ * other that closely (then every process is busy anyway). */
+#define FULL_LOOK_MS 5
+
 static bool pending_unclaimed(int listen_sock)
 {
     struct pollfd pf = {.fd = listen_sock, .events = POLLIN};
 
     if (poll(&pf, 1, FULL_WAIT_MS) != 1)
         return false;
-    struct timespec ts = {0, FULL_WAIT_MS * 1000000L};
-    nanosleep(&ts, NULL);
-    pf.revents = 0;
-    return poll(&pf, 1, 0) == 1;
+    for (int waited = 0; waited < FULL_WAIT_MS; waited += FULL_LOOK_MS) {
+        struct timespec ts = {0, FULL_LOOK_MS * 1000000L};
+        nanosleep(&ts, NULL);
+        pf.revents = 0;
+        if (poll(&pf, 1, 0) != 1)
+            return false;
+    }
+    return true;
 }
 
 static void take_seat(int listen_sock)

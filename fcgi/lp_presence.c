@@ -17,9 +17,8 @@
 #include "chat_sys.h"
 #include "chat_sql.h"
 
-#define PAIRS_MAX 200000 /* (room, member) pairs tracked */
-#define FLUSH_MAX 5000   /* transitions per chat_presence call */
-#define SEEN_MAX 10000   /* users waiting for chat_users_seen */
+#define FLUSH_MAX 5000 /* transitions per chat_presence call */
+#define SEEN_MAX 10000 /* users waiting for chat_users_seen */
 
 enum pair_state { PAIR_NEW, PAIR_ONLINE, PAIR_GOING_ON, PAIR_GOING_OFF };
 
@@ -30,7 +29,7 @@ struct pair {
     int64_t expires;
     char room[CHAT_ROOM_MAX + 1];
     char member[CHAT_SENDER_MAX + 1];
-    char addr[48]; /* whose poll made it: counted against --max-presence-per-addr */
+    char addr[CHAT_ADDR_MAX + 1]; /* whose poll made it: counted against --max-presence-per-addr */
 };
 
 static const struct lp_config *conf; /* given at init */
@@ -102,7 +101,7 @@ void lp_presence_touch(const char *room, const char *member, const char *addr, u
             pthread_mutex_unlock(&lock);
             return;
         }
-        if (npairs >= PAIRS_MAX || (p = calloc(1, sizeof(*p))) == NULL) {
+        if (npairs >= LP_PRESENCE_PAIRS_MAX || (p = calloc(1, sizeof(*p))) == NULL) {
             lp_addr_give(addr, LP_ADDR_PRESENCE);
             if (!full_logged)
                 log_warn("presence: %zu pairs tracked, not tracking more", npairs);

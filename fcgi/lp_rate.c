@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chat_addr.h"
 #include "chat_hash.h"
 #include "chat_log.h"
 #include "chat_sys.h"
@@ -27,7 +28,9 @@
  * every request (poll, send, typing, history), one for sends. A client is
  * an authenticated user (nginx vouches for the name: the name alone), or a
  * guest name at one client address ("~bob" at 192.0.2.7: a "~bob" elsewhere
- * has buckets of its own); docs/longpoll.md argues the key. The table is
+ * has buckets of its own); docs/longpoll.md argues the key. The address is
+ * its group (core/chat_addr.h: an IPv6 address by its /64, so that a host
+ * cannot buy new buckets with new addresses of its /64). The table is
  * fixed (--rate-table entries), set-associative, locked in stripes; a
  * newcomer takes a free entry of its set, else the least recently used one.
  * An entry unused for a refill time has full buckets, so forgetting it
@@ -193,11 +196,14 @@ bool lp_rate_admit(struct lp_req *r, const char *who, bool send)
     /* a signed-in user's bucket only for what the user asked (who is the
      * user): a request that speaks for nobody is the address's */
     bool guest = r->policy.user[0] == '\0' || who[0] == '\0';
-    uint64_t key = guest ? rate_key('g', who, r->addr) : rate_key('u', who, "");
+    char group[CHAT_ADDR_MAX + 1];
+
+    chat_addr_group(r->addr, group);
+    uint64_t key = guest ? rate_key('g', who, group) : rate_key('u', who, "");
     enum rate_verdict v = rate_take(key, 1.0, send);
 
     if (v == RATE_OK && guest && conf->guest_addr_factor > 0) {
-        uint64_t all = rate_key('a', "", r->addr);
+        uint64_t all = rate_key('a', "", group);
         v = rate_take(all, conf->guest_addr_factor, send);
         if (v != RATE_OK)
             rate_give(key, 1.0, send);

@@ -32,8 +32,8 @@ struct lp_poll {
     struct lp_conn conn;
     enum lp_poll_state state;
     char member[CHAT_SENDER_MAX + 1];
-    char addr[64];    /* REMOTE_ADDR, for bans */
-    int64_t deadline; /* chat_now_ms() */
+    char addr[CHAT_ADDR_MAX + 1]; /* REMOTE_ADDR, for bans */
+    int64_t deadline;             /* chat_now_ms() */
     size_t heap_i;
     unsigned gen;
     enum lp_checked how;

@@ -21,7 +21,7 @@
 struct lp_stream {
     size_t n;
     char member[CHAT_SENDER_MAX + 1];
-    char addr[48]; /* REMOTE_ADDR, for the presence bound per address */
+    char addr[CHAT_ADDR_MAX + 1]; /* REMOTE_ADDR, for the presence bound per address */
     unsigned heartbeat_s;
     int64_t touched;       /* last presence touch, ms */
     struct lp_cursor at[]; /* n: what the client has been sent */

@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "chat_addr.h"
 #include "chat_hash.h"
 #include "chat_list.h"
 #include "chat_log.h"
@@ -127,7 +128,9 @@ static void ring_clear(struct ws_ring *r, size_t *bytes)
     r->cap = r->head = 0;
 }
 
-/* ---- open connections per client address (nginx's X-Chat-Addr) ---- */
+/* ---- open connections per client address (nginx's X-Chat-Addr) ----
+ * counted by the address's group (core/chat_addr.h: an IPv6 address by its
+ * /64), as every per-address bound of both daemons is */
 
 #define WS_ADDR_BUCKETS 1024
 
@@ -137,8 +140,11 @@ struct ws_addr_count {
     char addr[CHAT_ADDR_MAX + 1];
 };
 
-static struct ws_addr_count **addr_slot(struct ws_server *srv, const char *addr)
+static struct ws_addr_count **addr_slot(struct ws_server *srv, const char *raw)
 {
+    char addr[CHAT_ADDR_MAX + 1];
+
+    chat_addr_group(raw, addr);
     if (!srv->addrs) {
         srv->addrs = calloc(WS_ADDR_BUCKETS, sizeof(*srv->addrs));
         if (!srv->addrs)
@@ -169,7 +175,7 @@ static int addr_take(struct ws_conn *c)
     if (!(a = *pp)) {
         if (!(a = calloc(1, sizeof(*a))))
             return -1;
-        strcpy(a->addr, c->addr);
+        chat_addr_group(c->addr, a->addr);
         *pp = a;
     }
     if (a->conns >= srv->cfg.max_per_addr)

@@ -881,7 +881,7 @@ export class ChatClient {
 
   async #http(method, path, data) {
     const url = new URL(path, this.base);
-    const init = { method, cache: 'no-store', credentials: 'same-origin', headers: { accept: 'application/json' } };
+    const init = { method, cache: 'no-store', credentials: 'same-origin', headers: { accept: 'application/json', 'x-chat-request': '1' } };
     if (method === 'GET') {
       for (const [k, v] of Object.entries(data)) if (v !== undefined) url.searchParams.set(k, String(v));
     } else {

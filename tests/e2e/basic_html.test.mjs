@@ -13,7 +13,7 @@ import { SKIP, WAIT, launch, scene } from './browser_lib.mjs';
 const run = promisify(execFile);
 
 async function history(room) {
-  const r = await fetch(`${BASE}history?room=${room}&limit=200`);
+  const r = await fetch(`${BASE}history?room=${room}&limit=200`, { headers: { 'x-chat-request': '1' } });
   return (await r.json()).messages;
 }
 

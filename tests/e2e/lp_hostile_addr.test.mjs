@@ -50,13 +50,18 @@ test('one address fills its parked polls and streams: its next one gets 503, ano
     const sent = await w.request('send', { body: { room, text: 'hi', cid: 'v1', name: 'sender' }, params: { REMOTE_ADDR: B } });
     assert.equal(sent.status, 200, sent.text);
     assert.equal((await victim).status, 200);
-    // once A's streams are gone, A may park again
+    // once A's streams are gone, A may park its three again, and no more:
+    // every release gave back exactly what it took
     ctl.abort();
     await waitUntil(async () => (await w.health()).parked === 0, 10000, 'none parked');
     const ctl2 = new AbortController();
-    stream('a5', A, ctl2.signal);
-    await waitUntil(async () => (await w.health()).parked === 1, 10000, 'A parks again');
+    [5, 6, 7].map((i) => stream(`a${i}`, A, ctl2.signal));
+    await waitUntil(async () => (await w.health()).parked === 3, 10000, 'A parks three again');
+    const fourth = await w.request(`poll?rooms=${room}:1&name=a8&timeout=20`, { params: { REMOTE_ADDR: A } });
+    assert.equal(fourth.status, 503, fourth.text);
+    assert.match(fourth.json.message, /your address/);
     ctl2.abort();
+    await waitUntil(async () => (await w.health()).parked === 0, 10000, 'none parked at the end');
   } finally {
     ctl.abort();
     await stopClean(w);

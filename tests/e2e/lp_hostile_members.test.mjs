@@ -4,7 +4,8 @@
 // attacker churning names sends, cost 200 chat_members queries; chat-fcgi
 // now answers them from a per-room cache shared by its threads
 // (fcgi/lp_members.c, one query per room per second), and a victim's
-// first poll still lists the members, itself included.
+// first poll still lists the members, itself included. The cache keeps a
+// busy room when an attacker names rooms that would share its slot.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pgClient, uniqueRoom } from './lib.mjs';
@@ -59,6 +60,60 @@ test('200 first polls with new names cost a few members queries, not 200; a vict
   } finally {
     await db.query(ORIGINAL);
     await db.query(`DROP SEQUENCE ${seq}`);
+    await db.end();
+    const e = await w.stop();
+    assert.equal(e.code, 0, w.log());
+    assert.deepEqual(sanitizerReports(w.log()), []);
+  }
+});
+
+// 64-bit FNV-1a of s: the old, unseeded slot hash of lp_members.c
+function fnv1a(s) {
+  let h = 14695981039346656037n;
+  for (const b of Buffer.from(s)) h = BigInt.asUintN(64, (h ^ BigInt(b)) * 1099511628211n);
+  return h;
+}
+
+test('rooms named to share a busy room\'s cache slot do not evict it: its members are read once a second, not once per poll', async () => {
+  const db = await pgClient();
+  await db.connect();
+  const calls = `test_members_rooms_${process.pid}`;
+  await db.query(`CREATE TABLE ${calls} (room text)`);
+  await db.query(`CREATE OR REPLACE FUNCTION chat_members(p_room text, OUT count bigint, OUT members json)
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO ${calls} VALUES (p_room);
+        SELECT (SELECT count(DISTINCT member) FROM presence WHERE presence.room = p_room),
+               coalesce((SELECT json_agg(m) FROM (SELECT DISTINCT member AS m FROM presence
+                         WHERE presence.room = p_room ORDER BY 1 LIMIT 1000) s), '[]'::json)
+          INTO count, members;
+    END $$`);
+  const w = await startWorker(['--send-rate', '0', '--req-rate', '0']);
+  try {
+    const busy = uniqueRoom('busy');
+    // 16 room names in the busy room's slot of a 4096-slot table by FNV-1a
+    const target = fnv1a(busy) % 4096n;
+    const colliders = [];
+    for (let i = 0; colliders.length < 16; i++) {
+      const name = `col-${process.pid}-${i}`;
+      if (fnv1a(name) % 4096n === target) colliders.push(name);
+    }
+    const t0 = Date.now();
+    const rounds = 40;
+    for (let i = 0; i < rounds; i++) {
+      const v = await w.request(`poll?rooms=${busy}&name=reader${i}&timeout=0`, { params: { REMOTE_ADDR: '198.51.100.30' } });
+      assert.equal(v.status, 200, v.text);
+      assert.ok(v.json.members[busy].members.includes(`~reader${i}`));
+      const a = await w.request(`poll?rooms=${colliders[i % colliders.length]}&name=att${i}&timeout=0`, { params: { REMOTE_ADDR: '192.0.2.61' } });
+      assert.equal(a.status, 200, a.text);
+    }
+    const secs = (Date.now() - t0) / 1000;
+    const n = Number((await db.query(`SELECT count(*) AS n FROM ${calls} WHERE room = $1`, [busy])).rows[0].n);
+    console.log(`${rounds} polls of a busy room between polls of 16 colliding rooms in ${secs.toFixed(2)} s: ${n} chat_members queries for the busy room`);
+    assert.ok(n <= Math.ceil(secs) + 1, `${n} queries for ${rounds} polls in ${secs} s`);
+  } finally {
+    await db.query(ORIGINAL);
+    await db.query(`DROP TABLE ${calls}`);
     await db.end();
     const e = await w.stop();
     assert.equal(e.code, 0, w.log());

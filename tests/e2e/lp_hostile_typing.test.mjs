@@ -79,6 +79,38 @@ test('typing with a new guest name per request: watchers get a few a second, not
   }
 });
 
+test('IPv6: typing with a new name and a new address of one /64 per request is throttled as one address; the next /64 still types', async () => {
+  const room = uniqueRoom('typ6');
+  const w = await watcher(room, `w6${tag}`);
+  const worker = await startWorker([]);
+  try {
+    const t0 = Date.now();
+    let sent = 0;
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      while (Date.now() - t0 < 2000) {
+        const i = ++sent;
+        // an address of 2001:db8:6:1::/64 written as nginx would, new each time
+        const addr = `2001:db8:6:1:${(i & 0xffff).toString(16)}:${(i >> 16).toString(16)}::${(i % 7) + 1}`;
+        const r = await worker.request('typing', { body: { room, name: `a6${tag}x${i}` }, params: { REMOTE_ADDR: addr } });
+        assert.ok(r.status === 204 || r.status === 429, r.text); // 429: the /64's rate bucket
+      }
+    }));
+    const secs = (Date.now() - t0) / 1000;
+    const v = await worker.request('typing', { body: { room, name: 'victim6' }, params: { REMOTE_ADDR: '2001:db8:6:2::1' } });
+    assert.equal(v.status, 204, v.text);
+    await w.next((e) => e.op === 'typing' && e.user === '~victim6', 10000, 'victim typing');
+    const got = typings(w, (u) => u.startsWith(`~a6${tag}x`)).length;
+    const bound = PER_ADDR * (Math.ceil(secs) + 1);
+    console.log(`IPv6 typing flood: ${sent} requests from one /64 in ${secs.toFixed(1)} s; the watcher received ${got} (bound ${bound})`);
+    assert.ok(got >= 1 && got <= bound, `the watcher received ${got} of ${sent} (bound ${bound})`);
+  } finally {
+    w.close();
+    const e = await worker.stop();
+    assert.equal(e.code, 0, worker.log());
+    assert.deepEqual(sanitizerReports(worker.log()), []);
+  }
+});
+
 test('typing from many WebSocket guests of one address: throttled by address too', async () => {
   const room = uniqueRoom('typw');
   const w = await watcher(room, `ww${tag}`);

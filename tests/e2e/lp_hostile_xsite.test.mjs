@@ -16,6 +16,7 @@ const SITE = new URL(AUTH).origin;
 const cred = (u) => ({ authorization: 'Basic ' + Buffer.from(`${u}:secret`).toString('base64') });
 const IMG = { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'no-cors', 'sec-fetch-dest': 'image' };
 const OWN = { 'x-chat-request': '1', 'sec-fetch-site': 'same-origin' };
+const OWN_AS = (u) => ({ ...cred(u), ...OWN });
 
 // GET; a stream (GET events answered 200) is closed once its head is in.
 async function get(path, headers) {
@@ -98,7 +99,15 @@ test('events, history and the POSTs refuse another site too; the site itself is 
     { ...cred('alice'), accept: 'text/event-stream', 'sec-fetch-site': 'same-origin' });
   assert.equal(mine.status, 200);
   assert.equal((await get(`history?room=${room}`, { ...cred('alice'), ...IMG })).status, 403);
-  assert.equal((await get(`history?room=${room}`, { ...cred('alice'), 'sec-fetch-site': 'same-origin' })).status, 200);
+  assert.equal((await get(`history?room=${room}`, OWN_AS('alice'))).status, 200);
+  // history, search and bans without X-Chat-Request, as an <img> or a link of
+  // a browser that sends no Sec-Fetch-Site: refused, they read as alice
+  for (const path of [`history?room=${room}`, `search?room=${room}&q=x`, 'bans']) {
+    const noHeader = await get(path, cred('alice'));
+    assert.equal(noHeader.status, 403, `${path}: ${noHeader.text}`);
+    assert.match(noHeader.json.message, /X-Chat-Request/);
+  }
+  assert.equal((await get(`search?room=${room}&q=x`, OWN_AS('alice'))).status, 200);
   for (const path of ['send', 'typing']) {
     const body = JSON.stringify({ room, text: 'x', cid: 'c1' });
     const bad = await fetch(AUTH + path, {

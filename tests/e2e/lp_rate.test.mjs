@@ -151,6 +151,35 @@ test('--guest-addr-factor: guests of one address share a bigger bucket, other ad
   }
 });
 
+test('IPv6: a guest that changes address within its /64 keeps its buckets; another /64 and an IPv4-mapped spelling are what they are', async () => {
+  // one send per 20 s: nothing refills while the test runs
+  const w = await startWorker(['--send-rate', '0.05', '--send-burst', '2', '--guest-addr-factor', '2']);
+  try {
+    const room = uniqueRoom('rate6');
+    const sendAs = (name, addr, cid) => w.request('send', {
+      body: { room, text: cid, cid, name }, params: { REMOTE_ADDR: addr },
+    });
+    // the same name from a new address of 2001:db8:0:7::/64 each time
+    const got = [];
+    for (let i = 1; i <= 3; i++) got.push((await sendAs('six', `2001:db8:0:7::${i.toString(16)}`, `s${i}`)).status);
+    assert.deepEqual(got, [200, 200, 429], 'one guest name: one bucket across its /64');
+    // new names and new addresses of the /64: the address bucket (2 x 2) holds
+    const rot = [];
+    for (let i = 0; i < 4; i++) rot.push((await sendAs(`rot${i}`, `2001:db8:0:7:${(i + 1).toString(16)}::abcd`, `r${i}`)).status);
+    assert.deepEqual(rot, [200, 200, 429, 429], 'names and addresses rotated within one /64');
+    // the neighbouring /64 is somebody else: served
+    assert.equal((await sendAs('six', '2001:db8:0:8::1', 'next64')).status, 200);
+    // an IPv4 client seen as ::ffff:a.b.c.d is that IPv4 client
+    assert.equal((await sendAs('v4', '192.0.2.60', 'm0')).status, 200);
+    assert.equal((await sendAs('v4', '::ffff:192.0.2.60', 'm1')).status, 200);
+    assertLimited(await sendAs('v4', '::ffff:c000:23c', 'm2'));
+    const h = await w.request(`history?room=${room}`, { params: { REMOTE_ADDR: '203.0.113.9' } });
+    assert.deepEqual(h.json.messages.map((m) => m.cid), ['s1', 's2', 'r0', 'r1', 'next64', 'm0', 'm1']);
+  } finally {
+    await stopClean(w);
+  }
+});
+
 test('the table is bounded: a full one forgets its least recently used clients, never refuses a newcomer', async () => {
   // 64 entries (8 sets of 8); one send per 10 s, burst 1; the newcomers are
   // guests of one address: no address bucket here (--guest-addr-factor 0)

@@ -214,6 +214,32 @@ describe('hostile traffic on chat-ws', () => {
     await d2.stop();
   });
 
+  test('IPv6: the addresses of one /64 share the connection quota; the next /64 is served', async () => {
+    const d = await startDaemon(['--max-conns-per-addr', '3', '--max-conns', '50']);
+    const v6 = (i) => ({ 'X-Chat-Addr': `2001:db8:5:1:${i.toString(16)}::${(i + 1).toString(16)}` });
+    const mine = [];
+    for (let i = 0; i < 3; i++) mine.push(await direct(d, `six${i}`, v6(i)));
+    for (let i = 3; i < 6; i++) await assert.rejects(direct(d, `six${i}`, v6(i)), /HTTP 429/);
+    // an IPv4 client written as ::ffff:a.b.c.d is that IPv4 client
+    const v4 = [await direct(d, 'm0', { 'X-Chat-Addr': '192.0.2.70' }), await direct(d, 'm1', { 'X-Chat-Addr': '::ffff:192.0.2.70' }),
+      await direct(d, 'm2', { 'X-Chat-Addr': '192.0.2.70' })];
+    await assert.rejects(direct(d, 'm3', { 'X-Chat-Addr': '::ffff:c000:246' }), /HTTP 429/);
+    const victim = await direct(d, 'victim6', { 'X-Chat-Addr': '2001:db8:5:2::1' });
+    victim.send({ op: 'ping', ref: 'v6' });
+    assert.equal((await victim.op('pong')).ref, 'v6');
+    // a slot comes back to the /64 when any of its connections goes
+    mine[1].close();
+    await mine[1].waitClose();
+    await until(async () => {
+      try { mine[1] = await direct(d, 'six-again', v6(40)); return true; } catch (e) {
+        if (!/429/.test(e.message)) throw e;
+        return false;
+      }
+    }, 5000, 'a freed slot of the /64');
+    for (const c of [...mine, ...v4, victim]) c.close();
+    await d.stop();
+  });
+
   test('a large Cookie and many headers that nginx lets through reach the WebSocket', async () => {
     const port = Number(new URL(BASE).port);
     const extra = { Origin: `http://127.0.0.1:${port}`, Cookie: `session=${'c'.repeat(7900)}` };

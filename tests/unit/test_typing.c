@@ -88,6 +88,27 @@ static void test_refused_guest_takes_no_slot(void **state)
     assert_true(chat_typing_due(t, "r", "~c", "192.0.2.1", 1100));
 }
 
+static void test_ipv6_guests_share_their_64(void **state)
+{
+    struct chat_typing *t = *state;
+    char name[40], addr[64];
+    int sent = 0;
+
+    /* a new name and a new address of the same /64 on every request */
+    for (int i = 0; i < 500; i++) {
+        snprintf(name, sizeof(name), "~v%d", i);
+        snprintf(addr, sizeof(addr), "2001:db8:0:1::%x", i + 1);
+        sent += chat_typing_due(t, "lobby", name, addr, 3000);
+    }
+    assert_int_equal(sent, CHAT_TYPING_PER_ADDR);
+    /* an IPv4-mapped spelling is the IPv4 address */
+    assert_true(chat_typing_due(t, "lobby", "~m1", "192.0.2.50", 3000));
+    assert_true(chat_typing_due(t, "lobby", "~m2", "::ffff:192.0.2.50", 3000));
+    assert_false(chat_typing_due(t, "lobby", "~m3", "::ffff:192.0.2.50", 3000));
+    /* a guest of the next /64 is served */
+    assert_true(chat_typing_due(t, "lobby", "~victim", "2001:db8:0:2::1", 3000));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -95,6 +116,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_guest_names_share_the_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signed_in_users_not_by_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_guest_takes_no_slot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ipv6_guests_share_their_64, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
