@@ -235,28 +235,33 @@ int chat_policy_set(struct chat_policy *p, enum chat_policy_key key, const char 
     }
 }
 
+/* The next space-separated pattern of a rooms list from *s (advanced past
+ * it); NULL at the end. */
+static const char *next_pattern(const char **s, size_t *len)
+{
+    while (**s == ' ')
+        (*s)++;
+    if (**s == '\0')
+        return NULL;
+    const char *start = *s;
+    while (**s && **s != ' ')
+        (*s)++;
+    *len = (size_t)(*s - start);
+    return start;
+}
+
 bool chat_policy_room_allowed(const struct chat_policy *p, const char *room, size_t len)
 {
-    const char *s = p->rooms;
+    const char *s = p->rooms, *pat;
+    size_t plen;
 
     if (room == NULL || !chat_valid_room(room, len))
         return false;
-    while (*s) {
-        const char *start;
-        size_t plen;
-
-        if (*s == ' ') {
-            s++;
-            continue;
-        }
-        start = s;
-        while (*s && *s != ' ')
-            s++;
-        plen = (size_t)(s - start);
-        if (start[plen - 1] == '*') {
-            if (plen - 1 <= len && memcmp(start, room, plen - 1) == 0)
+    while ((pat = next_pattern(&s, &plen)) != NULL) {
+        if (pat[plen - 1] == '*') {
+            if (plen - 1 <= len && memcmp(pat, room, plen - 1) == 0)
                 return true;
-        } else if (plen == len && memcmp(start, room, len) == 0) {
+        } else if (plen == len && memcmp(pat, room, len) == 0) {
             return true;
         }
     }
@@ -267,23 +272,15 @@ bool chat_policy_room_allowed(const struct chat_policy *p, const char *room, siz
  * false) or a "prefix*" (true), copied without its '*'; false if none. */
 static bool first_pattern(const char *s, bool want_prefix, char *out)
 {
-    while (*s) {
-        const char *start;
-        size_t plen;
+    const char *pat;
+    size_t plen;
 
-        if (*s == ' ') {
-            s++;
-            continue;
-        }
-        start = s;
-        while (*s && *s != ' ')
-            s++;
-        plen = (size_t)(s - start);
-        bool prefix = start[plen - 1] == '*';
+    while ((pat = next_pattern(&s, &plen)) != NULL) {
+        bool prefix = pat[plen - 1] == '*';
         if (prefix != want_prefix || (prefix && plen == 1))
             continue;
         plen -= prefix;
-        memcpy(out, start, plen);
+        memcpy(out, pat, plen);
         out[plen] = '\0';
         return true;
     }
