@@ -306,9 +306,12 @@ void lp_park_give(const char *addr); /* when it is answered or dropped */
 /* The members array (JSON, malloc'd) and count of room read less than
  * LP_MEMBERS_TTL_MS ago by any thread, or NULL: then the caller reads it
  * and puts it (another thread that asks meanwhile waits for that answer,
- * up to half a second). A list can be up to about 2 s old. */
+ * up to half a second). A presence change heard drops the list
+ * (lp_members_changed), so it is as fresh as the database. */
 char *lp_members_get(const char *room, size_t *count);
 void lp_members_put(const char *room, size_t count, const char *json); /* what was read */
+/* A presence line of room was heard: its list is read again when asked. */
+void lp_members_changed(const char *room);
 void lp_members_free(void);
 
 /* ---- health (lp_health.c) and the acceptors (lp_accept.c) --------------- */

@@ -2,10 +2,11 @@
  * process read last, kept LP_MEMBERS_TTL_MS and shared by every acceptor,
  * so that a flood of first polls (each asks for the members of its rooms)
  * costs the database one query per room per TTL, not one per poll (issue
- * 12, point 3). Freshness: presence reaches the database at most once a
- * second (lp_presence.c) and an answer is kept a second more, so a list
- * can be up to about 2 s old (a poller always sees itself: lp_poll.c adds
- * it).
+ * 12, point 3). Freshness: a presence line of the room (a change stored
+ * in the database) drops its answer (lp_rooms.c calls
+ * lp_members_changed), so an answer is never older than the database's
+ * view; presence reaches the database at most once a second
+ * (lp_presence.c), and a poller always sees itself (lp_poll.c adds it).
  *
  * A table of SETS sets of WAYS rooms, the set by a hash seeded per process
  * (names cannot be aimed at a busy room's set from outside), the least
@@ -34,6 +35,7 @@ struct slot {
     int64_t at;                   /* ms the answer was read; 0: none yet */
     int64_t used;                 /* ms it was last asked for */
     int64_t loading;              /* ms a thread began to read it; 0: nobody */
+    unsigned gen, load_gen;       /* presence changes heard; gen when the read began */
     size_t count;
     char *json; /* the members array */
 };
@@ -97,6 +99,7 @@ char *lp_members_get(const char *room, size_t *count)
         }
         if (s->loading == 0 || now - s->loading >= LOAD_WAIT_MS || now >= deadline) {
             s->loading = now; /* the caller reads it, and puts the answer */
+            s->load_gen = s->gen;
             break;
         }
         struct timespec ts = {deadline / 1000, (deadline % 1000) * 1000000L};
@@ -118,13 +121,26 @@ void lp_members_put(const char *room, size_t count, const char *json)
         free(s->json);
         s->json = copy;
         s->count = count;
-        s->at = chat_now_ms();
+        /* a change heard while it was read: the answer may predate it */
+        s->at = s->gen == s->load_gen ? chat_now_ms() : 0;
         s->loading = 0;
         copy = NULL;
     }
     pthread_cond_broadcast(&answered);
     pthread_mutex_unlock(&lock);
     free(copy);
+}
+
+void lp_members_changed(const char *room)
+{
+    pthread_once(&once, init_once);
+    pthread_mutex_lock(&lock);
+    struct slot *s = slot_of(room, false);
+    if (s != NULL) {
+        s->at = 0;
+        s->gen++;
+    }
+    pthread_mutex_unlock(&lock);
 }
 
 void lp_members_free(void)

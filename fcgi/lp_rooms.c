@@ -286,6 +286,8 @@ static void news_line(const char *line, size_t len)
     } else {
         struct lp_room *r = find(l.room, nlen, false);
         char sole[CHAT_SENDER_MAX + 1] = "";
+        if (l.op == CHAT_LINE_PRESENCE)
+            lp_members_changed(l.room); /* the cached list is stale now */
         if (r && r->nwaiters > 0 && l.op == CHAT_LINE_PRESENCE)
             presence_sole(line, len, sole, sizeof(sole));
         if (r && r->nwaiters > 0)

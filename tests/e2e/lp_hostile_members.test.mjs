@@ -41,6 +41,9 @@ test('200 first polls with new names cost a few members queries, not 200; a vict
     const first = await w.request(`poll?rooms=${room}&name=resident&timeout=0`, { params: { REMOTE_ADDR: '198.51.100.20' } });
     assert.equal(first.status, 200);
     await waitUntil(async () => (await db.query('SELECT 1 FROM presence WHERE room = $1', [room])).rowCount > 0, 15000, 'resident online');
+    // and the worker has heard it (its cached list of the room is dropped then)
+    await waitUntil(async () => (await w.request(`poll?rooms=${room}&name=probe&timeout=0`, { params: { REMOTE_ADDR: '198.51.100.21' } }))
+      .json.members[room].members.includes('~resident'), 15000, 'the worker sees the resident');
     const before = await calls();
     const t0 = Date.now();
     const answers = await Promise.all(Array.from({ length: 200 }, (_, i) =>

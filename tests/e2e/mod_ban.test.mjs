@@ -58,7 +58,14 @@ test('a ban ends the user\'s sockets and parked poll, refuses them, spares other
     await bob.op('joined');
     const sent = await ask(bob, { op: 'send', room, text: 'before' });
     const parked0 = await parkedCount();
-    const poll = pollOnce(`rooms=${room}:${sent.seq}&timeout=60`, { base: AUTH, headers: basic('alice') });
+    // alice polls as the client does: a presence event (bob's join reaching
+    // the database) may answer a poll; she polls again until the ban ends it
+    const poll = (async () => {
+      for (;;) {
+        const r = await pollOnce(`rooms=${room}:${sent.seq}&timeout=60`, { base: AUTH, headers: basic('alice') });
+        if (r.status !== 200 || r.json.events.some((e) => e.op === 'msg')) return r;
+      }
+    })();
     await waitUntil(async () => (await parkedCount()) > parked0, 10000, 'alice\'s poll parked');
 
     banId = await withDb(async (db) => (await db.query(
