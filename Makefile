@@ -238,7 +238,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 NGINX_SNIPPETS := chat.conf chat-defaults.conf chat-locations.conf chat-http.conf \
-                  chat-proxy.conf chat-fastcgi.conf
+                  chat-proxy.conf chat-fastcgi.conf chat-limits.conf
 INSTALL_SED = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
                   -e 's|@DOCDIR@|$(DOCDIR)|g' -e 's|@TMPFILESDIR@|$(TMPFILESDIR)|g'
 
