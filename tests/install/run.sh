@@ -103,7 +103,7 @@ in_root id chat | grep -q 'uid=' || die "no user chat"
 st=$(in_root stat -c '%U:%G %a' /run/chat) || die "no /run/chat (tmpfiles)"
 [ "$st" = "chat:www-data 2750" ] || die "/run/chat is $st, want chat:www-data 2750"
 for f in chat.conf chat-defaults.conf chat-locations.conf chat-http.conf chat-upstreams.conf \
-    chat-proxy.conf chat-fastcgi.conf; do
+    chat-proxy.conf chat-fastcgi.conf chat-limits.conf chat-admin-access.conf; do
     grep -qx "/etc/nginx/chat/$f" "$R/var/lib/dpkg/info/nginx-chat.conffiles" || die "$f is not a conffile"
 done
 [ -L "$R/etc/systemd/system/multi-user.target.wants/chat-ws.service" ] || die "chat-ws.service not enabled"
@@ -285,6 +285,6 @@ start_unit chat-fcgi
 health_until '^\{"status":"ok".* 200 application/json' >/dev/null
 room=$(in_root runuser -u chat -- psql -d chat -Atc "SELECT room FROM messages WHERE text = 'and back over long-poll'")
 [ -n "$room" ] || die "the chat's messages are not in the restored database"
-curl -s -u alice:secret "http://127.0.0.1:$PORT/chat/history?room=$room" | grep -q '"and back over long-poll"' ||
+curl -s -u alice:secret -H 'X-Chat-Request: 1' "http://127.0.0.1:$PORT/chat/history?room=$room" | grep -q '"and back over long-poll"' ||
     die "the restored history is not served"
 say "backup, drop, restore, chat-migrate: the daemons start again and serve the old history"
