@@ -506,10 +506,12 @@ out:
     op_free(op);
 }
 
-static void chat_search(struct ws_conn *c, const struct chat_request *r)
+/* A history or search page (r->op says which), answered by page_done. */
+static void chat_page(struct ws_conn *c, const struct chat_request *r)
 {
     char before[24], limit[16];
     struct ws_op *op = op_new(c, r->ref, &r->room);
+    bool search = r->op == CHAT_OP_SEARCH;
 
     if (!op) {
         ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", r->ref);
@@ -517,28 +519,11 @@ static void chat_search(struct ws_conn *c, const struct chat_request *r)
     }
     snprintf(before, sizeof(before), "%lld", (long long)r->before);
     snprintf(limit, sizeof(limit), "%d", r->limit);
-    const char *params[4] = {op->room, r->q.p, before, limit};
-    snprintf(op->cid, sizeof(op->cid), "search");
-    if (pg_query(c->srv->reader, CHAT_SQL_SEARCH, 4, params, page_done, op) < 0) {
-        ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable", r->ref);
-        op_free(op);
-    }
-}
-
-static void chat_history(struct ws_conn *c, const struct chat_request *r)
-{
-    char before[24], limit[16];
-    struct ws_op *op = op_new(c, r->ref, &r->room);
-
-    if (!op) {
-        ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", r->ref);
-        return;
-    }
-    snprintf(before, sizeof(before), "%lld", (long long)r->before);
-    snprintf(limit, sizeof(limit), "%d", r->limit);
-    const char *params[3] = {op->room, before, limit};
-    snprintf(op->cid, sizeof(op->cid), "history");
-    if (pg_query(c->srv->reader, CHAT_SQL_HISTORY, 3, params, page_done, op) < 0) {
+    const char *search_params[4] = {op->room, r->q.p, before, limit};
+    const char *history_params[3] = {op->room, before, limit};
+    snprintf(op->cid, sizeof(op->cid), "%s", search ? "search" : "history");
+    if (pg_query(c->srv->reader, search ? CHAT_SQL_SEARCH : CHAT_SQL_HISTORY, search ? 4 : 3,
+                 search ? search_params : history_params, page_done, op) < 0) {
         ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable", r->ref);
         op_free(op);
     }
@@ -646,12 +631,9 @@ static void dispatch(struct ws_conn *c, const struct chat_request *r)
         chat_moderate(c, r);
         return;
     case CHAT_OP_HISTORY:
-        if (room_allowed(c, r))
-            chat_history(c, r);
-        return;
     case CHAT_OP_SEARCH:
         if (room_allowed(c, r))
-            chat_search(c, r);
+            chat_page(c, r);
         return;
     case CHAT_OP_TYPING:
         if (c->policy->readonly) {
