@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat_hash.h"
 #include "chat_sql.h"
 
 int chat_members_parse(const char *json, size_t len, const char *self, const char ***names,
@@ -62,4 +63,63 @@ void chat_members_free(const char **names, size_t n)
     for (size_t i = 0; i < n; i++)
         free((void *)names[i]);
     free(names);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Is name in the open-addressing set (cap a power of two)? Adds it if not. */
+static bool set_add(const char **set, size_t cap, const char *name)
+{
+    size_t i = (size_t)chat_hash_more(CHAT_HASH_INIT, name, strlen(name)) & (cap - 1);
+
+    for (; set[i]; i = (i + 1) & (cap - 1))
+        if (strcmp(set[i], name) == 0)
+            return true;
+    set[i] = name;
+    return false;
+}
+
+int chat_members_merge(const char ***names, size_t *n, size_t *count, const char *const *local,
+                       size_t nlocal)
+{
+    size_t cap = 16, added = 0;
+    const char **set = NULL, **v;
+
+    if (nlocal == 0)
+        return 0;
+    while (cap < 2 * (*n + nlocal + 1))
+        cap *= 2;
+    v = realloc(*names, (*n + nlocal + 1) * sizeof(*v));
+    if (!v || !(set = calloc(cap, sizeof(*set))))
+        goto err;
+    *names = v;
+    for (size_t i = 0; i < *n; i++)
+        set_add(set, cap, v[i]);
+    for (size_t i = 0; i < nlocal; i++) {
+        if (set_add(set, cap, local[i]))
+            continue;
+        if (!(v[*n] = strdup(local[i])))
+            goto err;
+        (*n)++;
+        (*count)++;
+        added++;
+    }
+    free(set);
+    if (added) { /* in order again, and capped like the database's */
+        qsort(v, *n, sizeof(*v), name_cmp);
+        while (*n > CHAT_MEMBERS_MAX)
+            free((void *)v[--*n]);
+    }
+    return 0;
+err:
+    free(set);
+    if (v)
+        *names = v;
+    chat_members_free(*names, *n);
+    *names = NULL;
+    *n = 0;
+    return -1;
 }

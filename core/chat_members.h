@@ -16,4 +16,15 @@ int chat_members_parse(const char *json, size_t len, const char *self, const cha
                        size_t *n, size_t *count);
 void chat_members_free(const char **names, size_t n);
 
+/* Adds to *names (n sorted strings from chat_members_parse) every name of
+ * local[0..nlocal) it lacks (this process's own members, whose presence
+ * reaches the database at its next flush), raising *count for each; then
+ * sorted and capped at CHAT_MEMBERS_MAX again. The caller passes no more
+ * than CHAT_MEMBERS_MAX local names (more could not show anyway, and
+ * would cost a sort of them all per answer). O(n + nlocal) with a set of
+ * the names, a sort only when one was added. 0, or -1 out of memory (then
+ * *names is freed and NULL, *n 0). */
+int chat_members_merge(const char ***names, size_t *n, size_t *count, const char *const *local,
+                       size_t nlocal);
+
 #endif

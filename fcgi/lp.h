@@ -274,6 +274,12 @@ int lp_presence_flush(PGconn *db);
  * sends this node's whole view with chat_presence_sync(), as chat-ws does
  * (one policy: docs/architecture.md, "Presence"). */
 void lp_presence_resync(void);
+/* This process's own members of room now (present by their last poll,
+ * announced to the database or not yet): *names new (chat_members_free),
+ * none when the room has more here than CHAT_MEMBERS_MAX (a list would
+ * not show them all: the database's answer alone then). 0, or -1 out of
+ * memory. */
+int lp_presence_members(const char *room, const char ***names, size_t *n);
 /* Members this node holds online right now (for /health). */
 size_t lp_presence_count(void);
 

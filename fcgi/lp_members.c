@@ -6,7 +6,8 @@
  * in the database) drops its answer (lp_rooms.c calls
  * lp_members_changed), so an answer is never older than the database's
  * view; presence reaches the database at most once a second
- * (lp_presence.c), and a poller always sees itself (lp_poll.c adds it).
+ * (lp_presence.c), and a poller always sees itself and this process's
+ * other pollers at once (lp_poll.c adds them, lp_presence_members).
  *
  * A table of SETS sets of WAYS rooms, the set by a hash seeded per process
  * (names cannot be aimed at a busy room's set from outside), the least

@@ -169,7 +169,8 @@ out:
     return rc;
 }
 
-/* {"room":{"members":[...],"count":N},...} for the rooms without ":N". */
+/* {"room":{"members":[...],"count":N},...} for the rooms without ":N":
+ * the database's (lp_members.c), the poller and this process's pollers. */
 char *lp_poll_members(PGconn **db, struct lp_poll_ctx *c)
 {
     json_t *all = json_object();
@@ -202,6 +203,15 @@ char *lp_poll_members(PGconn **db, struct lp_poll_ctx *c)
                 n = 0;
         }
         free(cached);
+        /* and the other pollers of this process at once, not when the
+         * presence flush (once a second) has told the database; a list
+         * the database cut (count > n) may count them already: as is */
+        const char **local = NULL;
+        size_t nlocal = 0;
+        if (names && count <= n && lp_presence_members(c->rooms[i].room, &local, &nlocal) == 0 &&
+            chat_members_merge(&names, &n, &count, local, nlocal) < 0)
+            count = 0;
+        chat_members_free(local, nlocal);
         for (size_t k = 0; list && k < n; k++)
             json_array_append_new(list, json_string(names[k]));
         chat_members_free(names, n);

@@ -3,7 +3,9 @@
  * its last one. Acceptors touch pairs; the writer thread flushes the
  * transitions once a second in one chat_presence() call, so presence costs
  * the database one transaction per second per process, not one per poll.
- * A transition is applied locally only once the database took it. */
+ * A transition is applied locally only once the database took it. Pairs
+ * are also indexed by room, so that a member list can show this process's
+ * own members at once (lp_presence_members), not a flush later. */
 #define _GNU_SOURCE
 #include "lp.h"
 
@@ -14,6 +16,7 @@
 
 #include "chat_hash.h"
 #include "chat_log.h"
+#include "chat_members.h"
 #include "chat_sys.h"
 #include "chat_sql.h"
 
@@ -22,8 +25,12 @@
 
 enum pair_state { PAIR_NEW, PAIR_ONLINE, PAIR_GOING_ON, PAIR_GOING_OFF };
 
+struct proom;
+
 struct pair {
     struct pair *hnext;
+    struct pair *rnext, *rprev; /* the pairs of its room */
+    struct proom *pr;
     enum pair_state state;
     bool touched; /* polled again while going offline */
     int64_t expires;
@@ -32,10 +39,19 @@ struct pair {
     char addr[CHAT_ADDR_MAX + 1]; /* whose poll made it: counted against --max-presence-per-addr */
 };
 
+/* The pairs of one room (whatever their state). */
+struct proom {
+    struct proom *hnext;
+    struct pair *pairs;
+    size_t n;
+    char room[CHAT_ROOM_MAX + 1];
+};
+
 static const struct lp_config *conf; /* given at init */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pair **buckets;
 static size_t nbuckets = 16384, npairs;
+static struct proom **rooms; /* nbuckets chains, by room */
 static char (*seen)[CHAT_SENDER_MAX + 1];
 static size_t nseen;
 static bool full_logged;
@@ -47,12 +63,46 @@ static size_t hash_pair(const char *room, const char *member)
     return (size_t)(h & (nbuckets - 1));
 }
 
+/* Under the lock: room's entry (made when make; NULL when not there, or
+ * out of memory). */
+static struct proom *proom_of(const char *room, bool make)
+{
+    struct proom **pp = &rooms[chat_hash_field(CHAT_HASH_INIT, room) & (nbuckets - 1)];
+
+    while (*pp && strcmp((*pp)->room, room) != 0)
+        pp = &(*pp)->hnext;
+    if (*pp == NULL && make && (*pp = calloc(1, sizeof(**pp))) != NULL)
+        snprintf((*pp)->room, sizeof((*pp)->room), "%s", room);
+    return *pp;
+}
+
+/* Under the lock: p out of its room's list; the room goes with its last. */
+static void proom_unlink(struct pair *p)
+{
+    struct proom *r = p->pr;
+
+    if (p->rprev)
+        p->rprev->rnext = p->rnext;
+    else
+        r->pairs = p->rnext;
+    if (p->rnext)
+        p->rnext->rprev = p->rprev;
+    if (--r->n > 0)
+        return;
+    struct proom **pp = &rooms[chat_hash_field(CHAT_HASH_INIT, r->room) & (nbuckets - 1)];
+    while (*pp != r)
+        pp = &(*pp)->hnext;
+    *pp = r->hnext;
+    free(r);
+}
+
 int lp_presence_init(const struct lp_config *cfg)
 {
     conf = cfg;
     buckets = calloc(nbuckets, sizeof(*buckets));
+    rooms = calloc(nbuckets, sizeof(*rooms));
     seen = calloc(SEEN_MAX, sizeof(*seen));
-    return buckets && seen ? 0 : -1;
+    return buckets && rooms && seen ? 0 : -1;
 }
 
 void lp_presence_free(void)
@@ -61,12 +111,15 @@ void lp_presence_free(void)
         while (buckets[b]) {
             struct pair *p = buckets[b];
             buckets[b] = p->hnext;
+            proom_unlink(p);
             free(p);
         }
     }
     free(buckets);
+    free(rooms);
     free(seen);
     buckets = NULL;
+    rooms = NULL;
     seen = NULL;
 }
 
@@ -82,6 +135,7 @@ static void note_seen(const char *member)
 /* Frees p (unlinked by the caller) and gives its address's entry back. */
 static void pair_free(struct pair *p)
 {
+    proom_unlink(p);
     lp_addr_give(p->addr, LP_ADDR_PRESENCE);
     npairs--;
     free(p);
@@ -101,7 +155,10 @@ void lp_presence_touch(const char *room, const char *member, const char *addr, u
             pthread_mutex_unlock(&lock);
             return;
         }
-        if (npairs >= LP_PRESENCE_PAIRS_MAX || (p = calloc(1, sizeof(*p))) == NULL) {
+        struct proom *r = NULL;
+        if (npairs >= LP_PRESENCE_PAIRS_MAX || (p = calloc(1, sizeof(*p))) == NULL ||
+            (r = proom_of(room, true)) == NULL) {
+            free(p);
             lp_addr_give(addr, LP_ADDR_PRESENCE);
             if (!full_logged)
                 log_warn("presence: %zu pairs tracked, not tracking more", npairs);
@@ -115,6 +172,12 @@ void lp_presence_touch(const char *room, const char *member, const char *addr, u
         p->state = PAIR_NEW;
         p->hnext = buckets[b];
         buckets[b] = p;
+        p->pr = r;
+        p->rnext = r->pairs;
+        if (r->pairs)
+            r->pairs->rprev = p;
+        r->pairs = p;
+        r->n++;
         npairs++;
         note_seen(member);
     }
@@ -122,6 +185,37 @@ void lp_presence_touch(const char *room, const char *member, const char *addr, u
         p->expires = expires;
     p->touched = true;
     pthread_mutex_unlock(&lock);
+}
+
+int lp_presence_members(const char *room, const char ***names, size_t *n)
+{
+    int64_t now = chat_now_ms();
+    int rc = 0;
+
+    *names = NULL;
+    *n = 0;
+    pthread_mutex_lock(&lock);
+    struct proom *r = proom_of(room, false);
+    /* more here than a list shows: the database's answer alone */
+    if (r != NULL && r->n <= CHAT_MEMBERS_MAX && (*names = calloc(r->n, sizeof(**names))) != NULL) {
+        for (struct pair *p = r->pairs; p && rc == 0; p = p->rnext) {
+            if (p->expires <= now) /* gone, announced or not */
+                continue;
+            if (((*names)[*n] = strdup(p->member)) == NULL)
+                rc = -1;
+            else
+                (*n)++;
+        }
+    } else if (r != NULL && r->n <= CHAT_MEMBERS_MAX) {
+        rc = -1;
+    }
+    pthread_mutex_unlock(&lock);
+    if (rc < 0) {
+        chat_members_free(*names, *n);
+        *names = NULL;
+        *n = 0;
+    }
+    return rc;
 }
 
 void lp_presence_resync(void)

@@ -520,74 +520,27 @@ static void catchup(struct ws_room *r)
 
 /* ---- member lists: the database's, with this process's own members ---- */
 
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Is name in the open-addressing set (cap a power of two)? Adds it if not. */
-static bool set_add(const char **set, size_t cap, const char *name)
-{
-    size_t i = (size_t)chat_hash_more(CHAT_HASH_INIT, name, strlen(name)) & (cap - 1);
-
-    for (; set[i]; i = (i + 1) & (cap - 1))
-        if (strcmp(set[i], name) == 0)
-            return true;
-    set[i] = name;
-    return false;
-}
-
 /* The database's list (json) as the answer: with every member this process
  * has in r now, not a second later when its presence reaches the database
- * (a user joining just after another here sees the other). Sorted, capped
- * at CHAT_MEMBERS_MAX names; count raised for each name added. O(n + m)
- * with a set of the names. *names: new. */
+ * (a user joining just after another here sees the other; core's
+ * chat_members_merge). *names: new. */
 static int members_of(struct ws_room *r, const char *json, size_t len, const char *self,
                       const char ***names, size_t *n, size_t *count)
 {
-    size_t cap = 16, added = 0, local = 0;
-    const char **set;
+    const char *local[CHAT_MEMBERS_MAX];
+    size_t nlocal = 0;
 
     if (chat_members_parse(json, len, self, names, n, count) < 0)
         return -1;
-    for (struct ws_member *m = r->members; m && local <= CHAT_MEMBERS_MAX; m = m->next)
-        local++;
-    /* A room with more members here than a list shows: the database's
-     * answer alone (merging would cost a sort of them all on every join,
-     * and the list is cut at CHAT_MEMBERS_MAX anyway). */
-    if (local > CHAT_MEMBERS_MAX || local == 0)
-        return 0;
-    while (cap < 2 * (*n + local + 1))
-        cap *= 2;
-    const char **v = realloc(*names, (*n + local) * sizeof(*v));
-    if (v)
-        *names = v;
-    if (!v || !(set = calloc(cap, sizeof(*set))))
-        goto err;
-    for (size_t i = 0; i < *n; i++)
-        set_add(set, cap, (*names)[i]);
     for (struct ws_member *m = r->members; m; m = m->next) {
-        if (set_add(set, cap, m->name))
-            continue;
-        char *copy = strdup(m->name);
-        if (!copy) {
-            free(set);
-            goto err;
-        }
-        (*names)[(*n)++] = copy;
-        (*count)++;
-        added++;
+        /* A room with more members here than a list shows: the database's
+         * answer alone (merging would cost a sort of them all on every
+         * join, and the list is cut at CHAT_MEMBERS_MAX anyway). */
+        if (nlocal == CHAT_MEMBERS_MAX)
+            return 0;
+        local[nlocal++] = m->name;
     }
-    free(set);
-    if (added) { /* in order again, and capped like the database's */
-        qsort(*names, *n, sizeof(**names), name_cmp);
-        while (*n > CHAT_MEMBERS_MAX)
-            free((void *)(*names)[--*n]);
-    }
-    return 0;
-err:
-    chat_members_free(*names, *n);
-    return -1;
+    return chat_members_merge(names, n, count, local, nlocal);
 }
 
 /* The room's answer to members: built once from the remembered list and

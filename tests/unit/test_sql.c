@@ -235,6 +235,50 @@ static void test_members_capped(void **state)
     free(json);
 }
 
+/* This process's own members join the database's list: each name once,
+ * sorted, counted once; capped like the database's. */
+static void test_members_merge(void **state)
+{
+    const char *local[] = {"dave", "bob", "alice", "dave"};
+    const char **v;
+    size_t n, count = 2;
+
+    (void)state;
+    assert_int_equal(chat_members_parse("[\"bob\",\"carol\"]", 15, "erin", &v, &n, &count), 0);
+    assert_int_equal(chat_members_merge(&v, &n, &count, local, 4), 0);
+    assert_int_equal(n, 5);
+    assert_int_equal(count, 5); /* 2 + erin + alice + dave */
+    assert_string_equal(v[0], "alice");
+    assert_string_equal(v[1], "bob");
+    assert_string_equal(v[2], "carol");
+    assert_string_equal(v[3], "dave");
+    assert_string_equal(v[4], "erin");
+    assert_int_equal(chat_members_merge(&v, &n, &count, local, 4), 0); /* nothing new */
+    assert_int_equal(n, 5);
+    assert_int_equal(count, 5);
+    assert_int_equal(chat_members_merge(&v, &n, &count, NULL, 0), 0);
+    assert_int_equal(n, 5);
+    chat_members_free(v, n);
+
+    /* a full list: counted, the list stays CHAT_MEMBERS_MAX long */
+    size_t cap = 64 + 12 * CHAT_MEMBERS_MAX, len = 0;
+    char *json = malloc(cap);
+    json[len++] = '[';
+    for (int i = 0; i < CHAT_MEMBERS_MAX; i++)
+        len += (size_t)snprintf(json + len, cap - len, "%s\"m%05d\"", i ? "," : "", i * 2);
+    json[len++] = ']';
+    const char *more[] = {"a", "m00003", "zz"};
+    count = 1000;
+    assert_int_equal(chat_members_parse(json, len, NULL, &v, &n, &count), 0);
+    assert_int_equal(chat_members_merge(&v, &n, &count, more, 3), 0);
+    assert_int_equal(n, CHAT_MEMBERS_MAX);
+    assert_int_equal(count, 1003);
+    assert_string_equal(v[0], "a");
+    assert_string_equal(v[3], "m00003");
+    chat_members_free(v, n);
+    free(json);
+}
+
 static void test_poll_envelope(void **state)
 {
     const char *rooms[2] = {"lobby", "dev"};
@@ -325,11 +369,11 @@ static void test_conninfo_deadlines(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_post_args),          cmocka_unit_test(test_post_failed),
-        cmocka_unit_test(test_post_answer),        cmocka_unit_test(test_presence_and_seen_args),
-        cmocka_unit_test(test_members_self),       cmocka_unit_test(test_members_capped),
-        cmocka_unit_test(test_poll_envelope),      cmocka_unit_test(test_change_answer),
-        cmocka_unit_test(test_conninfo_deadlines),
+        cmocka_unit_test(test_post_args),     cmocka_unit_test(test_post_failed),
+        cmocka_unit_test(test_post_answer),   cmocka_unit_test(test_presence_and_seen_args),
+        cmocka_unit_test(test_members_self),  cmocka_unit_test(test_members_capped),
+        cmocka_unit_test(test_members_merge), cmocka_unit_test(test_poll_envelope),
+        cmocka_unit_test(test_change_answer), cmocka_unit_test(test_conninfo_deadlines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
