@@ -34,6 +34,7 @@ struct ws_config {
     size_t max_message;           /* bytes of one client message (1009) */
     size_t outbox_max;            /* bytes queued to one client (1008) */
     int max_rooms;                /* joined rooms per connection */
+    size_t max_rooms_per_addr;    /* joined rooms of one address's connections; 0: none */
     double send_rate, send_burst; /* token bucket for send, per connection */
     double req_rate, req_burst;   /* token bucket for every request */
     int backlog_max;              /* messages replayed on join */
@@ -209,6 +210,11 @@ static inline bool ws_conn_alive(const struct ws_conn *c)
 {
     return c->state == WS_OPEN;
 }
+/* One more joined room for c's address (--max-rooms-per-addr, counted by
+ * its group like --max-conns-per-addr): 1 counted, 0 not counted (no
+ * bound, or no address), -1 when the address holds its maximum. */
+int ws_conn_addr_room_take(struct ws_conn *c);
+void ws_conn_addr_room_give(struct ws_conn *c); /* undoes a take that returned 1 */
 void ws_conn_ref(struct ws_conn *c);
 void ws_conn_unref(struct ws_conn *c);
 

@@ -128,15 +128,17 @@ static void ring_clear(struct ws_ring *r, size_t *bytes)
     r->cap = r->head = 0;
 }
 
-/* ---- open connections per client address (nginx's X-Chat-Addr) ----
+/* ---- open connections and joined rooms per client address (nginx's
+ * X-Chat-Addr) ----
  * counted by the address's group (core/chat_addr.h: an IPv6 address by its
- * /64), as every per-address bound of both daemons is */
+ * /64), as every per-address bound of both daemons is; an entry lives while
+ * its address has a connection or a joined room here */
 
 #define WS_ADDR_BUCKETS 1024
 
 struct ws_addr_count {
     struct ws_addr_count *next;
-    size_t conns;
+    size_t conns, rooms;
     char addr[CHAT_ADDR_MAX + 1];
 };
 
@@ -168,7 +170,7 @@ static int addr_take(struct ws_conn *c)
     struct ws_server *srv = c->srv;
     struct ws_addr_count **pp, *a;
 
-    if (!srv->cfg.max_per_addr || !c->addr[0])
+    if ((!srv->cfg.max_per_addr && !srv->cfg.max_rooms_per_addr) || !c->addr[0])
         return 0;
     if (!(pp = addr_slot(srv, c->addr)))
         return -1;
@@ -178,7 +180,7 @@ static int addr_take(struct ws_conn *c)
         chat_addr_group(c->addr, a->addr);
         *pp = a;
     }
-    if (a->conns >= srv->cfg.max_per_addr)
+    if (srv->cfg.max_per_addr && a->conns >= srv->cfg.max_per_addr)
         return -1;
     a->conns++;
     c->counted = true;
@@ -193,7 +195,31 @@ static void addr_release(struct ws_conn *c)
         return;
     c->counted = false;
     pp = addr_slot(c->srv, c->addr);
-    if (pp && (a = *pp) && --a->conns == 0) {
+    if (pp && (a = *pp) && --a->conns == 0 && a->rooms == 0) {
+        *pp = a->next;
+        free(a);
+    }
+}
+
+int ws_conn_addr_room_take(struct ws_conn *c)
+{
+    struct ws_addr_count **pp;
+
+    if (!c->srv->cfg.max_rooms_per_addr || !c->counted)
+        return 0;
+    if (!(pp = addr_slot(c->srv, c->addr)) || !*pp) /* (a counted connection has one) */
+        return -1;
+    if ((*pp)->rooms >= c->srv->cfg.max_rooms_per_addr)
+        return -1;
+    (*pp)->rooms++;
+    return 1;
+}
+
+void ws_conn_addr_room_give(struct ws_conn *c)
+{
+    struct ws_addr_count **pp = addr_slot(c->srv, c->addr), *a;
+
+    if (pp && (a = *pp) && a->rooms > 0 && --a->rooms == 0 && a->conns == 0) {
         *pp = a->next;
         free(a);
     }

@@ -50,6 +50,8 @@ static void usage(FILE *f)
             "  --message-timeout S    seconds a started message may take to finish (default 30)\n"
             "  --max-conns-per-addr N connections per client address (nginx's) per process\n"
             "                         (default a quarter of --max-conns; 0: no limit)\n"
+            "  --max-rooms-per-addr N rooms joined by one address's connections per process\n"
+            "                         (default 4 x --max-conns-per-addr; 0: no limit)\n"
             "  --send-rate R          sends per second per connection (default 10, burst 3x)\n"
             "  --req-rate R           requests per second per connection (default 50, burst 2x)\n"
             "  --backlog N            messages replayed on join at most (default 500)\n"
@@ -84,6 +86,8 @@ static int parse_socket_mode(const char *s, unsigned *mode)
 static bool max_message_given;
 /* --max-conns-per-addr was given (else a quarter of --max-conns) */
 static bool per_addr_given;
+/* --max-rooms-per-addr was given (else 4 x --max-conns-per-addr) */
+static bool rooms_per_addr_given;
 
 static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned *mode)
 {
@@ -109,7 +113,8 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
         O_DBTIMEOUT,
         O_PERADDR,
         O_MSGTIME,
-        O_METRICS
+        O_METRICS,
+        O_ROOMSADDR
     };
     static const struct option opts[] = {{"db", 1, 0, O_DB},
                                          {"listen", 1, 0, O_LISTEN},
@@ -133,6 +138,7 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
                                          {"max-conns-per-addr", 1, 0, O_PERADDR},
                                          {"message-timeout", 1, 0, O_MSGTIME},
                                          {"metrics-dir", 1, 0, O_METRICS},
+                                         {"max-rooms-per-addr", 1, 0, O_ROOMSADDR},
                                          {0, 0, 0, 0}};
     int o;
 
@@ -178,6 +184,10 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
             cfg->max_per_addr = v < 0 ? SIZE_MAX : (size_t)v;
             per_addr_given = true;
             break;
+        case O_ROOMSADDR:
+            cfg->max_rooms_per_addr = v < 0 ? SIZE_MAX : (size_t)v;
+            rooms_per_addr_given = true;
+            break;
         case O_RATE:
             cfg->send_rate = strtod(optarg, NULL);
             cfg->send_burst = 3 * cfg->send_rate;
@@ -212,9 +222,9 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
     }
     if (optind < argc || cfg->workers < 1 || cfg->workers > 64 || cfg->heartbeat < 1 ||
         cfg->message_timeout < 1 || cfg->max_conns < 1 || cfg->max_per_addr == SIZE_MAX ||
-        cfg->max_message < 1024 || cfg->outbox_max < 4096 || cfg->max_rooms < 1 ||
-        cfg->send_rate <= 0 || cfg->req_rate <= 0 || cfg->backlog_max < 0 || cfg->batch_max < 1 ||
-        cfg->batch_max > CHAT_BATCH_LIMIT || cfg->handshake_timeout < 100 ||
+        cfg->max_rooms_per_addr == SIZE_MAX || cfg->max_message < 1024 || cfg->outbox_max < 4096 ||
+        cfg->max_rooms < 1 || cfg->send_rate <= 0 || cfg->req_rate <= 0 || cfg->backlog_max < 0 ||
+        cfg->batch_max < 1 || cfg->batch_max > CHAT_BATCH_LIMIT || cfg->handshake_timeout < 100 ||
         cfg->db_timeout < 100) {
         fprintf(stderr, "chat-ws: bad option value (see --help)\n");
         return -1;
@@ -223,6 +233,12 @@ static int parse_options(int argc, char **argv, struct ws_config *cfg, unsigned 
      * fits, one client cannot fill it */
     if (!per_addr_given)
         cfg->max_per_addr = cfg->max_conns / 4 ? cfg->max_conns / 4 : 1;
+    /* its connections average at most 4 rooms each (one may still join
+     * --max-rooms): a crowd behind one NAT in a few rooms each fits, and
+     * one address holds 4 x --max-conns-per-addr subscriptions, not
+     * --max-rooms times as many (docs/operations.md) */
+    if (!rooms_per_addr_given)
+        cfg->max_rooms_per_addr = cfg->max_per_addr * 4;
     return 0;
 }
 

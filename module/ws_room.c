@@ -61,6 +61,7 @@ struct ws_sub {
     struct ws_sub *cnext;         /* in the connection */
     uint8_t state;                /* enum sub_state */
     bool gone;                    /* left while a query for it was in flight */
+    bool addr_counted;            /* counted in its address's joined rooms */
     int64_t since;                /* the join's since (-1: none) */
     int64_t after;                /* delivered up to here: nothing <= it again */
     json_t *ref;                  /* the join's ref until joined is sent */
@@ -304,6 +305,8 @@ static void sub_remove(struct ws_sub *s, bool in_query)
         pp = &(*pp)->cnext;
     *pp = s->cnext;
     c->nsubs--;
+    if (s->addr_counted)
+        ws_conn_addr_room_give(c);
     CHAT_LIST_UNLINK(r->subs, s, rprev, rnext);
     r->nsubs--;
     member_del(r, c->user);
@@ -873,14 +876,22 @@ void ws_room_join(struct ws_conn *c, const char *name, int64_t since, const json
         ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable: join again later", ref);
         return;
     }
+    int counted = ws_conn_addr_room_take(c);
+    if (counted < 0) {
+        ws_conn_error(c, CHAT_E_FORBIDDEN, "too many rooms joined from your address", ref);
+        return;
+    }
     r = ws_room_get(srv, name, true);
     s = r ? calloc(1, sizeof(*s)) : NULL;
     if (!s) {
         if (r && r->refs == 0)
             room_free(r);
+        if (counted)
+            ws_conn_addr_room_give(c);
         ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", ref);
         return;
     }
+    s->addr_counted = counted > 0;
     s->c = c;
     s->r = r;
     s->since = since;
