@@ -30,6 +30,9 @@
 /* all guests of one address share buckets this many times a client's: a
  * guest names itself, and a new name per request must not buy a new budget */
 #define LP_GUEST_ADDR_FACTOR_DEFAULT 10
+/* guest names new to the rate table that one address may bring a minute
+ * (burst as many): a NAT's guests keep theirs, a name per request stops */
+#define LP_MAX_GUESTS_PER_ADDR_DEFAULT 100
 
 /* ---- process-wide settings and state (lp_main.c) ----------------------- */
 
@@ -47,6 +50,7 @@ struct lp_config {
     double req_rate, req_burst;   /* requests (poll, send, typing, history) */
     double guest_addr_factor;     /* > 0: all guests of one address share buckets this
                                    * many times larger, too; 0: off */
+    int max_guests_per_addr;      /* new guest names per address a minute; 0: no bound */
     int rate_table;               /* entries of the bucket table */
     int db_timeout;               /* ms a query may take (lp_db_exec) */
     int batch_max;                /* sends per group commit (lp_writer.c) */
@@ -328,7 +332,8 @@ int lp_rate_init(const struct lp_config *cfg);
 /* Takes a request token (and a send token when send) of the client: who is
  * the speaker ("alice", "~bob", or "" for a guest without a name) at
  * r->addr. true when granted; false when refused, having answered 429
- * rate_limited (nothing is taken then). */
+ * rate_limited (nothing is taken then; a guest name new to the table and
+ * past its address's --max-guests-per-addr is refused so too). */
 bool lp_rate_admit(struct lp_req *r, const char *who, bool send);
 /* Requests refused with 429 since start (for /health). */
 unsigned long lp_rate_refused(void);

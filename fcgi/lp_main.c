@@ -43,6 +43,7 @@ static struct lp_config lp_cfg = {
     .req_rate = 50,
     .req_burst = 100,
     .guest_addr_factor = LP_GUEST_ADDR_FACTOR_DEFAULT,
+    .max_guests_per_addr = LP_MAX_GUESTS_PER_ADDR_DEFAULT,
     .rate_table = LP_RATE_TABLE_DEFAULT,
     .db_timeout = CHAT_DB_TIMEOUT_MS,
     .batch_max = CHAT_BATCH_DEFAULT,
@@ -78,6 +79,9 @@ static void usage(FILE *f)
             "  --req-burst N      requests a client may make at once (default 2 x --req-rate)\n"
             "  --guest-addr-factor F  all guests of one address together: F times a client's\n"
             "                     rates and bursts; 0: no such limit (default 10)\n"
+            "  --max-guests-per-addr N  guest names new to the rate limits that one\n"
+            "                     address may bring a minute (burst N); past it 429;\n"
+            "                     0: no bound (default %d)\n"
             "  --rate-table N     clients the rate limits remember (default %d)\n"
             "  --ws-health PATH   the WebSocket daemon's unix socket, probed by /health\n"
             "  --batch N          sends per group commit at most (default %d; 1 = off)\n"
@@ -88,7 +92,7 @@ static void usage(FILE *f)
             "  --log-level L      error|warn|info|debug (default info)\n"
             "  --log FILE         log to FILE instead of stderr (reopened on SIGHUP)\n",
             LP_MAX_PARKED_DEFAULT, LP_MAX_PARKED_PER_ADDR_DEFAULT, LP_MAX_PRESENCE_PER_ADDR_DEFAULT,
-            LP_RATE_TABLE_DEFAULT, CHAT_BATCH_DEFAULT);
+            LP_MAX_GUESTS_PER_ADDR_DEFAULT, LP_RATE_TABLE_DEFAULT, CHAT_BATCH_DEFAULT);
 }
 
 static int int_arg(const char *name, const char *v, long min, long max, int base)
@@ -135,6 +139,7 @@ enum {
     O_DB_TIMEOUT,
     O_PARKED_ADDR,
     O_PRESENCE_ADDR,
+    O_GUESTS_ADDR,
     O_BATCH,
     O_METRICS,
     O_HELP,
@@ -194,6 +199,9 @@ static bool number_option(int c, const char *v, bool *send_burst, bool *req_burs
     case O_PRESENCE_ADDR:
         lp_cfg.max_presence_per_addr = int_arg("--max-presence-per-addr", v, 0, 1000000, 10);
         break;
+    case O_GUESTS_ADDR:
+        lp_cfg.max_guests_per_addr = int_arg("--max-guests-per-addr", v, 0, 1000000, 10);
+        break;
     case O_RATE_TABLE:
         lp_cfg.rate_table = int_arg("--rate-table", v, 64, 1 << 26, 10);
         break;
@@ -226,6 +234,7 @@ static void parse_args(int argc, char **argv)
         {"rate-table", required_argument, 0, O_RATE_TABLE},
         {"max-parked-per-addr", required_argument, 0, O_PARKED_ADDR},
         {"max-presence-per-addr", required_argument, 0, O_PRESENCE_ADDR},
+        {"max-guests-per-addr", required_argument, 0, O_GUESTS_ADDR},
         {"metrics-dir", required_argument, 0, O_METRICS},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
@@ -470,9 +479,9 @@ static int run_worker(const sigset_t *set)
     log_info("node %s up: %d acceptor threads, max %d parked polls, open files %ld", lp_cfg.node,
              started, lp_cfg.max_parked, chat_sys_raise_nofile());
     log_info("rate limits per client: sends %g/s (burst %g), requests %g/s (burst %g),"
-             " guests per address x%g (0: off)",
+             " guests per address x%g, new guest names per address %d a minute (0: off)",
              lp_cfg.send_rate, lp_cfg.send_burst, lp_cfg.req_rate, lp_cfg.req_burst,
-             lp_cfg.guest_addr_factor);
+             lp_cfg.guest_addr_factor, lp_cfg.max_guests_per_addr);
     if (started > 0) {
         wait_for_stop(set);
         rc = 0;

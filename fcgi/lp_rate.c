@@ -35,7 +35,16 @@
  * newcomer takes a free entry of its set, else the least recently used one.
  * An entry unused for a refill time has full buckets, so forgetting it
  * loses nothing; a table too small forgets busier clients (fails open) and
- * counts it. Keys are 64-bit hashes seeded per process. */
+ * counts it. Keys are 64-bit hashes seeded per process.
+ *
+ * A guest names itself, so a new name at one address buys a fresh pair of
+ * buckets (their sum is capped by the address's, --guest-addr-factor) and
+ * a fresh entry of the table, which everybody shares: rotating names (500
+ * a second from one address at the defaults) would make the table forget
+ * other clients' buckets, which then start over full. So the names new to
+ * the table at one address come out of one more bucket of that address,
+ * --max-guests-per-addr a minute (burst as many): past it the request is
+ * refused before it takes an entry. */
 
 struct rate_entry {
     uint64_t key;     /* 0: free */
@@ -43,7 +52,12 @@ struct rate_entry {
     double send, req; /* tokens */
 };
 
-enum rate_verdict { RATE_OK = 0, RATE_REQUESTS, RATE_SENDS };
+enum rate_verdict { RATE_OK = 0, RATE_REQUESTS, RATE_SENDS, RATE_NAMES };
+
+/* What one entry's buckets refill to and at: a client's, an address's. */
+struct rate_spec {
+    double send_rate, send_burst, req_rate, req_burst;
+};
 
 static const struct lp_config *conf;  /* given at init */
 static struct rate_entry *rate_table; /* NULL: limits off */
@@ -51,7 +65,7 @@ static size_t rate_sets;              /* a power of two */
 static uint64_t rate_seed;
 static int64_t rate_idle_ms; /* from empty to full */
 static pthread_mutex_t rate_locks[RATE_LOCKS];
-static atomic_ulong rate_refused_n, rate_forgot_busy;
+static atomic_ulong rate_refused_n, rate_forgot_busy, rate_names_refused;
 static atomic_llong rate_logged_at;
 
 int lp_rate_init(const struct lp_config *cfg)
@@ -105,8 +119,17 @@ static size_t rate_set_of(uint64_t key)
     return (size_t)(key >> 7) & (rate_sets - 1);
 }
 
-/* The entry of key in its set (locked by the caller), made when missing. */
-static struct rate_entry *rate_entry_of(uint64_t key, int64_t now, double factor)
+/* A client's buckets, factor times (the address's of all its guests). */
+static struct rate_spec spec_of(double factor)
+{
+    return (struct rate_spec){conf->send_rate * factor, conf->send_burst * factor,
+                              conf->req_rate * factor, conf->req_burst * factor};
+}
+
+/* The entry of key in its set (locked by the caller), made when missing
+ * (*made then, when made is not NULL). */
+static struct rate_entry *rate_entry_of(uint64_t key, int64_t now, const struct rate_spec *sp,
+                                        bool *made)
 {
     struct rate_entry *set = &rate_table[rate_set_of(key) * RATE_WAYS];
     struct rate_entry *lru = &set[0];
@@ -116,12 +139,12 @@ static struct rate_entry *rate_entry_of(uint64_t key, int64_t now, double factor
             struct rate_entry *e = &set[i];
             double dt = (double)(now - e->at) / 1000.0;
             e->at = now;
-            e->send += dt * conf->send_rate * factor;
-            if (e->send > conf->send_burst * factor)
-                e->send = conf->send_burst * factor;
-            e->req += dt * conf->req_rate * factor;
-            if (e->req > conf->req_burst * factor)
-                e->req = conf->req_burst * factor;
+            e->send += dt * sp->send_rate;
+            if (e->send > sp->send_burst)
+                e->send = sp->send_burst;
+            e->req += dt * sp->req_rate;
+            if (e->req > sp->req_burst)
+                e->req = sp->req_burst;
             return e;
         }
         if (set[i].at < lru->at)
@@ -131,8 +154,10 @@ static struct rate_entry *rate_entry_of(uint64_t key, int64_t now, double factor
         atomic_fetch_add(&rate_forgot_busy, 1);
     lru->key = key;
     lru->at = now;
-    lru->send = conf->send_burst * factor;
-    lru->req = conf->req_burst * factor;
+    lru->send = sp->send_burst;
+    lru->req = sp->req_burst;
+    if (made)
+        *made = true;
     return lru;
 }
 
@@ -147,8 +172,10 @@ static enum rate_verdict rate_take(uint64_t key, double factor, bool send)
     pthread_mutex_t *m = rate_lock_of(key);
     enum rate_verdict v = RATE_OK;
 
+    struct rate_spec sp = spec_of(factor);
+
     pthread_mutex_lock(m);
-    struct rate_entry *e = rate_entry_of(key, chat_now_ms(), factor);
+    struct rate_entry *e = rate_entry_of(key, chat_now_ms(), &sp, NULL);
     if (conf->req_rate > 0 && e->req < 1.0)
         v = RATE_REQUESTS;
     else if (send && conf->send_rate > 0 && e->send < 1.0)
@@ -166,13 +193,47 @@ static void rate_give(uint64_t key, double factor, bool send)
 {
     pthread_mutex_t *m = rate_lock_of(key);
 
+    struct rate_spec sp = spec_of(factor);
+
     pthread_mutex_lock(m);
-    struct rate_entry *e = rate_entry_of(key, chat_now_ms(), factor);
-    if ((e->req += 1.0) > conf->req_burst * factor)
-        e->req = conf->req_burst * factor;
-    if (send && (e->send += 1.0) > conf->send_burst * factor)
-        e->send = conf->send_burst * factor;
+    struct rate_entry *e = rate_entry_of(key, chat_now_ms(), &sp, NULL);
+    if ((e->req += 1.0) > sp.req_burst)
+        e->req = sp.req_burst;
+    if (send && (e->send += 1.0) > sp.send_burst)
+        e->send = sp.send_burst;
     pthread_mutex_unlock(m);
+}
+
+/* Is key in the table (a guest name its address used lately)? */
+static bool rate_known(uint64_t key)
+{
+    const struct rate_entry *set = &rate_table[rate_set_of(key) * RATE_WAYS];
+    pthread_mutex_t *m = rate_lock_of(key);
+    bool known = false;
+
+    pthread_mutex_lock(m);
+    for (int i = 0; i < RATE_WAYS && !known; i++)
+        known = set[i].key == key;
+    pthread_mutex_unlock(m);
+    return known;
+}
+
+/* A new guest name at group: a token of the address's names bucket
+ * (--max-guests-per-addr a minute, burst as many). */
+static bool rate_new_name(const char *group)
+{
+    uint64_t key = rate_key('n', "", group);
+    pthread_mutex_t *m = rate_lock_of(key);
+    double n = conf->max_guests_per_addr;
+    struct rate_spec sp = {0, 0, n / 60.0, n};
+    bool ok;
+
+    pthread_mutex_lock(m);
+    struct rate_entry *e = rate_entry_of(key, chat_now_ms(), &sp, NULL);
+    if ((ok = e->req >= 1.0))
+        e->req -= 1.0;
+    pthread_mutex_unlock(m);
+    return ok;
 }
 
 static void rate_log(const char *who, const char *addr)
@@ -183,10 +244,11 @@ static void rate_log(const char *who, const char *addr)
     if (now - last < RATE_LOG_GAP_MS ||
         !atomic_compare_exchange_strong(&rate_logged_at, &last, (long long)now))
         return;
-    log_warn("rate limits: %lu requests refused so far (latest: \"%s\" at %s); %lu busy clients"
+    log_warn("rate limits: %lu requests refused so far (%lu for a new guest name past"
+             " --max-guests-per-addr; latest: \"%s\" at %s); %lu busy clients"
              " forgotten for want of room (--rate-table)",
-             atomic_load(&rate_refused_n), who, addr[0] ? addr : "no address",
-             atomic_load(&rate_forgot_busy));
+             atomic_load(&rate_refused_n), atomic_load(&rate_names_refused), who,
+             addr[0] ? addr : "no address", atomic_load(&rate_forgot_busy));
 }
 
 bool lp_rate_admit(struct lp_req *r, const char *who, bool send)
@@ -200,7 +262,13 @@ bool lp_rate_admit(struct lp_req *r, const char *who, bool send)
 
     chat_addr_group(r->addr, group);
     uint64_t key = guest ? rate_key('g', who, group) : rate_key('u', who, "");
-    enum rate_verdict v = rate_take(key, 1.0, send);
+    enum rate_verdict v = RATE_OK;
+
+    if (guest && who[0] && conf->max_guests_per_addr > 0 && !rate_known(key) &&
+        !rate_new_name(group))
+        v = RATE_NAMES; /* refused before it takes an entry */
+    else
+        v = rate_take(key, 1.0, send);
 
     if (v == RATE_OK && guest && conf->guest_addr_factor > 0) {
         uint64_t all = rate_key('a', "", group);
@@ -211,9 +279,12 @@ bool lp_rate_admit(struct lp_req *r, const char *who, bool send)
     if (v == RATE_OK)
         return true;
     atomic_fetch_add(&rate_refused_n, 1);
+    if (v == RATE_NAMES)
+        atomic_fetch_add(&rate_names_refused, 1);
     rate_log(who, r->addr);
     lp_reply_error(&r->conn, CHAT_E_RATE_LIMITED,
-                   v == RATE_SENDS ? "too many messages: slow down"
-                                   : "too many requests: slow down");
+                   v == RATE_SENDS   ? "too many messages: slow down"
+                   : v == RATE_NAMES ? "too many new guest names from your address: keep one"
+                                     : "too many requests: slow down");
     return false;
 }

@@ -117,6 +117,7 @@ start_ws() {
 start_fcgi() {
     setsid "$BIN/chat-fcgi" --db "$DB" --listen "$RUN/fcgi.sock" --threads "$FCGI_THREADS" \
         --ws-health "$RUN/ws.sock" --max-parked-per-addr 0 --max-presence-per-addr 0 \
+        --max-guests-per-addr 0 \
         ${CHAT_FCGI_ARGS:-} >>"$LOG/chat-fcgi.log" 2>&1 8>&- 9>&- &
     PIDS[fcgi]=$!
 }

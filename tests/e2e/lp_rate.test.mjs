@@ -182,8 +182,10 @@ test('IPv6: a guest that changes address within its /64 keeps its buckets; anoth
 
 test('the table is bounded: a full one forgets its least recently used clients, never refuses a newcomer', async () => {
   // 64 entries (8 sets of 8); one send per 10 s, burst 1; the newcomers are
-  // guests of one address: no address bucket here (--guest-addr-factor 0)
-  const w = await startWorker(['--rate-table', '64', '--send-rate', '0.1', '--send-burst', '1', '--guest-addr-factor', '0']);
+  // guests of one address: no address bucket here (--guest-addr-factor 0),
+  // nor a bound on its new names (--max-guests-per-addr 0, lp_hostile_guests)
+  const w = await startWorker(['--rate-table', '64', '--send-rate', '0.1', '--send-burst', '1', '--guest-addr-factor', '0',
+    '--max-guests-per-addr', '0']);
   try {
     const room = uniqueRoom('rate');
     const sendAs = (name, cid) => w.request('send', { body: { room, text: cid, cid, name } });
