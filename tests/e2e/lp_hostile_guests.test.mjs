@@ -88,3 +88,34 @@ test('the default is 100 new guest names a minute per address', async () => {
     await stopClean(w);
   }
 });
+
+test('name rotation no longer makes the rate table forget another address\'s buckets', async () => {
+  // a table of 64 entries (8 sets of 8); one send per 10 s, burst 1. B's
+  // sender spends its send; A then polls with 300 new names. With the bound
+  // off, A's names fill every set and B's spent bucket is forgotten: B may
+  // send again at once (its limit failed open). With it, A brings 5 names
+  // and B's bucket is still spent.
+  const run = async (guests) => {
+    const w = await startWorker(['--rate-table', '64', '--send-rate', '0.1', '--send-burst', '1',
+      '--max-guests-per-addr', String(guests)]);
+    try {
+      const room = uniqueRoom('forget');
+      const sendB = (cid) => w.request('send', { body: { room, text: cid, cid, name: 'spammer' }, params: { REMOTE_ADDR: B } });
+      assert.equal((await sendB('b1')).status, 200);
+      assert.equal((await sendB('b2')).status, 429);
+      const flood = await newNames(w, room, A, 'rot', 300);
+      const served = flood.filter((r) => r.status === 200).length;
+      return { served, again: (await sendB('b3')).status };
+    } finally {
+      await stopClean(w);
+    }
+  };
+  const off = await run(0);
+  const on = await run(5);
+  console.log(`300 new names from A: bound off ${off.served} served, B's next send ${off.again}; ` +
+    `--max-guests-per-addr 5: ${on.served} served, B's next send ${on.again}`);
+  assert.equal(off.served, 300);
+  assert.equal(off.again, 200, 'without the bound the churn forgets B (the reason for it)');
+  assert.ok(on.served >= 5 && on.served < 10, `${on.served} served`); // 5, and 5 a minute
+  assert.equal(on.again, 429, 'B\'s spent bucket is remembered');
+});
