@@ -126,10 +126,8 @@ static struct rate_spec spec_of(double factor)
                               conf->req_rate * factor, conf->req_burst * factor};
 }
 
-/* The entry of key in its set (locked by the caller), made when missing
- * (*made then, when made is not NULL). */
-static struct rate_entry *rate_entry_of(uint64_t key, int64_t now, const struct rate_spec *sp,
-                                        bool *made)
+/* The entry of key in its set (locked by the caller), made when missing. */
+static struct rate_entry *rate_entry_of(uint64_t key, int64_t now, const struct rate_spec *sp)
 {
     struct rate_entry *set = &rate_table[rate_set_of(key) * RATE_WAYS];
     struct rate_entry *lru = &set[0];
@@ -156,8 +154,6 @@ static struct rate_entry *rate_entry_of(uint64_t key, int64_t now, const struct 
     lru->at = now;
     lru->send = sp->send_burst;
     lru->req = sp->req_burst;
-    if (made)
-        *made = true;
     return lru;
 }
 
@@ -171,11 +167,10 @@ static enum rate_verdict rate_take(uint64_t key, double factor, bool send)
 {
     pthread_mutex_t *m = rate_lock_of(key);
     enum rate_verdict v = RATE_OK;
-
     struct rate_spec sp = spec_of(factor);
 
     pthread_mutex_lock(m);
-    struct rate_entry *e = rate_entry_of(key, chat_now_ms(), &sp, NULL);
+    struct rate_entry *e = rate_entry_of(key, chat_now_ms(), &sp);
     if (conf->req_rate > 0 && e->req < 1.0)
         v = RATE_REQUESTS;
     else if (send && conf->send_rate > 0 && e->send < 1.0)
@@ -192,11 +187,10 @@ static enum rate_verdict rate_take(uint64_t key, double factor, bool send)
 static void rate_give(uint64_t key, double factor, bool send)
 {
     pthread_mutex_t *m = rate_lock_of(key);
-
     struct rate_spec sp = spec_of(factor);
 
     pthread_mutex_lock(m);
-    struct rate_entry *e = rate_entry_of(key, chat_now_ms(), &sp, NULL);
+    struct rate_entry *e = rate_entry_of(key, chat_now_ms(), &sp);
     if ((e->req += 1.0) > sp.req_burst)
         e->req = sp.req_burst;
     if (send && (e->send += 1.0) > sp.send_burst)
@@ -229,7 +223,7 @@ static bool rate_new_name(const char *group)
     bool ok;
 
     pthread_mutex_lock(m);
-    struct rate_entry *e = rate_entry_of(key, chat_now_ms(), &sp, NULL);
+    struct rate_entry *e = rate_entry_of(key, chat_now_ms(), &sp);
     if ((ok = e->req >= 1.0))
         e->req -= 1.0;
     pthread_mutex_unlock(m);
@@ -262,7 +256,7 @@ bool lp_rate_admit(struct lp_req *r, const char *who, bool send)
 
     chat_addr_group(r->addr, group);
     uint64_t key = guest ? rate_key('g', who, group) : rate_key('u', who, "");
-    enum rate_verdict v = RATE_OK;
+    enum rate_verdict v;
 
     if (guest && who[0] && conf->max_guests_per_addr > 0 && !rate_known(key) &&
         !rate_new_name(group))
