@@ -55,6 +55,15 @@ static bool name_eq_nocase(const char *name, size_t len, const char *want)
     return true;
 }
 
+bool chat_policy_same(const struct chat_policy *a, const struct chat_policy *b)
+{
+    return strcmp(a->user, b->user) == 0 && a->guests == b->guests && a->readonly == b->readonly &&
+           a->max_text == b->max_text && a->poll_timeout == b->poll_timeout &&
+           a->moderator == b->moderator && a->edit_window == b->edit_window &&
+           strcmp(a->rooms, b->rooms) == 0 && strcmp(a->first_room, b->first_room) == 0 &&
+           strcmp(a->ns, b->ns) == 0;
+}
+
 int chat_policy_key_from_header(const char *name, size_t len)
 {
     int k;

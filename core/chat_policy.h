@@ -48,6 +48,10 @@ struct chat_policy {
 /* Defaults of docs/protocol.md. */
 void chat_policy_init(struct chat_policy *p);
 
+/* Whether a and b are the same policy, every field of it (a connection
+ * may share another's: chat-ws keeps one copy per distinct policy). */
+bool chat_policy_same(const struct chat_policy *a, const struct chat_policy *b);
+
 /* Header name (case-insensitive, e.g. "x-chat-user") or fastcgi param
  * name (exact, e.g. "CHAT_USER") to key; -1 if it is not a policy name. */
 int chat_policy_key_from_header(const char *name, size_t len);
