@@ -67,8 +67,10 @@ test('two sites in namespaces of their own, same room name: nothing crosses, on 
   const seen = []; // every text a client of either site was given
   // first a guest of the shared namespace, whose location's policy is the
   // guests' site's in all but the namespace (chat-ws keeps one copy of
-  // each distinct policy: the namespace must tell them apart)
-  const shared = await guest('s0', WS_BASE);
+  // each distinct policy, per worker: the namespace must tell them apart;
+  // a few, so that every worker has one; tests/unit/test_policy.c
+  // test_same checks every field without depending on that)
+  const shared = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => guest(`s${i}`, WS_BASE)));
   const alice = await member('alice');
   const bob = await member('bob');
   const g = await guest('g');
@@ -155,7 +157,7 @@ test('two sites in namespaces of their own, same room name: nothing crosses, on 
     assert.deepEqual(rows.map((r) => [r.name, Number(r.last_seq)]),
       [[`guests-site:${room}`, 2], [`members-site:${room}`, 2]]);
   } finally {
-    for (const c of [shared, alice, bob, g, g2]) c.close();
+    for (const c of [...shared, alice, bob, g, g2]) c.close();
     await db.end();
   }
 });
