@@ -52,11 +52,11 @@ CORE_SRCS := core/chat_log.c core/chat_utf8.c core/chat_valid.c core/chat_policy
              core/chat_proto.c core/chat_db.c core/chat_sys.c core/chat_http.c \
              core/chat_notify.c core/chat_cursor.c core/chat_members.c core/chat_sql.c \
              core/chat_backoff.c core/chat_typing.c core/chat_supervise.c core/chat_bans.c \
-             core/chat_origin.c core/chat_metrics.c core/chat_addr.c
+             core/chat_origin.c core/chat_metrics.c core/chat_addr.c core/chat_ns.c
 WS_CODEC_SRCS := module/ws_frame.c module/ws_handshake.c
 WS_SRCS := module/ws_main.c module/ws_conn.c module/ws_chat.c module/ws_room.c module/ev.c module/pg.c module/pg_resolve.c
 LP_SRCS := fcgi/lp_main.c fcgi/lp_accept.c fcgi/lp_rate.c fcgi/lp_poll.c fcgi/lp_fcgi.c fcgi/lp_db.c fcgi/lp_query.c fcgi/lp_listener.c fcgi/lp_rooms.c fcgi/lp_seqcache.c fcgi/lp_writer.c fcgi/lp_presence.c fcgi/lp_health.c fcgi/lp_metrics.c fcgi/lp_state.c fcgi/lp_sse.c fcgi/lp_stream.c fcgi/lp_basic.c fcgi/lp_bans.c fcgi/lp_addr.c fcgi/lp_members.c
-UNIT_TESTS := utf8 valid policy proto log notify cursor sql bus frame handshake lp_query bans resolve typing origin metrics addr lp_addr
+UNIT_TESTS := utf8 valid ns policy proto log notify cursor sql bus frame handshake lp_query bans resolve typing origin metrics addr lp_addr
 FUZZ_TARGETS := utf8 proto notify frame handshake query
 
 REL := build/release

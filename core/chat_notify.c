@@ -116,15 +116,47 @@ static bool valid_sender(const char *u, size_t n)
     return u[0] == '~' ? chat_valid_user(u + 1, n - 1) : chat_valid_user(u, n);
 }
 
+/* "ns\t" before the object: the namespace of its room (chat_ns.h), copied
+ * to out->room with its ':'. Moves *p and *len past it; false when the
+ * prefix is there but not a namespace. */
+static bool take_ns(const char **p, size_t *len, struct chat_line *out)
+{
+    size_t n = *len < CHAT_NS_MAX + 1 ? *len : CHAT_NS_MAX + 1;
+
+    if (n > 0 && (*p)[0] == '{')
+        return true;
+    const char *tab = memchr(*p, '\t', n);
+    if (!tab || !chat_valid_ns(*p, (size_t)(tab - *p)))
+        return false;
+    n = (size_t)(tab - *p);
+    memcpy(out->room, *p, n);
+    out->room[n] = ':';
+    *len -= n + 1;
+    *p = tab + 1;
+    return true;
+}
+
+/* The room: a room in the prefix's namespace, or (hints only: never shown to
+ * a client) a whole key, appended to out->room. */
+static bool take_room(const char *p, size_t len, size_t *i, struct chat_line *out)
+{
+    size_t pre = strlen(out->room), n;
+
+    if (!take(p, len, i, ",\"room\":\"") ||
+        !(n = take_plain(p, len, i, out->room + pre, CHAT_ROOM_KEY_MAX - pre)))
+        return false;
+    if (out->op == CHAT_LINE_HINT && pre == 0)
+        return chat_valid_room_key(out->room, n);
+    return chat_valid_room(out->room + pre, n);
+}
+
 int chat_line_parse(const char *p, size_t len, struct chat_line *out)
 {
     size_t i = 0, n;
 
     memset(out, 0, sizeof(*out));
-    if (!whole_object(p, len) || parse_op(p, len, &i, &out->op) < 0)
-        return CHAT_LINE_BAD;
-    if (!take(p, len, &i, ",\"room\":\"") ||
-        !(n = take_plain(p, len, &i, out->room, CHAT_ROOM_MAX)) || !chat_valid_room(out->room, n))
+    if (!take_ns(&p, &len, out) || !whole_object(p, len) || parse_op(p, len, &i, &out->op) < 0 ||
+        !take_room(p, len, &i, out))
         return CHAT_LINE_BAD;
     switch (out->op) {
     case CHAT_LINE_MSG:

@@ -8,8 +8,11 @@
  * One strictness for both daemons: the head must be exactly ours (op, a
  * valid room, a seq of 1..INT64_MAX without leading zeros, a valid user), and
  * the line must be one whole, balanced JSON object; anything else is
- * CHAT_LINE_BAD (a daemon logs it and ignores it). (buf, len) in, no
- * allocation, no NUL needed; room and user are copied out, NUL-terminated. */
+ * CHAT_LINE_BAD (a daemon logs it and ignores it). A line of a room in a
+ * namespace (chat_ns.h) is "ns\t" and then the object; the object's room is
+ * the room as clients know it (only a hint, which no client sees, may name
+ * a whole key instead). (buf, len) in, no allocation, no NUL needed; room
+ * (the key) and user are copied out, NUL-terminated; raw is the object. */
 #ifndef CHAT_NOTIFY_H
 #define CHAT_NOTIFY_H
 
@@ -18,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "chat_ns.h"
 #include "chat_valid.h"
 
 enum chat_line_op {
@@ -31,10 +35,10 @@ enum chat_line_op {
 
 struct chat_line {
     enum chat_line_op op;
-    char room[CHAT_ROOM_MAX + 1];
-    int64_t seq;                    /* msg and hint: >= 1; else 0 */
-    char user[CHAT_SENDER_MAX + 1]; /* typing: who types; else "" */
-    const char *raw;                /* the whole line (borrowed from the caller's buffer) */
+    char room[CHAT_ROOM_KEY_MAX + 1]; /* the room's key (chat_ns.h) */
+    int64_t seq;                      /* msg and hint: >= 1; else 0 */
+    char user[CHAT_SENDER_MAX + 1];   /* typing: who types; else "" */
+    const char *raw;                  /* the whole line (borrowed from the caller's buffer) */
     size_t len;
 };
 

@@ -21,6 +21,7 @@ static const struct policy_name policy_names[CHAT_POLICY_NKEYS] = {
     [CHAT_POLICY_ROLE] = {"x-chat-role", "CHAT_ROLE"},
     [CHAT_POLICY_EDIT_WINDOW] = {"x-chat-edit-window", "CHAT_EDIT_WINDOW"},
     [CHAT_POLICY_FIRST_ROOM] = {"x-chat-first-room", "CHAT_FIRST_ROOM"},
+    [CHAT_POLICY_NAMESPACE] = {"x-chat-namespace", "CHAT_NAMESPACE"},
 };
 
 void chat_policy_init(struct chat_policy *p)
@@ -52,6 +53,15 @@ static bool name_eq_nocase(const char *name, size_t len, const char *want)
             return false;
     }
     return true;
+}
+
+bool chat_policy_same(const struct chat_policy *a, const struct chat_policy *b)
+{
+    return strcmp(a->user, b->user) == 0 && a->guests == b->guests && a->readonly == b->readonly &&
+           a->max_text == b->max_text && a->poll_timeout == b->poll_timeout &&
+           a->moderator == b->moderator && a->edit_window == b->edit_window &&
+           strcmp(a->rooms, b->rooms) == 0 && strcmp(a->first_room, b->first_room) == 0 &&
+           strcmp(a->ns, b->ns) == 0;
 }
 
 int chat_policy_key_from_header(const char *name, size_t len)
@@ -228,6 +238,14 @@ int chat_policy_set(struct chat_policy *p, enum chat_policy_key key, const char 
         }
         memcpy(p->first_room, v, len);
         p->first_room[len] = '\0';
+        return 0;
+    case CHAT_POLICY_NAMESPACE:
+        if (!chat_valid_ns(v, len)) {
+            *why = "namespace must be 1..32 of a-z, 0-9, _ and -, starting with a letter or digit";
+            return -1;
+        }
+        memcpy(p->ns, v, len);
+        p->ns[len] = '\0';
         return 0;
     default:
         *why = "unknown policy key";

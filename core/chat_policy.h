@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "chat_ns.h"
 #include "chat_valid.h"
 
 #define CHAT_ROOMS_SPEC_MAX 1024 /* bytes of the allowed-rooms list */
@@ -27,6 +28,7 @@ enum chat_policy_key {
     CHAT_POLICY_ROLE,         /* X-Chat-Role      CHAT_ROLE     user|moderator */
     CHAT_POLICY_EDIT_WINDOW,  /* X-Chat-Edit-Window CHAT_EDIT_WINDOW 0..CHAT_EDIT_WINDOW_MAX s */
     CHAT_POLICY_FIRST_ROOM,   /* X-Chat-First-Room CHAT_FIRST_ROOM a room name */
+    CHAT_POLICY_NAMESPACE,    /* X-Chat-Namespace CHAT_NAMESPACE a namespace (chat_ns.h) */
     CHAT_POLICY_NKEYS
 };
 
@@ -40,10 +42,15 @@ struct chat_policy {
     unsigned edit_window;                /* seconds an author may edit/delete; default 900 */
     char rooms[CHAT_ROOMS_SPEC_MAX + 1]; /* space-separated patterns, default "*" */
     char first_room[CHAT_ROOM_MAX + 1];  /* the room a client opens first; "" = derived */
+    char ns[CHAT_NS_MAX + 1];            /* the rooms' namespace; "" = the shared default */
 };
 
 /* Defaults of docs/protocol.md. */
 void chat_policy_init(struct chat_policy *p);
+
+/* Whether a and b are the same policy, every field of it (a connection
+ * may share another's: chat-ws keeps one copy per distinct policy). */
+bool chat_policy_same(const struct chat_policy *a, const struct chat_policy *b);
 
 /* Header name (case-insensitive, e.g. "x-chat-user") or fastcgi param
  * name (exact, e.g. "CHAT_USER") to key; -1 if it is not a policy name. */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "chat_bans.h"
+#include "chat_ns.h"
 #include "chat_valid.h"
 
 /* ---- errors ---------------------------------------------------------- */
@@ -256,7 +257,8 @@ static enum chat_err parse_fields(struct chat_request *r, size_t max_text, const
 }
 
 enum chat_err chat_request_parse(struct chat_request *r, const char *buf, size_t len,
-                                 enum chat_op want_op, size_t max_text, const char **why)
+                                 enum chat_op want_op, size_t max_text, const char *ns,
+                                 const char **why)
 {
     const char *dummy;
     json_error_t jerr;
@@ -281,6 +283,8 @@ enum chat_err chat_request_parse(struct chat_request *r, const char *buf, size_t
         e = parse_op(r, want_op, why);
     if (e == CHAT_OK)
         e = parse_fields(r, max_text, why);
+    if (e == CHAT_OK && r->room.p && chat_room_key(ns, r->room.p, r->room.len, r->key) == 0)
+        e = fail(CHAT_E_BAD_REQUEST, "missing or invalid room", why);
     if (e == CHAT_OK)
         *why = "ok";
     return e;
@@ -535,7 +539,7 @@ char *chat_encode_joined_h(const char *room, int64_t seq, const char *const *mem
     struct out o = {0};
 
     out_op(&o, "joined");
-    out_key_str(&o, "room", room);
+    out_key_str(&o, "room", chat_room_local(room));
     out_fmt(&o, ",\"seq\":%" PRId64, seq);
     out_key_names(&o, "members", members, n);
     out_fmt(&o, ",\"count\":%zu", count);
@@ -556,7 +560,7 @@ char *chat_encode_left(const char *room, const json_t *ref, size_t *len)
     struct out o = {0};
 
     out_op(&o, "left");
-    out_key_str(&o, "room", room);
+    out_key_str(&o, "room", chat_room_local(room));
     out_ref(&o, ref);
     return out_finish(&o, len);
 }
@@ -567,7 +571,7 @@ char *chat_encode_ack(const char *room, const char *cid, int64_t seq, const char
     struct out o = {0};
 
     out_op(&o, "ack");
-    out_key_str(&o, "room", room);
+    out_key_str(&o, "room", chat_room_local(room));
     if (cid != NULL)
         out_key_str(&o, "cid", cid);
     out_fmt(&o, ",\"seq\":%" PRId64, seq);
@@ -583,7 +587,7 @@ char *chat_encode_page(const char *op, const char *room, const struct chat_str *
     size_t i;
 
     out_op(&o, op);
-    out_key_str(&o, "room", room);
+    out_key_str(&o, "room", chat_room_local(room));
     out_lit(&o, ",\"messages\":[");
     for (i = 0; i < n; i++) {
         if (i > 0)
@@ -629,7 +633,7 @@ char *chat_encode_poll_p(const char *events, size_t events_len, const char *cons
     out_mem(&o, events, events_len);
     out_lit(&o, "],\"cursor\":\"");
     for (size_t i = 0; i < n; i++) {
-        out_lit(&o, rooms[i]); /* valid room names need no escaping */
+        out_lit(&o, chat_room_local(rooms[i])); /* valid room names need no escaping */
         out_fmt(&o, ":%lld%s", (long long)cursors[i], i + 1 < n ? "," : "");
     }
     out_lit(&o, "\"");
@@ -641,7 +645,7 @@ char *chat_encode_poll_p(const char *events, size_t events_len, const char *cons
         if (horizons[i] <= 0)
             continue;
         out_lit(&o, any ? "," : ",\"horizon\":{");
-        out_str(&o, rooms[i]);
+        out_str(&o, chat_room_local(rooms[i]));
         out_fmt(&o, ":%lld", (long long)horizons[i]);
         any = true;
     }
@@ -659,7 +663,7 @@ char *chat_encode_reset(const char *room, int64_t seq, size_t *len)
     struct out o = {0};
 
     out_op(&o, "reset");
-    out_key_str(&o, "room", room);
+    out_key_str(&o, "room", chat_room_local(room));
     out_fmt(&o, ",\"seq\":%" PRId64, seq);
     return out_finish(&o, len);
 }
@@ -668,8 +672,11 @@ char *chat_encode_typing(const char *room, const char *user, size_t *len)
 {
     struct out o = {0};
 
+    out_mem(&o, room, chat_room_ns_len(room)); /* the bus line's namespace */
+    if (chat_room_ns_len(room) > 0)
+        out_mem(&o, "\t", 1);
     out_op(&o, "typing");
-    out_key_str(&o, "room", room);
+    out_key_str(&o, "room", chat_room_local(room));
     out_key_str(&o, "user", user);
     return out_finish(&o, len);
 }
@@ -680,7 +687,7 @@ char *chat_encode_members(const char *room, const char *const *members, size_t n
     struct out o = {0};
 
     out_op(&o, "members");
-    out_key_str(&o, "room", room);
+    out_key_str(&o, "room", chat_room_local(room));
     out_key_names(&o, "members", members, n);
     out_fmt(&o, ",\"count\":%zu", count);
     out_ref(&o, ref);
@@ -702,7 +709,7 @@ char *chat_encode_presence(const char *room, const char *const *online, size_t n
     struct out o = {0};
 
     out_op(&o, "presence");
-    out_key_str(&o, "room", room);
+    out_key_str(&o, "room", chat_room_local(room));
     if (online != NULL)
         out_key_names(&o, "online", online, n_on);
     if (offline != NULL)

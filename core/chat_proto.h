@@ -65,14 +65,15 @@ struct chat_str {
 
 struct chat_request {
     enum chat_op op;
-    json_t *root;           /* owned */
-    json_t *ref;            /* borrowed from root; NULL when absent */
-    struct chat_str room;   /* join leave send history typing members: valid room */
-    struct chat_str text;   /* send edit: checked against max_text */
-    struct chat_str cid;    /* send edit delete: optional, valid cid */
-    struct chat_str name;   /* send: optional guest name (HTTP); not validated here */
-    int64_t since;          /* join: -1 when absent ("the last 50") */
-    int64_t before;         /* history: 0 when absent ("latest") */
+    json_t *root;                    /* owned */
+    json_t *ref;                     /* borrowed from root; NULL when absent */
+    struct chat_str room;            /* join leave send history typing members: valid room */
+    char key[CHAT_ROOM_KEY_MAX + 1]; /* with room: its key in the location's namespace */
+    struct chat_str text;            /* send edit: checked against max_text */
+    struct chat_str cid;             /* send edit delete: optional, valid cid */
+    struct chat_str name;            /* send: optional guest name (HTTP); not validated here */
+    int64_t since;                   /* join: -1 when absent ("the last 50") */
+    int64_t before;                  /* history: 0 when absent ("latest") */
     int64_t seq;            /* edit delete: the message changed, >= 1; unban: the ban's id */
     struct chat_str user;   /* ban: "alice" or "~guest"; optional when addr */
     struct chat_str addr;   /* ban: "192.0.2.7", "198.51.100.0/24", "2001:db8::/32" */
@@ -89,12 +90,15 @@ struct chat_request {
  * message; on error r->ref is still set when the request had a valid ref,
  * so the error reply can echo it. Always call chat_request_free(). */
 enum chat_err chat_request_parse(struct chat_request *r, const char *buf, size_t len,
-                                 enum chat_op want_op, size_t max_text, const char **why);
+                                 enum chat_op want_op, size_t max_text, const char *ns,
+                                 const char **why);
 void chat_request_free(struct chat_request *r);
 
 /* Encoders. Each returns a new malloc'd, NUL-terminated compact JSON text
  * and its length in *len, or NULL when out of memory. ref may be NULL
- * (then no "ref" key). Names are NUL-terminated and already valid. */
+ * (then no "ref" key). Names are NUL-terminated and already valid. A room
+ * is given as its key (chat_ns.h); the text has the room as clients know
+ * it. */
 char *chat_encode_hello(const char *user, int heartbeat, size_t *len);
 /* hello with "role":"moderator" when moderator (the page shows its controls;
  * the daemon, not the page, decides what a moderator may do). */
@@ -142,6 +146,8 @@ char *chat_encode_poll_p(const char *events, size_t events_len, const char *cons
                          const int64_t *cursors, const int64_t *horizons, size_t n,
                          const char *members, const char *user, const struct chat_policy *p,
                          size_t *len);
+/* The typing line for the bus (channel 'chat'): "ns\t" first when the
+ * room's key has a namespace (chat_notify.h). */
 char *chat_encode_typing(const char *room, const char *user, size_t *len);
 /* {"op":"reset","room":R,"seq":N}: the room's history past N is not what
  * was delivered (the database went back in time): drop what is shown past

@@ -139,7 +139,7 @@ void chat_change_params(struct chat_change_params *a, const struct chat_request 
 {
     snprintf(a->seq, sizeof(a->seq), "%lld", (long long)r->seq);
     snprintf(a->window, sizeof(a->window), "%u", p->edit_window);
-    a->params[0] = r->room.p;
+    a->params[0] = r->key;
     a->params[1] = actor;
     a->params[2] = a->seq;
     a->params[3] = r->op == CHAT_OP_EDIT ? "edit" : "delete";

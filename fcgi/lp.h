@@ -251,7 +251,7 @@ struct lp_send {
     struct lp_send *next;
     struct lp_conn conn;
     struct chat_request req; /* owned: text, cid, ref point into it */
-    char room[CHAT_ROOM_MAX + 1];
+    char room[CHAT_ROOM_KEY_MAX + 1];
     char sender[CHAT_SENDER_MAX + 1];
 };
 

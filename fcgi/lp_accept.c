@@ -59,8 +59,10 @@ static int identity(struct lp_req *r, const char *body_name, size_t body_len, ch
     }
 }
 
+/* room: a key of the location's namespace (chat_ns.h). */
 static bool room_allowed(struct lp_req *r, const char *room)
 {
+    room = chat_room_local(room);
     if (chat_policy_room_allowed(&r->policy, room, strlen(room)))
         return true;
     lp_reply_error(&r->conn, CHAT_E_FORBIDDEN, "room not allowed here");
@@ -102,21 +104,21 @@ static int check_writable(struct lp_req *r)
  * (a send also spends the send bucket). 0: admitted, q, room and sender
  * filled, the caller frees q; -1: answered and q freed. */
 static int admit_write(struct lp_req *r, enum chat_op op, struct chat_request *q,
-                       char room[CHAT_ROOM_MAX + 1], char sender[CHAT_SENDER_MAX + 1])
+                       char room[CHAT_ROOM_KEY_MAX + 1], char sender[CHAT_SENDER_MAX + 1])
 {
     const char *why;
     enum chat_err e;
 
     if (check_writable(r) < 0)
         return -1;
-    e = chat_request_parse(q, r->body, r->body_len, op, r->policy.max_text, &why);
+    e = chat_request_parse(q, r->body, r->body_len, op, r->policy.max_text, r->policy.ns, &why);
     if (e != CHAT_OK) {
         lp_reply_error(&r->conn, e, why);
         chat_request_free(q);
         return -1;
     }
     json_t *name = json_object_get(q->root, "name");
-    snprintf(room, CHAT_ROOM_MAX + 1, "%.*s", (int)q->room.len, q->room.p);
+    memcpy(room, q->key, CHAT_ROOM_KEY_MAX + 1);
     if (identity(r, json_string_value(name), json_string_length(name), sender) == 0 &&
         !lp_bans_refuse(r, sender) && room_allowed(r, room) &&
         lp_rate_admit(r, sender, op != CHAT_OP_TYPING))
@@ -152,7 +154,7 @@ static void handle_send(struct lp_req *r)
  * the same mapping of its answer as chat-ws (core/chat_sql.h). */
 static void handle_change(struct lp_req *r, PGconn **db, enum chat_op op)
 {
-    char room[CHAT_ROOM_MAX + 1], sender[CHAT_SENDER_MAX + 1];
+    char room[CHAT_ROOM_KEY_MAX + 1], sender[CHAT_SENDER_MAX + 1];
     struct chat_change_params a;
     struct chat_request q;
     struct chat_post_ack ack;
@@ -202,7 +204,7 @@ static void handle_moderate(struct lp_req *r, PGconn **db, enum chat_op op)
     if (op != CHAT_OP_BANS) {
         if (check_writable(r) < 0)
             return;
-        enum chat_err e = chat_request_parse(&q, r->body, r->body_len, op, 0, &why);
+        enum chat_err e = chat_request_parse(&q, r->body, r->body_len, op, 0, NULL, &why);
         if (e != CHAT_OK) {
             lp_reply_error(&r->conn, e, why);
             chat_request_free(&q);
@@ -256,7 +258,7 @@ static bool typing_too_soon(const char *room, const char *sender, const char *ad
 static void handle_typing(struct lp_req *r, PGconn **db)
 {
     struct chat_request q;
-    char room[CHAT_ROOM_MAX + 1], sender[CHAT_SENDER_MAX + 1];
+    char room[CHAT_ROOM_KEY_MAX + 1], sender[CHAT_SENDER_MAX + 1];
 
     if (admit_write(r, CHAT_OP_TYPING, &q, room, sender) < 0)
         return;
@@ -311,17 +313,17 @@ static const char *reader(struct lp_req *r, char *out)
     return out;
 }
 
-/* The query of a page: room (allowed here), before (0: the newest) and
- * limit (1..max) as decimal strings for the statement, then the rate
- * bucket. 0: go on; -1: answered. */
-static int page_query(struct lp_req *r, int64_t max, char room[CHAT_ROOM_MAX + 2],
+/* The query of a page: room (allowed here; its key), before (0: the
+ * newest) and limit (1..max) as decimal strings for the statement, then
+ * the rate bucket. 0: go on; -1: answered. */
+static int page_query(struct lp_req *r, int64_t max, char room[CHAT_ROOM_KEY_MAX + 1],
                       char before_s[24], char limit_s[16])
 {
-    char num[32], who[CHAT_SENDER_MAX + 1], why[48];
+    char num[32], who[CHAT_SENDER_MAX + 1], why[48], name[CHAT_ROOM_MAX + 2];
     int64_t before = 0, limit = CHAT_HISTORY_DEFAULT;
-    int n = query_param(r, "room", room, CHAT_ROOM_MAX + 2);
+    int n = query_param(r, "room", name, sizeof(name));
 
-    if (n < 0 || !chat_valid_room(room, (size_t)n))
+    if (n < 0 || chat_room_key(r->policy.ns, name, (size_t)n, room) == 0)
         return lp_reply_error(&r->conn, CHAT_E_BAD_REQUEST, "missing or invalid room"), -1;
     n = query_param(r, "before", num, sizeof(num));
     if (n == CHAT_QUERY_BAD ||
@@ -341,7 +343,7 @@ static int page_query(struct lp_req *r, int64_t max, char room[CHAT_ROOM_MAX + 2
 
 static void handle_history(struct lp_req *r, PGconn **db)
 {
-    char room[CHAT_ROOM_MAX + 2], before_s[24], limit_s[16];
+    char room[CHAT_ROOM_KEY_MAX + 1], before_s[24], limit_s[16];
 
     if (page_query(r, CHAT_HISTORY_MAX, room, before_s, limit_s) < 0)
         return;
@@ -356,7 +358,7 @@ static void handle_history(struct lp_req *r, PGconn **db)
 
 static void handle_search(struct lp_req *r, PGconn **db)
 {
-    char room[CHAT_ROOM_MAX + 2], q[CHAT_SEARCH_Q_MAX + 2], before_s[24], limit_s[16];
+    char room[CHAT_ROOM_KEY_MAX + 1], q[CHAT_SEARCH_Q_MAX + 2], before_s[24], limit_s[16];
     int n = query_param(r, "q", q, sizeof(q));
 
     /* the text first: a bad q is a bad request whatever the room */

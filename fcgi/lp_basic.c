@@ -247,9 +247,10 @@ static void room_page(struct lp_req *r, PGconn **db)
         name[CHAT_USER_MAX + 2];
     char who[CHAT_SENDER_MAX + 1], cid[TOKEN_LEN + 1], cookie_hdr[256] = "";
     int64_t before = 0, refresh = 0, first = 0;
+    char key[CHAT_ROOM_KEY_MAX + 1]; /* the room in the database (chat_ns.h) */
     int n = chat_query_get(r->query, r->query_len, "r", room, sizeof(room));
 
-    if (n < 0 || !chat_valid_room(room, (size_t)n))
+    if (n < 0 || chat_room_key(r->policy.ns, room, (size_t)n, key) == 0)
         return error_page(
             r, 400, "No such room name: 1-64 of a-z 0-9 _ -, starting with a letter or digit.",
             NULL);
@@ -280,7 +281,7 @@ static void room_page(struct lp_req *r, PGconn **db)
     if (csrf_new(cid) < 0)
         cid[0] = '\0';
     snprintf(before_s, sizeof(before_s), "%" PRId64, before);
-    const char *vals[3] = {room, before_s, CHAT_STR(PAGE)};
+    const char *vals[3] = {key, before_s, CHAT_STR(PAGE)};
     PGresult *res = lp_db_query(db, "basic", CHAT_SQL_HISTORY, 3, vals);
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
         PQclear(res);
@@ -351,7 +352,7 @@ static void room_page(struct lp_req *r, PGconn **db)
     }
     bad |= add(&b, "</body></html>\n");
     if (who[0])
-        lp_presence_touch(room, who, r->addr, r->policy.poll_timeout);
+        lp_presence_touch(key, who, r->addr, r->policy.poll_timeout);
     if (!bad)
         reply(r, 200, cookie_hdr, &b);
     else
@@ -377,8 +378,9 @@ static void post(struct lp_req *r, PGconn **db)
         return error_page(r, 415, "Send the form as application/x-www-form-urlencoded.", NULL);
     if (r->body_too_large)
         return error_page(r, 413, "The message is too long.", NULL);
+    char key[CHAT_ROOM_KEY_MAX + 1]; /* the room in the database (chat_ns.h) */
     int n = field(r, "room", room, sizeof(room));
-    if (n < 0 || !chat_valid_room(room, (size_t)n))
+    if (n < 0 || chat_room_key(r->policy.ns, room, (size_t)n, key) == 0)
         return error_page(r, 400, "No such room name.", NULL);
     csrf_cookie(r, tok);
     n = field(r, "token", got, sizeof(got));
@@ -433,7 +435,7 @@ static void post(struct lp_req *r, PGconn **db)
         return;
     }
     struct chat_sbuf a[4] = {{0}, {0}, {0}, {0}};
-    int bad = chat_db_array_add(&a[0], room, strlen(room)) | chat_db_array_end(&a[0]);
+    int bad = chat_db_array_add(&a[0], key, strlen(key)) | chat_db_array_end(&a[0]);
     bad |= chat_db_array_add(&a[1], who, strlen(who)) | chat_db_array_end(&a[1]);
     bad |= chat_db_array_add(&a[2], text, len) | chat_db_array_end(&a[2]);
     if (k > 0) /* the form's own cid: sending it twice stores it once */

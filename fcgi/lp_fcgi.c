@@ -33,7 +33,7 @@
 
 static const char *const policy_params[] = {
     "CHAT_USER",         "CHAT_GUESTS", "CHAT_ROOMS",       "CHAT_READONLY",   "CHAT_MAX_TEXT",
-    "CHAT_POLL_TIMEOUT", "CHAT_ROLE",   "CHAT_EDIT_WINDOW", "CHAT_FIRST_ROOM",
+    "CHAT_POLL_TIMEOUT", "CHAT_ROLE",   "CHAT_EDIT_WINDOW", "CHAT_FIRST_ROOM", "CHAT_NAMESPACE",
 };
 
 static unsigned char *put_record_header(unsigned char *h, int type, int id, size_t clen)

@@ -32,11 +32,11 @@
 #define LOAD_WAIT_MS 500 /* a reader that has not answered by then is not waited for */
 
 struct slot {
-    char room[CHAT_ROOM_MAX + 1]; /* "": free */
-    int64_t at;                   /* ms the answer was read; 0: none yet */
-    int64_t used;                 /* ms it was last asked for */
-    int64_t loading;              /* ms a thread began to read it; 0: nobody */
-    unsigned gen, load_gen;       /* presence changes heard; gen when the read began */
+    char room[CHAT_ROOM_KEY_MAX + 1]; /* "": free */
+    int64_t at;                       /* ms the answer was read; 0: none yet */
+    int64_t used;                     /* ms it was last asked for */
+    int64_t loading;                  /* ms a thread began to read it; 0: nobody */
+    unsigned gen, load_gen;           /* presence changes heard; gen when the read began */
     size_t count;
     char *json; /* the members array */
 };
@@ -73,7 +73,7 @@ static struct slot *slot_of(const char *room, bool make)
         if (set[i].loading == 0 && (victim == NULL || set[i].used < victim->used))
             victim = &set[i];
     }
-    if (!make || victim == NULL || strlen(room) > CHAT_ROOM_MAX)
+    if (!make || victim == NULL || strlen(room) > CHAT_ROOM_KEY_MAX)
         return NULL;
     free(victim->json);
     memset(victim, 0, sizeof(*victim));

@@ -69,6 +69,10 @@ int lp_poll_parse(struct lp_req *r, struct lp_poll_ctx *c)
             lp_reply_error(&r->conn, CHAT_E_FORBIDDEN, "room not allowed here");
             return -1;
         }
+        char *room = c->rooms[i].room, key[CHAT_ROOM_KEY_MAX + 1];
+        if (chat_room_key(r->policy.ns, room, strlen(room), key) == 0)
+            return bad(r, "bad rooms: room or room:N, separated by commas");
+        memcpy(room, key, sizeof(key));
         c->backlog |= c->rooms[i].seq < 0;
         c->cursor[i] = c->rooms[i].seq < 0 ? 0 : c->rooms[i].seq;
     }
@@ -215,7 +219,7 @@ char *lp_poll_members(PGconn **db, struct lp_poll_ctx *c)
         for (size_t k = 0; list && k < n; k++)
             json_array_append_new(list, json_string(names[k]));
         chat_members_free(names, n);
-        json_object_set_new(all, c->rooms[i].room,
+        json_object_set_new(all, chat_room_local(c->rooms[i].room),
                             json_pack("{s:o, s:I}", "members", list, "count", (json_int_t)count));
     }
     if (all)

@@ -34,7 +34,7 @@ struct pair {
     enum pair_state state;
     bool touched; /* polled again while going offline */
     int64_t expires;
-    char room[CHAT_ROOM_MAX + 1];
+    char room[CHAT_ROOM_KEY_MAX + 1];
     char member[CHAT_SENDER_MAX + 1];
     char addr[CHAT_ADDR_MAX + 1]; /* whose poll made it: counted against --max-presence-per-addr */
 };

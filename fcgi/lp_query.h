@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chat_ns.h"
 #include "chat_valid.h"
 
 #include "chat_http.h"
@@ -18,8 +19,9 @@ enum {
 };
 
 struct lp_cursor {
-    char room[CHAT_ROOM_MAX + 1]; /* valid room name, NUL-terminated */
-    int64_t seq;                  /* position in the room; -1 when not given */
+    char room[CHAT_ROOM_KEY_MAX + 1]; /* valid room name, NUL-terminated (lp_poll
+                                       * makes it the room's key, chat_ns.h) */
+    int64_t seq;                      /* position in the room; -1 when not given */
 };
 
 /* Parses a decoded cursor list: entries "room" or "room:N" (N >= 0)

@@ -37,7 +37,7 @@ struct lp_room {
     struct lp_room *hnext;
     struct lp_room *dirty_next;
     bool dirty, force_read;
-    char name[CHAT_ROOM_MAX + 1];
+    char name[CHAT_ROOM_KEY_MAX + 1];
     int64_t known; /* highest seq heard of */
     int64_t est;   /* threshold vouched for under est_gen (lp_seqcache.c) */
     unsigned est_gen;
@@ -114,7 +114,7 @@ static struct lp_room *find(const char *name, size_t len, bool create)
 {
     size_t i = hash_name(name, len) & (nbuckets - 1);
 
-    if (len == 0 || len > CHAT_ROOM_MAX)
+    if (len == 0 || len > CHAT_ROOM_KEY_MAX)
         return NULL;
     for (struct lp_room *r = buckets[i]; r; r = r->hnext)
         if (strlen(r->name) == len && memcmp(r->name, name, len) == 0)
@@ -281,7 +281,8 @@ static void news_line(const char *line, size_t len)
             }
             r->touched = chat_now_ms();
             if (r->nwaiters > 0)
-                add_item(r, l.op == CHAT_LINE_MSG ? ITEM_MSG : ITEM_HINT, l.seq, line, len, NULL);
+                add_item(r, l.op == CHAT_LINE_MSG ? ITEM_MSG : ITEM_HINT, l.seq, l.raw, l.len,
+                         NULL);
         }
     } else {
         struct lp_room *r = find(l.room, nlen, false);
@@ -289,9 +290,9 @@ static void news_line(const char *line, size_t len)
         if (l.op == CHAT_LINE_PRESENCE)
             lp_members_changed(l.room); /* the cached list is stale now */
         if (r && r->nwaiters > 0 && l.op == CHAT_LINE_PRESENCE)
-            presence_sole(line, len, sole, sizeof(sole));
+            presence_sole(l.raw, l.len, sole, sizeof(sole));
         if (r && r->nwaiters > 0)
-            add_item(r, ITEM_EPHEMERAL, 0, line, len, l.op == CHAT_LINE_TYPING ? l.user : sole);
+            add_item(r, ITEM_EPHEMERAL, 0, l.raw, l.len, l.op == CHAT_LINE_TYPING ? l.user : sole);
     }
 }
 

@@ -23,7 +23,7 @@ struct lp_wait { /* one room of one parked poll */
     int64_t cursor;
     bool need_read;
     bool suspect; /* heard a message at or below its cursor (chat_cursor.h) */
-    char name[CHAT_ROOM_MAX + 1];
+    char name[CHAT_ROOM_KEY_MAX + 1];
 };
 
 struct lp_poll {

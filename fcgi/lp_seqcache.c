@@ -18,7 +18,7 @@
 #define STRIPES 64
 
 struct slot {
-    char room[CHAT_ROOM_MAX + 1];
+    char room[CHAT_ROOM_KEY_MAX + 1];
     int64_t p;
     unsigned gen;
 };
@@ -43,7 +43,7 @@ void lp_seqcache_put(const char *room, int64_t p, unsigned gen)
     size_t i = slot_of(room);
     size_t len = strlen(room);
 
-    if (len > CHAT_ROOM_MAX)
+    if (len > CHAT_ROOM_KEY_MAX)
         return;
     pthread_once(&once, init);
     pthread_mutex_lock(&stripes[i % STRIPES]);

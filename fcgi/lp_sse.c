@@ -40,7 +40,7 @@ static int resume(struct lp_req *r, struct lp_poll_ctx *c)
             return bad(r, "bad Last-Event-ID: room:N pairs separated by commas"), -1;
         for (int j = 0; j < k; j++)
             for (size_t i = 0; i < c->n; i++)
-                if (le[j].seq >= 0 && strcmp(le[j].room, c->rooms[i].room) == 0)
+                if (le[j].seq >= 0 && strcmp(le[j].room, chat_room_local(c->rooms[i].room)) == 0)
                     c->rooms[i].seq = le[j].seq;
     }
     c->backlog = false;

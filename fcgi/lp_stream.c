@@ -69,7 +69,8 @@ int lp_stream_cursor(const struct lp_stream *s, struct chat_sbuf *out)
         int len = snprintf(num, sizeof(num), ":%" PRId64, s->at[i].seq < 0 ? 0 : s->at[i].seq);
         if (i)
             bad |= chat_sbuf_add(out, ",", 1);
-        bad |= chat_sbuf_add(out, s->at[i].room, strlen(s->at[i].room));
+        const char *room = chat_room_local(s->at[i].room);
+        bad |= chat_sbuf_add(out, room, strlen(room));
         bad |= chat_sbuf_add(out, num, (size_t)len);
     }
     bad |= chat_sbuf_add(out, "", 1); /* NUL */
@@ -90,7 +91,8 @@ static int add_line(struct lp_stream *s, struct chat_sbuf *out, const char *line
         return 0;
     if (chat_line_parse(line, len, &l) == 0 && l.op == CHAT_LINE_MSG) {
         size_t i = 0;
-        while (i < s->n && strcmp(s->at[i].room, l.room) != 0)
+        /* an event names its room as clients know it (chat_ns.h) */
+        while (i < s->n && strcmp(chat_room_local(s->at[i].room), l.room) != 0)
             i++;
         if (i == s->n || l.seq <= s->at[i].seq)
             return 0; /* not ours, or sent already: exactly once */

@@ -29,7 +29,7 @@ struct ws_send {
     struct ws_send *next;
     struct ws_conn *conn; /* referenced */
     json_t *ref;          /* owned, may be NULL */
-    char room[CHAT_ROOM_MAX + 1];
+    char room[CHAT_ROOM_KEY_MAX + 1];
     char cid[CHAT_CID_MAX + 1];
     bool has_cid;
     char *text;
@@ -41,13 +41,13 @@ struct ws_send {
 struct ws_op {
     struct ws_conn *conn; /* referenced */
     json_t *ref;          /* owned, may be NULL */
-    char room[CHAT_ROOM_MAX + 1];
+    char room[CHAT_ROOM_KEY_MAX + 1];
     char cid[CHAT_CID_MAX + 1]; /* edit, delete: "" when none; ban, unban, bans,
                                  * history, search: the op */
     int64_t id;                 /* unban: the ban */
 };
 
-static struct ws_op *op_new(struct ws_conn *c, const json_t *ref, const struct chat_str *room)
+static struct ws_op *op_new(struct ws_conn *c, const json_t *ref, const char *room)
 {
     struct ws_op *op = calloc(1, sizeof(*op));
 
@@ -56,8 +56,8 @@ static struct ws_op *op_new(struct ws_conn *c, const json_t *ref, const struct c
     op->conn = c;
     ws_conn_ref(c);
     op->ref = ref ? json_deep_copy(ref) : NULL;
-    if (room && room->p)
-        memcpy(op->room, room->p, room->len);
+    if (room)
+        snprintf(op->room, sizeof(op->room), "%s", room);
     return op;
 }
 
@@ -240,7 +240,7 @@ static void chat_send(struct ws_conn *c, const struct chat_request *r)
     s->conn = c;
     ws_conn_ref(c);
     s->ref = r->ref ? json_deep_copy(r->ref) : NULL;
-    cstr(s->room, &r->room);
+    memcpy(s->room, r->key, sizeof(s->room));
     if (r->cid.p) {
         cstr(s->cid, &r->cid);
         s->has_cid = true;
@@ -286,7 +286,7 @@ out:
 static void chat_change(struct ws_conn *c, const struct chat_request *r)
 {
     struct chat_change_params a;
-    struct ws_op *op = op_new(c, r->ref, &r->room);
+    struct ws_op *op = op_new(c, r->ref, r->key);
 
     if (!op) {
         ws_conn_error(c, CHAT_E_UNAVAILABLE, "out of memory", r->ref);
@@ -510,7 +510,7 @@ out:
 static void chat_page(struct ws_conn *c, const struct chat_request *r)
 {
     char before[24], limit[16];
-    struct ws_op *op = op_new(c, r->ref, &r->room);
+    struct ws_op *op = op_new(c, r->ref, r->key);
     bool search = r->op == CHAT_OP_SEARCH;
 
     if (!op) {
@@ -531,11 +531,10 @@ static void chat_page(struct ws_conn *c, const struct chat_request *r)
 
 static void chat_typing(struct ws_conn *c, const struct chat_request *r)
 {
-    char room[CHAT_ROOM_MAX + 1];
+    const char *room = r->key;
     size_t len;
 
     /* a typist sends one per keystroke; the others need one a second */
-    cstr(room, &r->room);
     if (!chat_typing_due(&c->srv->typing, room, c->user, c->addr, ev_now(c->srv->loop)))
         return;
     char *ev = chat_encode_typing(room, c->user, &len);
@@ -592,7 +591,6 @@ static bool may_write(struct ws_conn *c, const struct chat_request *r, const cha
 
 static void dispatch(struct ws_conn *c, const struct chat_request *r)
 {
-    char room[CHAT_ROOM_MAX + 1];
     const struct chat_ban *ban;
     size_t len;
 
@@ -609,12 +607,10 @@ static void dispatch(struct ws_conn *c, const struct chat_request *r)
     case CHAT_OP_JOIN:
         if (!room_allowed(c, r))
             return;
-        cstr(room, &r->room);
-        ws_room_join(c, room, r->since, r->ref);
+        ws_room_join(c, r->key, r->since, r->ref);
         return;
     case CHAT_OP_LEAVE:
-        cstr(room, &r->room);
-        ws_room_leave(c, room, r->ref);
+        ws_room_leave(c, r->key, r->ref);
         return;
     case CHAT_OP_SEND:
         if (may_write(c, r, "too many messages: slow down"))
@@ -646,8 +642,7 @@ static void dispatch(struct ws_conn *c, const struct chat_request *r)
     case CHAT_OP_MEMBERS:
         if (!room_allowed(c, r))
             return;
-        cstr(room, &r->room);
-        ws_room_members(c, room, r->ref);
+        ws_room_members(c, r->key, r->ref);
         return;
     default:
         ws_conn_error(c, CHAT_E_UNKNOWN_OP, NULL, r->ref);
@@ -661,7 +656,8 @@ static void ws_chat_message(struct ws_conn *c, const char *text, size_t len)
     const char *why = NULL;
 
     refill(c);
-    enum chat_err e = chat_request_parse(&r, text, len, CHAT_OP_NONE, c->policy->max_text, &why);
+    enum chat_err e =
+        chat_request_parse(&r, text, len, CHAT_OP_NONE, c->policy->max_text, c->policy->ns, &why);
     if (e != CHAT_OK) {
         ws_conn_error(c, e, why, r.ref);
     } else if (c->req_tokens < 1.0) {

@@ -1061,10 +1061,7 @@ const struct chat_policy *ws_policy_intern(const struct chat_policy *p)
     struct policy_node *n;
 
     for (n = policies; n; n = n->next) {
-        if (strcmp(n->p.user, p->user) == 0 && n->p.guests == p->guests &&
-            n->p.readonly == p->readonly && n->p.max_text == p->max_text &&
-            n->p.moderator == p->moderator && n->p.edit_window == p->edit_window &&
-            strcmp(n->p.rooms, p->rooms) == 0)
+        if (chat_policy_same(&n->p, p))
             return &n->p;
     }
     n = malloc(sizeof(*n));

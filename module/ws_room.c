@@ -85,7 +85,7 @@ struct ws_members_wait {
 
 struct ws_pres_change {
     struct ws_pres_change *next;
-    char room[CHAT_ROOM_MAX + 1];
+    char room[CHAT_ROOM_KEY_MAX + 1];
     char member[CHAT_SENDER_MAX + 1];
     bool online;
 };
@@ -117,7 +117,7 @@ struct ws_room {
     json_t *pres_on, *pres_off;
     bool pres_dirty, pres_no_lists;
     long long pres_count;
-    char name[CHAT_ROOM_MAX + 1];
+    char name[CHAT_ROOM_KEY_MAX + 1];
 };
 
 /* transitions waiting for the next flush (process-wide) */

@@ -129,7 +129,7 @@ start_nginx() {
     local extra=""
     if [ -n "${CHAT_NGINX_EXTRA:-}" ]; then
         local ports=() i
-        for i in 1 2 3 4 5 6 7 8 9; do ports+=(-e "s|@PORT$i@|$((PORT + i))|g"); done
+        for i in 1 2 3 4 5 6 7 8 9 10 11; do ports+=(-e "s|@PORT$i@|$((PORT + i))|g"); done
         sed -e "s|@VAR@|$VAR|g" -e "s|@ROOT@|$ROOT|g" "${ports[@]}" "$CHAT_NGINX_EXTRA" >"$n/extra.conf"
         extra="include $n/extra.conf;"
         # the test servers' users: alice and bob, password "secret"

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat_ns.h"
 #include "chat_proto.h"
 #include "chat_valid.h"
 
@@ -117,7 +118,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     want = (enum chat_op)(data[0] % 8);
     max_text = max_texts[(data[0] >> 3) % 4];
-    e = chat_request_parse(&r, (const char *)data + 1, size - 1, want, max_text, &why);
+    /* bit 6 of the first byte: a namespaced location (chat_ns.h) */
+    const char *ns = (data[0] & 0x40) ? "site-b" : NULL;
+    e = chat_request_parse(&r, (const char *)data + 1, size - 1, want, max_text, ns, &why);
     check(why != NULL);
     check((unsigned)e < CHAT_E_NERR);
     if (e == CHAT_OK) {
@@ -126,8 +129,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(r.op != CHAT_OP_NONE && (want == CHAT_OP_NONE || r.op == want));
         /* the moderators' ops name no room (the oracle predates them: the
          * first campaign whose crashes make fuzz did not hide found it) */
-        if (r.op != CHAT_OP_PING && !ban_op)
+        if (r.op != CHAT_OP_PING && !ban_op) {
             check(chat_valid_room(r.room.p, r.room.len));
+            /* the key is the room in the location's namespace, and back */
+            check(chat_valid_room_key(r.key, strlen(r.key)));
+            check(strcmp(chat_room_local(r.key), r.room.p) == 0);
+            check((chat_room_ns_len(r.key) > 0) == (ns != NULL));
+        }
         if (r.op == CHAT_OP_BAN)
             check(r.user.p != NULL || r.addr.p != NULL);
         if (r.op == CHAT_OP_UNBAN)

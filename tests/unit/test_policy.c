@@ -254,6 +254,37 @@ static void test_first_room(void **state)
              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 }
 
+/* Two locations that differ in any one value do not share a policy (chat-ws
+ * keeps one copy per distinct policy: a field left out of the comparison
+ * gave a namespaced site the shared namespace's policy). */
+static void test_same(void **state)
+{
+    static const struct {
+        enum chat_policy_key key;
+        const char *v;
+    } one[] = {
+        {CHAT_POLICY_USER, "alice"},      {CHAT_POLICY_GUESTS, "off"},
+        {CHAT_POLICY_ROOMS, "help"},      {CHAT_POLICY_READONLY, "on"},
+        {CHAT_POLICY_MAX_TEXT, "10"},     {CHAT_POLICY_POLL_TIMEOUT, "5"},
+        {CHAT_POLICY_ROLE, "moderator"},  {CHAT_POLICY_EDIT_WINDOW, "1"},
+        {CHAT_POLICY_FIRST_ROOM, "help"}, {CHAT_POLICY_NAMESPACE, "site-b"},
+    };
+    struct chat_policy a, b;
+    const char *why;
+    (void)state;
+
+    assert_int_equal(sizeof(one) / sizeof(one[0]), CHAT_POLICY_NKEYS);
+    chat_policy_init(&a);
+    chat_policy_init(&b);
+    assert_true(chat_policy_same(&a, &b));
+    for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++) {
+        chat_policy_init(&b);
+        assert_int_equal(chat_policy_set(&b, one[i].key, one[i].v, strlen(one[i].v), &why), 0);
+        assert_false(chat_policy_same(&a, &b));
+        assert_false(chat_policy_same(&b, &a));
+    }
+}
+
 static void test_identity(void **state)
 {
     struct chat_policy p;
@@ -289,10 +320,11 @@ static void test_identity(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),        cmocka_unit_test(test_key_names),
-        cmocka_unit_test(test_user_and_flags),  cmocka_unit_test(test_numbers),
-        cmocka_unit_test(test_rooms),           cmocka_unit_test(test_identity),
-        cmocka_unit_test(test_role_and_window), cmocka_unit_test(test_first_room),
+        cmocka_unit_test(test_defaults),       cmocka_unit_test(test_key_names),
+        cmocka_unit_test(test_user_and_flags), cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_rooms),          cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_same),           cmocka_unit_test(test_role_and_window),
+        cmocka_unit_test(test_first_room),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,7 +21,7 @@ static enum chat_err parse_as(const char *json, enum chat_op want, size_t max_te
 
     chat_request_free(&req);
     why = NULL;
-    e = chat_request_parse(&req, json, strlen(json), want, max_text, &why);
+    e = chat_request_parse(&req, json, strlen(json), want, max_text, NULL, &why);
     assert_non_null(why);
     return e;
 }
@@ -190,11 +190,12 @@ static void test_bad_json(void **state)
         assert_null(req.ref);
     }
     chat_request_free(&req);
-    assert_int_equal(chat_request_parse(&req, NULL, 0, CHAT_OP_NONE, 4096, &why), CHAT_E_BAD_JSON);
+    assert_int_equal(chat_request_parse(&req, NULL, 0, CHAT_OP_NONE, 4096, NULL, &why),
+                     CHAT_E_BAD_JSON);
     /* Only len bytes are parsed: the rest of the buffer is not looked at. */
     chat_request_free(&req);
     assert_int_equal(
-        chat_request_parse(&req, "{\"op\":\"ping\"}garbage", 13, CHAT_OP_NONE, 4096, &why),
+        chat_request_parse(&req, "{\"op\":\"ping\"}garbage", 13, CHAT_OP_NONE, 4096, NULL, &why),
         CHAT_OK);
 }
 
@@ -370,7 +371,7 @@ static void test_free_is_idempotent(void **state)
     struct chat_request r;
 
     (void)state;
-    assert_int_equal(chat_request_parse(&r, "{\"op\":\"ping\"}", 13, CHAT_OP_NONE, 10, NULL),
+    assert_int_equal(chat_request_parse(&r, "{\"op\":\"ping\"}", 13, CHAT_OP_NONE, 10, NULL, NULL),
                      CHAT_OK);
     chat_request_free(&r);
     assert_null(r.root);
