@@ -44,7 +44,7 @@ struct proom {
     struct proom *hnext;
     struct pair *pairs;
     size_t n;
-    char room[CHAT_ROOM_MAX + 1];
+    char room[CHAT_ROOM_KEY_MAX + 1];
 };
 
 static const struct lp_config *conf; /* given at init */
