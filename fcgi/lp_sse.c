@@ -143,8 +143,11 @@ void lp_sse_handle(struct lp_req *r, PGconn **db)
                                   : "too many waiting polls from your address; retry later");
         goto out;
     }
-    for (size_t i = 0; i < c.n; i++)
+    for (size_t i = 0; i < c.n; i++) {
         at[i] = c.rooms[i];
+        if (c.cursor[i] < at[i].seq) /* a reset: the room starts again below the client's cursor */
+            at[i].seq = c.cursor[i];
+    }
     s = lp_stream_new(c.member, r->addr, at, c.n, hb);
     policy = chat_encode_policy(&r->policy, NULL);
     if (s == NULL || first_bytes(s, &c, members, hb, policy, &out) < 0) {

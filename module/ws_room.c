@@ -41,6 +41,9 @@
 /* Where room $1's history starts (retention, docs/moderation.md). */
 #define HORIZON_SQL "(SELECT horizon FROM rooms WHERE name = $1)"
 
+/* Where room $1 ends in the table now (not where this process has heard). */
+#define LAST_SQL "(SELECT last_seq FROM rooms WHERE name = $1)"
+
 enum sub_state { SUB_WAIT, SUB_BACKFILL, SUB_LIVE };
 
 struct ws_member {
@@ -668,6 +671,8 @@ struct backfill {
     size_t members_len;
     long long members_count;
     int64_t reset_to; /* >= 0: a reset to it follows joined */
+    int64_t since;    /* the join's since */
+    bool ahead;       /* since is past this process's cursor: the table decides */
 };
 
 /* Keeps the room's member list for a moment: a crowd joining a room of
@@ -723,12 +728,24 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
         sub_fail(s, false);
         goto out;
     }
+    int64_t n_joined = bf->n;
+    bool backlog = true;
+    if (bf->ahead && !PQgetisnull(res, 0, 4) &&
+        strtoll(PQgetvalue(res, 0, 4), NULL, 10) >= bf->since) {
+        /* the table has since: only this process is behind (the client came
+         * from one that heard first; the lines are on their way here). Not
+         * a reset: joined at since, and nothing at or below it is sent. */
+        bf->reset_to = -1;
+        s->since = s->after = n_joined = bf->since;
+        backlog = false; /* what was read is at or below N < since */
+    }
     /* a since below the horizon: say older messages were removed */
     int64_t horizon = PQgetisnull(res, 0, 3) ? 0 : strtoll(PQgetvalue(res, 0, 3), NULL, 10);
     if (s->since < 0 || s->since >= horizon)
         horizon = 0;
     queue_ordered(
-        c, chat_encode_joined_h(s->r->name, bf->n, names, n, count, horizon, s->ref, &len), &len);
+        c, chat_encode_joined_h(s->r->name, n_joined, names, n, count, horizon, s->ref, &len),
+        &len);
     chat_members_free(names, n);
     if (bf->reset_to >= 0) {
         log_info("room %s: a join past what the room has (%lld): reset to %lld", s->r->name,
@@ -736,7 +753,7 @@ static void backfill_done(struct pg *pg, PGresult *res, void *data)
         queue_ordered(c, chat_encode_reset(s->r->name, bf->reset_to, &len), &len);
     }
     /* the backlog: message texts separated by newlines (JSON has none raw) */
-    if (!PQgetisnull(res, 0, 2)) {
+    if (backlog && !PQgetisnull(res, 0, 2)) {
         const char *p = PQgetvalue(res, 0, 2), *end = p + PQgetlength(res, 0, 2), *line;
         size_t n;
         while (ws_conn_alive(c) && chat_next_line(&p, end, &line, &n)) {
@@ -770,15 +787,19 @@ static void backfill(struct ws_sub *s)
         sub_fail(s, false);
         return;
     }
-    /* a client that has seen more than this process, or what this process
-     * reset: it was on another process that is ahead by a message or two,
-     * or the database went back in time since. It is told to drop what it
-     * has past the point this process knows to be shared (the last reset),
-     * or else all of it (0: it re-reads the room, the last 50 and history),
-     * in a reset right after joined. Nothing twice, no hole. */
+    /* a client that has seen what this process reset is told to drop what
+     * it has past the point this process knows to be shared (the last
+     * reset), in a reset right after joined. A client that has seen more
+     * than this process came from a process that heard first, or the
+     * database went back in time since: this process's cursor cannot tell
+     * (it may lag the table by the lines still on their way), the table
+     * read with the backlog does (backfill_done). Read as for a reset to 0
+     * (the client re-reads the room: the last 50, older ones by history),
+     * used only when the table ends below since. Nothing twice, no hole. */
+    bf->since = s->since;
     if (r->reset_from > 0 && s->since > r->reset_at && s->since <= r->reset_from)
         bf->reset_to = r->reset_at;
-    else if (s->since > n)
+    else if ((bf->ahead = s->since > n))
         bf->reset_to = 0;
     else
         bf->reset_to = -1;
@@ -806,11 +827,12 @@ static void backfill(struct ws_sub *s)
         bf->members_len = r->members_len;
         bf->members_count = r->members_count;
     }
-    /* the newest messages of (since, N] that fit half an outbox, and the
-     * member list unless a fresh one is at hand */
-    const char *sql = fresh ? "SELECT NULL, NULL, " BACKLOG_SQL ", " HORIZON_SQL
+    /* the newest messages of (since, N] that fit half an outbox, where the
+     * room starts and ends in the table, and the member list unless a
+     * fresh one is at hand */
+    const char *sql = fresh ? "SELECT NULL, NULL, " BACKLOG_SQL ", " HORIZON_SQL ", " LAST_SQL
                             : "SELECT m.count, m.members, " BACKLOG_SQL ", " HORIZON_SQL
-                              " FROM chat_members($1) m";
+                              ", " LAST_SQL " FROM chat_members($1) m";
     if (pg_query(srv->reader, sql, 4, params, backfill_done, bf) < 0) {
         free(bf->members);
         free(bf);

@@ -66,6 +66,33 @@ test('several rooms: the id carries every cursor; Last-Event-ID resumes exactly 
   }
 });
 
+// A cursor past the room is what a client holds after the database went
+// back in time (docs/protocol.md, "Reset"): it is told reset 0 and must then
+// get the room as it is now, from its start, with ids that say so; a
+// resuming browser (Last-Event-ID) the same.
+for (const how of ['query', 'Last-Event-ID']) {
+  test(`a cursor past the room (${how}): reset, then the room afresh and the next message, ids from the reset`, async () => {
+    const room = uniqueRoom('sse-reset');
+    for (const t of ['a', 'b', 'c']) assert.equal((await send(room, t, { name: 'writer' })).status, 200);
+    const s = how === 'query'
+      ? await openStream(q({ rooms: `${room}:10`, name: 'back' }))
+      : await openStream(q({ rooms: `${room}:0`, name: 'back' }), { lastEventId: `${room}:10` });
+    try {
+      assert.equal(s.status, 200);
+      await s.waitFor(() => s.ops('ready').length === 1, 10000, 'ready');
+      assert.deepEqual(s.events.map((e) => [e.data.op, e.data.seq]).slice(0, 2), [['reset', 0], ['ready', undefined]]);
+      assert.equal(s.ops('ready')[0].id, `${room}:0`);
+      assert.equal((await send(room, 'd', { name: 'writer' })).json.seq, 4);
+      await s.waitFor(() => s.texts(room).length >= 4, 10000, 'the room afresh');
+      assert.deepEqual(s.texts(room), ['a', 'b', 'c', 'd']);
+      assert.deepEqual(s.events.filter((e) => e.data.op === 'msg').map((e) => e.id), [1, 2, 3, 4].map((n) => `${room}:${n}`));
+      assert.deepEqual(s.errors, []);
+    } finally {
+      s.close();
+    }
+  });
+}
+
 test('a quiet stream gets heartbeat comments', async () => {
   const room = uniqueRoom('ssehb');
   const s = await openStream(q({ rooms: `${room}:0`, name: 'hb', heartbeat: '1' }));

@@ -8,14 +8,27 @@ import { Client, uniqueRoom, waitUntil, wsSend, wsUser } from './lib.mjs';
 import { Poller, pollOnce, send } from './lp_lib.mjs';
 import { openStream } from './sse_lib.mjs';
 
+// What one step of the switcher received, in order, short: "joined:29
+// reset:0 msg:1 ..." (a failure then shows how the step answered).
+const brief = (evs) => evs.filter((e) => e && e.op && e.op !== 'presence' && e.op !== 'typing')
+  .map((e) => `${e.op}${e.seq !== undefined ? `:${e.seq}` : ''}${e.cursor !== undefined ? `@${e.cursor}` : ''}`);
+
 // A reader that moves SSE -> long-poll -> WebSocket -> SSE (by Last-Event-ID)
-// -> ... taking at least one message on each before it switches.
+// -> ... taking at least one message on each before it switches. A jump is
+// reported with the step that made it and everything that step received,
+// and the step before it.
 async function switcher(room, total, log) {
   const got = [];
   const errors = [];
+  const steps = []; // { kind, from, seen }
   let cursor = 0;
   const take = (ev) => {
-    if (ev.seq !== cursor + 1) errors.push(`seq ${ev.seq} after ${cursor}`);
+    if (ev.seq !== cursor + 1) {
+      const [prev, step] = steps.slice(-2).length === 2 ? steps.slice(-2) : [null, steps.at(-1)];
+      const show = (st) => `${st.kind} from ${st.from}: ${brief(st.seen).slice(0, 24).join(' ')}`;
+      errors.push(`seq ${ev.seq} after ${cursor} (step ${steps.length}, ${show(step)}` +
+        `${prev ? `; the step before, ${show(prev)}` : ''})`);
+    }
     got.push(ev);
     cursor = ev.seq;
   };
@@ -23,6 +36,8 @@ async function switcher(room, total, log) {
     const kind = ['sse', 'poll', 'ws', 'sse-id'][round % 4];
     log.push(kind);
     const start = cursor;
+    const step = { kind, from: cursor, seen: [] };
+    steps.push(step);
     if (kind === 'sse' || kind === 'sse-id') {
       // sse: the cursor in the query; sse-id: the browser's reconnect (first URL + Last-Event-ID)
       const s = kind === 'sse'
@@ -32,13 +47,16 @@ async function switcher(room, total, log) {
       await s.waitFor(() => s.texts(room).length >= 1 || start >= total, 20000, `switcher ${kind}`);
       s.close();
       await s.pump;
+      step.seen = s.events.map((e) => e.data);
       for (const m of s.msgs.get(room) ?? []) take(m);
     } else if (kind === 'poll') {
       const r = await pollOnce(`rooms=${room}:${cursor}&name=sw&timeout=10`);
       assert.equal(r.status, 200, r.text);
+      step.seen = [...r.json.events, { op: 'cursor', cursor: r.json.cursor }];
       for (const ev of r.json.events) if (ev.op === 'msg') take(ev);
     } else {
       const c = await wsUser('sw');
+      c.ws.on('message', (data) => { try { step.seen.push(JSON.parse(data.toString('utf8'))); } catch { /* not JSON */ } });
       c.send({ op: 'join', room, since: cursor });
       await c.op('joined');
       const first = await c.next((e) => e.op === 'msg', 20000, 'switcher ws'); // (taken out of c.events)
