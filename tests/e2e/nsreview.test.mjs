@@ -247,7 +247,31 @@ test('finding: chat-export cannot export a namespaced room (docs/nginx.md: "chat
   assert.equal(out.status, 0, `chat-export ${key}: exit ${out.status}: ${out.stderr}`);
   const lines = out.stdout.trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(lines.map((e) => e.text), ['export me']);
+  assert.deepEqual(lines.map((e) => e.room), [room]);
+  // the horizon line names the room as the site's clients know it, like the events
+  const db = await pgClient();
+  await db.connect();
+  try {
+    await wsPost(room, 'second');
+    await db.query('UPDATE rooms SET horizon = 1 WHERE name = $1', [key]);
+  } finally {
+    await db.end();
+  }
+  const out2 = spawnSync(`${ROOT}/scripts/chat-export`, ['--db', DATABASE_URL, key], { encoding: 'utf8' });
+  assert.equal(out2.status, 0, out2.stderr);
+  const first = JSON.parse(out2.stdout.split('\n')[0]);
+  assert.deepEqual(first, { op: 'horizon', room, seq: 1 });
+  // not a stored name: refused as one
+  for (const bad of [':x', 'a:b:c', 'Site:x', `${'n'.repeat(33)}:x`, `x:${'r'.repeat(65)}`]) {
+    const r = spawnSync(`${ROOT}/scripts/chat-export`, ['--db', DATABASE_URL, bad], { encoding: 'utf8' });
+    assert.equal(r.status, 2, `${bad}: ${r.stderr}`);
+  }
 });
+
+async function wsPost(room, text) {
+  const r = await request(GUESTS, 'send', { method: 'POST', body: { room, name: 'ex', text, cid: `c-${text}` } });
+  assert.equal(r.status, 200, r.text);
+}
 
 test('finding: a retention prefix pattern of the shared namespace applies to every namespace whose name it prefixes', async () => {
   const db = await pgClient();
