@@ -37,6 +37,7 @@ static int load_row(struct chat_ban *ban, const PGresult *res, int i)
     ban->until_ms = strtoll(PQgetvalue(res, i, 3), NULL, 10);
     snprintf(ban->until, sizeof(ban->until), "%s", PQgetvalue(res, i, 4));
     snprintf(ban->reason, sizeof(ban->reason), "%s", PQgetvalue(res, i, 5));
+    snprintf(ban->ns, sizeof(ban->ns), "%s", PQgetvalue(res, i, 6));
     return 0;
 }
 
@@ -45,7 +46,7 @@ int chat_bans_load(struct chat_bans *b, const PGresult *res)
     struct chat_ban *v;
     int n, k = 0;
 
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 6)
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 7)
         return -1;
     n = PQntuples(res);
     v = calloc((size_t)n + 1, sizeof(*v));
@@ -71,7 +72,7 @@ void chat_bans_free(struct chat_bans *b)
 }
 
 const struct chat_ban *chat_bans_match(const struct chat_bans *b, const char *user,
-                                       const char *addr, int64_t now_ms)
+                                       const char *addr, const char *ns, int64_t now_ms)
 {
     unsigned char a[16];
     int family = 0, bits;
@@ -81,6 +82,9 @@ const struct chat_ban *chat_bans_match(const struct chat_bans *b, const char *us
     for (size_t i = 0; i < b->n; i++) {
         const struct chat_ban *ban = &b->v[i];
         if (ban->until_ms != 0 && ban->until_ms <= now_ms)
+            continue;
+        /* another namespace's ban (a moderator's of another site) */
+        if (strcmp(ban->ns, CHAT_BAN_EVERY_NS) != 0 && strcmp(ban->ns, ns ? ns : "") != 0)
             continue;
         if (user && *user && ban->target[0] && strcmp(ban->target, user) == 0)
             return ban;

@@ -13,18 +13,23 @@
 #include <stdint.h>
 
 #include "chat_addr.h"
+#include "chat_ns.h"
 #include "chat_valid.h"
 
 #define CHAT_ADMIN_CHANNEL "chat_admin"
 #define CHAT_SQL_LISTEN_ADMIN "LISTEN " CHAT_ADMIN_CHANNEL
 #define CHAT_BAN_REASON_MAX 1000
 
+/* A ban's namespace when it stops users of every namespace (chatctl's). */
+#define CHAT_BAN_EVERY_NS "*"
+
 /* id, target ("" none), addr (host/bits, "" none), until in ms since the
- * epoch (0: until lifted), until (protocol ts, "" none), reason. */
+ * epoch (0: until lifted), until (protocol ts, "" none), reason, namespace
+ * ("" the shared one, CHAT_BAN_EVERY_NS every one; sql/006). */
 #define CHAT_SQL_BANS                                                                              \
     "SELECT id, coalesce(target, ''), coalesce(host(addr) || '/' || masklen(addr), ''), "          \
     "coalesce(floor(extract(epoch FROM until) * 1000)::bigint, 0), coalesce(chat_ts(until), ''), " \
-    "reason FROM chat_bans_active ORDER BY id"
+    "reason, coalesce(ns, '" CHAT_BAN_EVERY_NS "') FROM chat_bans_active ORDER BY id"
 
 struct chat_ban {
     int64_t id;
@@ -35,6 +40,7 @@ struct chat_ban {
     int64_t until_ms; /* 0: until lifted */
     char until[40];   /* "" when until lifted */
     char reason[CHAT_BAN_REASON_MAX + 1];
+    char ns[CHAT_NS_MAX + 1]; /* whose users it stops: a namespace, or CHAT_BAN_EVERY_NS */
 };
 
 struct chat_bans {
@@ -49,9 +55,10 @@ void chat_bans_free(struct chat_bans *b);
 
 /* The ban that stops user (may be NULL or "") from addr (may be NULL or
  * "", an address as nginx's $remote_addr writes it; an IPv4 address in
- * IPv6 clothes counts as IPv4) at now_ms, or NULL. */
+ * IPv6 clothes counts as IPv4) in namespace ns (NULL or "": the shared
+ * one) at now_ms, or NULL. */
 const struct chat_ban *chat_bans_match(const struct chat_bans *b, const char *user,
-                                       const char *addr, int64_t now_ms);
+                                       const char *addr, const char *ns, int64_t now_ms);
 
 /* A line of channel chat_admin: {"op":"ban"|"unban"|"kick",...}. */
 enum chat_admin_op { CHAT_ADMIN_BAD = 0, CHAT_ADMIN_BAN, CHAT_ADMIN_UNBAN, CHAT_ADMIN_KICK };

@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 /* The highest sql/NNN_*.sql this build knows. */
-#define CHAT_SCHEMA_VERSION 5
+#define CHAT_SCHEMA_VERSION 6
 
 /* Blocking; start-up only. 0 when the schema is exactly CHAT_SCHEMA_VERSION;
  * -1 otherwise, with a message for the operator in err ("not migrated: run

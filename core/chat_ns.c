@@ -48,3 +48,14 @@ size_t chat_room_ns_len(const char *key)
 
     return colon ? (size_t)(colon - key) : 0;
 }
+
+char *chat_room_ns(const char *key, char out[CHAT_NS_MAX + 1])
+{
+    size_t n = chat_room_ns_len(key);
+
+    if (n > CHAT_NS_MAX)
+        n = 0; /* not a key */
+    memcpy(out, key, n);
+    out[n] = '\0';
+    return out;
+}

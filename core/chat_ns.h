@@ -34,4 +34,8 @@ const char *chat_room_local(const char *key);
 /* The bytes of the key's namespace at its start; 0 for the default one. */
 size_t chat_room_ns_len(const char *key);
 
+/* The key's namespace, NUL-terminated, into out ("" for the default one);
+ * returns out. */
+char *chat_room_ns(const char *key, char out[CHAT_NS_MAX + 1]);
+
 #endif

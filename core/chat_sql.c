@@ -182,20 +182,34 @@ enum chat_err chat_change_answer(const PGresult *res, struct chat_post_ack *out,
     return CHAT_OK;
 }
 
-void chat_ban_params(struct chat_ban_params *a, const struct chat_request *r, const char *by)
+void chat_ban_params(struct chat_ban_params *a, const struct chat_request *r, const char *by,
+                     const char *ns)
 {
+    ns = ns ? ns : "";
+    if (r->op == CHAT_OP_BANS) {
+        a->sql = CHAT_SQL_BANS_LIST;
+        a->n = 1;
+        a->params[0] = ns;
+        return;
+    }
     if (r->op == CHAT_OP_UNBAN) {
         snprintf(a->num, sizeof(a->num), "%lld", (long long)r->seq);
+        a->sql = CHAT_SQL_UNBAN;
+        a->n = 3;
         a->params[0] = a->num;
         a->params[1] = by;
+        a->params[2] = ns;
         return;
     }
     snprintf(a->num, sizeof(a->num), "%lld", (long long)r->ban_for);
+    a->sql = CHAT_SQL_BAN;
+    a->n = 6;
     a->params[0] = r->user.p ? r->user.p : "";
     a->params[1] = r->addr.p ? r->addr.p : "";
     a->params[2] = a->num;
     a->params[3] = by;
     a->params[4] = r->reason.p ? r->reason.p : "";
+    a->params[5] = ns;
 }
 
 size_t chat_history_rows(const PGresult *res, struct chat_str *msgs, size_t cap, int64_t *horizon)

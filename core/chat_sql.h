@@ -85,18 +85,19 @@ size_t chat_page_rows(const char *op, const PGresult *res, struct chat_str *msgs
     "SELECT seq, ts, dup, err, message FROM chat_change($1, $2, $3::bigint, $4, $5, $6, "          \
     "$7::boolean, make_interval(secs => $8::int))"
 
-/* Moderators. $1 user ("" none), $2 addr ("" none), $3 seconds (0: until
- * lifted), $4 by, $5 reason: the ban's id (announced on chat_admin). */
+/* Moderators, in their location's namespace ($6, $3, $1: "" the shared
+ * one; sql/006). $1 user ("" none), $2 addr ("" none), $3 seconds (0:
+ * until lifted), $4 by, $5 reason: the ban's id (announced on chat_admin). */
 #define CHAT_SQL_BAN                                                                               \
     "SELECT chat_ban(nullif($1, ''), nullif($2, '')::inet, CASE WHEN $3::int = 0 THEN NULL "       \
-    "ELSE make_interval(secs => $3::int) END, $4, $5)"
-/* $1 id, $2 by: whether an active ban was lifted. */
-#define CHAT_SQL_UNBAN "SELECT chat_unban($1::bigint, $2)"
-/* The active bans as a JSON array, oldest first. */
+    "ELSE make_interval(secs => $3::int) END, $4, $5, $6)"
+/* $1 id, $2 by: whether an active ban of the namespace was lifted. */
+#define CHAT_SQL_UNBAN "SELECT chat_unban($1::bigint, $2, $3)"
+/* The namespace's active bans as a JSON array, oldest first. */
 #define CHAT_SQL_BANS_LIST                                                                         \
     "SELECT coalesce(json_agg(json_build_object('id', id, 'user', target, 'addr', abbrev(addr), "  \
     "'created', chat_ts(created), 'until', chat_ts(until), 'by', by, 'reason', reason) "           \
-    "ORDER BY id), '[]')::text FROM chat_bans_active"
+    "ORDER BY id), '[]')::text FROM chat_bans_active WHERE chat_ban_ours(ns, $1)"
 
 /* $1 room, $2 query (web-search syntax), $3 before (0: the newest), $4
  * limit: the matching messages' current events below before, the newest
@@ -188,13 +189,17 @@ void chat_change_params(struct chat_change_params *a, const struct chat_request 
  * (an error, no row) is CHAT_E_UNAVAILABLE. */
 enum chat_err chat_change_answer(const PGresult *res, struct chat_post_ack *out, const char **why);
 
-/* The parameters of CHAT_SQL_BAN (ban) or CHAT_SQL_UNBAN (unban) from a
- * parsed request made by moderator by; params point into r, by and a. */
+/* The statement (CHAT_SQL_BAN, CHAT_SQL_UNBAN or CHAT_SQL_BANS_LIST) and
+ * its parameters for a parsed ban, unban or bans request made by moderator
+ * by in namespace ns ("" the shared one); params point into r, by, ns and a. */
 struct chat_ban_params {
     char num[24];
-    const char *params[5];
+    const char *sql;
+    int n;
+    const char *params[6];
 };
-void chat_ban_params(struct chat_ban_params *a, const struct chat_request *r, const char *by);
+void chat_ban_params(struct chat_ban_params *a, const struct chat_request *r, const char *by,
+                     const char *ns);
 
 /* chat_presence / chat_presence_sync: (room, member) pairs; online is
  * what the member became (unused by the sync, which sends the whole view). */

@@ -204,9 +204,9 @@ const char *lp_pgerr(const PGresult *res, const PGconn *conn);
 /* Listener: loads the active bans over db. 0, or -1 (logged; list kept). */
 int lp_bans_reload(PGconn *db);
 /* Is who (may be NULL) or addr banned now? */
-bool lp_bans_match(const char *who, const char *addr);
+bool lp_bans_match(const char *who, const char *addr, const char *ns);
 /* The 403 "banned" body for who/addr (malloc'd), or NULL when not banned. */
-char *lp_bans_answer(const char *who, const char *addr, size_t *len);
+char *lp_bans_answer(const char *who, const char *addr, const char *ns, size_t *len);
 /* Acceptors: answers 403 "banned" and returns true when who (may be NULL:
  * the address alone) or r's address is banned. */
 bool lp_bans_refuse(struct lp_req *r, const char *who);

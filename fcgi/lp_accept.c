@@ -190,8 +190,7 @@ static void handle_moderate(struct lp_req *r, PGconn **db, enum chat_op op)
     char who[CHAT_SENDER_MAX + 1];
     struct chat_ban_params a;
     struct chat_request q;
-    const char *why, *sql = CHAT_SQL_BANS_LIST;
-    int n = 0;
+    const char *why;
     size_t len;
     char *body = NULL;
 
@@ -210,13 +209,11 @@ static void handle_moderate(struct lp_req *r, PGconn **db, enum chat_op op)
             chat_request_free(&q);
             return;
         }
-        chat_ban_params(&a, &q, who);
-        sql = op == CHAT_OP_BAN ? CHAT_SQL_BAN : CHAT_SQL_UNBAN;
-        n = op == CHAT_OP_BAN ? 5 : 2;
     }
+    chat_ban_params(&a, &q, who, r->policy.ns);
     if (!lp_rate_admit(r, who, op != CHAT_OP_BANS))
         goto out;
-    PGresult *res = lp_db_query(db, "moderate", sql, n, n ? a.params : NULL);
+    PGresult *res = lp_db_query(db, "moderate", a.sql, a.n, a.params);
     if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         log_error("moderation: %s", lp_pgerr(res, *db));
         lp_reply_error(&r->conn, CHAT_E_UNAVAILABLE, "database unavailable; retry later");

@@ -43,20 +43,20 @@ int lp_bans_reload(PGconn *db)
     return rc;
 }
 
-bool lp_bans_match(const char *who, const char *addr)
+bool lp_bans_match(const char *who, const char *addr, const char *ns)
 {
     pthread_mutex_lock(&bans_lock);
-    bool hit = chat_bans_match(&bans, who, addr, wall_ms()) != NULL;
+    bool hit = chat_bans_match(&bans, who, addr, ns, wall_ms()) != NULL;
     pthread_mutex_unlock(&bans_lock);
     return hit;
 }
 
-char *lp_bans_answer(const char *who, const char *addr, size_t *len)
+char *lp_bans_answer(const char *who, const char *addr, const char *ns, size_t *len)
 {
     char *body = NULL;
 
     pthread_mutex_lock(&bans_lock);
-    const struct chat_ban *ban = chat_bans_match(&bans, who, addr, wall_ms());
+    const struct chat_ban *ban = chat_bans_match(&bans, who, addr, ns, wall_ms());
     if (ban)
         body = chat_encode_banned(ban->until, ban->reason, NULL, len);
     if (ban)
@@ -68,7 +68,7 @@ char *lp_bans_answer(const char *who, const char *addr, size_t *len)
 bool lp_bans_refuse(struct lp_req *r, const char *who)
 {
     size_t len;
-    char *body = lp_bans_answer(who, r->addr, &len);
+    char *body = lp_bans_answer(who, r->addr, r->policy.ns, &len);
 
     if (body == NULL)
         return false;

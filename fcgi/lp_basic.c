@@ -426,7 +426,7 @@ static void post(struct lp_req *r, PGconn **db)
         free(text);
         return error_page(r, status, why, room);
     }
-    if (lp_bans_match(who[0] ? who : NULL, r->addr)) {
+    if (lp_bans_match(who[0] ? who : NULL, r->addr, r->policy.ns)) {
         free(text);
         return error_page(r, 403, "You are banned from this chat.", room);
     }

@@ -169,10 +169,17 @@ static void unpark(struct lp_poll *p)
 /* A poll or stream of someone banned since it was accepted (the news may
  * come before its handoff is adopted, or an event may ready it first):
  * answered 403 banned, whatever else it had. True when it was. */
+/* The namespace of a poll's rooms (one location's: they share it). */
+static const char *poll_ns(const struct lp_poll *p, char out[CHAT_NS_MAX + 1])
+{
+    return chat_room_ns(p->n > 0 ? p->w[0].name : "", out);
+}
+
 static bool end_banned(struct lp_poll *p)
 {
+    char ns[CHAT_NS_MAX + 1];
     size_t len;
-    char *body = lp_bans_answer(p->member, p->addr, &len);
+    char *body = lp_bans_answer(p->member, p->addr, poll_ns(p, ns), &len);
 
     if (body == NULL)
         return false;
@@ -449,13 +456,16 @@ static void sweep(const char *kicked)
         struct lp_poll *p = heap[i];
         if (p->state != LP_POLL_PARKED)
             continue;
-        if (kicked ? strcmp(p->member, kicked) == 0 : lp_bans_match(p->member, p->addr))
+        char ns[CHAT_NS_MAX + 1];
+        if (kicked ? strcmp(p->member, kicked) == 0
+                   : lp_bans_match(p->member, p->addr, poll_ns(p, ns)))
             hit[n++] = p;
     }
     for (size_t i = 0; i < n; i++) {
         struct lp_poll *p = hit[i];
         size_t len;
-        char *body = kicked ? NULL : lp_bans_answer(p->member, p->addr, &len);
+        char ns[CHAT_NS_MAX + 1];
+        char *body = kicked ? NULL : lp_bans_answer(p->member, p->addr, poll_ns(p, ns), &len);
         log_info("parked poll %d: %s %s: ending it", p->conn.id, p->member,
                  kicked ? "kicked" : "banned");
         if (body == NULL) {

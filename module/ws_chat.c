@@ -318,7 +318,7 @@ static int64_t wall_ms(void)
 
 static const struct chat_ban *conn_ban(struct ws_conn *c)
 {
-    return chat_bans_match(&c->srv->bans, c->user, c->addr, wall_ms());
+    return chat_bans_match(&c->srv->bans, c->user, c->addr, c->policy->ns, wall_ms());
 }
 
 /* Answers "banned" (with until and reason) and closes. */
@@ -430,8 +430,6 @@ static void chat_moderate(struct ws_conn *c, const struct chat_request *r)
 {
     struct chat_ban_params a;
     struct ws_op *op;
-    const char *sql = CHAT_SQL_BAN;
-    int n = 5;
 
     if (!c->policy->moderator) {
         ws_conn_error(c, CHAT_E_FORBIDDEN, "moderators only", r->ref);
@@ -447,15 +445,8 @@ static void chat_moderate(struct ws_conn *c, const struct chat_request *r)
              : r->op == CHAT_OP_UNBAN ? "unban"
                                       : "bans");
     op->id = r->seq;
-    chat_ban_params(&a, r, c->user);
-    if (r->op == CHAT_OP_UNBAN) {
-        sql = CHAT_SQL_UNBAN;
-        n = 2;
-    } else if (r->op == CHAT_OP_BANS) {
-        sql = CHAT_SQL_BANS_LIST;
-        n = 0;
-    }
-    if (pg_query(c->srv->writer, sql, n, a.params, ban_done, op) < 0) {
+    chat_ban_params(&a, r, c->user, c->policy->ns);
+    if (pg_query(c->srv->writer, a.sql, a.n, a.params, ban_done, op) < 0) {
         ws_conn_error(c, CHAT_E_UNAVAILABLE, "the database is unavailable; retry", r->ref);
         op_free(op);
     }
