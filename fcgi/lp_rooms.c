@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "lp_rooms.h"
 
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,6 +202,8 @@ void lp_rooms_check_all(void)
         for (struct lp_room *r = buckets[b]; r; r = r->hnext) {
             if (r->nwaiters == 0)
                 continue;
+            for (struct lp_wait *w = r->waiters; w; w = w->next)
+                w->suspect = true; /* a standby that lacked the newest messages? */
             r->force_read = true;
             mark_dirty(r);
         }
@@ -329,6 +332,8 @@ static bool serve_verbatim(struct lp_room *r)
 
     for (struct lp_wait *w = r->waiters; w; w = w->next) {
         struct chat_cursor c = chat_cursor_at(w->cursor, 0);
+        c.suspect = w->suspect;
+        c.low = w->low;
         enum chat_step st = r->force_read ? CHAT_STEP_CATCHUP : CHAT_STEP_DROP;
         bool full = false;
 
@@ -350,6 +355,7 @@ static bool serve_verbatim(struct lp_room *r)
             st = chat_cursor_heard(&c, false, r->known);
         w->need_read = st == CHAT_STEP_CATCHUP && !full;
         w->suspect = c.suspect;
+        w->low = c.low;
         reads |= w->need_read;
     }
     return reads;
@@ -368,9 +374,44 @@ static size_t first_after(PGresult *res, int rows, int64_t cursor)
     return lo;
 }
 
-static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
+/* w heard a message at or below its cursor (or lived through a reconnect)
+ * and the table has nothing past it: the room's last_seq (read once per
+ * round, *last) tells a duplicate from a room that went back in time
+ * (chat_cursor.h VERIFY). Back in time, w is told
+ * {"op":"reset","room":R,"seq":N}, N chosen as chat-ws chooses it, and
+ * reads on from N in this round: a stream is never polled again, so it
+ * cannot wait for its poller to find out. true when w was reset. */
+static bool verify(struct lp_room *r, struct lp_wait *w, int64_t *last)
 {
-    bool back = false;
+    struct chat_cursor c = chat_cursor_at(w->cursor, 0);
+    int64_t to;
+    size_t len;
+
+    if (*last < 0 && (*last = ops->last_seq(r->name)) < 0)
+        return false; /* database away: the reconnect reads again, still suspect */
+    c.suspect = true;
+    c.low = w->low;
+    if (chat_cursor_verified(&c, *last, &to) != CHAT_STEP_RESET) {
+        w->suspect = false; /* a plain duplicate */
+        w->low = 0;
+        return false;
+    }
+    char *ev = chat_encode_reset(r->name, to, &len);
+    bool told = ev && append_event(w->poll, ev, len);
+    free(ev);
+    if (!told)
+        return false; /* its answer is full: still suspect, told at its next read */
+    atomic_fetch_add(&lp_resets, 1);
+    w->suspect = false;
+    w->low = 0;
+    w->cursor = to;
+    w->need_read = true;
+    return true;
+}
+
+static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from, int64_t *last)
+{
+    size_t resets = 0;
 
     for (struct lp_wait *w = r->waiters; w; w = w->next) {
         if (!w->need_read)
@@ -378,18 +419,15 @@ static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
         size_t i = first_after(res, rows, w->cursor);
         if (i < (size_t)rows) {
             w->need_read = false;
+            w->suspect = false; /* the table goes on past its cursor */
+            w->low = 0;
         } else if (rows < CHAT_CATCHUP_PAGE) {
             w->need_read = false; /* nothing past its cursor */
-            /* a message at or below the cursor and nothing past it: the
-             * room may have gone back in time. Answered now, the poller
-             * polls again at once and the poll's own read checks its
-             * cursor against the room (lp_poll.c: reset). */
-            if (w->suspect) {
-                ops->mark_ready(w->poll);
-                back = true;
+            if (w->suspect && verify(r, w, last)) {
+                resets++;
+                continue;
             }
         }
-        w->suspect = false;
         for (; i < (size_t)rows; i++) {
             if (!append_event(w->poll, PQgetvalue(res, (int)i, 1),
                               (size_t)PQgetlength(res, (int)i, 1)))
@@ -398,19 +436,22 @@ static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
             chat_metric_inc(CHAT_M_MESSAGES_OUT);
         }
     }
-    if (back) {
-        /* vouch for nothing in this room (lp_seqcache.c), so that the
-         * re-poll reads the table, until a read establishes it again */
+    if (resets > 0) {
+        log_warn("room %s: the database went back in time (it ends at %" PRId64
+                 "): %zu parked polls and streams reset",
+                 r->name, *last, resets);
+        /* vouch for nothing in this room (lp_seqcache.c): new polls read
+         * the table (and are reset there) until a read establishes it again */
         r->known = 0;
         r->est_gen = 0;
         lp_seqcache_put(r->name, INT64_MAX, atomic_load(&lp_listen_gen));
         return;
     }
-    int64_t last = rows > 0 ? strtoll(PQgetvalue(res, rows - 1, 0), NULL, 10) : from;
-    if (last > r->known)
-        r->known = last;
+    int64_t end = rows > 0 ? strtoll(PQgetvalue(res, rows - 1, 0), NULL, 10) : from;
+    if (end > r->known)
+        r->known = end;
     if (rows < CHAT_CATCHUP_PAGE)
-        establish(r, last); /* the table ends at last: anything later is heard */
+        establish(r, end); /* the table ends at end: anything later is heard */
     else
         publish(r);
 }
@@ -419,6 +460,8 @@ static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
  * when some cursors are more than CHAT_CATCHUP_PAGE apart). */
 static void serve_reads(struct lp_room *r)
 {
+    int64_t last = -1; /* the room's last_seq, once asked */
+
     for (int iter = 0; iter < 4; iter++) {
         int64_t min = INT64_MAX;
         for (struct lp_wait *w = r->waiters; w; w = w->next)
@@ -429,7 +472,7 @@ static void serve_reads(struct lp_room *r)
         PGresult *res = ops->read(r->name, min);
         if (res == NULL)
             return; /* database away: the reconnect checks every room */
-        serve_rows(r, res, PQntuples(res), min);
+        serve_rows(r, res, PQntuples(res), min, &last);
         PQclear(res);
     }
 }
