@@ -369,7 +369,7 @@ char *lp_poll_members(PGconn **db, struct lp_poll_ctx *c);
 /* --max-parked: polls and streams one process holds */
 int lp_poll_max_parked(void);
 int lp_poll_workers(void); /* --workers */
-/* Every cursor at what the listener vouches for (lp_seqcache.c). */
+/* Every cursor at or past what the listener vouches for (lp_seqcache.c). */
 bool lp_poll_covered(const struct lp_poll_ctx *c, unsigned gen);
 
 /* ---- Server-Sent Events (lp_sse.c: the acceptor's side; lp_stream.c: a

@@ -38,11 +38,13 @@ struct lp_room {
     struct lp_room *hnext;
     struct lp_room *dirty_next;
     bool dirty, force_read;
+    bool reconnected; /* this round: every waiter's cursor is suspect */
     char name[CHAT_ROOM_KEY_MAX + 1];
     int64_t known; /* highest seq heard of */
     int64_t est;   /* threshold vouched for under est_gen (lp_seqcache.c) */
     unsigned est_gen;
-    int64_t touched; /* last news or waiter, ms */
+    int64_t reset_from; /* the highest cursor a reset moved back (0: none) */
+    int64_t touched;    /* last news or waiter, ms */
     struct lp_wait *waiters;
     size_t nwaiters;
     struct chat_sbuf bytes;
@@ -138,9 +140,13 @@ static struct lp_room *find(const char *name, size_t len, bool create)
 static void publish(struct lp_room *r)
 {
     unsigned gen = atomic_load(&lp_listen_gen);
+    int64_t p = r->est > r->known ? r->est : r->known;
 
+    /* below the height a reset came from, a client's cursor may be from
+     * before the reset: vouch for nothing, so that a poll or stream that
+     * comes with one reads the table (and is reset there: lp_poll.c) */
     if (r->est_gen == gen && gen != 0)
-        lp_seqcache_put(r->name, r->est > r->known ? r->est : r->known, gen);
+        lp_seqcache_put(r->name, p < r->reset_from ? INT64_MAX : p, gen);
 }
 
 /* e: a seq such that every message past it is heard in this generation.
@@ -202,8 +208,7 @@ void lp_rooms_check_all(void)
         for (struct lp_room *r = buckets[b]; r; r = r->hnext) {
             if (r->nwaiters == 0)
                 continue;
-            for (struct lp_wait *w = r->waiters; w; w = w->next)
-                w->suspect = true; /* a standby that lacked the newest messages? */
+            r->reconnected = true; /* a standby that lacked the newest messages? */
             r->force_read = true;
             mark_dirty(r);
         }
@@ -332,8 +337,7 @@ static bool serve_verbatim(struct lp_room *r)
 
     for (struct lp_wait *w = r->waiters; w; w = w->next) {
         struct chat_cursor c = chat_cursor_at(w->cursor, 0);
-        c.suspect = w->suspect;
-        c.low = w->low;
+        c.suspect = r->reconnected;
         enum chat_step st = r->force_read ? CHAT_STEP_CATCHUP : CHAT_STEP_DROP;
         bool full = false;
 
@@ -388,7 +392,7 @@ static bool verify(struct lp_room *r, struct lp_wait *w, int64_t *last)
     size_t len;
 
     if (*last < 0 && (*last = ops->last_seq(r->name)) < 0)
-        return false; /* database away: the reconnect reads again, still suspect */
+        return false; /* database away: the reconnect reads and verifies again */
     c.suspect = true;
     c.low = w->low;
     if (chat_cursor_verified(&c, *last, &to) != CHAT_STEP_RESET) {
@@ -400,8 +404,10 @@ static bool verify(struct lp_room *r, struct lp_wait *w, int64_t *last)
     bool told = ev && append_event(w->poll, ev, len);
     free(ev);
     if (!told)
-        return false; /* its answer is full: still suspect, told at its next read */
+        return false; /* its answer is full (LP_RESPONSE_SOFT_MAX): told next time */
     atomic_fetch_add(&lp_resets, 1);
+    if (w->cursor > r->reset_from)
+        r->reset_from = w->cursor;
     w->suspect = false;
     w->low = 0;
     w->cursor = to;
@@ -499,6 +505,7 @@ static void wake_room(struct lp_room *r)
     r->nitems = 0;
     r->bytes.len = 0;
     r->force_read = false;
+    r->reconnected = false;
 }
 
 void lp_rooms_wake(void)

@@ -22,8 +22,8 @@ struct lp_wait { /* one room of one parked poll */
     struct lp_wait *prev, *next;
     int64_t cursor;
     bool need_read;
-    bool suspect; /* heard a message at or below its cursor, or a reconnect (chat_cursor.h);
-                   * kept until the table or the room's last_seq answers it */
+    bool suspect; /* this round: heard a message at or below its cursor, or a
+                   * reconnect (chat_cursor.h) */
     int64_t low;  /* the lowest such message's seq (0: none) */
     char name[CHAT_ROOM_KEY_MAX + 1];
 };

@@ -2,11 +2,10 @@
  * For a room it publishes P under a LISTEN generation g: every message of
  * the room past P that exists or will exist is (or will be) heard on g's
  * connection, and nothing past P was heard yet. A poll whose cursor is at
- * P, while g is still the generation, can park without reading the
- * table: the listener wakes it if anything comes. A cursor past P is read
- * (the database may have gone back in time under it: lp_poll.c, reset).
- * A re-poll after a presence or typing event (the common case) thus costs
- * no database round trip. Direct-mapped and lossy: a miss only means "read the table". */
+ * or past P, while g is still the generation, can park without reading
+ * the table: the listener wakes it if anything comes. A re-poll after a
+ * presence or typing event (the common case) thus costs no database
+ * round trip. Direct-mapped and lossy: a miss only means "read the table". */
 #define _GNU_SOURCE
 #include "lp.h"
 
@@ -62,7 +61,7 @@ bool lp_seqcache_covers(const char *room, int64_t cursor, unsigned gen)
     pthread_once(&once, init);
     pthread_mutex_lock(&stripes[i % STRIPES]);
     ok =
-        slots[i].gen == gen && gen != 0 && strcmp(slots[i].room, room) == 0 && cursor == slots[i].p;
+        slots[i].gen == gen && gen != 0 && strcmp(slots[i].room, room) == 0 && cursor >= slots[i].p;
     pthread_mutex_unlock(&stripes[i % STRIPES]);
     return ok;
 }
