@@ -445,6 +445,26 @@ static PGresult *read_after(const char *room, int64_t after)
     return NULL;
 }
 
+/* The room's last_seq (lp_rooms.c asks when a cursor is suspect); -1 when
+ * the database cannot say now. */
+static int64_t read_last_seq(const char *room)
+{
+    const char *vals[1] = {room};
+    int64_t last = -1;
+
+    if (db == NULL)
+        return -1;
+    PGresult *res = lp_db_exec(db, CHAT_SQL_ROOM_SEQ, 1, vals);
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+        last = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    else
+        log_warn("listener: reading the last seq of room %s: %s", room, lp_pgerr(res, db));
+    PQclear(res);
+    if (last < 0 && PQstatus(db) != CONNECTION_OK)
+        db_drop("connection broken during a read");
+    return last;
+}
+
 /* Ends the parked polls a ban (kicked NULL) or a kick names: 403 banned,
  * or events: [] for a kick. Ready polls are being answered this round. */
 static void sweep(const char *kicked)
@@ -587,7 +607,8 @@ int lp_listener_start(void)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &tag_wake};
 
-    static const struct lp_rooms_ops ops = {.mark_ready = mark_ready, .read = read_after};
+    static const struct lp_rooms_ops ops = {
+        .mark_ready = mark_ready, .read = read_after, .last_seq = read_last_seq};
 
     if (lp_rooms_init(&ops) < 0)
         return -1;

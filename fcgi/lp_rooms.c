@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "lp_rooms.h"
 
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,11 +38,13 @@ struct lp_room {
     struct lp_room *hnext;
     struct lp_room *dirty_next;
     bool dirty, force_read;
+    bool reconnected; /* this round: every waiter's cursor is suspect */
     char name[CHAT_ROOM_KEY_MAX + 1];
     int64_t known; /* highest seq heard of */
     int64_t est;   /* threshold vouched for under est_gen (lp_seqcache.c) */
     unsigned est_gen;
-    int64_t touched; /* last news or waiter, ms */
+    int64_t reset_from; /* the highest cursor a reset moved back (0: none) */
+    int64_t touched;    /* last news or waiter, ms */
     struct lp_wait *waiters;
     size_t nwaiters;
     struct chat_sbuf bytes;
@@ -137,9 +140,13 @@ static struct lp_room *find(const char *name, size_t len, bool create)
 static void publish(struct lp_room *r)
 {
     unsigned gen = atomic_load(&lp_listen_gen);
+    int64_t p = r->est > r->known ? r->est : r->known;
 
+    /* below the height a reset came from, a client's cursor may be from
+     * before the reset: vouch for nothing, so that a poll or stream that
+     * comes with one reads the table (and is reset there: lp_poll.c) */
     if (r->est_gen == gen && gen != 0)
-        lp_seqcache_put(r->name, r->est > r->known ? r->est : r->known, gen);
+        lp_seqcache_put(r->name, p < r->reset_from ? INT64_MAX : p, gen);
 }
 
 /* e: a seq such that every message past it is heard in this generation.
@@ -201,6 +208,7 @@ void lp_rooms_check_all(void)
         for (struct lp_room *r = buckets[b]; r; r = r->hnext) {
             if (r->nwaiters == 0)
                 continue;
+            r->reconnected = true; /* a standby that lacked the newest messages? */
             r->force_read = true;
             mark_dirty(r);
         }
@@ -329,6 +337,7 @@ static bool serve_verbatim(struct lp_room *r)
 
     for (struct lp_wait *w = r->waiters; w; w = w->next) {
         struct chat_cursor c = chat_cursor_at(w->cursor, 0);
+        c.suspect = r->reconnected;
         enum chat_step st = r->force_read ? CHAT_STEP_CATCHUP : CHAT_STEP_DROP;
         bool full = false;
 
@@ -350,6 +359,7 @@ static bool serve_verbatim(struct lp_room *r)
             st = chat_cursor_heard(&c, false, r->known);
         w->need_read = st == CHAT_STEP_CATCHUP && !full;
         w->suspect = c.suspect;
+        w->low = c.low;
         reads |= w->need_read;
     }
     return reads;
@@ -368,9 +378,46 @@ static size_t first_after(PGresult *res, int rows, int64_t cursor)
     return lo;
 }
 
-static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
+/* w heard a message at or below its cursor (or lived through a reconnect)
+ * and the table has nothing past it: the room's last_seq (read once per
+ * round, *last) tells a duplicate from a room that went back in time
+ * (chat_cursor.h VERIFY). Back in time, w is told
+ * {"op":"reset","room":R,"seq":N}, N chosen as chat-ws chooses it, and
+ * reads on from N in this round: a stream is never polled again, so it
+ * cannot wait for its poller to find out. true when w was reset. */
+static bool verify(struct lp_room *r, struct lp_wait *w, int64_t *last)
 {
-    bool back = false;
+    struct chat_cursor c = chat_cursor_at(w->cursor, 0);
+    int64_t to;
+    size_t len;
+
+    if (*last < 0 && (*last = ops->last_seq(r->name)) < 0)
+        return false; /* database away: the reconnect reads and verifies again */
+    c.suspect = true;
+    c.low = w->low;
+    if (chat_cursor_verified(&c, *last, &to) != CHAT_STEP_RESET) {
+        w->suspect = false; /* a plain duplicate */
+        w->low = 0;
+        return false;
+    }
+    char *ev = chat_encode_reset(r->name, to, &len);
+    bool told = ev && append_event(w->poll, ev, len);
+    free(ev);
+    if (!told)
+        return false; /* its answer is full (LP_RESPONSE_SOFT_MAX): told next time */
+    atomic_fetch_add(&lp_resets, 1);
+    if (w->cursor > r->reset_from)
+        r->reset_from = w->cursor;
+    w->suspect = false;
+    w->low = 0;
+    w->cursor = to;
+    w->need_read = true;
+    return true;
+}
+
+static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from, int64_t *last)
+{
+    size_t resets = 0;
 
     for (struct lp_wait *w = r->waiters; w; w = w->next) {
         if (!w->need_read)
@@ -378,18 +425,15 @@ static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
         size_t i = first_after(res, rows, w->cursor);
         if (i < (size_t)rows) {
             w->need_read = false;
+            w->suspect = false; /* the table goes on past its cursor */
+            w->low = 0;
         } else if (rows < CHAT_CATCHUP_PAGE) {
             w->need_read = false; /* nothing past its cursor */
-            /* a message at or below the cursor and nothing past it: the
-             * room may have gone back in time. Answered now, the poller
-             * polls again at once and the poll's own read checks its
-             * cursor against the room (lp_poll.c: reset). */
-            if (w->suspect) {
-                ops->mark_ready(w->poll);
-                back = true;
+            if (w->suspect && verify(r, w, last)) {
+                resets++;
+                continue;
             }
         }
-        w->suspect = false;
         for (; i < (size_t)rows; i++) {
             if (!append_event(w->poll, PQgetvalue(res, (int)i, 1),
                               (size_t)PQgetlength(res, (int)i, 1)))
@@ -398,19 +442,22 @@ static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
             chat_metric_inc(CHAT_M_MESSAGES_OUT);
         }
     }
-    if (back) {
-        /* vouch for nothing in this room (lp_seqcache.c), so that the
-         * re-poll reads the table, until a read establishes it again */
+    if (resets > 0) {
+        log_warn("room %s: the database went back in time (it ends at %" PRId64
+                 "): %zu parked polls and streams reset",
+                 r->name, *last, resets);
+        /* vouch for nothing in this room (lp_seqcache.c): new polls read
+         * the table (and are reset there) until a read establishes it again */
         r->known = 0;
         r->est_gen = 0;
         lp_seqcache_put(r->name, INT64_MAX, atomic_load(&lp_listen_gen));
         return;
     }
-    int64_t last = rows > 0 ? strtoll(PQgetvalue(res, rows - 1, 0), NULL, 10) : from;
-    if (last > r->known)
-        r->known = last;
+    int64_t end = rows > 0 ? strtoll(PQgetvalue(res, rows - 1, 0), NULL, 10) : from;
+    if (end > r->known)
+        r->known = end;
     if (rows < CHAT_CATCHUP_PAGE)
-        establish(r, last); /* the table ends at last: anything later is heard */
+        establish(r, end); /* the table ends at end: anything later is heard */
     else
         publish(r);
 }
@@ -419,6 +466,8 @@ static void serve_rows(struct lp_room *r, PGresult *res, int rows, int64_t from)
  * when some cursors are more than CHAT_CATCHUP_PAGE apart). */
 static void serve_reads(struct lp_room *r)
 {
+    int64_t last = -1; /* the room's last_seq, once asked */
+
     for (int iter = 0; iter < 4; iter++) {
         int64_t min = INT64_MAX;
         for (struct lp_wait *w = r->waiters; w; w = w->next)
@@ -429,7 +478,7 @@ static void serve_reads(struct lp_room *r)
         PGresult *res = ops->read(r->name, min);
         if (res == NULL)
             return; /* database away: the reconnect checks every room */
-        serve_rows(r, res, PQntuples(res), min);
+        serve_rows(r, res, PQntuples(res), min, &last);
         PQclear(res);
     }
 }
@@ -456,6 +505,7 @@ static void wake_room(struct lp_room *r)
     r->nitems = 0;
     r->bytes.len = 0;
     r->force_read = false;
+    r->reconnected = false;
 }
 
 void lp_rooms_wake(void)

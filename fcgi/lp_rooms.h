@@ -22,7 +22,9 @@ struct lp_wait { /* one room of one parked poll */
     struct lp_wait *prev, *next;
     int64_t cursor;
     bool need_read;
-    bool suspect; /* heard a message at or below its cursor (chat_cursor.h) */
+    bool suspect; /* this round: heard a message at or below its cursor, or a
+                   * reconnect (chat_cursor.h) */
+    int64_t low;  /* the lowest such message's seq (0: none) */
     char name[CHAT_ROOM_KEY_MAX + 1];
 };
 
@@ -48,6 +50,7 @@ struct lp_poll {
 struct lp_rooms_ops {
     void (*mark_ready)(struct lp_poll *p);              /* has its answer: answer it this round */
     PGresult *(*read)(const char *room, int64_t after); /* CHAT_SQL_CATCHUP; NULL: not now */
+    int64_t (*last_seq)(const char *room);              /* CHAT_SQL_ROOM_SEQ; -1: not now */
 };
 int lp_rooms_init(const struct lp_rooms_ops *ops);
 void lp_rooms_free(void);
@@ -64,7 +67,8 @@ void lp_rooms_unlink(struct lp_wait *w); /* no-op when not linked */
 void lp_rooms_news(const char *payload, size_t len);
 /* Applies the round's news: polls with something to say are marked ready. */
 void lp_rooms_wake(void);
-/* After a reconnect: read the table for every room with waiters. */
+/* After a reconnect: read the table for every room with waiters, each
+ * cursor suspect (the database may have gone back in time meanwhile). */
 void lp_rooms_check_all(void);
 /* Forgets idle rooms without waiters (every ~10 s). */
 void lp_rooms_sweep(int64_t now);

@@ -8,6 +8,7 @@
 #include "lp.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,13 +80,42 @@ int lp_stream_cursor(const struct lp_stream *s, struct chat_sbuf *out)
     return bad ? -1 : 0;
 }
 
+/* The room (index into s->at) and seq of a {"op":"reset",...} line
+ * (chat_encode_reset: a room went back in time), else -1. */
+static int reset_of(const struct lp_stream *s, const char *line, size_t len, int64_t *seq)
+{
+    static const char op[] = "{\"op\":\"reset\"";
+    int k = -1;
+
+    if (len < sizeof(op) - 1 || memcmp(line, op, sizeof(op) - 1) != 0)
+        return -1;
+    json_t *ev = json_loadb(line, len, 0, NULL);
+    const char *room = json_string_value(json_object_get(ev, "room"));
+    json_t *n = json_object_get(ev, "seq");
+    for (size_t i = 0; room && json_is_integer(n) && i < s->n && k < 0; i++)
+        if (strcmp(chat_room_local(s->at[i].room), room) == 0)
+            k = (int)i;
+    if (k >= 0)
+        *seq = json_integer_value(n);
+    json_decref(ev);
+    return k;
+}
+
+static int add_id(const struct lp_stream *s, struct chat_sbuf *out)
+{
+    return chat_sbuf_add(out, "id: ", 4) | lp_stream_cursor(s, out) | chat_sbuf_add(out, "\n", 1);
+}
+
 /* One event: "id: ...\n" when it moves a cursor, then "data: line\n\n".
+ * A reset moves the room's cursor back to its seq (the messages that
+ * follow it start there, each once).
  * The lines are JSON rendered by PostgreSQL or a daemon: no raw newline can
  * be in them, and a CR would end an SSE line too, so none is passed on. */
 static int add_line(struct lp_stream *s, struct chat_sbuf *out, const char *line, size_t len)
 {
     struct chat_line l;
-    int bad = 0;
+    int64_t seq;
+    int bad = 0, k;
 
     if (len == 0 || memchr(line, '\r', len) != NULL)
         return 0;
@@ -97,9 +127,10 @@ static int add_line(struct lp_stream *s, struct chat_sbuf *out, const char *line
         if (i == s->n || l.seq <= s->at[i].seq)
             return 0; /* not ours, or sent already: exactly once */
         s->at[i].seq = l.seq;
-        bad |= chat_sbuf_add(out, "id: ", 4);
-        bad |= lp_stream_cursor(s, out);
-        bad |= chat_sbuf_add(out, "\n", 1);
+        bad |= add_id(s, out);
+    } else if ((k = reset_of(s, line, len, &seq)) >= 0) {
+        s->at[k].seq = seq;
+        bad |= add_id(s, out);
     }
     bad |= chat_sbuf_add(out, "data: ", 6);
     bad |= chat_sbuf_add(out, line, len);

@@ -5,10 +5,12 @@
 // asynchronous standby that lacked the newest messages would look. The
 // next messages reuse seqs the clients have already seen. Every client must
 // end up showing exactly what the table holds, in order, each once: the
-// live WebSocket member and the parked long-poll member get a `reset` and
-// the new messages (not dropped as duplicates), and a WebSocket and a
-// long-poll client that resume with a cursor past the room see the reset
-// too. Each client's screen is modelled as the page keeps it: a message
+// live WebSocket member, the parked long-poll member and the open event
+// stream (GET events: it never polls again, the listener must tell it) get
+// a `reset` and the new messages (not dropped as duplicates), and a
+// WebSocket, a long-poll and an event-stream client that resume with a
+// cursor past the room see the reset too; an event stream's `id:` follows
+// the reset, so that a reconnect resumes from where it really is. Each client's screen is modelled as the page keeps it: a message
 // appends (one at or below the last shown is a duplicate: a failure), a
 // reset drops what is shown past its seq.
 import { test } from 'node:test';
@@ -20,6 +22,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client, PG_SOCK, pgClient, uniqueRoom, withTimeout } from './lib.mjs';
 import { Poller, pollOnce, send } from './lp_lib.mjs';
+import { openStream } from './sse_lib.mjs';
 
 const run = promisify(execFile);
 const PGBIN = readdirSync('/usr/lib/postgresql').sort((a, b) => Number(a) - Number(b))
@@ -91,6 +94,7 @@ async function wsMember(room, since) {
 }
 
 const screenOf = (c, room) => new Screen(room).of(c.events);
+const sseScreen = (s, room) => new Screen(room).of(s.events.map((e) => e.data).filter(Boolean));
 const texts = (s) => s.shown.map((m) => m.text);
 
 test('a restored older database: live and resuming clients get a reset and show exactly the table, once each', async () => {
@@ -99,6 +103,8 @@ test('a restored older database: live and resuming clients get a reset and show 
   try {
     const rx = await wsMember(room, 0);
     const lp = new Poller([room], { name: 'lena', since: 0, timeout: 30 }).start();
+    const sse = await openStream(new URLSearchParams({ rooms: `${room}:0`, name: 'sara' }).toString());
+    assert.equal(sse.status, 200, sse.text);
     const tx = await Client.connect('name=sam');
     await tx.op('hello');
 
@@ -107,6 +113,8 @@ test('a restored older database: live and resuming clients get a reset and show 
     for (const t of ['b4', 'b5']) await wsSend(tx, room, t, t);
     await waitFor(rx, () => texts(screenOf(rx, room)).length === 5, 10000, 'five by WebSocket');
     await lp.waitFor((p) => p.msgs.get(room).length === 5, 10000, 'five by long-poll');
+    await sse.waitFor(() => texts(sseScreen(sse, room)).length === 5, 10000, 'five by event stream');
+    assert.equal(sse.lastEventId, `${room}:5`);
     // a WebSocket and a long-poll client that saw 1..5 and went away
     const resumeWs = await wsMember(room, 0);
     await waitFor(resumeWs, () => texts(screenOf(resumeWs, room)).length === 5, 10000, 'five');
@@ -122,6 +130,7 @@ test('a restored older database: live and resuming clients get a reset and show 
     assert.equal(ack.seq, 4);
     await waitFor(rx, () => texts(screenOf(rx, room)).at(-1) === 'c4', 15000, 'c4 by WebSocket');
     await lp.waitFor((p) => texts(new Screen(room).of(p.events)).at(-1) === 'c4', 15000, 'c4 by long-poll');
+    await sse.waitFor(() => texts(sseScreen(sse, room)).at(-1) === 'c4', 15000, 'c4 by event stream');
 
     // clients resuming with a cursor past the room (5 > 4)
     const back = await wsMember(room, 5);
@@ -135,6 +144,10 @@ test('a restored older database: live and resuming clients get a reset and show 
     const [cur] = lpBack.json.cursor.split(',').map((p) => Number(p.split(':')[1]));
     const lpNext = await pollOnce(new URLSearchParams({ rooms: `${room}:${cur}`, name: 'lou', timeout: '0' }).toString());
     lpBackScreen.of(lpNext.json.events);
+    // a browser's EventSource reconnecting with the id it saw last (5)
+    const sseBack = await openStream(new URLSearchParams({ rooms: room, name: 'sid' }).toString(),
+      { lastEventId: `${room}:5` });
+    assert.equal(sseBack.status, 200, sseBack.text);
 
     for (const t of ['c5', 'c6']) await wsSend(tx, room, t, t);
     const want = await table(room);
@@ -144,21 +157,36 @@ test('a restored older database: live and resuming clients get a reset and show 
       'live long-poll': () => new Screen(room).of(lp.events),
       // it shows what it had (1..5 of the first connection), then what the new one brings
       'resuming WebSocket': () => new Screen(room).of([...resumeWs.events, ...back.events]),
+      'live event stream': () => sseScreen(sse, room),
+      // it showed 1..5 (a1..b5, as the live stream got them) before it reconnected
+      'resuming event stream': () => new Screen(room).of([
+        ...sse.events.map((e) => e.data).filter((d) => d?.op === 'msg').slice(0, 5),
+        ...sseBack.events.map((e) => e.data).filter(Boolean)]),
     };
     await waitFor(rx, () => texts(screens['live WebSocket']()).at(-1) === 'c6', 15000, 'c6 by WebSocket');
     await waitFor(back, () => texts(screenOf(back, room)).at(-1) === 'c6', 15000, 'c6 by the resumed WebSocket');
     await lp.waitFor(() => texts(screens['live long-poll']()).at(-1) === 'c6', 15000, 'c6 by long-poll');
+    await sse.waitFor(() => texts(screens['live event stream']()).at(-1) === 'c6', 15000, 'c6 by event stream');
+    await sseBack.waitFor(() => texts(screens['resuming event stream']()).at(-1) === 'c6', 15000,
+      'c6 by the resumed event stream');
     for (const [who, screen] of Object.entries(screens)) {
       const s = screen();
       assert.deepEqual(s.errors, [], who);
       assert.ok(s.resets.length >= 1, `${who} got a reset`);
       assert.deepEqual(s.shown, want, `${who} shows the table, each message once`);
     }
+    // each event stream's cursor (what a reconnect sends as Last-Event-ID)
+    // went back with its reset and is at the end of the table now
+    for (const s of [sse, sseBack]) {
+      const reset = s.events.find((e) => e.data?.op === 'reset');
+      assert.equal(reset.id, `${room}:${reset.data.seq}`, 'the reset moves the stream\'s id');
+      assert.equal(s.lastEventId, `${room}:6`);
+    }
     // the resuming long-poll client, up to c4 (it polled before c5)
     assert.deepEqual(lpBackScreen.errors, []);
     assert.deepEqual(lpBackScreen.shown, want.slice(0, 4), 'the resuming long-poll client');
     await lp.stop();
-    for (const c of [rx, tx, back]) c.close();
+    for (const c of [rx, tx, back, sse, sseBack]) c.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
